@@ -1,0 +1,74 @@
+//! The HTTP/JSON API shared pieces: errors, JSON extraction, the combined status route.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+/// An API error: a status code and a JSON body `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, code: "bad_request", message: message.into() }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: message.into() }
+    }
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "unprocessable", message: message.into() }
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::CONFLICT, code: "conflict", message: message.into() }
+    }
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_GATEWAY, code: "bad_gateway", message: message.into() }
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: message.into() }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorInner<'a>,
+}
+#[derive(Serialize)]
+struct ErrorInner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: ErrorInner { code: self.code, message: &self.message } };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE { "unsupported_media_type" } else { "bad_request" };
+        ApiError { status, code, message: r.body_text() }
+    }
+}
+
+/// Result type of handlers.
+pub type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Unwraps a JSON body or turns the rejection into a JSON error.
+pub fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(ApiError::from)
+}
+
+/// Fallback for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see docs/API.md")
+}

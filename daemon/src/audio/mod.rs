@@ -1,0 +1,10 @@
+//! Audio sources for the controller: decoding (symphonia), channel remixing and resampling
+//! (rubato) into the zone's stream format.
+
+pub mod decode;
+pub mod remix;
+pub mod resample;
+pub mod source;
+
+pub use decode::AudioError;
+pub use source::Source;

@@ -1,0 +1,141 @@
+//! A playable item: decoder + remixer + resampler, producing frames in the zone's format.
+
+use super::decode::FileDecoder;
+use super::remix::Remixer;
+use super::resample::StreamResampler;
+use super::AudioError;
+use std::path::{Path, PathBuf};
+
+/// An open file producing interleaved f32 frames at the zone's rate and channel count.
+pub struct Source {
+    path: PathBuf,
+    decoder: FileDecoder,
+    remix: Remixer,
+    resampler: Option<StreamResampler>,
+    rate: u32,
+    channels: usize,
+    ready: Vec<f32>,
+    ready_pos: usize,
+    scratch: Vec<f32>,
+    mixed: Vec<f32>,
+    ended: bool,
+    /// Zone frames handed out so far (position).
+    position: u64,
+}
+
+impl Source {
+    /// Opens `path` for a zone of `rate` Hz and `channels` channels.
+    pub fn open(path: &Path, rate: u32, channels: usize) -> Result<Source, AudioError> {
+        let decoder = FileDecoder::open(path)?;
+        let mut s = Source {
+            path: path.into(),
+            remix: Remixer::new(decoder.channels.max(1), channels, decoder.layout),
+            resampler: None,
+            decoder,
+            rate,
+            channels,
+            ready: Vec::new(),
+            ready_pos: 0,
+            scratch: Vec::new(),
+            mixed: Vec::new(),
+            ended: false,
+            position: 0,
+        };
+        s.reset_resampler()?;
+        Ok(s)
+    }
+
+    fn reset_resampler(&mut self) -> Result<(), AudioError> {
+        self.resampler = if self.decoder.rate != self.rate {
+            Some(StreamResampler::new(self.decoder.rate, self.rate, self.channels)?)
+        } else {
+            None
+        };
+        Ok(())
+    }
+
+    /// The file this source plays.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Title tag or file name.
+    pub fn title(&self) -> String {
+        self.decoder.title().map(str::to_string).unwrap_or_else(|| {
+            self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        })
+    }
+    /// Duration in seconds, when the container announces it.
+    pub fn duration_s(&self) -> Option<f64> {
+        self.decoder.n_frames.map(|n| n as f64 / self.decoder.rate as f64)
+    }
+    /// Position in seconds.
+    pub fn position_s(&self) -> f64 {
+        self.position as f64 / self.rate as f64
+    }
+    /// Source sample rate and channel count.
+    pub fn source_format(&self) -> (u32, usize) {
+        (self.decoder.rate, self.decoder.channels)
+    }
+
+    /// Appends up to `frames` frames to `out`; returns how many. Fewer than asked means the
+    /// end of the file was reached. A decode error mid-file ends the item with that error
+    /// (frames already returned stay valid).
+    pub fn read(&mut self, frames: usize, out: &mut Vec<f32>) -> Result<usize, AudioError> {
+        let want = frames * self.channels;
+        let mut got = 0;
+        while got < want {
+            if self.ready_pos < self.ready.len() {
+                let n = (want - got).min(self.ready.len() - self.ready_pos);
+                out.extend_from_slice(&self.ready[self.ready_pos..self.ready_pos + n]);
+                self.ready_pos += n;
+                got += n;
+                continue;
+            }
+            if self.ended {
+                break;
+            }
+            self.refill()?;
+        }
+        let f = got / self.channels;
+        self.position += f as u64;
+        Ok(f)
+    }
+
+    fn refill(&mut self) -> Result<(), AudioError> {
+        self.ready.clear();
+        self.ready_pos = 0;
+        self.scratch.clear();
+        let n = match self.decoder.next_chunk(&mut self.scratch) {
+            Ok(n) => n,
+            Err(e) => {
+                self.ended = true;
+                return Err(e);
+            }
+        };
+        self.mixed.clear();
+        if n == 0 {
+            self.ended = true;
+            if let Some(r) = &mut self.resampler {
+                r.finish(&mut self.ready)?;
+            }
+            return Ok(());
+        }
+        self.remix.process(&self.scratch, &mut self.mixed);
+        match &mut self.resampler {
+            Some(r) => r.push(&self.mixed, &mut self.ready)?,
+            None => std::mem::swap(&mut self.ready, &mut self.mixed),
+        }
+        Ok(())
+    }
+
+    /// Seeks to `seconds`.
+    pub fn seek(&mut self, seconds: f64) -> Result<(), AudioError> {
+        self.decoder.seek(seconds)?;
+        self.ready.clear();
+        self.ready_pos = 0;
+        self.ended = false;
+        self.reset_resampler()?;
+        self.position = (seconds.max(0.0) * self.rate as f64) as u64;
+        Ok(())
+    }
+}

@@ -1,0 +1,399 @@
+//! Configuration: `/etc/chorus/chorus.toml`, kebab-case keys, unknown keys rejected, defaults
+//! that work on one box. [`load`] parses and then [`Config::validate`] reports every problem with
+//! the key it concerns.
+
+use crate::wire::SampleFormat;
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Default config path.
+pub const DEFAULT_PATH: &str = "/etc/chorus/chorus.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Config {
+    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides).
+    pub log_level: String,
+    pub api: ApiConfig,
+    pub zone: ZoneConfig,
+    pub controller: ControllerConfig,
+    pub speaker: SpeakerConfig,
+    pub testing: TestingConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address and port the HTTP API listens on.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ZoneConfig {
+    pub name: String,
+    /// IPv4 multicast group of the zone's audio stream.
+    pub group: String,
+    /// UDP port of the audio stream.
+    pub port: u16,
+    /// IPv4 address of the interface to send and receive multicast on (0.0.0.0: the default
+    /// route's interface).
+    pub interface: String,
+    /// Multicast TTL (1 keeps the stream on the local network).
+    pub ttl: u32,
+    /// Deliver multicast to receivers on the sending host too (needed when a box is both
+    /// controller and speaker).
+    pub loopback: bool,
+    /// Stream sample rate, Hz.
+    pub rate: u32,
+    pub channels: u8,
+    pub sample_format: SampleFormat,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    pub enabled: bool,
+    /// UDP port of the clock-sync and heartbeat service.
+    pub sync_port: u16,
+    /// Time from sending a frame to hearing it: the speakers' buffer, ms.
+    pub latency_ms: u32,
+    /// Fade applied on pause, seek and skip, ms (no clicks).
+    pub fade_ms: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    Alsa,
+    File,
+    Sim,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct SpeakerConfig {
+    pub enabled: bool,
+    /// Name shown by the controller and used by `chorusctl volume NAME`.
+    pub name: String,
+    /// Controller sync address (host:port). Empty: the source address of the audio stream with
+    /// the zone's sync port.
+    pub controller: String,
+    /// Sync port of the controller when `controller` is empty.
+    pub controller_sync_port: u16,
+    pub output: OutputKind,
+    /// ALSA device name (output = "alsa").
+    pub device: String,
+    /// WAV file written (output = "file" or "sim").
+    pub path: String,
+    /// Period and buffer sizes asked of the device, frames.
+    pub period_frames: u32,
+    pub buffer_frames: u32,
+    /// Latency after the DAC (amplifier, DSP), ms; subtracted from the playout schedule.
+    pub extra_latency_ms: f64,
+    /// Initial volume 0..=100.
+    pub volume: u8,
+    /// `sim` only: DAC rate error, ppm.
+    pub dac_ppm: f64,
+    /// `sim` only: log of when frames are heard (common host clock), for measurement.
+    pub heard_log: String,
+}
+
+/// Knobs for tests and the benchmark rig only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TestingConfig {
+    /// Offset added to this process's clock, ms.
+    pub clock_offset_ms: f64,
+    /// Frequency error of this process's clock, ppm.
+    pub clock_ppm: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_level: "info".into(),
+            api: ApiConfig::default(),
+            zone: ZoneConfig::default(),
+            controller: ControllerConfig::default(),
+            speaker: SpeakerConfig::default(),
+            testing: TestingConfig::default(),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: "0.0.0.0:7780".into() }
+    }
+}
+
+impl Default for ZoneConfig {
+    fn default() -> Self {
+        ZoneConfig {
+            name: "home".into(),
+            group: "239.255.77.1".into(),
+            port: 7700,
+            interface: "0.0.0.0".into(),
+            ttl: 1,
+            loopback: true,
+            rate: 48_000,
+            channels: 2,
+            sample_format: SampleFormat::S16,
+        }
+    }
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            enabled: true,
+            sync_port: 7701,
+            latency_ms: 100,
+            fade_ms: 10,
+        }
+    }
+}
+
+impl Default for SpeakerConfig {
+    fn default() -> Self {
+        SpeakerConfig {
+            enabled: true,
+            name: "speaker".into(),
+            controller: String::new(),
+            controller_sync_port: 7701,
+            output: OutputKind::Alsa,
+            device: "default".into(),
+            path: String::new(),
+            period_frames: 480,
+            buffer_frames: 1920,
+            extra_latency_ms: 0.0,
+            volume: 100,
+            dac_ppm: 0.0,
+            heard_log: String::new(),
+        }
+    }
+}
+
+/// One problem in a config, with the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {key}: {message}")]
+    Parse { path: PathBuf, key: String, message: String },
+    #[error("config {path} is invalid:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let cfg = parse(&text).map_err(|(key, message)| ConfigError::Parse {
+        path: path.to_owned(),
+        key,
+        message,
+    })?;
+    let problems = cfg.validate();
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError::Invalid { path: path.to_owned(), problems })
+    }
+}
+
+/// Parses TOML text into a config; on error returns the key path and the problem.
+pub fn parse(text: &str) -> Result<Config, (String, String)> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { "(top level)".to_string() } else { key };
+        // toml's message carries a line/column excerpt; keep its first meaningful line.
+        let inner = e.into_inner().message().trim().to_string();
+        (key, inner)
+    })
+}
+
+fn problem(out: &mut Vec<Problem>, key: &str, message: impl Into<String>) {
+    out.push(Problem { key: key.into(), message: message.into() });
+}
+
+impl Config {
+    /// Every problem in the config (empty: valid).
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut p = Vec::new();
+        if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log_level.as_str()) {
+            problem(&mut p, "log-level", format!("unknown level {:?} (error, warn, info, debug, trace, off)", self.log_level));
+        }
+        if self.api.listen.parse::<SocketAddr>().is_err() {
+            problem(&mut p, "api.listen", format!("{:?} is not an address:port", self.api.listen));
+        }
+        let z = &self.zone;
+        match z.group.parse::<Ipv4Addr>() {
+            Ok(a) if a.is_multicast() => {}
+            Ok(_) => problem(&mut p, "zone.group", format!("{} is not a multicast address (224.0.0.0/4)", z.group)),
+            Err(_) => problem(&mut p, "zone.group", format!("{:?} is not an IPv4 address", z.group)),
+        }
+        if z.interface.parse::<Ipv4Addr>().is_err() {
+            problem(&mut p, "zone.interface", format!("{:?} is not an IPv4 interface address", z.interface));
+        }
+        if z.port == 0 {
+            problem(&mut p, "zone.port", "must not be 0");
+        }
+        if z.ttl == 0 || z.ttl > 255 {
+            problem(&mut p, "zone.ttl", "must be 1..=255");
+        }
+        if !(8_000..=384_000).contains(&z.rate) {
+            problem(&mut p, "zone.rate", format!("{} Hz is outside 8000..=384000", z.rate));
+        }
+        if !(1..=8).contains(&z.channels) {
+            problem(&mut p, "zone.channels", format!("{} is outside 1..=8", z.channels));
+        }
+        if z.name.is_empty() {
+            problem(&mut p, "zone.name", "must not be empty");
+        }
+        if !self.controller.enabled && !self.speaker.enabled {
+            problem(&mut p, "controller.enabled", "neither controller nor speaker is enabled: nothing to run");
+        }
+        let c = &self.controller;
+        if c.enabled {
+            if !(20..=5_000).contains(&c.latency_ms) {
+                problem(&mut p, "controller.latency-ms", format!("{} is outside 20..=5000", c.latency_ms));
+            }
+            if c.fade_ms > 200 {
+                problem(&mut p, "controller.fade-ms", "must be at most 200");
+            }
+            if c.sync_port == 0 {
+                problem(&mut p, "controller.sync-port", "must not be 0");
+            }
+        }
+        let s = &self.speaker;
+        if s.enabled {
+            if s.name.is_empty() || s.name.len() > 64 || s.name.contains('/') {
+                problem(&mut p, "speaker.name", "must be 1..=64 bytes without '/'");
+            }
+            if !s.controller.is_empty() && s.controller.parse::<SocketAddr>().is_err() {
+                problem(&mut p, "speaker.controller", format!("{:?} is not an address:port", s.controller));
+            }
+            if s.volume > 100 {
+                problem(&mut p, "speaker.volume", format!("{} is outside 0..=100", s.volume));
+            }
+            if !(32..=16_384).contains(&s.period_frames) {
+                problem(&mut p, "speaker.period-frames", "must be 32..=16384");
+            }
+            if s.buffer_frames < 2 * s.period_frames || s.buffer_frames > 65_536 {
+                problem(&mut p, "speaker.buffer-frames", "must be at least two periods and at most 65536");
+            }
+            if !(0.0..=1_000.0).contains(&s.extra_latency_ms) {
+                problem(&mut p, "speaker.extra-latency-ms", "must be 0..=1000");
+            }
+            if !(-2_000.0..=2_000.0).contains(&s.dac_ppm) {
+                problem(&mut p, "speaker.dac-ppm", "must be within ±2000");
+            }
+            match s.output {
+                OutputKind::Alsa => {
+                    if s.device.is_empty() {
+                        problem(&mut p, "speaker.device", "must name an ALSA device");
+                    }
+                }
+                OutputKind::File | OutputKind::Sim => {
+                    if s.path.is_empty() {
+                        problem(&mut p, "speaker.path", "the file and sim outputs need a WAV path");
+                    } else {
+                        check_parent(&mut p, "speaker.path", &s.path);
+                    }
+                }
+            }
+            if !s.heard_log.is_empty() {
+                check_parent(&mut p, "speaker.heard-log", &s.heard_log);
+            }
+            if self.controller.enabled
+                && latency_budget_too_small(self.controller.latency_ms, s, z.rate)
+            {
+                problem(&mut p, "speaker.buffer-frames", "the device buffer plus extra latency exceeds controller.latency-ms");
+            }
+        }
+        if !(-2_000.0..=2_000.0).contains(&self.testing.clock_ppm) {
+            problem(&mut p, "testing.clock-ppm", "must be within ±2000");
+        }
+        p
+    }
+
+    /// The zone's multicast group (validated).
+    pub fn group(&self) -> Ipv4Addr {
+        self.zone.group.parse().unwrap_or(Ipv4Addr::new(239, 255, 77, 1))
+    }
+    /// The zone's interface address (validated).
+    pub fn interface(&self) -> Ipv4Addr {
+        self.zone.interface.parse().unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
+fn latency_budget_too_small(latency_ms: u32, s: &SpeakerConfig, rate: u32) -> bool {
+    let buffer_ms = s.buffer_frames as f64 * 1000.0 / rate as f64;
+    buffer_ms + s.extra_latency_ms > latency_ms as f64
+}
+
+fn check_parent(p: &mut Vec<Problem>, key: &str, path: &str) {
+    let parent = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = parent {
+        if !dir.is_dir() {
+            problem(p, key, format!("directory {} does not exist", dir.display()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), vec![]);
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../../config/chorus.toml");
+        let cfg = parse(text).expect("example parses");
+        assert_eq!(cfg.validate(), vec![]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let (key, msg) = parse("[speaker]\nvolumme = 3\n").unwrap_err();
+        assert_eq!(key, "speaker.volumme");
+        assert!(msg.contains("unknown field"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let (key, _) = parse("[zone]\nport = \"loud\"\n").unwrap_err();
+        assert_eq!(key, "zone.port");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let cfg = parse("[zone]\ngroup = \"10.0.0.1\"\nrate = 5\n[speaker]\nvolume = 120\noutput = \"file\"\n").unwrap();
+        let keys: Vec<String> = cfg.validate().into_iter().map(|p| p.key).collect();
+        for k in ["zone.group", "zone.rate", "speaker.volume", "speaker.path"] {
+            assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");
+        }
+    }
+}

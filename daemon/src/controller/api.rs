@@ -1,0 +1,189 @@
+//! The controller's HTTP routes: transport, queue, speakers (volume and mute are forwarded to
+//! the speaker concerned).
+
+use super::queue::{self, QueueError};
+use super::registry::SpeakerInfo;
+use super::streamer::{Command, ZoneStatus};
+use super::{Registry, StreamerHandle};
+use crate::api::{body, ApiError, ApiResult};
+use crate::clock::{ControllerNs, SharedClock};
+use crate::speaker::api::{check_volume, MuteBody, VolumeBody};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the controller's handlers share.
+pub struct Ctx {
+    pub streamer: Arc<StreamerHandle>,
+    pub registry: Arc<Registry>,
+    pub clock: SharedClock,
+}
+
+impl Ctx {
+    fn now(&self) -> ControllerNs {
+        ControllerNs(self.clock.now().0)
+    }
+    /// Zone status.
+    pub fn zone(&self) -> Result<ZoneStatus, ApiError> {
+        self.streamer.status().ok_or_else(|| ApiError::internal("streamer state unavailable"))
+    }
+    /// Known speakers.
+    pub fn speakers(&self) -> Vec<SpeakerInfo> {
+        self.registry.list(self.now())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlayBody {
+    uri: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeekBody {
+    position_s: f64,
+}
+
+#[derive(Serialize)]
+struct SpeakerList {
+    speakers: Vec<SpeakerInfo>,
+}
+
+/// Routes of a controller.
+pub fn routes(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/api/v1/zone", get(zone))
+        .route("/api/v1/speakers", get(speakers))
+        .route("/api/v1/speakers/{name}", get(speaker))
+        .route("/api/v1/speakers/{name}/volume", put(speaker_volume))
+        .route("/api/v1/speakers/{name}/mute", put(speaker_mute))
+        .route("/api/v1/volume", put(all_volume))
+        .route("/api/v1/play", post(play))
+        .route("/api/v1/pause", post(pause))
+        .route("/api/v1/resume", post(resume))
+        .route("/api/v1/stop", post(stop))
+        .route("/api/v1/next", post(next))
+        .route("/api/v1/previous", post(previous))
+        .route("/api/v1/seek", post(seek))
+        .with_state(ctx)
+}
+
+async fn zone(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
+    Ok(Json(c.zone()?))
+}
+
+async fn speakers(State(c): State<Arc<Ctx>>) -> Json<SpeakerList> {
+    Json(SpeakerList { speakers: c.speakers() })
+}
+
+fn find(c: &Ctx, name: &str) -> Result<SpeakerInfo, ApiError> {
+    c.registry.get(name, c.now()).ok_or_else(|| ApiError::not_found(format!("no speaker named {name:?}")))
+}
+
+async fn speaker(State(c): State<Arc<Ctx>>, Path(name): Path<String>) -> ApiResult<SpeakerInfo> {
+    Ok(Json(find(&c, &name)?))
+}
+
+/// Forwards a PUT to a speaker's own API.
+async fn forward(info: &SpeakerInfo, path: &str, payload: serde_json::Value) -> Result<serde_json::Value, ApiError> {
+    let url = format!("{}{}", info.api_url, path);
+    let name = info.name.clone();
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(3)).build();
+        match agent.put(&url).send_json(payload) {
+            Ok(r) => r.into_json::<serde_json::Value>().map_err(|e| ApiError::bad_gateway(format!("speaker {name}: {e}"))),
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                Err(ApiError::bad_gateway(format!("speaker {name} answered {code}: {text}")))
+            }
+            Err(e) => Err(ApiError::bad_gateway(format!("speaker {name} unreachable: {e}"))),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+async fn speaker_volume(
+    State(c): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+    b: Result<Json<VolumeBody>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let v = check_volume(body(b)?.volume)?;
+    let info = find(&c, &name)?;
+    Ok(Json(forward(&info, "/api/v1/speaker/volume", serde_json::json!({ "volume": v })).await?))
+}
+
+async fn speaker_mute(
+    State(c): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+    b: Result<Json<MuteBody>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let m = body(b)?.muted;
+    let info = find(&c, &name)?;
+    Ok(Json(forward(&info, "/api/v1/speaker/mute", serde_json::json!({ "muted": m })).await?))
+}
+
+async fn all_volume(State(c): State<Arc<Ctx>>, b: Result<Json<VolumeBody>, JsonRejection>) -> ApiResult<SpeakerList> {
+    let v = check_volume(body(b)?.volume)?;
+    for info in c.speakers().into_iter().filter(|s| s.online) {
+        forward(&info, "/api/v1/speaker/volume", serde_json::json!({ "volume": v })).await?;
+    }
+    Ok(Json(SpeakerList { speakers: c.speakers() }))
+}
+
+async fn send(c: &Ctx, cmd: Command) -> ApiResult<ZoneStatus> {
+    if !c.streamer.send(cmd) {
+        return Err(ApiError::internal("streamer is not running"));
+    }
+    // Give the streamer a moment so the answer reflects the command.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    Ok(Json(c.zone()?))
+}
+
+async fn play(State(c): State<Arc<Ctx>>, b: Result<Json<PlayBody>, JsonRejection>) -> ApiResult<ZoneStatus> {
+    let uri = body(b)?.uri;
+    let items = queue::expand(&uri).map_err(|e| match e {
+        QueueError::NotFound(_) => ApiError::not_found(e.to_string()),
+        QueueError::UnsupportedScheme(_) => ApiError::bad_request(e.to_string()),
+        QueueError::Empty(_) | QueueError::Read { .. } => ApiError::unprocessable(e.to_string()),
+    })?;
+    send(&c, Command::Play { uri, items }).await
+}
+
+async fn pause(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
+    send(&c, Command::Pause).await
+}
+async fn resume(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
+    send(&c, Command::Resume).await
+}
+async fn stop(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
+    send(&c, Command::Stop).await
+}
+async fn next(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
+    send(&c, Command::Next).await
+}
+async fn previous(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
+    send(&c, Command::Previous).await
+}
+
+async fn seek(State(c): State<Arc<Ctx>>, b: Result<Json<SeekBody>, JsonRejection>) -> ApiResult<ZoneStatus> {
+    let pos = body(b)?.position_s;
+    if !pos.is_finite() || pos < 0.0 {
+        return Err(ApiError::unprocessable(format!("position {pos} must be a non-negative number of seconds")));
+    }
+    let z = c.zone()?;
+    if z.title.is_none() {
+        return Err(ApiError::conflict("nothing to seek in: the queue is stopped"));
+    }
+    if let Some(d) = z.duration_s {
+        if pos > d {
+            return Err(ApiError::unprocessable(format!("position {pos} s is past the end ({d:.3} s)")));
+        }
+    }
+    send(&c, Command::Seek(pos)).await
+}

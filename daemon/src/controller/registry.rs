@@ -1,0 +1,77 @@
+//! The speakers a controller has heard from (heartbeats).
+
+use crate::clock::ControllerNs;
+use crate::wire::Heartbeat;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+/// A speaker is reported lost after this long without a heartbeat.
+pub const LOST_AFTER_NS: i64 = 5_000_000_000;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    addr: IpAddr,
+    heartbeat: Heartbeat,
+    last_seen: ControllerNs,
+}
+
+/// What the API shows about a speaker.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SpeakerInfo {
+    pub name: String,
+    pub api_url: String,
+    pub volume: u8,
+    pub muted: bool,
+    pub locked: bool,
+    pub sync_error_us: Option<f64>,
+    pub online: bool,
+    pub last_seen_ms_ago: i64,
+}
+
+/// Known speakers, keyed by name.
+#[derive(Default)]
+pub struct Registry {
+    inner: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl Registry {
+    /// Records a heartbeat from `from` at controller time `now`.
+    pub fn handle_heartbeat(&self, from: SocketAddr, hb: Heartbeat, now: ControllerNs) {
+        if let Ok(mut m) = self.inner.lock() {
+            if !m.contains_key(&hb.name) {
+                if m.len() >= 256 {
+                    return;
+                }
+                log::info!("speaker {} joined from {}", hb.name, from.ip());
+            }
+            m.insert(hb.name.clone(), Entry { addr: from.ip(), heartbeat: hb, last_seen: now });
+        }
+    }
+
+    /// All known speakers, as of `now`.
+    pub fn list(&self, now: ControllerNs) -> Vec<SpeakerInfo> {
+        let Ok(m) = self.inner.lock() else { return vec![] };
+        m.values()
+            .map(|e| {
+                let ago = now.since(e.last_seen);
+                SpeakerInfo {
+                    name: e.heartbeat.name.clone(),
+                    api_url: format!("http://{}", SocketAddr::new(e.addr, e.heartbeat.api_port)),
+                    volume: e.heartbeat.volume,
+                    muted: e.heartbeat.muted,
+                    locked: e.heartbeat.locked,
+                    sync_error_us: e.heartbeat.sync_error_us,
+                    online: ago < LOST_AFTER_NS,
+                    last_seen_ms_ago: ago / 1_000_000,
+                }
+            })
+            .collect()
+    }
+
+    /// One speaker by name.
+    pub fn get(&self, name: &str, now: ControllerNs) -> Option<SpeakerInfo> {
+        self.list(now).into_iter().find(|s| s.name == name)
+    }
+}

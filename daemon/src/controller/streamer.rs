@@ -1,0 +1,545 @@
+//! The zone streamer: one thread that owns the transport state, reads the current source and
+//! sends each packet of the stream `latency` ahead of its presentation time.
+//!
+//! Presentation times sit on a grid (`epoch + n / rate`) so that the stream stays sample-aligned
+//! across pauses, seeks and track changes. Transport changes never cut the waveform: the
+//! streamer fades out over `fade-ms`, applies the change on a packet boundary, and fades in when
+//! resuming mid-track. Every speaker receives the same samples, so every change takes effect on
+//! the same frame everywhere.
+
+use crate::audio::Source;
+use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
+use crate::wire::packet::encode_audio;
+use crate::wire::{AudioHeader, SampleFormat};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Transport commands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Replace the queue and play it from the start.
+    Play { uri: String, items: Vec<PathBuf> },
+    Pause,
+    Resume,
+    Stop,
+    Next,
+    Previous,
+    /// Seek within the current item, seconds.
+    Seek(f64),
+}
+
+/// Transport state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportState {
+    Stopped,
+    Playing,
+    Paused,
+}
+
+/// A reported problem (undecodable file, failed seek, ...).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ErrorEvent {
+    /// Controller clock, ms.
+    pub at_ms: i64,
+    pub item: String,
+    pub message: String,
+}
+
+/// What the API shows about the zone.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ZoneStatus {
+    pub zone: String,
+    pub state: TransportState,
+    pub uri: Option<String>,
+    pub queue: Vec<String>,
+    pub index: Option<usize>,
+    pub title: Option<String>,
+    /// Position heard by the speakers, seconds.
+    pub position_s: f64,
+    pub duration_s: Option<f64>,
+    pub stream: StreamInfo,
+    pub session: u32,
+    pub frames_sent: u64,
+    pub packets_sent: u64,
+    pub send_errors: u64,
+    /// Last errors, oldest first.
+    pub errors: Vec<ErrorEvent>,
+}
+
+/// The zone's stream format.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StreamInfo {
+    pub group: String,
+    pub rate: u32,
+    pub channels: u8,
+    pub sample_format: SampleFormat,
+    pub latency_ms: u32,
+    pub frames_per_packet: usize,
+}
+
+/// Parameters of a streamer.
+#[derive(Debug, Clone)]
+pub struct StreamParams {
+    pub zone: String,
+    pub dest: SocketAddr,
+    pub rate: u32,
+    pub channels: u8,
+    pub format: SampleFormat,
+    pub latency_ms: u32,
+    pub fade_ms: u32,
+}
+
+const MAX_ERRORS: usize = 32;
+
+/// Handle to the streamer thread.
+pub struct StreamerHandle {
+    tx: Mutex<Sender<Command>>,
+    status: Arc<Mutex<ZoneStatus>>,
+}
+
+impl StreamerHandle {
+    /// Sends a command to the streamer.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.tx.lock().map(|tx| tx.send(cmd).is_ok()).unwrap_or(false)
+    }
+    /// A copy of the current status.
+    pub fn status(&self) -> Option<ZoneStatus> {
+        self.status.lock().ok().map(|s| s.clone())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FadeDir {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fade {
+    dir: FadeDir,
+    done: usize,
+    total: usize,
+}
+
+impl Fade {
+    /// Gain of the next frame (raised-cosine ramp).
+    fn gain(&self, i: usize) -> f32 {
+        let x = ((self.done + i) as f32 + 0.5) / self.total as f32;
+        let up = 0.5 - 0.5 * (std::f32::consts::PI * x.min(1.0)).cos();
+        match self.dir {
+            FadeDir::In => up,
+            FadeDir::Out => 1.0 - up,
+        }
+    }
+    fn remaining(&self) -> usize {
+        self.total - self.done
+    }
+}
+
+/// Starts the streamer thread.
+pub fn spawn(
+    params: StreamParams,
+    socket: UdpSocket,
+    clock: SharedClock,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<Arc<StreamerHandle>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let fpp = (params.rate as usize / 200)
+        .min(AudioHeader::max_frames(params.channels, params.format))
+        .max(1);
+    let status = Arc::new(Mutex::new(ZoneStatus {
+        zone: params.zone.clone(),
+        state: TransportState::Stopped,
+        uri: None,
+        queue: vec![],
+        index: None,
+        title: None,
+        position_s: 0.0,
+        duration_s: None,
+        stream: StreamInfo {
+            group: params.dest.to_string(),
+            rate: params.rate,
+            channels: params.channels,
+            sample_format: params.format,
+            latency_ms: params.latency_ms,
+            frames_per_packet: fpp,
+        },
+        session: 0,
+        frames_sent: 0,
+        packets_sent: 0,
+        send_errors: 0,
+        errors: vec![],
+    }));
+    let session = rand::random::<u32>() | 1;
+    let epoch = clock.now().0;
+    let mut s = Streamer {
+        fade_frames: (params.rate as u64 * params.fade_ms as u64 / 1000).max(1) as usize,
+        latency_ns: params.latency_ms as i64 * 1_000_000,
+        p: params,
+        fpp,
+        clock,
+        socket,
+        session,
+        seq: 0,
+        frame_index: 0,
+        epoch,
+        next_slot: 0,
+        state: TransportState::Stopped,
+        uri: None,
+        queue: vec![],
+        index: 0,
+        source: None,
+        fade: None,
+        pending: None,
+        status: status.clone(),
+        buf: Vec::new(),
+        pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
+        errors: VecDeque::new(),
+        frames_sent: 0,
+        packets_sent: 0,
+        send_errors: 0,
+    };
+    std::thread::Builder::new().name("chorus-streamer".into()).spawn(move || s.run(rx, shutdown))?;
+    Ok(Arc::new(StreamerHandle { tx: Mutex::new(tx), status }))
+}
+
+struct Streamer {
+    p: StreamParams,
+    fpp: usize,
+    fade_frames: usize,
+    latency_ns: i64,
+    clock: SharedClock,
+    socket: UdpSocket,
+    session: u32,
+    seq: u32,
+    frame_index: u64,
+    epoch: i64,
+    next_slot: i64,
+    state: TransportState,
+    uri: Option<String>,
+    queue: Vec<PathBuf>,
+    index: usize,
+    source: Option<Source>,
+    fade: Option<Fade>,
+    pending: Option<Command>,
+    status: Arc<Mutex<ZoneStatus>>,
+    buf: Vec<f32>,
+    pkt: Vec<u8>,
+    errors: VecDeque<ErrorEvent>,
+    frames_sent: u64,
+    packets_sent: u64,
+    send_errors: u64,
+}
+
+impl Streamer {
+    fn run(&mut self, rx: Receiver<Command>, shutdown: Arc<AtomicBool>) {
+        loop {
+            let wait = if self.state == TransportState::Playing {
+                let due = self.pts(self.next_slot).0 - self.latency_ns - self.clock.now().0;
+                Duration::from_nanos(due.clamp(0, 5_000_000) as u64)
+            } else {
+                Duration::from_millis(50)
+            };
+            match rx.recv_timeout(wait) {
+                Ok(cmd) => self.command(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while let Ok(cmd) = rx.try_recv() {
+                self.command(cmd);
+            }
+            if shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            if self.state == TransportState::Playing {
+                self.send_due();
+            }
+            self.publish();
+        }
+    }
+
+    fn pts(&self, slot: i64) -> ControllerNs {
+        ControllerNs(self.epoch + frames_to_ns(slot, self.p.rate))
+    }
+
+    /// The first grid slot that can still reach the speakers in time.
+    fn slot_now(&self) -> i64 {
+        let t = self.clock.now().0 + self.latency_ns - self.epoch;
+        ns_to_frames(t, self.p.rate) + 1
+    }
+
+    fn record_error(&mut self, item: String, message: String) {
+        log::warn!("{message}");
+        if self.errors.len() == MAX_ERRORS {
+            self.errors.pop_front();
+        }
+        self.errors.push_back(ErrorEvent { at_ms: self.clock.now().0 / 1_000_000, item, message });
+    }
+
+    fn command(&mut self, cmd: Command) {
+        log::info!("transport: {cmd:?}");
+        let needs_fade = self.state == TransportState::Playing
+            && self.source.is_some()
+            && !matches!(cmd, Command::Resume);
+        if needs_fade {
+            // Fade out from the next frame on; the command takes effect when the fade ends.
+            let done = match self.fade {
+                // Already fading out: keep going from where it is.
+                Some(Fade { dir: FadeDir::Out, done, .. }) => done,
+                // Fading in: start the fade-out at the same gain.
+                Some(f @ Fade { dir: FadeDir::In, .. }) => f.remaining(),
+                None => 0,
+            };
+            self.fade = Some(Fade { dir: FadeDir::Out, done, total: self.fade_frames });
+            self.pending = Some(cmd);
+        } else {
+            self.apply(cmd);
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        let was_playing = self.state == TransportState::Playing;
+        match cmd {
+            Command::Play { uri, items } => {
+                self.uri = Some(uri);
+                self.queue = items;
+                self.index = 0;
+                self.source = None;
+                self.fade = None;
+                if !was_playing {
+                    self.next_slot = self.slot_now();
+                }
+                self.state = TransportState::Playing;
+                self.open_current();
+            }
+            Command::Pause => {
+                if self.state == TransportState::Playing {
+                    self.state = TransportState::Paused;
+                }
+                self.fade = None;
+            }
+            Command::Resume => match self.state {
+                TransportState::Paused => {
+                    self.state = TransportState::Playing;
+                    self.next_slot = self.slot_now();
+                    self.fade = Some(Fade { dir: FadeDir::In, done: 0, total: self.fade_frames });
+                }
+                TransportState::Stopped if !self.queue.is_empty() => {
+                    self.state = TransportState::Playing;
+                    self.next_slot = self.slot_now();
+                    if self.source.is_none() {
+                        self.open_current();
+                    }
+                }
+                _ => {}
+            },
+            Command::Stop => {
+                self.state = TransportState::Stopped;
+                self.source = None;
+                self.index = 0;
+                self.fade = None;
+            }
+            Command::Next => {
+                self.fade = None;
+                self.index += 1;
+                self.open_current();
+            }
+            Command::Previous => {
+                self.fade = None;
+                let restart = self.source.as_ref().map(|s| s.position_s() > 3.0).unwrap_or(false);
+                if !restart {
+                    self.index = self.index.saturating_sub(1);
+                }
+                self.open_current();
+            }
+            Command::Seek(secs) => {
+                let result = match &mut self.source {
+                    Some(s) => s.seek(secs).map_err(|e| e.to_string()),
+                    None => Err("nothing is playing".to_string()),
+                };
+                if let Err(e) = result {
+                    let item = self.current_name();
+                    self.record_error(item, format!("seek to {secs:.3} s failed: {e}"));
+                }
+                if self.state == TransportState::Playing {
+                    self.fade = Some(Fade { dir: FadeDir::In, done: 0, total: self.fade_frames });
+                } else {
+                    self.fade = None;
+                }
+            }
+        }
+    }
+
+    fn current_name(&self) -> String {
+        self.queue.get(self.index).map(|p| p.display().to_string()).unwrap_or_default()
+    }
+
+    /// Opens the item at `index`, skipping (and reporting) items that cannot be played. Stops at
+    /// the end of the queue.
+    fn open_current(&mut self) {
+        self.source = None;
+        while self.index < self.queue.len() {
+            let path = self.queue[self.index].clone();
+            match Source::open(&path, self.p.rate, self.p.channels as usize) {
+                Ok(s) => {
+                    let (r, c) = s.source_format();
+                    log::info!("playing {} ({} Hz, {} ch)", path.display(), r, c);
+                    self.source = Some(s);
+                    return;
+                }
+                Err(e) => {
+                    self.record_error(path.display().to_string(), e.to_string());
+                    self.index += 1;
+                }
+            }
+        }
+        self.state = TransportState::Stopped;
+        self.index = 0;
+    }
+
+    /// Reads up to `n` frames, moving on to the next item at the end of one (gapless).
+    fn read_frames(&mut self, n: usize) -> usize {
+        let mut got = 0;
+        while got < n {
+            let Some(src) = &mut self.source else { break };
+            let want = n - got;
+            match src.read(want, &mut self.buf) {
+                Ok(k) => {
+                    got += k;
+                    if k < want {
+                        self.advance();
+                    }
+                }
+                Err(e) => {
+                    let (item, msg) = (src.path().display().to_string(), e.to_string());
+                    // Frames the source returned before failing stay in the buffer.
+                    got = self.buf.len() / self.p.channels as usize;
+                    self.record_error(item, msg);
+                    self.advance();
+                }
+            }
+        }
+        got
+    }
+
+    fn advance(&mut self) {
+        self.index += 1;
+        self.open_current();
+    }
+
+    fn send_due(&mut self) {
+        let now = self.clock.now().0;
+        // After a stall (or a long pause in the loop) skip ahead rather than send stale audio.
+        if self.pts(self.next_slot).0 - self.latency_ns < now - self.latency_ns / 2 {
+            log::warn!("streamer fell behind; skipping ahead");
+            self.next_slot = self.slot_now();
+        }
+        while self.state == TransportState::Playing {
+            let pts = self.pts(self.next_slot);
+            if pts.0 - self.latency_ns > now + 1_000_000 {
+                break;
+            }
+            let mut n = self.fpp;
+            if let Some(f) = self.fade {
+                if f.dir == FadeDir::Out {
+                    n = n.min(f.remaining());
+                }
+            }
+            self.buf.clear();
+            let got = if n > 0 { self.read_frames(n) } else { 0 };
+            self.apply_fade(got);
+            if got > 0 {
+                self.send_packet(pts, got);
+            }
+            if let Some(f) = self.fade {
+                if f.remaining() == 0 {
+                    self.fade = None;
+                    if f.dir == FadeDir::Out {
+                        if let Some(cmd) = self.pending.take() {
+                            self.apply(cmd);
+                        }
+                    }
+                }
+            }
+            if got == 0 && self.pending.is_none() && self.source.is_none() {
+                // End of the queue.
+                self.state = TransportState::Stopped;
+            }
+        }
+    }
+
+    fn apply_fade(&mut self, frames: usize) {
+        let Some(f) = &mut self.fade else { return };
+        let ch = self.p.channels as usize;
+        let n = frames.min(f.remaining());
+        for i in 0..n {
+            let g = f.gain(i);
+            for s in &mut self.buf[i * ch..(i + 1) * ch] {
+                *s *= g;
+            }
+        }
+        if f.dir == FadeDir::Out && frames > n {
+            self.buf[n * ch..frames * ch].fill(0.0);
+        }
+        f.done += n;
+        if frames < n || (f.dir == FadeDir::Out && frames == 0) {
+            // Source ended inside the fade: nothing left to fade.
+            f.done = f.total;
+        }
+    }
+
+    fn send_packet(&mut self, pts: ControllerNs, frames: usize) {
+        let h = AudioHeader {
+            session: self.session,
+            seq: self.seq,
+            frame_index: self.frame_index,
+            pts,
+            rate: self.p.rate,
+            channels: self.p.channels,
+            format: self.p.format,
+            frames: frames as u16,
+        };
+        encode_audio(&h, &self.buf[..frames * self.p.channels as usize], &mut self.pkt);
+        if let Err(e) = self.socket.send_to(&self.pkt, self.p.dest) {
+            self.send_errors += 1;
+            if self.send_errors.is_power_of_two() {
+                log::warn!("multicast send to {} failed ({} times): {e}", self.p.dest, self.send_errors);
+            }
+        }
+        self.seq = self.seq.wrapping_add(1);
+        self.frame_index += frames as u64;
+        self.next_slot += frames as i64;
+        self.frames_sent += frames as u64;
+        self.packets_sent += 1;
+    }
+
+    fn publish(&self) {
+        let Ok(mut st) = self.status.lock() else { return };
+        st.state = self.state;
+        if st.uri != self.uri || st.queue.len() != self.queue.len() {
+            st.queue = self.queue.iter().map(|p| p.display().to_string()).collect();
+            st.uri = self.uri.clone();
+        }
+        st.index = (self.state != TransportState::Stopped).then_some(self.index);
+        st.title = self.source.as_ref().map(|s| s.title());
+        st.duration_s = self.source.as_ref().and_then(|s| s.duration_s());
+        let sent = self.source.as_ref().map(|s| s.position_s()).unwrap_or(0.0);
+        let ahead = if self.state == TransportState::Playing { self.latency_ns as f64 * 1e-9 } else { 0.0 };
+        st.position_s = (sent - ahead).max(0.0);
+        st.session = self.session;
+        st.frames_sent = self.frames_sent;
+        st.packets_sent = self.packets_sent;
+        st.send_errors = self.send_errors;
+        if st.errors.len() != self.errors.len() || st.errors.last() != self.errors.back() {
+            st.errors = self.errors.iter().cloned().collect();
+        }
+    }
+}
+

@@ -1,0 +1,179 @@
+//! Wiring: starts the roles a config enables, the HTTP API, and stops cleanly on a signal.
+
+use crate::api;
+use crate::clock::{process_clock, ControllerNs, SharedClock};
+use crate::config::Config;
+use crate::controller::{self, Registry};
+use crate::net::multicast_sender;
+use crate::speaker::{self, net::Expect, Shared};
+use crate::sync::server::ServerStats;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("speaker output: {0}")]
+    Output(#[from] speaker::output::OutputError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+struct Roles {
+    controller: Option<Arc<controller::api::Ctx>>,
+    speaker: Option<Arc<Shared>>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("chorus-net")
+        .build()
+        .map_err(io("tokio runtime"))?;
+    rt.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: Config) -> Result<(), DaemonError> {
+    let clock: SharedClock = process_clock(cfg.testing.clock_offset_ms, cfg.testing.clock_ppm);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let group = cfg.group();
+    let iface = cfg.interface();
+    let z = &cfg.zone;
+
+    let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
+        .await
+        .map_err(io(format!("HTTP API on {}", cfg.api.listen)))?;
+    let api_port = listener.local_addr().map_err(io("HTTP API address"))?.port();
+
+    let mut roles = Roles { controller: None, speaker: None };
+    if cfg.controller.enabled {
+        let c = &cfg.controller;
+        let sock = multicast_sender(iface, z.ttl, z.loopback).map_err(io("multicast sender"))?;
+        let params = controller::streamer::StreamParams {
+            zone: z.name.clone(),
+            dest: SocketAddr::V4(SocketAddrV4::new(group, z.port)),
+            rate: z.rate,
+            channels: z.channels,
+            format: z.sample_format,
+            latency_ms: c.latency_ms,
+            fade_ms: c.fade_ms,
+        };
+        let streamer = controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())
+            .map_err(io("streamer thread"))?;
+        let registry = Arc::new(Registry::default());
+        let sync_sock = tokio::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
+            .await
+            .map_err(io(format!("sync service on UDP port {}", c.sync_port)))?;
+        tokio::spawn(crate::sync::server::serve(sync_sock, clock.clone(), registry.clone(), Arc::new(ServerStats::default())));
+        log::info!("controller: zone {} on {}:{} ({} Hz, {} ch, {:?}), sync on UDP {}", z.name, group, z.port, z.rate, z.channels, z.sample_format, c.sync_port);
+        roles.controller = Some(Arc::new(controller::api::Ctx { streamer, registry, clock: clock.clone() }));
+    }
+
+    let mut playout = None;
+    if cfg.speaker.enabled {
+        let s = &cfg.speaker;
+        let shared = Arc::new(Shared::new(s.name.clone(), z.name.clone(), z.rate, s.volume, s.extra_latency_ms));
+        let fixed = !s.controller.is_empty();
+        if fixed {
+            if let Ok(mut c) = shared.controller.lock() {
+                *c = s.controller.parse().ok();
+            }
+        }
+        let out = speaker::output::open(s, z.rate, z.channels, z.sample_format, clock.clone())?;
+        if let Ok(mut o) = shared.output.lock() {
+            *o = Some(out.info());
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
+        playout = Some(
+            std::thread::Builder::new()
+                .name("chorus-playout".into())
+                .spawn(move || speaker::playout::run(out, rx, sh, ck, sd))
+                .map_err(io("playout thread"))?,
+        );
+        let expect = Expect { rate: z.rate, channels: z.channels };
+        let (sh, port, sync_port) = (shared.clone(), z.port, s.controller_sync_port);
+        tokio::spawn(async move {
+            if let Err(e) = speaker::net::receive(group, port, iface, expect, tx, sh, sync_port, fixed).await {
+                log::error!("multicast receiver on {group}:{port} failed: {e}");
+            }
+        });
+        let (sh, ck) = (shared.clone(), clock.clone());
+        tokio::spawn(async move {
+            if let Err(e) = speaker::net::sync_client(sh, ck, api_port).await {
+                log::error!("sync client failed: {e}");
+            }
+        });
+        log::info!("speaker {}: joined {}:{} via {}", s.name, group, z.port, iface);
+        roles.speaker = Some(shared);
+    }
+
+    let app = router(roles);
+    log::info!("HTTP API listening on {}", cfg.api.listen);
+    let sd = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        sd.store(true, Ordering::Relaxed);
+    });
+    let result = server.await.map_err(io("HTTP API"));
+    shutdown.store(true, Ordering::Relaxed);
+    if let Some(t) = playout {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    log::info!("stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the daemon can still be stopped by SIGKILL.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM: stopping"),
+        _ = int.recv() => log::info!("SIGINT: stopping"),
+    }
+}
+
+fn router(roles: Roles) -> Router {
+    let roles = Arc::new(roles);
+    let mut app = Router::new().route("/api/v1/status", get(status)).with_state(roles.clone());
+    if let Some(c) = &roles.controller {
+        app = app.merge(controller::api::routes(c.clone()));
+    }
+    if let Some(s) = &roles.speaker {
+        app = app.merge(speaker::api::routes(s.clone()));
+    }
+    app.fallback(api::not_found)
+}
+
+async fn status(State(roles): State<Arc<Roles>>) -> Json<serde_json::Value> {
+    let mut names = vec![];
+    let controller = roles.controller.as_ref().map(|c| {
+        names.push("controller");
+        json!({ "zone": c.zone().ok(), "speakers": c.speakers(), "clock_ns": ControllerNs(c.clock.now().0).0 })
+    });
+    let speaker = roles.speaker.as_ref().map(|s| {
+        names.push("speaker");
+        s.status()
+    });
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "roles": names,
+        "controller": controller,
+        "speaker": speaker,
+    }))
+}

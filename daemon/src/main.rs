@@ -1,0 +1,74 @@
+//! `chorusd`: the chorus daemon.
+
+use chorus::config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "chorusd", version, about = "chorus multiroom audio daemon (controller and/or speaker)")]
+struct Cli {
+    /// Config file.
+    #[arg(short, long, default_value = config::DEFAULT_PATH, global = true)]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the roles the config enables (the default).
+    Run,
+    /// Validate a config file and exit (non-zero when invalid).
+    CheckConfig {
+        /// Config file (default: --config).
+        path: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd.unwrap_or(Cmd::Run) {
+        Cmd::CheckConfig { path } => {
+            let path = path.unwrap_or(cli.config);
+            match config::load(&path) {
+                Ok(cfg) => {
+                    let roles: Vec<&str> = [("controller", cfg.controller.enabled), ("speaker", cfg.speaker.enabled)]
+                        .iter()
+                        .filter(|(_, on)| *on)
+                        .map(|(n, _)| *n)
+                        .collect();
+                    println!("{}: OK ({})", path.display(), roles.join(" + "));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("chorusd: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Run => {
+            let cfg = match config::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("chorusd: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&cfg.log_level);
+            match chorus::daemon::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    eprintln!("chorusd: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let env = env_logger::Env::default().filter_or("RUST_LOG", level);
+    env_logger::Builder::from_env(env).format_timestamp_millis().init();
+}

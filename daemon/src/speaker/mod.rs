@@ -1,0 +1,190 @@
+//! The speaker role: receives the zone's stream, keeps a model of the controller clock, and
+//! plays every frame at its presentation time.
+
+pub mod api;
+pub mod jitter;
+pub mod net;
+pub mod output;
+pub mod playout;
+pub mod schedule;
+pub mod volume;
+
+use crate::sync::{ClockModel, ClockSnapshot};
+use output::OutputInfo;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// Counters and gauges, written by the network tasks and the playout thread, read by the API.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub packets: AtomicU64,
+    pub invalid_packets: AtomicU64,
+    pub foreign_format: AtomicU64,
+    pub queue_overflow: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub sessions: AtomicU64,
+    pub frames_played: AtomicU64,
+    pub frames_silence: AtomicU64,
+    pub frames_late: AtomicU64,
+    pub frames_lost: AtomicU64,
+    pub resyncs: AtomicU64,
+    pub output_errors: AtomicU64,
+    pub buffered_frames: AtomicU64,
+    /// Last playout timing error, ns (i64::MIN: none yet).
+    pub sync_error_ns: AtomicI64,
+    pub playing: AtomicBool,
+}
+
+/// State shared between a speaker's tasks, its playout thread and its API.
+pub struct Shared {
+    pub name: String,
+    pub zone: String,
+    pub rate: u32,
+    pub volume: AtomicU8,
+    pub muted: AtomicBool,
+    /// Extra latency after the DAC, µs (settable at run time).
+    pub extra_latency_us: AtomicI64,
+    pub stats: Stats,
+    pub model: Mutex<ClockModel>,
+    /// Published copy of the model for the playout thread (read with `try_lock`).
+    pub snapshot: Mutex<Option<ClockSnapshot>>,
+    pub locked: AtomicBool,
+    pub controller: Mutex<Option<SocketAddr>>,
+    pub output: Mutex<Option<OutputInfo>>,
+}
+
+impl Shared {
+    pub fn new(name: String, zone: String, rate: u32, volume: u8, extra_latency_ms: f64) -> Self {
+        let stats = Stats::default();
+        stats.sync_error_ns.store(i64::MIN, Ordering::Relaxed);
+        Shared {
+            name,
+            zone,
+            rate,
+            volume: AtomicU8::new(volume),
+            muted: AtomicBool::new(false),
+            extra_latency_us: AtomicI64::new((extra_latency_ms * 1000.0) as i64),
+            stats,
+            model: Mutex::new(ClockModel::new(Default::default())),
+            snapshot: Mutex::new(None),
+            locked: AtomicBool::new(false),
+            controller: Mutex::new(None),
+            output: Mutex::new(None),
+        }
+    }
+
+    /// Last playout error in µs, if playing has started.
+    pub fn sync_error_us(&self) -> Option<f64> {
+        let v = self.stats.sync_error_ns.load(Ordering::Relaxed);
+        (v != i64::MIN).then(|| v as f64 / 1000.0)
+    }
+
+    /// Everything the API reports.
+    pub fn status(&self) -> SpeakerStatus {
+        let s = &self.stats;
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (clock, locked) = match self.model.lock() {
+            Ok(m) => (
+                m.snapshot().map(|snap| ClockStatus {
+                    offset_ns: snap.offset_ref,
+                    freq_ppm: snap.freq * 1e6,
+                    rtt_us: m.last_rtt() as f64 / 1000.0,
+                    min_rtt_us: m.min_rtt() as f64 / 1000.0,
+                    est_error_us: m.min_rtt() as f64 / 2000.0,
+                }),
+                m.locked(),
+            ),
+            Err(_) => (None, false),
+        };
+        let output = self.output.lock().ok().and_then(|o| o.clone());
+        let extra_ms = self.extra_latency_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        let device_ms = output.as_ref().map(|o| o.buffer_frames as f64 * 1000.0 / o.rate as f64);
+        SpeakerStatus {
+            name: self.name.clone(),
+            zone: self.zone.clone(),
+            controller: self.controller.lock().ok().and_then(|c| c.map(|a| a.to_string())),
+            volume: self.volume.load(Ordering::Relaxed),
+            muted: self.muted.load(Ordering::Relaxed),
+            locked,
+            clock,
+            output,
+            latency: LatencyStatus { device_buffer_ms: device_ms, extra_ms },
+            playout: PlayoutStatus {
+                playing: s.playing.load(Ordering::Relaxed),
+                sync_error_us: self.sync_error_us(),
+                buffered_ms: ld(&s.buffered_frames) as f64 * 1000.0 / self.rate as f64,
+                frames_played: ld(&s.frames_played),
+                frames_silence: ld(&s.frames_silence),
+                frames_late: ld(&s.frames_late),
+                frames_lost: ld(&s.frames_lost),
+                resyncs: ld(&s.resyncs),
+                output_errors: ld(&s.output_errors),
+            },
+            network: NetworkStatus {
+                packets: ld(&s.packets),
+                invalid: ld(&s.invalid_packets),
+                foreign_format: ld(&s.foreign_format),
+                duplicates: ld(&s.duplicates),
+                queue_overflow: ld(&s.queue_overflow),
+                sessions: ld(&s.sessions),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpeakerStatus {
+    pub name: String,
+    pub zone: String,
+    pub controller: Option<String>,
+    pub volume: u8,
+    pub muted: bool,
+    pub locked: bool,
+    pub clock: Option<ClockStatus>,
+    pub output: Option<OutputInfo>,
+    pub latency: LatencyStatus,
+    pub playout: PlayoutStatus,
+    pub network: NetworkStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClockStatus {
+    /// controller - local, ns, at the model's reference point.
+    pub offset_ns: i64,
+    pub freq_ppm: f64,
+    pub rtt_us: f64,
+    pub min_rtt_us: f64,
+    /// Bound on the offset error of the best exchange (half its round trip), µs.
+    pub est_error_us: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyStatus {
+    pub device_buffer_ms: Option<f64>,
+    pub extra_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlayoutStatus {
+    pub playing: bool,
+    pub sync_error_us: Option<f64>,
+    pub buffered_ms: f64,
+    pub frames_played: u64,
+    pub frames_silence: u64,
+    pub frames_late: u64,
+    pub frames_lost: u64,
+    pub resyncs: u64,
+    pub output_errors: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkStatus {
+    pub packets: u64,
+    pub invalid: u64,
+    pub foreign_format: u64,
+    pub duplicates: u64,
+    pub queue_overflow: u64,
+    pub sessions: u64,
+}

@@ -1,0 +1,182 @@
+//! The real output: an ALSA PCM through alsa-lib. Asks for a period and buffer size, reads back
+//! what the device granted, and reports the delay of every write.
+
+use super::{Delay, Output, OutputError, OutputInfo};
+use crate::clock::SharedClock;
+use crate::wire::SampleFormat;
+use alsa::pcm::{Access, Format, HwParams, State, PCM};
+use alsa::{Direction, ValueOr};
+
+/// An open ALSA playback device.
+pub struct AlsaOutput {
+    pcm: PCM,
+    device: String,
+    rate: u32,
+    channels: u8,
+    s16: bool,
+    period: usize,
+    buffer: usize,
+    clock: SharedClock,
+    buf16: Vec<i16>,
+    buf32: Vec<i32>,
+    written: u64,
+    zero_delays: u32,
+    unpaced: bool,
+}
+
+// SAFETY: alsa-lib PCM handles may be used from any one thread at a time; AlsaOutput is owned
+// by exactly one playout thread and never shared.
+unsafe impl Send for AlsaOutput {}
+
+impl AlsaOutput {
+    /// Opens `device` for playback at exactly `rate` Hz and `channels` channels.
+    pub fn open(
+        device: &str,
+        rate: u32,
+        channels: u8,
+        format: SampleFormat,
+        period: usize,
+        buffer: usize,
+        clock: SharedClock,
+    ) -> Result<AlsaOutput, OutputError> {
+        let dev = device.to_string();
+        let e = |op: &'static str| {
+            let dev = dev.clone();
+            move |source| OutputError::Alsa { device: dev, op, source }
+        };
+        let pcm = PCM::new(device, Direction::Playback, false).map_err(e("open"))?;
+        let s16;
+        {
+            let hwp = HwParams::any(&pcm).map_err(e("hw_params_any"))?;
+            hwp.set_access(Access::RWInterleaved).map_err(e("set_access"))?;
+            hwp.set_channels(channels as u32).map_err(e("set_channels"))?;
+            hwp.set_rate(rate, ValueOr::Nearest).map_err(e("set_rate"))?;
+            let want16 = format == SampleFormat::S16;
+            s16 = if want16 && hwp.set_format(Format::s16()).is_ok() {
+                true
+            } else if hwp.set_format(Format::s32()).is_ok() {
+                false
+            } else {
+                hwp.set_format(Format::s16()).map_err(e("set_format"))?;
+                true
+            };
+            hwp.set_period_size_near(period as alsa::pcm::Frames, ValueOr::Nearest).map_err(e("set_period_size"))?;
+            hwp.set_buffer_size_near(buffer as alsa::pcm::Frames).map_err(e("set_buffer_size"))?;
+            pcm.hw_params(&hwp).map_err(e("hw_params"))?;
+        }
+        let (granted_rate, period, buffer) = {
+            let hwp = pcm.hw_params_current().map_err(e("hw_params_current"))?;
+            (
+                hwp.get_rate().map_err(e("get_rate"))?,
+                hwp.get_period_size().map_err(e("get_period_size"))? as usize,
+                hwp.get_buffer_size().map_err(e("get_buffer_size"))? as usize,
+            )
+        };
+        if granted_rate != rate {
+            return Err(OutputError::AlsaConfig {
+                device: device.into(),
+                detail: format!("asked for {rate} Hz, device granted {granted_rate} Hz (use a plug device)"),
+            });
+        }
+        {
+            let swp = pcm.sw_params_current().map_err(e("sw_params_current"))?;
+            swp.set_start_threshold(period as alsa::pcm::Frames).map_err(e("set_start_threshold"))?;
+            pcm.sw_params(&swp).map_err(e("sw_params"))?;
+        }
+        log::info!("ALSA {device}: {rate} Hz, {channels} ch, {}, period {period}, buffer {buffer}", if s16 { "S16" } else { "S32" });
+        Ok(AlsaOutput {
+            pcm,
+            device: device.into(),
+            rate,
+            channels,
+            s16,
+            period,
+            buffer,
+            clock,
+            buf16: Vec::with_capacity(period * channels as usize),
+            buf32: Vec::with_capacity(period * channels as usize),
+            written: 0,
+            zero_delays: 0,
+            unpaced: false,
+        })
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(alsa::Error) -> OutputError + '_ {
+        move |source| OutputError::Alsa { device: self.device.clone(), op, source }
+    }
+}
+
+impl Output for AlsaOutput {
+    fn info(&self) -> OutputInfo {
+        OutputInfo {
+            backend: "alsa",
+            device: self.device.clone(),
+            rate: self.rate,
+            channels: self.channels,
+            sample_format: if self.s16 { "s16" } else { "s32" }.into(),
+            period_frames: self.period,
+            buffer_frames: self.buffer,
+        }
+    }
+
+    fn write(&mut self, samples: &[f32]) -> Result<(), OutputError> {
+        let ch = self.channels as usize;
+        let mut off = 0;
+        if self.s16 {
+            self.buf16.clear();
+            self.buf16.extend(samples.iter().map(|s| (s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16));
+        } else {
+            self.buf32.clear();
+            self.buf32.extend(
+                samples.iter().map(|s| (*s as f64 * 2_147_483_648.0).round().clamp(-2_147_483_648.0, 2_147_483_647.0) as i32),
+            );
+        }
+        while off < samples.len() {
+            let n = if self.s16 {
+                let io = self.pcm.io_i16().map_err(self.err("io"))?;
+                io.writei(&self.buf16[off..]).map_err(self.err("writei"))?
+            } else {
+                let io = self.pcm.io_i32().map_err(self.err("io"))?;
+                io.writei(&self.buf32[off..]).map_err(self.err("writei"))?
+            };
+            off += n * ch;
+            self.written += n as u64;
+        }
+        Ok(())
+    }
+
+    fn delay(&mut self) -> Result<Option<Delay>, OutputError> {
+        if self.unpaced {
+            return Ok(None);
+        }
+        let frames = self.pcm.delay().map_err(self.err("delay"))? as i64;
+        let at = self.clock.now();
+        // Some PCMs (null, file over null) consume instantly and always report no delay: the
+        // playout thread then paces itself from its own timeline.
+        if frames == 0 && self.pcm.state() == State::Running && self.written > 2 * self.buffer as u64 {
+            self.zero_delays += 1;
+            if self.zero_delays >= 3 {
+                log::info!("ALSA {}: device reports no delay; pacing from the clock", self.device);
+                self.unpaced = true;
+                return Ok(None);
+            }
+        } else {
+            self.zero_delays = 0;
+        }
+        Ok(Some(Delay { frames, at }))
+    }
+
+    fn recover(&mut self) -> Result<(), OutputError> {
+        match self.pcm.state() {
+            State::XRun | State::Suspended | State::Setup | State::Disconnected => {
+                self.pcm.prepare().map_err(self.err("prepare"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), OutputError> {
+        let _ = self.pcm.drain();
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Output backends behind one trait. Every backend reports its delay, so that the playout
+//! thread can schedule each frame for its presentation time.
+
+pub mod alsa;
+pub mod sim;
+
+use crate::clock::{LocalNs, SharedClock};
+use crate::config::{OutputKind, SpeakerConfig};
+use crate::wire::SampleFormat;
+use serde::Serialize;
+
+/// How far the device is behind the writer: `frames` written but not yet heard, as of local
+/// time `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delay {
+    pub frames: i64,
+    pub at: LocalNs,
+}
+
+/// What an output is, as opened (granted values, not requested ones).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutputInfo {
+    pub backend: &'static str,
+    pub device: String,
+    pub rate: u32,
+    pub channels: u8,
+    pub sample_format: String,
+    pub period_frames: usize,
+    pub buffer_frames: usize,
+}
+
+/// Errors of output backends, with the device they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("ALSA device {device}: {op}: {source}")]
+    Alsa { device: String, op: &'static str, source: ::alsa::Error },
+    #[error("ALSA device {device}: {detail}")]
+    AlsaConfig { device: String, detail: String },
+    #[error("output file {path}: {source}")]
+    File { path: String, source: hound::Error },
+    #[error("output file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// An audio output.
+///
+/// Contract: `write` takes interleaved samples in [-1, 1) at the stream's rate and channel
+/// count; it may block until the device has room. `delay` tells how many written frames are not
+/// yet heard, stamped with the local clock; `None` when the device cannot tell (the caller then
+/// paces itself). After an error, `recover` brings the device back to a writable state.
+pub trait Output: Send {
+    fn info(&self) -> OutputInfo;
+    fn write(&mut self, samples: &[f32]) -> Result<(), OutputError>;
+    fn delay(&mut self) -> Result<Option<Delay>, OutputError>;
+    fn recover(&mut self) -> Result<(), OutputError>;
+    /// Flushes and closes (files get their final header).
+    fn finish(&mut self) -> Result<(), OutputError>;
+}
+
+/// Opens the output the config asks for.
+pub fn open(
+    cfg: &SpeakerConfig,
+    rate: u32,
+    channels: u8,
+    format: SampleFormat,
+    clock: SharedClock,
+) -> Result<Box<dyn Output>, OutputError> {
+    match cfg.output {
+        OutputKind::Alsa => Ok(Box::new(alsa::AlsaOutput::open(
+            &cfg.device,
+            rate,
+            channels,
+            format,
+            cfg.period_frames as usize,
+            cfg.buffer_frames as usize,
+            clock,
+        )?)),
+        OutputKind::File => Ok(Box::new(sim::SimDac::open(sim::SimParams {
+            backend: "file",
+            path: cfg.path.clone(),
+            heard_log: None,
+            rate,
+            channels,
+            format,
+            ppm: 0.0,
+            period_frames: cfg.period_frames as usize,
+            buffer_frames: cfg.buffer_frames as usize,
+            clock,
+        })?)),
+        OutputKind::Sim => Ok(Box::new(sim::SimDac::open(sim::SimParams {
+            backend: "sim",
+            path: cfg.path.clone(),
+            heard_log: (!cfg.heard_log.is_empty()).then(|| cfg.heard_log.clone()),
+            rate,
+            channels,
+            format,
+            ppm: cfg.dac_ppm,
+            period_frames: cfg.period_frames as usize,
+            buffer_frames: cfg.buffer_frames as usize,
+            clock,
+        })?)),
+    }
+}

@@ -1,0 +1,160 @@
+//! A simulated DAC: consumes frames in real time at its own rate error, reports its delay like
+//! ALSA does, records everything it plays to a WAV file and, for measurement, logs on a clock
+//! common to every process on the host (`CLOCK_REALTIME`) when it started playing which frame.
+//! The `file` output is this DAC at zero rate error without the log.
+//!
+//! Heard-log format, one line per (re)start of the DAC:
+//! `start dac_frame=<n> realtime_ns=<t> rate_hz=<r>`: DAC frame `n` (0 = first frame in the WAV)
+//! was heard at `t`, and later frames follow at `r` frames per second until the next line.
+
+use super::{Delay, Output, OutputError, OutputInfo};
+use crate::clock::{monotonic_raw_ns, realtime_ns_for_measurement, SharedClock};
+use crate::wire::SampleFormat;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+
+/// Parameters of a simulated DAC.
+pub struct SimParams {
+    pub backend: &'static str,
+    pub path: String,
+    pub heard_log: Option<String>,
+    pub rate: u32,
+    pub channels: u8,
+    pub format: SampleFormat,
+    pub ppm: f64,
+    pub period_frames: usize,
+    pub buffer_frames: usize,
+    pub clock: SharedClock,
+}
+
+/// The simulated DAC.
+pub struct SimDac {
+    p: SimParams,
+    wav: Option<hound::WavWriter<BufWriter<File>>>,
+    log: Option<BufWriter<File>>,
+    /// Host raw-clock time and DAC frame at which the DAC last (re)started.
+    start: Option<(i64, u64)>,
+    written: u64,
+    since_flush: u64,
+    underruns: u64,
+}
+
+impl SimDac {
+    pub fn open(p: SimParams) -> Result<SimDac, OutputError> {
+        let spec = hound::WavSpec {
+            channels: p.channels as u16,
+            sample_rate: p.rate,
+            bits_per_sample: if p.format == SampleFormat::S16 { 16 } else { 32 },
+            sample_format: hound::SampleFormat::Int,
+        };
+        let wav = hound::WavWriter::create(&p.path, spec)
+            .map_err(|source| OutputError::File { path: p.path.clone(), source })?;
+        let log = match &p.heard_log {
+            Some(path) => Some(BufWriter::new(
+                File::create(path).map_err(|source| OutputError::Io { path: path.clone(), source })?,
+            )),
+            None => None,
+        };
+        Ok(SimDac { p, wav: Some(wav), log, start: None, written: 0, since_flush: 0, underruns: 0 })
+    }
+
+    fn dac_rate(&self) -> f64 {
+        self.p.rate as f64 * (1.0 + self.p.ppm * 1e-6)
+    }
+
+    /// Frames the DAC has played by host raw time `raw`.
+    fn consumed(&self, raw: i64) -> u64 {
+        match self.start {
+            None => self.written,
+            Some((t, f)) => {
+                let played = ((raw - t).max(0) as f64 * self.dac_rate() * 1e-9) as u64;
+                (f + played).min(self.written)
+            }
+        }
+    }
+
+    /// Underruns so far.
+    pub fn underruns(&self) -> u64 {
+        self.underruns
+    }
+}
+
+impl Output for SimDac {
+    fn info(&self) -> OutputInfo {
+        OutputInfo {
+            backend: self.p.backend,
+            device: self.p.path.clone(),
+            rate: self.p.rate,
+            channels: self.p.channels,
+            sample_format: format!("{:?}", self.p.format).to_lowercase(),
+            period_frames: self.p.period_frames,
+            buffer_frames: self.p.buffer_frames,
+        }
+    }
+
+    fn write(&mut self, samples: &[f32]) -> Result<(), OutputError> {
+        let raw = monotonic_raw_ns();
+        if self.start.is_some() && self.consumed(raw) >= self.written {
+            self.underruns += 1;
+            self.start = None;
+        }
+        if self.start.is_none() {
+            self.start = Some((raw, self.written));
+            let dac_rate = self.dac_rate();
+            if let Some(log) = &mut self.log {
+                let _ = writeln!(
+                    log,
+                    "start dac_frame={} realtime_ns={} rate_hz={:.6}",
+                    self.written,
+                    realtime_ns_for_measurement(),
+                    dac_rate
+                );
+                let _ = log.flush();
+            }
+        }
+        let path = &self.p.path;
+        if let Some(wav) = &mut self.wav {
+            let err = |source| OutputError::File { path: path.clone(), source };
+            if self.p.format == SampleFormat::S16 {
+                for s in samples {
+                    wav.write_sample((*s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16).map_err(err)?;
+                }
+            } else {
+                for s in samples {
+                    let v = (*s as f64 * 2_147_483_648.0).round().clamp(-2_147_483_648.0, 2_147_483_647.0);
+                    wav.write_sample(v as i32).map_err(err)?;
+                }
+            }
+            let frames = (samples.len() / self.p.channels as usize) as u64;
+            self.written += frames;
+            self.since_flush += frames;
+            if self.since_flush >= self.p.rate as u64 {
+                self.since_flush = 0;
+                wav.flush().map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delay(&mut self) -> Result<Option<Delay>, OutputError> {
+        let raw = monotonic_raw_ns();
+        let at = self.p.clock.now();
+        let queued = self.written - self.consumed(raw);
+        Ok(Some(Delay { frames: queued as i64, at }))
+    }
+
+    fn recover(&mut self) -> Result<(), OutputError> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), OutputError> {
+        if let Some(wav) = self.wav.take() {
+            wav.finalize().map_err(|source| OutputError::File { path: self.p.path.clone(), source })?;
+        }
+        if let Some(log) = &mut self.log {
+            let _ = writeln!(log, "end dac_frame={} underruns={}", self.written, self.underruns);
+            let _ = log.flush();
+        }
+        Ok(())
+    }
+}

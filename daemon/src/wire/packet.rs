@@ -1,0 +1,348 @@
+//! Audio and heartbeat datagrams.
+
+use super::{check_prefix, kind, put_prefix, Reader, WireError, MAX_DATAGRAM, PREFIX_LEN};
+use crate::clock::ControllerNs;
+use serde::{Deserialize, Serialize};
+
+/// PCM sample encodings on the wire (always little-endian, interleaved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleFormat {
+    /// Signed 16-bit.
+    S16,
+    /// Signed 24-bit, packed in 3 bytes.
+    S24,
+    /// Signed 32-bit.
+    S32,
+}
+
+impl SampleFormat {
+    /// Bytes per sample on the wire.
+    pub fn bytes(self) -> usize {
+        match self {
+            SampleFormat::S16 => 2,
+            SampleFormat::S24 => 3,
+            SampleFormat::S32 => 4,
+        }
+    }
+    /// Significant bits.
+    pub fn bits(self) -> u16 {
+        match self {
+            SampleFormat::S16 => 16,
+            SampleFormat::S24 => 24,
+            SampleFormat::S32 => 32,
+        }
+    }
+    fn code(self) -> u8 {
+        match self {
+            SampleFormat::S16 => 1,
+            SampleFormat::S24 => 2,
+            SampleFormat::S32 => 3,
+        }
+    }
+    fn from_code(c: u8) -> Result<Self, WireError> {
+        match c {
+            1 => Ok(SampleFormat::S16),
+            2 => Ok(SampleFormat::S24),
+            3 => Ok(SampleFormat::S32),
+            other => Err(WireError::BadSampleFormat(other)),
+        }
+    }
+    /// Full-scale value for float conversion.
+    fn scale(self) -> f32 {
+        match self {
+            SampleFormat::S16 => 32_768.0,
+            SampleFormat::S24 => 8_388_608.0,
+            SampleFormat::S32 => 2_147_483_648.0,
+        }
+    }
+    /// Encodes float samples in [-1, 1) to this format, appending to `out`. Out-of-range
+    /// samples are clipped.
+    pub fn encode(self, samples: &[f32], out: &mut Vec<u8>) {
+        let scale = self.scale() as f64;
+        let max = scale - 1.0;
+        for &s in samples {
+            let v = (s as f64 * scale).round().clamp(-scale, max) as i32;
+            match self {
+                SampleFormat::S16 => out.extend_from_slice(&(v as i16).to_le_bytes()),
+                SampleFormat::S24 => out.extend_from_slice(&v.to_le_bytes()[0..3]),
+                SampleFormat::S32 => out.extend_from_slice(&v.to_le_bytes()),
+            }
+        }
+    }
+    /// Decodes bytes of this format to float samples, appending to `out`. A trailing partial
+    /// sample is ignored (callers check lengths first).
+    pub fn decode(self, bytes: &[u8], out: &mut Vec<f32>) {
+        let inv = 1.0 / self.scale() as f64;
+        match self {
+            SampleFormat::S16 => out.extend(
+                bytes.chunks_exact(2).map(|b| (i16::from_le_bytes([b[0], b[1]]) as f64 * inv) as f32),
+            ),
+            SampleFormat::S24 => out.extend(bytes.chunks_exact(3).map(|b| {
+                let v = i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8;
+                (v as f64 * inv) as f32
+            })),
+            SampleFormat::S32 => out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| (i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 * inv) as f32),
+            ),
+        }
+    }
+}
+
+/// Fixed part of an audio datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioHeader {
+    /// Stream session: changes when the controller restarts.
+    pub session: u32,
+    /// Datagram sequence number within the session (wraps).
+    pub seq: u32,
+    /// Stream index of the first frame in this datagram; increases by one per frame, never reused
+    /// within a session.
+    pub frame_index: u64,
+    /// Controller time at which the first frame must be heard.
+    pub pts: ControllerNs,
+    /// Frames per second.
+    pub rate: u32,
+    /// Interleaved channels.
+    pub channels: u8,
+    /// Sample encoding.
+    pub format: SampleFormat,
+    /// Frames in the payload.
+    pub frames: u16,
+}
+
+/// Length of the audio header including the common prefix.
+pub const AUDIO_HEADER_LEN: usize = 40;
+
+/// A parsed audio datagram (payload still encoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioPacket {
+    pub header: AudioHeader,
+    pub payload: Vec<u8>,
+}
+
+impl AudioHeader {
+    /// Payload bytes this header announces.
+    pub fn payload_len(&self) -> usize {
+        self.frames as usize * self.channels as usize * self.format.bytes()
+    }
+    /// Largest frame count that fits one datagram for this format.
+    pub fn max_frames(channels: u8, format: SampleFormat) -> usize {
+        (MAX_DATAGRAM - AUDIO_HEADER_LEN) / (channels as usize * format.bytes()).max(1)
+    }
+}
+
+/// Writes an audio datagram into `out` (cleared first). `samples` are interleaved floats.
+pub fn encode_audio(h: &AudioHeader, samples: &[f32], out: &mut Vec<u8>) {
+    out.clear();
+    put_prefix(out, kind::AUDIO);
+    out.extend_from_slice(&h.session.to_le_bytes());
+    out.extend_from_slice(&h.seq.to_le_bytes());
+    out.extend_from_slice(&h.frame_index.to_le_bytes());
+    out.extend_from_slice(&h.pts.0.to_le_bytes());
+    out.extend_from_slice(&h.rate.to_le_bytes());
+    out.push(h.channels);
+    out.push(h.format.code());
+    out.extend_from_slice(&h.frames.to_le_bytes());
+    debug_assert_eq!(out.len(), AUDIO_HEADER_LEN);
+    h.format.encode(samples, out);
+}
+
+fn parse_audio(buf: &[u8]) -> Result<AudioPacket, WireError> {
+    if buf.len() < AUDIO_HEADER_LEN {
+        return Err(WireError::TooShort { len: buf.len(), need: AUDIO_HEADER_LEN });
+    }
+    let mut r = Reader::new(buf, PREFIX_LEN);
+    let session = r.u32()?;
+    let seq = r.u32()?;
+    let frame_index = r.u64()?;
+    let pts = ControllerNs(r.i64()?);
+    let rate = r.u32()?;
+    let channels = r.u8()?;
+    let format = SampleFormat::from_code(r.u8()?)?;
+    let frames = r.u16()?;
+    if !(8_000..=384_000).contains(&rate) {
+        return Err(WireError::BadStreamFormat("rate outside 8000..=384000 Hz"));
+    }
+    if channels == 0 || channels > 8 {
+        return Err(WireError::BadStreamFormat("channels outside 1..=8"));
+    }
+    if frame_index > i64::MAX as u64 / 2 {
+        return Err(WireError::BadStreamFormat("frame index out of range"));
+    }
+    let header = AudioHeader { session, seq, frame_index, pts, rate, channels, format, frames };
+    let payload = r.rest();
+    if payload.len() != header.payload_len() {
+        return Err(WireError::LengthMismatch { expected: header.payload_len(), got: payload.len() });
+    }
+    Ok(AudioPacket { header, payload: payload.to_vec() })
+}
+
+/// What a speaker tells its controller about itself, once a second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Speaker name (unique in the zone).
+    pub name: String,
+    /// TCP port of the speaker's HTTP API (same address as the datagram's source).
+    pub api_port: u16,
+    /// Volume 0..=100.
+    pub volume: u8,
+    pub muted: bool,
+    /// Clock model locked to the controller.
+    pub locked: bool,
+    /// Last measured playout error, microseconds (None until playing).
+    pub sync_error_us: Option<f64>,
+}
+
+/// Largest heartbeat body accepted.
+pub const MAX_HEARTBEAT_BODY: usize = 512;
+
+/// Writes a heartbeat datagram.
+pub fn encode_heartbeat(hb: &Heartbeat) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    put_prefix(&mut out, kind::HEARTBEAT);
+    // Serialising a plain struct of strings and numbers cannot fail.
+    out.extend_from_slice(serde_json::to_vec(hb).unwrap_or_default().as_slice());
+    out
+}
+
+fn parse_heartbeat(buf: &[u8]) -> Result<Heartbeat, WireError> {
+    let body = &buf[PREFIX_LEN..];
+    if body.len() > MAX_HEARTBEAT_BODY {
+        return Err(WireError::TooLong { len: body.len(), limit: MAX_HEARTBEAT_BODY });
+    }
+    let hb: Heartbeat =
+        serde_json::from_slice(body).map_err(|e| WireError::BadHeartbeat(e.to_string()))?;
+    if hb.name.is_empty() || hb.name.len() > 64 || hb.volume > 100 {
+        return Err(WireError::BadHeartbeat("name must be 1..=64 bytes, volume 0..=100".into()));
+    }
+    Ok(hb)
+}
+
+/// Any chorus datagram.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Packet {
+    Audio(AudioPacket),
+    SyncRequest(super::SyncRequest),
+    SyncResponse(super::SyncResponse),
+    Heartbeat(Heartbeat),
+}
+
+/// Parses one datagram.
+pub fn parse(buf: &[u8]) -> Result<Packet, WireError> {
+    match check_prefix(buf)? {
+        kind::AUDIO => parse_audio(buf).map(Packet::Audio),
+        kind::SYNC_REQUEST => super::sync::parse_request(buf).map(Packet::SyncRequest),
+        kind::SYNC_RESPONSE => super::sync::parse_response(buf).map(Packet::SyncResponse),
+        kind::HEARTBEAT => parse_heartbeat(buf).map(Packet::Heartbeat),
+        other => Err(WireError::UnknownKind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(frames: u16, format: SampleFormat) -> AudioHeader {
+        AudioHeader {
+            session: 7,
+            seq: 42,
+            frame_index: 123_456,
+            pts: ControllerNs(-5_000_000_123),
+            rate: 48_000,
+            channels: 2,
+            format,
+            frames,
+        }
+    }
+
+    #[test]
+    fn audio_round_trip_all_formats() {
+        for format in [SampleFormat::S16, SampleFormat::S24, SampleFormat::S32] {
+            let h = header(4, format);
+            let samples = [0.0, -1.0, 0.5, -0.25, 0.999, 0.001, -0.5, 0.125];
+            let mut buf = Vec::new();
+            encode_audio(&h, &samples, &mut buf);
+            let Packet::Audio(p) = parse(&buf).unwrap() else { panic!("not audio") };
+            assert_eq!(p.header, h);
+            let mut back = Vec::new();
+            format.decode(&p.payload, &mut back);
+            for (a, b) in samples.iter().zip(&back) {
+                assert!((a - b).abs() < 1.0 / 30_000.0, "{format:?} {a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn s16_is_bit_exact() {
+        let samples: Vec<f32> = (-32768..32768).step_by(7).map(|v| v as f32 / 32768.0).collect();
+        let mut bytes = Vec::new();
+        SampleFormat::S16.encode(&samples, &mut bytes);
+        let mut back = Vec::new();
+        SampleFormat::S16.decode(&bytes, &mut back);
+        assert_eq!(samples, back);
+    }
+
+    #[test]
+    fn max_frames_fit_a_datagram() {
+        for format in [SampleFormat::S16, SampleFormat::S24, SampleFormat::S32] {
+            for ch in 1..=8u8 {
+                let n = AudioHeader::max_frames(ch, format);
+                assert!(AUDIO_HEADER_LEN + n * ch as usize * format.bytes() <= MAX_DATAGRAM);
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        let mut buf = Vec::new();
+        encode_audio(&header(2, SampleFormat::S16), &[0.0; 4], &mut buf);
+        assert!(matches!(parse(&buf[..buf.len() - 1]), Err(WireError::LengthMismatch { .. })));
+        assert!(matches!(parse(&buf[..20]), Err(WireError::TooShort { .. })));
+        let mut bad = buf.clone();
+        bad[0] = b'X';
+        assert_eq!(parse(&bad), Err(WireError::BadMagic));
+        let mut bad = buf.clone();
+        bad[4] = 9;
+        assert_eq!(parse(&bad), Err(WireError::UnsupportedVersion(9)));
+        let mut bad = buf.clone();
+        bad[5] = 77;
+        assert_eq!(parse(&bad), Err(WireError::UnknownKind(77)));
+        let mut bad = buf.clone();
+        bad[37] = 0;
+        assert_eq!(parse(&bad), Err(WireError::BadSampleFormat(0)));
+        let mut bad = buf.clone();
+        bad[36] = 0;
+        assert!(matches!(parse(&bad), Err(WireError::BadStreamFormat(_))));
+        let mut bad = buf.clone();
+        bad[38] = 0xff;
+        bad[39] = 0xff;
+        assert!(matches!(parse(&bad), Err(WireError::LengthMismatch { .. })));
+        let mut bad = buf.clone();
+        bad[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(parse(&bad), Err(WireError::BadStreamFormat(_))));
+        assert!(matches!(parse(&[0u8; 3]), Err(WireError::TooShort { .. })));
+        assert!(matches!(parse(&vec![0u8; 5000]), Err(WireError::TooLong { .. })));
+    }
+
+    #[test]
+    fn heartbeat_round_trip_and_rejects() {
+        let hb = Heartbeat {
+            name: "kitchen".into(),
+            api_port: 7781,
+            volume: 80,
+            muted: false,
+            locked: true,
+            sync_error_us: Some(3.5),
+        };
+        assert_eq!(parse(&encode_heartbeat(&hb)).unwrap(), Packet::Heartbeat(hb.clone()));
+        let mut bad = encode_heartbeat(&hb);
+        bad.truncate(bad.len() - 3);
+        assert!(matches!(parse(&bad), Err(WireError::BadHeartbeat(_))));
+        let loud = Heartbeat { volume: 101, ..hb };
+        assert!(matches!(parse(&encode_heartbeat(&loud)), Err(WireError::BadHeartbeat(_))));
+    }
+}
