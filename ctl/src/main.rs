@@ -1,1 +1,300 @@
-fn main(){}
+//! `chorusctl`: control a chorus zone from the command line.
+//!
+//! Talks to the controller's HTTP API (`--controller`, `$CHORUS_CONTROLLER`, or
+//! http://127.0.0.1:7780). Human-readable output by default, `--json` for scripts. Exit codes:
+//! 0 success, 1 the daemon refused the request, 2 usage, 3 the daemon is unreachable.
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "chorusctl", version, about = "Control chorus multiroom audio")]
+struct Cli {
+    /// Controller API URL.
+    #[arg(long, env = "CHORUS_CONTROLLER", default_value = "http://127.0.0.1:7780", global = true)]
+    controller: String,
+    /// Print the API's JSON answer instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Zone and speakers at a glance.
+    Status,
+    /// The speakers the controller knows.
+    Speakers,
+    /// Play a file, a folder or an .m3u playlist (a path on the controller's box).
+    Play { uri: String },
+    Pause,
+    Resume,
+    Stop,
+    Next,
+    /// Previous item (or the start of this one after 3 s).
+    Prev,
+    /// Seek within the current item.
+    Seek { seconds: f64 },
+    /// Set the volume (0-100) of one speaker, or of all.
+    Volume {
+        /// Speaker name (omit for all speakers).
+        #[arg(value_name = "SPEAKER")]
+        a: String,
+        #[arg(value_name = "N")]
+        b: Option<String>,
+    },
+    /// Toggle mute of one speaker (or of all).
+    Mute { speaker: Option<String> },
+    /// Set a speaker's extra output latency (amplifier, DSP), ms.
+    Latency { speaker: String, ms: f64 },
+}
+
+enum Failure {
+    Unreachable(String),
+    Refused(String),
+    Usage(String),
+}
+
+struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(base: &str) -> Client {
+        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+        Client { base: base.trim_end_matches('/').to_string(), agent }
+    }
+
+    fn call(&self, method: &str, url: &str, body: Option<Value>) -> Result<Value, Failure> {
+        let req = self.agent.request(method, url);
+        let res = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match res {
+            Ok(r) => r.into_json().map_err(|e| Failure::Refused(format!("bad answer from {url}: {e}"))),
+            Err(ureq::Error::Status(code, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                let msg = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                    .unwrap_or(text);
+                Err(Failure::Refused(format!("{msg} (HTTP {code})")))
+            }
+            Err(e) => Err(Failure::Unreachable(format!("cannot reach chorusd at {}: {e}", self.base))),
+        }
+    }
+    fn get(&self, path: &str) -> Result<Value, Failure> {
+        self.call("GET", &format!("{}{}", self.base, path), None)
+    }
+    fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call("POST", &format!("{}{}", self.base, path), Some(body))
+    }
+    fn put(&self, path: &str, body: Value) -> Result<Value, Failure> {
+        self.call("PUT", &format!("{}{}", self.base, path), Some(body))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let client = Client::new(&cli.controller);
+    match run(&client, &cli) {
+        Ok(v) => {
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", render(&cli.cmd, &v));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Refused(m)) => {
+            eprintln!("chorusctl: {m}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(m)) => {
+            eprintln!("chorusctl: {m}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Unreachable(m)) => {
+            eprintln!("chorusctl: {m}\n(is chorusd running? set --controller or CHORUS_CONTROLLER)");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn parse_volume(s: &str) -> Result<i64, Failure> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|v| (0..=100).contains(v))
+        .ok_or_else(|| Failure::Usage(format!("volume must be a whole number 0-100, not {s:?}")))
+}
+
+fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
+    match &cli.cmd {
+        Cmd::Status => c.get("/api/v1/status"),
+        Cmd::Speakers => c.get("/api/v1/speakers"),
+        Cmd::Play { uri } => {
+            // Relative paths mean the caller's directory (the controller is usually local).
+            let p = std::path::Path::new(uri);
+            let uri = if !uri.contains("://") && p.is_relative() && p.exists() {
+                std::fs::canonicalize(p).map(|p| p.display().to_string()).unwrap_or_else(|_| uri.clone())
+            } else {
+                uri.clone()
+            };
+            c.post("/api/v1/play", json!({ "uri": uri }))
+        }
+        Cmd::Pause => c.post("/api/v1/pause", json!({})),
+        Cmd::Resume => c.post("/api/v1/resume", json!({})),
+        Cmd::Stop => c.post("/api/v1/stop", json!({})),
+        Cmd::Next => c.post("/api/v1/next", json!({})),
+        Cmd::Prev => c.post("/api/v1/previous", json!({})),
+        Cmd::Seek { seconds } => c.post("/api/v1/seek", json!({ "position_s": seconds })),
+        Cmd::Volume { a, b } => match b {
+            None => c.put("/api/v1/volume", json!({ "volume": parse_volume(a)? })),
+            Some(n) => c.put(&format!("/api/v1/speakers/{}/volume", enc(a)), json!({ "volume": parse_volume(n)? })),
+        },
+        Cmd::Mute { speaker } => {
+            let list = c.get("/api/v1/speakers")?;
+            let speakers = list["speakers"].as_array().cloned().unwrap_or_default();
+            let targets: Vec<&Value> = match speaker {
+                Some(name) => {
+                    let s = speakers.iter().find(|s| s["name"] == name.as_str());
+                    vec![s.ok_or_else(|| Failure::Refused(format!("no speaker named {name:?}")))?]
+                }
+                None => speakers.iter().filter(|s| s["online"] == true).collect(),
+            };
+            // Toggle: mute all if any is unmuted, else unmute all.
+            let mute = targets.iter().any(|s| s["muted"] != true);
+            let mut results = vec![];
+            for s in targets {
+                let name = s["name"].as_str().unwrap_or_default();
+                results.push(c.put(&format!("/api/v1/speakers/{}/mute", enc(name)), json!({ "muted": mute }))?);
+            }
+            Ok(json!({ "muted": mute, "speakers": results }))
+        }
+        Cmd::Latency { speaker, ms } => {
+            let list = c.get("/api/v1/speakers")?;
+            let url = list["speakers"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["name"] == speaker.as_str()))
+                .and_then(|s| s["api_url"].as_str().map(str::to_string))
+                .ok_or_else(|| Failure::Refused(format!("no speaker named {speaker:?}")))?;
+            c.call("PUT", &format!("{url}/api/v1/speaker/latency"), Some(json!({ "extra_latency_ms": ms })))
+        }
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn fmt_time(s: f64) -> String {
+    let s = s.max(0.0);
+    format!("{}:{:04.1}", (s / 60.0).floor() as u64, s % 60.0)
+}
+
+fn render_zone(z: &Value) -> String {
+    let mut o = String::new();
+    let state = z["state"].as_str().unwrap_or("?");
+    o += &format!("zone {}: {}\n", z["zone"].as_str().unwrap_or("?"), state);
+    if let Some(t) = z["title"].as_str() {
+        let pos = fmt_time(z["position_s"].as_f64().unwrap_or(0.0));
+        let dur = z["duration_s"].as_f64().map(fmt_time).unwrap_or_else(|| "?".into());
+        let idx = z["index"].as_u64().map(|i| i + 1).unwrap_or(0);
+        let n = z["queue"].as_array().map(|q| q.len()).unwrap_or(0);
+        o += &format!("  now playing: {t}  {pos} / {dur}  (item {idx} of {n})\n");
+    }
+    if let Some(errs) = z["errors"].as_array() {
+        for e in errs.iter().rev().take(3) {
+            o += &format!("  error: {}\n", e["message"].as_str().unwrap_or("?"));
+        }
+    }
+    o
+}
+
+fn render_speakers(list: &[Value]) -> String {
+    if list.is_empty() {
+        return "  no speakers yet\n".into();
+    }
+    let mut o = String::new();
+    for s in list {
+        let sync = match s["sync_error_us"].as_f64() {
+            Some(e) => format!("sync error {e:+.0} µs"),
+            None => "not playing".into(),
+        };
+        o += &format!(
+            "  {:<16} {:<8} volume {:>3}{}  {}  {}\n",
+            s["name"].as_str().unwrap_or("?"),
+            if s["online"] == true { "online" } else { "LOST" },
+            s["volume"],
+            if s["muted"] == true { " (muted)" } else { "" },
+            if s["locked"] == true { "locked" } else { "unlocked" },
+            sync
+        );
+    }
+    o
+}
+
+fn render_speaker_detail(s: &Value) -> String {
+    let mut o = format!("speaker {}: volume {}{}\n", s["name"].as_str().unwrap_or("?"), s["volume"], if s["muted"] == true { " (muted)" } else { "" });
+    match s["clock"].as_object() {
+        Some(c) => {
+            o += &format!(
+                "  clock: {} offset {:.3} ms, {:+.1} ppm, rtt {:.0} µs, est. error ±{:.0} µs\n",
+                if s["locked"] == true { "locked" } else { "locking" },
+                c["offset_ns"].as_f64().unwrap_or(0.0) / 1e6,
+                c["freq_ppm"].as_f64().unwrap_or(0.0),
+                c["rtt_us"].as_f64().unwrap_or(0.0),
+                c["est_error_us"].as_f64().unwrap_or(0.0)
+            )
+        }
+        None => o += "  clock: no controller yet\n",
+    }
+    if let Some(out) = s["output"].as_object() {
+        o += &format!(
+            "  output: {} {} ({} Hz, period {}, buffer {}), extra latency {} ms\n",
+            out["backend"].as_str().unwrap_or("?"),
+            out["device"].as_str().unwrap_or("?"),
+            out["rate"],
+            out["period_frames"],
+            out["buffer_frames"],
+            s["latency"]["extra_ms"]
+        );
+    }
+    let p = &s["playout"];
+    o += &format!(
+        "  playout: sync error {}, buffered {:.0} ms, lost {} late {} resyncs {}\n",
+        p["sync_error_us"].as_f64().map(|e| format!("{e:+.1} µs")).unwrap_or_else(|| "-".into()),
+        p["buffered_ms"].as_f64().unwrap_or(0.0),
+        p["frames_lost"],
+        p["frames_late"],
+        p["resyncs"]
+    );
+    o
+}
+
+fn render(cmd: &Cmd, v: &Value) -> String {
+    match cmd {
+        Cmd::Status => {
+            let mut o = String::new();
+            if v["controller"].is_object() {
+                o += &render_zone(&v["controller"]["zone"]);
+                o += "speakers:\n";
+                o += &render_speakers(v["controller"]["speakers"].as_array().map(|a| a.as_slice()).unwrap_or(&[]));
+            }
+            if v["speaker"].is_object() {
+                o += &render_speaker_detail(&v["speaker"]);
+            }
+            o
+        }
+        Cmd::Speakers => render_speakers(v["speakers"].as_array().map(|a| a.as_slice()).unwrap_or(&[])),
+        Cmd::Volume { .. } | Cmd::Mute { .. } | Cmd::Latency { .. } => "ok\n".into(),
+        _ => render_zone(v),
+    }
+}

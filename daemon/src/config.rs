@@ -77,11 +77,9 @@ pub struct SpeakerConfig {
     pub enabled: bool,
     /// Name shown by the controller and used by `chorusctl volume NAME`.
     pub name: String,
-    /// Controller sync address (host:port). Empty: the source address of the audio stream with
-    /// the zone's sync port.
+    /// Controller sync address (host:port). Empty: learnt from the controller's announcements
+    /// on the zone's multicast group.
     pub controller: String,
-    /// Sync port of the controller when `controller` is empty.
-    pub controller_sync_port: u16,
     pub output: OutputKind,
     /// ALSA device name (output = "alsa").
     pub device: String,
@@ -162,7 +160,6 @@ impl Default for SpeakerConfig {
             enabled: true,
             name: "speaker".into(),
             controller: String::new(),
-            controller_sync_port: 7701,
             output: OutputKind::Alsa,
             device: "default".into(),
             path: String::new(),

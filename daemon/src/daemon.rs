@@ -69,6 +69,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
             format: z.sample_format,
             latency_ms: c.latency_ms,
             fade_ms: c.fade_ms,
+            sync_port: c.sync_port,
         };
         let streamer = controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())
             .map_err(io("streamer thread"))?;
@@ -104,9 +105,9 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
                 .map_err(io("playout thread"))?,
         );
         let expect = Expect { rate: z.rate, channels: z.channels };
-        let (sh, port, sync_port) = (shared.clone(), z.port, s.controller_sync_port);
+        let (sh, port) = (shared.clone(), z.port);
         tokio::spawn(async move {
-            if let Err(e) = speaker::net::receive(group, port, iface, expect, tx, sh, sync_port, fixed).await {
+            if let Err(e) = speaker::net::receive(group, port, iface, expect, tx, sh, fixed).await {
                 log::error!("multicast receiver on {group}:{port} failed: {e}");
             }
         });

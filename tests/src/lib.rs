@@ -1,1 +1,378 @@
+//! Test rig helpers: start real `chorusd` processes on loopback multicast, drive them over
+//! HTTP and with `chorusctl`, and analyse what each speaker played.
+//!
+//! Every speaker gets its own clock offset and frequency error (the daemon's `[testing]`
+//! section), so a test cannot pass because processes share the host clock.
 
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary (built by `cargo build --workspace` before the tests run).
+pub fn bin(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
+    let p = target.join("debug").join(name);
+    assert!(p.exists(), "{} not built: run `cargo build --workspace` first", p.display());
+    p
+}
+
+/// Repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh scratch directory.
+pub fn scratch(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("chorus-test-{}-{}-{}", tag, std::process::id(), n));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A free TCP port on loopback.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A free UDP port on loopback.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running daemon; SIGTERM and wait on drop.
+pub struct Daemon {
+    pub name: String,
+    pub api: String,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Stops the daemon cleanly (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A zone's network parameters, unique per test.
+#[derive(Clone, Debug)]
+pub struct Net {
+    pub group: String,
+    pub port: u16,
+    pub sync_port: u16,
+}
+
+impl Net {
+    pub fn new() -> Net {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        Net {
+            group: format!("239.255.{}.{}", 100 + (pid % 100), 1 + (n % 250)),
+            port: free_udp_port(),
+            sync_port: free_udp_port(),
+        }
+    }
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Net::new()
+    }
+}
+
+fn zone_toml(net: &Net) -> String {
+    format!("[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n", net.group, net.port)
+}
+
+/// Writes a config and starts `chorusd` with it.
+pub fn start_daemon(dir: &Path, name: &str, config: &str) -> Daemon {
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, config).unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(bin("chorusd"))
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("spawn chorusd");
+    let api = config
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \""))
+        .map(|l| format!("http://{}", l.trim_end_matches('"')))
+        .unwrap_or_default();
+    let d = Daemon { name: name.into(), api, child: Some(child), log };
+    wait_until(Duration::from_secs(10), || get(&format!("{}/api/v1/status", d.api)).ok())
+        .unwrap_or_else(|| panic!("{name} did not start:\n{}", d.log_text()));
+    d
+}
+
+/// Starts a controller.
+pub fn start_controller(dir: &Path, net: &Net, extra: &str) -> Daemon {
+    let port = free_tcp_port();
+    let cfg = format!(
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}[controller]\nsync-port = {}\n{extra}\n[speaker]\nenabled = false\n",
+        zone_toml(net),
+        net.sync_port
+    );
+    start_daemon(dir, "controller", &cfg)
+}
+
+/// A speaker's simulated clocks and output.
+#[derive(Clone, Debug)]
+pub struct SpeakerSpec {
+    pub name: String,
+    pub clock_offset_ms: f64,
+    pub clock_ppm: f64,
+    pub dac_ppm: f64,
+    /// "sim" or "file" or "alsa".
+    pub output: String,
+    pub device: String,
+}
+
+impl SpeakerSpec {
+    pub fn sim(name: &str, clock_offset_ms: f64, clock_ppm: f64) -> Self {
+        SpeakerSpec {
+            name: name.into(),
+            clock_offset_ms,
+            clock_ppm,
+            dac_ppm: 0.0,
+            output: "sim".into(),
+            device: String::new(),
+        }
+    }
+}
+
+/// Starts a speaker; its output goes to `dir/<name>.wav` (and `<name>.heard` for sim).
+pub fn start_speaker(dir: &Path, net: &Net, s: &SpeakerSpec) -> Daemon {
+    let port = free_tcp_port();
+    let out = match s.output.as_str() {
+        "alsa" => format!("output = \"alsa\"\ndevice = \"{}\"\n", s.device),
+        "file" => format!("output = \"file\"\npath = \"{}\"\n", dir.join(format!("{}.wav", s.name)).display()),
+        _ => format!(
+            "output = \"sim\"\npath = \"{}\"\nheard-log = \"{}\"\ndac-ppm = {}\n",
+            dir.join(format!("{}.wav", s.name)).display(),
+            dir.join(format!("{}.heard", s.name)).display(),
+            s.dac_ppm
+        ),
+    };
+    let cfg = format!(
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\n",
+        zone_toml(net),
+        s.name,
+        s.clock_offset_ms,
+        s.clock_ppm
+    );
+    start_daemon(dir, &s.name, &cfg)
+}
+
+/// HTTP GET returning JSON.
+pub fn get(url: &str) -> Result<Value, String> {
+    match ureq::get(url).timeout(Duration::from_secs(5)).call() {
+        Ok(r) => r.into_json().map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// HTTP request with a JSON body; returns (status, JSON body).
+pub fn send(method: &str, url: &str, body: &str) -> (u16, Value) {
+    let r = ureq::request(method, url)
+        .timeout(Duration::from_secs(5))
+        .set("content-type", "application/json")
+        .send_string(body);
+    let (code, resp) = match r {
+        Ok(r) => (r.status(), r),
+        Err(ureq::Error::Status(c, r)) => (c, r),
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let text = resp.into_string().unwrap_or_default();
+    (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Polls `f` until it returns Some or the timeout passes.
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
+where
+    T: Sized,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the controller lists `n` online speakers with locked clocks.
+pub fn wait_locked(controller: &Daemon, n: usize) {
+    let url = format!("{}/api/v1/speakers", controller.api);
+    let ok = wait_until(Duration::from_secs(20), || {
+        let v = get(&url).ok()?;
+        let list = v["speakers"].as_array()?;
+        (list.iter().filter(|s| s["online"] == true && s["locked"] == true).count() >= n).then_some(())
+    });
+    assert!(ok.is_some(), "speakers did not lock: {:?}", get(&url));
+}
+
+/// Waits until the zone is stopped.
+pub fn wait_stopped(controller: &Daemon, timeout: Duration) {
+    let url = format!("{}/api/v1/zone", controller.api);
+    let ok = wait_until(timeout, || (get(&url).ok()?["state"] == "stopped").then_some(()));
+    assert!(ok.is_some(), "zone did not stop: {:?}", get(&url));
+}
+
+/// Runs chorusctl against a controller; returns (exit code, stdout, stderr).
+pub fn chorusctl(controller: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("chorusctl"))
+        .arg("--controller")
+        .arg(controller)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chorusctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes a 48 kHz stereo s16 WAV whose frame `i` encodes the counter `start + i` (left: low
+/// 16 bits, right: high 16 bits), so every frame of an output can be traced to its source.
+pub fn write_counter_wav(path: &Path, start: u32, frames: u32) {
+    let spec = hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for k in start..start + frames {
+        w.write_sample((k & 0xffff) as u16 as i16).unwrap();
+        w.write_sample((k >> 16) as u16 as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// The counter a frame encodes (0: silence).
+pub fn counter(frame: [i16; 2]) -> u32 {
+    (frame[0] as u16 as u32) | ((frame[1] as u16 as u32) << 16)
+}
+
+/// A DAC (re)start in a sim heard log.
+#[derive(Debug, Clone, Copy)]
+pub struct Anchor {
+    pub dac_frame: u64,
+    pub realtime_ns: i128,
+    pub rate_hz: f64,
+}
+
+/// What a speaker played: its WAV frames and, for sim outputs, when each was heard.
+pub struct Capture {
+    pub frames: Vec<[i16; 2]>,
+    pub anchors: Vec<Anchor>,
+}
+
+impl Capture {
+    /// Loads `dir/<name>.wav` and `dir/<name>.heard`.
+    pub fn load(dir: &Path, name: &str) -> Capture {
+        let mut r = hound::WavReader::open(dir.join(format!("{name}.wav"))).expect("speaker wav");
+        let s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
+        let frames = s.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+        let mut anchors = vec![];
+        if let Ok(f) = std::fs::File::open(dir.join(format!("{name}.heard"))) {
+            for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
+                if !line.starts_with("start ") {
+                    continue;
+                }
+                let field = |k: &str| {
+                    line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string).unwrap_or_default()
+                };
+                anchors.push(Anchor {
+                    dac_frame: field("dac_frame=").parse().unwrap(),
+                    realtime_ns: field("realtime_ns=").parse().unwrap(),
+                    rate_hz: field("rate_hz=").parse().unwrap(),
+                });
+            }
+        }
+        Capture { frames, anchors }
+    }
+
+    /// When DAC frame `n` was heard, ns on the host's common clock.
+    pub fn heard_ns(&self, n: usize) -> f64 {
+        let a = self.anchors.iter().rev().find(|a| a.dac_frame as usize <= n).expect("no anchor before frame");
+        a.realtime_ns as f64 + (n as u64 - a.dac_frame) as f64 * 1e9 / a.rate_hz
+    }
+
+    /// Index of the first frame carrying counter `k`.
+    pub fn find_counter(&self, k: u32) -> Option<usize> {
+        self.frames.iter().position(|f| counter(*f) == k)
+    }
+
+    /// Index of the first and last non-silent frame.
+    pub fn sound_span(&self) -> Option<(usize, usize)> {
+        let first = self.frames.iter().position(|f| *f != [0, 0])?;
+        let last = self.frames.iter().rposition(|f| *f != [0, 0])?;
+        Some((first, last))
+    }
+
+    /// Runs of consecutive counters at least `min_len` long: (output index, first counter, length).
+    pub fn counter_runs(&self, min_len: usize) -> Vec<(usize, u32, usize)> {
+        let mut runs = vec![];
+        let mut i = 0;
+        while i < self.frames.len() {
+            let k = counter(self.frames[i]);
+            if k == 0 {
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < self.frames.len() && counter(self.frames[j]) == k + (j - i) as u32 {
+                j += 1;
+            }
+            if j - i >= min_len {
+                runs.push((i, k, j - i));
+            }
+            i = j;
+        }
+        runs
+    }
+}
+
+/// Median and maximum of absolute values.
+pub fn stats_abs(v: &[f64]) -> (f64, f64) {
+    let mut a: Vec<f64> = v.iter().map(|x| x.abs()).collect();
+    a.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    if a.is_empty() {
+        return (0.0, 0.0);
+    }
+    (a[a.len() / 2], a[a.len() - 1])
+}

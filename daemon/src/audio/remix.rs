@@ -82,6 +82,11 @@ impl Remixer {
         Remixer { inputs, outputs, gains: g, identity: inputs == outputs }
     }
 
+    /// Input channel count.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
     /// Mixes interleaved `input` frames, appending to `out`.
     pub fn process(&self, input: &[f32], out: &mut Vec<f32>) {
         if self.identity {

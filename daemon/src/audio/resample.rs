@@ -1,10 +1,7 @@
 //! Streaming sample-rate conversion of interleaved frames with rubato.
 
 use super::AudioError;
-use rubato::{
-    FftFixedIn, SincFixedIn, VecResampler, SincInterpolationParameters, SincInterpolationType,
-    WindowFunction,
-};
+use rubato::{FftFixedIn, VecResampler};
 
 /// A streaming resampler: push interleaved frames in, get interleaved frames out, with the
 /// filter's delay removed so that output frame 0 lines up with input frame 0.
@@ -77,7 +74,9 @@ impl StreamResampler {
             if self.out_total >= target {
                 break;
             }
-            let input: Option<&[Vec<f32>]> = if first { Some(&self.pending[..]) } else { None };
+            // rubato rejects empty channel slices: pass None when nothing is pending.
+            let input: Option<&[Vec<f32>]> =
+                if first && !self.pending[0].is_empty() { Some(&self.pending[..]) } else { None };
             first = false;
             let (_, produced) = self
                 .inner

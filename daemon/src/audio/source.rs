@@ -113,6 +113,10 @@ impl Source {
             }
         };
         self.mixed.clear();
+        // Some containers (AAC in MP4) only reveal the channel count with the first packet.
+        if self.remix.inputs() != self.decoder.channels {
+            self.remix = Remixer::new(self.decoder.channels.max(1), self.channels, self.decoder.layout);
+        }
         if n == 0 {
             self.ended = true;
             if let Some(r) = &mut self.resampler {

@@ -9,7 +9,8 @@
 
 use crate::audio::Source;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
-use crate::wire::packet::encode_audio;
+use crate::wire::packet::{encode_announce, encode_audio};
+use crate::wire::Announce;
 use crate::wire::{AudioHeader, SampleFormat};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -94,6 +95,8 @@ pub struct StreamParams {
     pub format: SampleFormat,
     pub latency_ms: u32,
     pub fade_ms: u32,
+    /// Announced so that speakers find the sync service.
+    pub sync_port: u16,
 }
 
 const MAX_ERRORS: usize = 32;
@@ -205,6 +208,7 @@ pub fn spawn(
         frames_sent: 0,
         packets_sent: 0,
         send_errors: 0,
+        last_announce: i64::MIN / 2,
     };
     std::thread::Builder::new().name("chorus-streamer".into()).spawn(move || s.run(rx, shutdown))?;
     Ok(Arc::new(StreamerHandle { tx: Mutex::new(tx), status }))
@@ -236,7 +240,11 @@ struct Streamer {
     frames_sent: u64,
     packets_sent: u64,
     send_errors: u64,
+    last_announce: i64,
 }
+
+/// Interval of the announce beacon.
+const ANNOUNCE_NS: i64 = 500_000_000;
 
 impl Streamer {
     fn run(&mut self, rx: Receiver<Command>, shutdown: Arc<AtomicBool>) {
@@ -261,6 +269,7 @@ impl Streamer {
             if self.state == TransportState::Playing {
                 self.send_due();
             }
+            self.announce();
             self.publish();
         }
     }
@@ -518,6 +527,18 @@ impl Streamer {
         self.next_slot += frames as i64;
         self.frames_sent += frames as u64;
         self.packets_sent += 1;
+    }
+
+    fn announce(&mut self) {
+        let now = self.clock.now().0;
+        if now - self.last_announce < ANNOUNCE_NS {
+            return;
+        }
+        self.last_announce = now;
+        let a = Announce { session: self.session, sync_port: self.p.sync_port };
+        if self.socket.send_to(&encode_announce(&a), self.p.dest).is_err() {
+            self.send_errors += 1;
+        }
     }
 
     fn publish(&self) {

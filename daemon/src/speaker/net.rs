@@ -7,7 +7,7 @@ use crate::clock::{LocalNs, SharedClock};
 use crate::net::multicast_receiver;
 use crate::sync::Exchange;
 use crate::wire::packet::{encode_heartbeat, parse, Packet};
-use crate::wire::{Heartbeat, SampleFormat, SyncRequest};
+use crate::wire::{Heartbeat, SyncRequest};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -31,7 +31,6 @@ pub async fn receive(
     expect: Expect,
     tx: SyncSender<Chunk>,
     shared: Arc<Shared>,
-    sync_port: u16,
     fixed_controller: bool,
 ) -> std::io::Result<()> {
     let socket = UdpSocket::from_std(multicast_receiver(group, port, interface)?)?;
@@ -41,6 +40,18 @@ pub async fn receive(
         let (len, from) = socket.recv_from(&mut buf).await?;
         let pkt = match parse(&buf[..len]) {
             Ok(Packet::Audio(p)) => p,
+            Ok(Packet::Announce(a)) => {
+                if !fixed_controller {
+                    let ctl = SocketAddr::new(from.ip(), a.sync_port);
+                    if let Ok(mut c) = shared.controller.lock() {
+                        if *c != Some(ctl) {
+                            log::info!("controller found at {ctl}");
+                            *c = Some(ctl);
+                        }
+                    }
+                }
+                continue;
+            }
             Ok(_) | Err(_) => {
                 stats.invalid_packets.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -52,17 +63,8 @@ pub async fn receive(
             continue;
         }
         stats.packets.fetch_add(1, Ordering::Relaxed);
-        if !fixed_controller {
-            let ctl = SocketAddr::new(from.ip(), sync_port);
-            if let Ok(mut c) = shared.controller.lock() {
-                if *c != Some(ctl) {
-                    log::info!("controller found at {ctl}");
-                    *c = Some(ctl);
-                }
-            }
-        }
         let mut samples = Vec::with_capacity(h.frames as usize * h.channels as usize);
-        decode(h.format, &pkt.payload, &mut samples);
+        h.format.decode(&pkt.payload, &mut samples);
         let chunk = Chunk { session: h.session, frame_index: h.frame_index, pts: h.pts, samples };
         match tx.try_send(chunk) {
             Ok(()) => {}
@@ -72,10 +74,6 @@ pub async fn receive(
             Err(TrySendError::Disconnected(_)) => return Ok(()),
         }
     }
-}
-
-fn decode(format: SampleFormat, payload: &[u8], out: &mut Vec<f32>) {
-    format.decode(payload, out);
 }
 
 /// Exchanges sync datagrams with the controller: a burst at start for a fast lock, then a

@@ -63,7 +63,7 @@ impl ClockSnapshot {
 pub struct ModelParams {
     /// Exchanges kept.
     pub window: usize,
-    /// Exchanges needed before the model reports lock.
+    /// Exchanges seen before the model reports lock.
     pub lock_after: usize,
     /// Accept samples whose RTT is within `min_rtt * rtt_factor + rtt_slack_ns`.
     pub rtt_factor: f64,
@@ -157,9 +157,9 @@ impl ClockModel {
     pub fn snapshot(&self) -> Option<ClockSnapshot> {
         self.snapshot
     }
-    /// True when enough good exchanges back the estimate.
+    /// True when enough exchanges back the estimate (and at least three pass the RTT filter).
     pub fn locked(&self) -> bool {
-        self.accepted >= self.params.lock_after
+        self.history.len() >= self.params.lock_after && self.accepted >= 3
     }
     /// RTT of the last exchange, ns.
     pub fn last_rtt(&self) -> i64 {

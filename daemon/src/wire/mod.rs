@@ -5,7 +5,7 @@
 pub mod packet;
 pub mod sync;
 
-pub use packet::{AudioHeader, AudioPacket, Heartbeat, Packet, SampleFormat};
+pub use packet::{Announce, AudioHeader, AudioPacket, Heartbeat, Packet, SampleFormat};
 pub use sync::{SyncRequest, SyncResponse};
 
 /// First four bytes of every chorus datagram.
@@ -46,6 +46,7 @@ pub mod kind {
     pub const SYNC_REQUEST: u8 = 2;
     pub const SYNC_RESPONSE: u8 = 3;
     pub const HEARTBEAT: u8 = 4;
+    pub const ANNOUNCE: u8 = 5;
 }
 
 pub(crate) fn put_prefix(out: &mut Vec<u8>, kind: u8) {

@@ -222,6 +222,40 @@ fn parse_heartbeat(buf: &[u8]) -> Result<Heartbeat, WireError> {
     Ok(hb)
 }
 
+/// The controller's beacon on the zone's group, twice a second: where to find its sync
+/// service, even while nothing plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announce {
+    pub session: u32,
+    pub sync_port: u16,
+}
+
+/// Length of an announce datagram.
+pub const ANNOUNCE_LEN: usize = 16;
+
+/// Writes an announce datagram.
+pub fn encode_announce(a: &Announce) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ANNOUNCE_LEN);
+    put_prefix(&mut out, kind::ANNOUNCE);
+    out.extend_from_slice(&a.session.to_le_bytes());
+    out.extend_from_slice(&a.sync_port.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
+fn parse_announce(buf: &[u8]) -> Result<Announce, WireError> {
+    if buf.len() != ANNOUNCE_LEN {
+        return Err(WireError::LengthMismatch { expected: ANNOUNCE_LEN, got: buf.len() });
+    }
+    let mut r = Reader::new(buf, PREFIX_LEN);
+    let session = r.u32()?;
+    let sync_port = r.u16()?;
+    if sync_port == 0 {
+        return Err(WireError::BadStreamFormat("sync port 0"));
+    }
+    Ok(Announce { session, sync_port })
+}
+
 /// Any chorus datagram.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Packet {
@@ -229,6 +263,7 @@ pub enum Packet {
     SyncRequest(super::SyncRequest),
     SyncResponse(super::SyncResponse),
     Heartbeat(Heartbeat),
+    Announce(Announce),
 }
 
 /// Parses one datagram.
@@ -238,6 +273,7 @@ pub fn parse(buf: &[u8]) -> Result<Packet, WireError> {
         kind::SYNC_REQUEST => super::sync::parse_request(buf).map(Packet::SyncRequest),
         kind::SYNC_RESPONSE => super::sync::parse_response(buf).map(Packet::SyncResponse),
         kind::HEARTBEAT => parse_heartbeat(buf).map(Packet::Heartbeat),
+        kind::ANNOUNCE => parse_announce(buf).map(Packet::Announce),
         other => Err(WireError::UnknownKind(other)),
     }
 }
@@ -326,6 +362,18 @@ mod tests {
         assert!(matches!(parse(&bad), Err(WireError::BadStreamFormat(_))));
         assert!(matches!(parse(&[0u8; 3]), Err(WireError::TooShort { .. })));
         assert!(matches!(parse(&vec![0u8; 5000]), Err(WireError::TooLong { .. })));
+    }
+
+    #[test]
+    fn announce_round_trip() {
+        let a = Announce { session: 77, sync_port: 7701 };
+        let b = encode_announce(&a);
+        assert_eq!(parse(&b).unwrap(), Packet::Announce(a));
+        assert!(parse(&b[..15]).is_err());
+        let mut zero = b.clone();
+        zero[12] = 0;
+        zero[13] = 0;
+        assert!(parse(&zero).is_err());
     }
 
     #[test]

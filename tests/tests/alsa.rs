@@ -1,0 +1,73 @@
+//! The ALSA backend through alsa-lib itself, with PCMs from a test asoundrc: a `file` PCM over
+//! `null` captures exactly what the backend wrote.
+
+use chorus::clock::{MonotonicRaw, SharedClock};
+use chorus::speaker::output::{alsa::AlsaOutput, Output};
+use chorus::wire::SampleFormat;
+use chorus_tests::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Points alsa-lib at a private ~/.asoundrc defining `chorus_capture` (file over null).
+/// Each test binary is its own process, so changing HOME here touches no other test.
+fn asoundrc(dir: &std::path::Path, raw: &std::path::Path) {
+    std::fs::write(
+        dir.join(".asoundrc"),
+        format!(
+            "pcm.chorus_capture {{\n  type file\n  slave.pcm \"null\"\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    std::env::set_var("HOME", dir);
+}
+
+#[test]
+fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
+    let dir = scratch("alsa");
+    let raw = dir.join("capture.raw");
+    asoundrc(&dir, &raw);
+
+    // 1. The backend alone: written frames arrive bit-exact.
+    let clock: SharedClock = Arc::new(MonotonicRaw);
+    let mut out = AlsaOutput::open("chorus_capture", 48_000, 2, SampleFormat::S16, 480, 1920, clock)
+        .expect("open ALSA test PCM");
+    let info = out.info();
+    assert_eq!((info.rate, info.channels), (48_000, 2));
+    let frames: Vec<f32> = (0..48_000 * 2).map(|i| ((i % 65_536) as i32 - 32_768) as f32 / 32_768.0).collect();
+    for chunk in frames.chunks(info.period_frames * 2) {
+        out.write(chunk).unwrap();
+    }
+    out.delay().unwrap();
+    out.finish().unwrap();
+    drop(out);
+    let bytes = std::fs::read(&raw).unwrap();
+    let got: Vec<i16> = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let want: Vec<i16> = frames.iter().map(|s| (s * 32_768.0) as i16).collect();
+    assert_eq!(got.len(), want.len(), "frame count");
+    assert!(got == want, "captured samples differ from what was written");
+
+    // 2. A speaker process on the same PCM plays a track sample-exact.
+    std::fs::remove_file(&raw).unwrap();
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let mut spk = SpeakerSpec::sim("alsa-speaker", 500.0, -90.0);
+    spk.output = "alsa".into();
+    spk.device = "chorus_capture".into();
+    let mut s = start_speaker(&dir, &net, &spk);
+    wait_locked(&controller, 1);
+    let track = dir.join("t.wav");
+    write_counter_wav(&track, 1, 24_000);
+    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_stopped(&controller, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    s.stop();
+    let bytes = std::fs::read(&raw).unwrap();
+    let frames: Vec<[i16; 2]> =
+        bytes.chunks_exact(4).map(|b| [i16::from_le_bytes([b[0], b[1]]), i16::from_le_bytes([b[2], b[3]])]).collect();
+    let cap = Capture { frames, anchors: vec![] };
+    let runs = cap.counter_runs(100);
+    assert_eq!(runs.len(), 1, "{runs:?}\n{}", s.log_text());
+    assert_eq!((runs[0].1, runs[0].2), (1, 24_000));
+}
