@@ -13,7 +13,12 @@ use std::time::Duration;
 #[command(name = "chorusctl", version, about = "Control chorus multiroom audio")]
 struct Cli {
     /// Controller API URL.
-    #[arg(long, env = "CHORUS_CONTROLLER", default_value = "http://127.0.0.1:7780", global = true)]
+    #[arg(
+        long,
+        env = "CHORUS_CONTROLLER",
+        default_value = "http://127.0.0.1:7780",
+        global = true
+    )]
     controller: String,
     /// Print the API's JSON answer instead of text.
     #[arg(long, global = true)]
@@ -29,7 +34,9 @@ enum Cmd {
     /// The speakers the controller knows.
     Speakers,
     /// Play a file, a folder or an .m3u playlist (a path on the controller's box).
-    Play { uri: String },
+    Play {
+        uri: String,
+    },
     Pause,
     Resume,
     Stop,
@@ -37,7 +44,9 @@ enum Cmd {
     /// Previous item (or the start of this one after 3 s).
     Prev,
     /// Seek within the current item.
-    Seek { seconds: f64 },
+    Seek {
+        seconds: f64,
+    },
     /// Set the volume (0-100) of one speaker, or of all.
     Volume {
         /// Speaker name (omit for all speakers).
@@ -47,9 +56,14 @@ enum Cmd {
         b: Option<String>,
     },
     /// Toggle mute of one speaker (or of all).
-    Mute { speaker: Option<String> },
+    Mute {
+        speaker: Option<String>,
+    },
     /// Set a speaker's extra output latency (amplifier, DSP), ms.
-    Latency { speaker: String, ms: f64 },
+    Latency {
+        speaker: String,
+        ms: f64,
+    },
 }
 
 enum Failure {
@@ -65,8 +79,13 @@ struct Client {
 
 impl Client {
     fn new(base: &str) -> Client {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
-        Client { base: base.trim_end_matches('/').to_string(), agent }
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
     }
 
     fn call(&self, method: &str, url: &str, body: Option<Value>) -> Result<Value, Failure> {
@@ -76,7 +95,9 @@ impl Client {
             None => req.call(),
         };
         match res {
-            Ok(r) => r.into_json().map_err(|e| Failure::Refused(format!("bad answer from {url}: {e}"))),
+            Ok(r) => r
+                .into_json()
+                .map_err(|e| Failure::Refused(format!("bad answer from {url}: {e}"))),
             Err(ureq::Error::Status(code, r)) => {
                 let text = r.into_string().unwrap_or_default();
                 let msg = serde_json::from_str::<Value>(&text)
@@ -85,7 +106,10 @@ impl Client {
                     .unwrap_or(text);
                 Err(Failure::Refused(format!("{msg} (HTTP {code})")))
             }
-            Err(e) => Err(Failure::Unreachable(format!("cannot reach chorusd at {}: {e}", self.base))),
+            Err(e) => Err(Failure::Unreachable(format!(
+                "cannot reach chorusd at {}: {e}",
+                self.base
+            ))),
         }
     }
     fn get(&self, path: &str) -> Result<Value, Failure> {
@@ -120,7 +144,9 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Unreachable(m)) => {
-            eprintln!("chorusctl: {m}\n(is chorusd running? set --controller or CHORUS_CONTROLLER)");
+            eprintln!(
+                "chorusctl: {m}\n(is chorusd running? set --controller or CHORUS_CONTROLLER)"
+            );
             ExitCode::from(3)
         }
     }
@@ -141,7 +167,9 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
             // Relative paths mean the caller's directory (the controller is usually local).
             let p = std::path::Path::new(uri);
             let uri = if !uri.contains("://") && p.is_relative() && p.exists() {
-                std::fs::canonicalize(p).map(|p| p.display().to_string()).unwrap_or_else(|_| uri.clone())
+                std::fs::canonicalize(p)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| uri.clone())
             } else {
                 uri.clone()
             };
@@ -155,7 +183,10 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
         Cmd::Seek { seconds } => c.post("/api/v1/seek", json!({ "position_s": seconds })),
         Cmd::Volume { a, b } => match b {
             None => c.put("/api/v1/volume", json!({ "volume": parse_volume(a)? })),
-            Some(n) => c.put(&format!("/api/v1/speakers/{}/volume", enc(a)), json!({ "volume": parse_volume(n)? })),
+            Some(n) => c.put(
+                &format!("/api/v1/speakers/{}/volume", enc(a)),
+                json!({ "volume": parse_volume(n)? }),
+            ),
         },
         Cmd::Mute { speaker } => {
             let list = c.get("/api/v1/speakers")?;
@@ -172,7 +203,10 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
             let mut results = vec![];
             for s in targets {
                 let name = s["name"].as_str().unwrap_or_default();
-                results.push(c.put(&format!("/api/v1/speakers/{}/mute", enc(name)), json!({ "muted": mute }))?);
+                results.push(c.put(
+                    &format!("/api/v1/speakers/{}/mute", enc(name)),
+                    json!({ "muted": mute }),
+                )?);
             }
             Ok(json!({ "muted": mute, "speakers": results }))
         }
@@ -183,14 +217,24 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
                 .and_then(|a| a.iter().find(|s| s["name"] == speaker.as_str()))
                 .and_then(|s| s["api_url"].as_str().map(str::to_string))
                 .ok_or_else(|| Failure::Refused(format!("no speaker named {speaker:?}")))?;
-            c.call("PUT", &format!("{url}/api/v1/speaker/latency"), Some(json!({ "extra_latency_ms": ms })))
+            c.call(
+                "PUT",
+                &format!("{url}/api/v1/speaker/latency"),
+                Some(json!({ "extra_latency_ms": ms })),
+            )
         }
     }
 }
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -205,7 +249,10 @@ fn render_zone(z: &Value) -> String {
     o += &format!("zone {}: {}\n", z["zone"].as_str().unwrap_or("?"), state);
     if let Some(t) = z["title"].as_str() {
         let pos = fmt_time(z["position_s"].as_f64().unwrap_or(0.0));
-        let dur = z["duration_s"].as_f64().map(fmt_time).unwrap_or_else(|| "?".into());
+        let dur = z["duration_s"]
+            .as_f64()
+            .map(fmt_time)
+            .unwrap_or_else(|| "?".into());
         let idx = z["index"].as_u64().map(|i| i + 1).unwrap_or(0);
         let n = z["queue"].as_array().map(|q| q.len()).unwrap_or(0);
         o += &format!("  now playing: {t}  {pos} / {dur}  (item {idx} of {n})\n");
@@ -231,10 +278,18 @@ fn render_speakers(list: &[Value]) -> String {
         o += &format!(
             "  {:<16} {:<8} volume {:>3}{}  {}  {}\n",
             s["name"].as_str().unwrap_or("?"),
-            if s["online"] == true { "online" } else { "LOST" },
+            if s["online"] == true {
+                "online"
+            } else {
+                "LOST"
+            },
             s["volume"],
             if s["muted"] == true { " (muted)" } else { "" },
-            if s["locked"] == true { "locked" } else { "unlocked" },
+            if s["locked"] == true {
+                "locked"
+            } else {
+                "unlocked"
+            },
             sync
         );
     }
@@ -242,12 +297,21 @@ fn render_speakers(list: &[Value]) -> String {
 }
 
 fn render_speaker_detail(s: &Value) -> String {
-    let mut o = format!("speaker {}: volume {}{}\n", s["name"].as_str().unwrap_or("?"), s["volume"], if s["muted"] == true { " (muted)" } else { "" });
+    let mut o = format!(
+        "speaker {}: volume {}{}\n",
+        s["name"].as_str().unwrap_or("?"),
+        s["volume"],
+        if s["muted"] == true { " (muted)" } else { "" }
+    );
     match s["clock"].as_object() {
         Some(c) => {
             o += &format!(
                 "  clock: {} offset {:.3} ms, {:+.1} ppm, rtt {:.0} µs, est. error ±{:.0} µs\n",
-                if s["locked"] == true { "locked" } else { "locking" },
+                if s["locked"] == true {
+                    "locked"
+                } else {
+                    "locking"
+                },
                 c["offset_ns"].as_f64().unwrap_or(0.0) / 1e6,
                 c["freq_ppm"].as_f64().unwrap_or(0.0),
                 c["rtt_us"].as_f64().unwrap_or(0.0),
@@ -270,7 +334,10 @@ fn render_speaker_detail(s: &Value) -> String {
     let p = &s["playout"];
     o += &format!(
         "  playout: sync error {}, buffered {:.0} ms, lost {} late {} resyncs {}\n",
-        p["sync_error_us"].as_f64().map(|e| format!("{e:+.1} µs")).unwrap_or_else(|| "-".into()),
+        p["sync_error_us"]
+            .as_f64()
+            .map(|e| format!("{e:+.1} µs"))
+            .unwrap_or_else(|| "-".into()),
         p["buffered_ms"].as_f64().unwrap_or(0.0),
         p["frames_lost"],
         p["frames_late"],
@@ -286,14 +353,24 @@ fn render(cmd: &Cmd, v: &Value) -> String {
             if v["controller"].is_object() {
                 o += &render_zone(&v["controller"]["zone"]);
                 o += "speakers:\n";
-                o += &render_speakers(v["controller"]["speakers"].as_array().map(|a| a.as_slice()).unwrap_or(&[]));
+                o += &render_speakers(
+                    v["controller"]["speakers"]
+                        .as_array()
+                        .map(|a| a.as_slice())
+                        .unwrap_or(&[]),
+                );
             }
             if v["speaker"].is_object() {
                 o += &render_speaker_detail(&v["speaker"]);
             }
             o
         }
-        Cmd::Speakers => render_speakers(v["speakers"].as_array().map(|a| a.as_slice()).unwrap_or(&[])),
+        Cmd::Speakers => render_speakers(
+            v["speakers"]
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or(&[]),
+        ),
         Cmd::Volume { .. } | Cmd::Mute { .. } | Cmd::Latency { .. } => "ok\n".into(),
         _ => render_zone(v),
     }

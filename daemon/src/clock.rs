@@ -44,7 +44,11 @@ impl LocalNs {
 pub fn frames_to_ns(frames: i64, rate: u32) -> i64 {
     let num = frames as i128 * 1_000_000_000i128;
     let r = rate as i128;
-    let q = if num >= 0 { (num + r / 2) / r } else { (num - r / 2) / r };
+    let q = if num >= 0 {
+        (num + r / 2) / r
+    } else {
+        (num - r / 2) / r
+    };
     q as i64
 }
 
@@ -52,7 +56,11 @@ pub fn frames_to_ns(frames: i64, rate: u32) -> i64 {
 pub fn ns_to_frames(ns: i64, rate: u32) -> i64 {
     let num = ns as i128 * rate as i128;
     let d = 1_000_000_000i128;
-    let q = if num >= 0 { (num + d / 2) / d } else { (num - d / 2) / d };
+    let q = if num >= 0 {
+        (num + d / 2) / d
+    } else {
+        (num - d / 2) / d
+    };
     q as i64
 }
 
@@ -113,7 +121,12 @@ impl SkewedClock {
     /// Wraps `inner`; the frequency error accumulates from the moment of construction.
     pub fn new(inner: SharedClock, offset_ns: i64, ppm: f64) -> Self {
         let anchor = inner.now().0;
-        SkewedClock { inner, anchor, offset_ns, ppm }
+        SkewedClock {
+            inner,
+            anchor,
+            offset_ns,
+            ppm,
+        }
     }
 }
 

@@ -123,7 +123,9 @@ impl Default for Config {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { listen: "0.0.0.0:7780".into() }
+        ApiConfig {
+            listen: "0.0.0.0:7780".into(),
+        }
     }
 }
 
@@ -190,17 +192,29 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {key}: {message}")]
-    Parse { path: PathBuf, key: String, message: String },
+    Parse {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("config {path} is invalid:\n{}", problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let cfg = parse(&text).map_err(|(key, message)| ConfigError::Parse {
         path: path.to_owned(),
         key,
@@ -210,7 +224,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     if problems.is_empty() {
         Ok(cfg)
     } else {
-        Err(ConfigError::Invalid { path: path.to_owned(), problems })
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
     }
 }
 
@@ -219,7 +236,11 @@ pub fn parse(text: &str) -> Result<Config, (String, String)> {
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
-        let key = if key == "." { "(top level)".to_string() } else { key };
+        let key = if key == "." {
+            "(top level)".to_string()
+        } else {
+            key
+        };
         // toml's message carries a line/column excerpt; keep its first meaningful line.
         let inner = e.into_inner().message().trim().to_string();
         (key, inner)
@@ -227,7 +248,10 @@ pub fn parse(text: &str) -> Result<Config, (String, String)> {
 }
 
 fn problem(out: &mut Vec<Problem>, key: &str, message: impl Into<String>) {
-    out.push(Problem { key: key.into(), message: message.into() });
+    out.push(Problem {
+        key: key.into(),
+        message: message.into(),
+    });
 }
 
 impl Config {
@@ -235,19 +259,42 @@ impl Config {
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log_level.as_str()) {
-            problem(&mut p, "log-level", format!("unknown level {:?} (error, warn, info, debug, trace, off)", self.log_level));
+            problem(
+                &mut p,
+                "log-level",
+                format!(
+                    "unknown level {:?} (error, warn, info, debug, trace, off)",
+                    self.log_level
+                ),
+            );
         }
         if self.api.listen.parse::<SocketAddr>().is_err() {
-            problem(&mut p, "api.listen", format!("{:?} is not an address:port", self.api.listen));
+            problem(
+                &mut p,
+                "api.listen",
+                format!("{:?} is not an address:port", self.api.listen),
+            );
         }
         let z = &self.zone;
         match z.group.parse::<Ipv4Addr>() {
             Ok(a) if a.is_multicast() => {}
-            Ok(_) => problem(&mut p, "zone.group", format!("{} is not a multicast address (224.0.0.0/4)", z.group)),
-            Err(_) => problem(&mut p, "zone.group", format!("{:?} is not an IPv4 address", z.group)),
+            Ok(_) => problem(
+                &mut p,
+                "zone.group",
+                format!("{} is not a multicast address (224.0.0.0/4)", z.group),
+            ),
+            Err(_) => problem(
+                &mut p,
+                "zone.group",
+                format!("{:?} is not an IPv4 address", z.group),
+            ),
         }
         if z.interface.parse::<Ipv4Addr>().is_err() {
-            problem(&mut p, "zone.interface", format!("{:?} is not an IPv4 interface address", z.interface));
+            problem(
+                &mut p,
+                "zone.interface",
+                format!("{:?} is not an IPv4 interface address", z.interface),
+            );
         }
         if z.port == 0 {
             problem(&mut p, "zone.port", "must not be 0");
@@ -256,21 +303,37 @@ impl Config {
             problem(&mut p, "zone.ttl", "must be 1..=255");
         }
         if !(8_000..=384_000).contains(&z.rate) {
-            problem(&mut p, "zone.rate", format!("{} Hz is outside 8000..=384000", z.rate));
+            problem(
+                &mut p,
+                "zone.rate",
+                format!("{} Hz is outside 8000..=384000", z.rate),
+            );
         }
         if !(1..=8).contains(&z.channels) {
-            problem(&mut p, "zone.channels", format!("{} is outside 1..=8", z.channels));
+            problem(
+                &mut p,
+                "zone.channels",
+                format!("{} is outside 1..=8", z.channels),
+            );
         }
         if z.name.is_empty() {
             problem(&mut p, "zone.name", "must not be empty");
         }
         if !self.controller.enabled && !self.speaker.enabled {
-            problem(&mut p, "controller.enabled", "neither controller nor speaker is enabled: nothing to run");
+            problem(
+                &mut p,
+                "controller.enabled",
+                "neither controller nor speaker is enabled: nothing to run",
+            );
         }
         let c = &self.controller;
         if c.enabled {
             if !(20..=5_000).contains(&c.latency_ms) {
-                problem(&mut p, "controller.latency-ms", format!("{} is outside 20..=5000", c.latency_ms));
+                problem(
+                    &mut p,
+                    "controller.latency-ms",
+                    format!("{} is outside 20..=5000", c.latency_ms),
+                );
             }
             if c.fade_ms > 200 {
                 problem(&mut p, "controller.fade-ms", "must be at most 200");
@@ -285,16 +348,28 @@ impl Config {
                 problem(&mut p, "speaker.name", "must be 1..=64 bytes without '/'");
             }
             if !s.controller.is_empty() && s.controller.parse::<SocketAddr>().is_err() {
-                problem(&mut p, "speaker.controller", format!("{:?} is not an address:port", s.controller));
+                problem(
+                    &mut p,
+                    "speaker.controller",
+                    format!("{:?} is not an address:port", s.controller),
+                );
             }
             if s.volume > 100 {
-                problem(&mut p, "speaker.volume", format!("{} is outside 0..=100", s.volume));
+                problem(
+                    &mut p,
+                    "speaker.volume",
+                    format!("{} is outside 0..=100", s.volume),
+                );
             }
             if !(32..=16_384).contains(&s.period_frames) {
                 problem(&mut p, "speaker.period-frames", "must be 32..=16384");
             }
             if s.buffer_frames < 2 * s.period_frames || s.buffer_frames > 65_536 {
-                problem(&mut p, "speaker.buffer-frames", "must be at least two periods and at most 65536");
+                problem(
+                    &mut p,
+                    "speaker.buffer-frames",
+                    "must be at least two periods and at most 65536",
+                );
             }
             if !(0.0..=1_000.0).contains(&s.extra_latency_ms) {
                 problem(&mut p, "speaker.extra-latency-ms", "must be 0..=1000");
@@ -310,7 +385,11 @@ impl Config {
                 }
                 OutputKind::File | OutputKind::Sim => {
                     if s.path.is_empty() {
-                        problem(&mut p, "speaker.path", "the file and sim outputs need a WAV path");
+                        problem(
+                            &mut p,
+                            "speaker.path",
+                            "the file and sim outputs need a WAV path",
+                        );
                     } else {
                         check_parent(&mut p, "speaker.path", &s.path);
                     }
@@ -322,7 +401,11 @@ impl Config {
             if self.controller.enabled
                 && latency_budget_too_small(self.controller.latency_ms, s, z.rate)
             {
-                problem(&mut p, "speaker.buffer-frames", "the device buffer plus extra latency exceeds controller.latency-ms");
+                problem(
+                    &mut p,
+                    "speaker.buffer-frames",
+                    "the device buffer plus extra latency exceeds controller.latency-ms",
+                );
             }
         }
         if !(-2_000.0..=2_000.0).contains(&self.testing.clock_ppm) {
@@ -333,7 +416,10 @@ impl Config {
 
     /// The zone's multicast group (validated).
     pub fn group(&self) -> Ipv4Addr {
-        self.zone.group.parse().unwrap_or(Ipv4Addr::new(239, 255, 77, 1))
+        self.zone
+            .group
+            .parse()
+            .unwrap_or(Ipv4Addr::new(239, 255, 77, 1))
     }
     /// The zone's interface address (validated).
     pub fn interface(&self) -> Ipv4Addr {
@@ -347,10 +433,16 @@ fn latency_budget_too_small(latency_ms: u32, s: &SpeakerConfig, rate: u32) -> bo
 }
 
 fn check_parent(p: &mut Vec<Problem>, key: &str, path: &str) {
-    let parent = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty());
+    let parent = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty());
     if let Some(dir) = parent {
         if !dir.is_dir() {
-            problem(p, key, format!("directory {} does not exist", dir.display()));
+            problem(
+                p,
+                key,
+                format!("directory {} does not exist", dir.display()),
+            );
         }
     }
 }
@@ -387,7 +479,10 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let cfg = parse("[zone]\ngroup = \"10.0.0.1\"\nrate = 5\n[speaker]\nvolume = 120\noutput = \"file\"\n").unwrap();
+        let cfg = parse(
+            "[zone]\ngroup = \"10.0.0.1\"\nrate = 5\n[speaker]\nvolume = 120\noutput = \"file\"\n",
+        )
+        .unwrap();
         let keys: Vec<String> = cfg.validate().into_iter().map(|p| p.key).collect();
         for k in ["zone.group", "zone.rate", "speaker.volume", "speaker.path"] {
             assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");

@@ -19,7 +19,10 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("speaker output: {0}")]
     Output(#[from] speaker::output::OutputError),
 }
@@ -55,9 +58,15 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
         .await
         .map_err(io(format!("HTTP API on {}", cfg.api.listen)))?;
-    let api_port = listener.local_addr().map_err(io("HTTP API address"))?.port();
+    let api_port = listener
+        .local_addr()
+        .map_err(io("HTTP API address"))?
+        .port();
 
-    let mut roles = Roles { controller: None, speaker: None };
+    let mut roles = Roles {
+        controller: None,
+        speaker: None,
+    };
     if cfg.controller.enabled {
         let c = &cfg.controller;
         let sock = multicast_sender(iface, z.ttl, z.loopback).map_err(io("multicast sender"))?;
@@ -77,15 +86,39 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
         let sync_sock = tokio::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
             .await
             .map_err(io(format!("sync service on UDP port {}", c.sync_port)))?;
-        tokio::spawn(crate::sync::server::serve(sync_sock, clock.clone(), registry.clone(), Arc::new(ServerStats::default())));
-        log::info!("controller: zone {} on {}:{} ({} Hz, {} ch, {:?}), sync on UDP {}", z.name, group, z.port, z.rate, z.channels, z.sample_format, c.sync_port);
-        roles.controller = Some(Arc::new(controller::api::Ctx { streamer, registry, clock: clock.clone() }));
+        tokio::spawn(crate::sync::server::serve(
+            sync_sock,
+            clock.clone(),
+            registry.clone(),
+            Arc::new(ServerStats::default()),
+        ));
+        log::info!(
+            "controller: zone {} on {}:{} ({} Hz, {} ch, {:?}), sync on UDP {}",
+            z.name,
+            group,
+            z.port,
+            z.rate,
+            z.channels,
+            z.sample_format,
+            c.sync_port
+        );
+        roles.controller = Some(Arc::new(controller::api::Ctx {
+            streamer,
+            registry,
+            clock: clock.clone(),
+        }));
     }
 
     let mut playout = None;
     if cfg.speaker.enabled {
         let s = &cfg.speaker;
-        let shared = Arc::new(Shared::new(s.name.clone(), z.name.clone(), z.rate, s.volume, s.extra_latency_ms));
+        let shared = Arc::new(Shared::new(
+            s.name.clone(),
+            z.name.clone(),
+            z.rate,
+            s.volume,
+            s.extra_latency_ms,
+        ));
         let fixed = !s.controller.is_empty();
         if fixed {
             if let Ok(mut c) = shared.controller.lock() {
@@ -104,7 +137,10 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
                 .spawn(move || speaker::playout::run(out, rx, sh, ck, sd))
                 .map_err(io("playout thread"))?,
         );
-        let expect = Expect { rate: z.rate, channels: z.channels };
+        let expect = Expect {
+            rate: z.rate,
+            channels: z.channels,
+        };
         let (sh, port) = (shared.clone(), z.port);
         tokio::spawn(async move {
             if let Err(e) = speaker::net::receive(group, port, iface, expect, tx, sh, fixed).await {
@@ -117,7 +153,13 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
                 log::error!("sync client failed: {e}");
             }
         });
-        log::info!("speaker {}: joined {}:{} via {}", s.name, group, z.port, iface);
+        log::info!(
+            "speaker {}: joined {}:{} via {}",
+            s.name,
+            group,
+            z.port,
+            iface
+        );
         roles.speaker = Some(shared);
     }
 
@@ -139,7 +181,10 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the daemon can still be stopped by SIGKILL.
         return std::future::pending().await;
     };
@@ -151,7 +196,9 @@ async fn wait_for_signal() {
 
 fn router(roles: Roles) -> Router {
     let roles = Arc::new(roles);
-    let mut app = Router::new().route("/api/v1/status", get(status)).with_state(roles.clone());
+    let mut app = Router::new()
+        .route("/api/v1/status", get(status))
+        .with_state(roles.clone());
     if let Some(c) = &roles.controller {
         app = app.merge(controller::api::routes(c.clone()));
     }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "chorusd", version, about = "chorus multiroom audio daemon (controller and/or speaker)")]
+#[command(
+    name = "chorusd",
+    version,
+    about = "chorus multiroom audio daemon (controller and/or speaker)"
+)]
 struct Cli {
     /// Config file.
     #[arg(short, long, default_value = config::DEFAULT_PATH, global = true)]
@@ -33,11 +37,14 @@ fn main() -> ExitCode {
             let path = path.unwrap_or(cli.config);
             match config::load(&path) {
                 Ok(cfg) => {
-                    let roles: Vec<&str> = [("controller", cfg.controller.enabled), ("speaker", cfg.speaker.enabled)]
-                        .iter()
-                        .filter(|(_, on)| *on)
-                        .map(|(n, _)| *n)
-                        .collect();
+                    let roles: Vec<&str> = [
+                        ("controller", cfg.controller.enabled),
+                        ("speaker", cfg.speaker.enabled),
+                    ]
+                    .iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(n, _)| *n)
+                    .collect();
                     println!("{}: OK ({})", path.display(), roles.join(" + "));
                     ExitCode::SUCCESS
                 }
@@ -70,5 +77,7 @@ fn main() -> ExitCode {
 
 fn init_logging(level: &str) {
     let env = env_logger::Env::default().filter_or("RUST_LOG", level);
-    env_logger::Builder::from_env(env).format_timestamp_millis().init();
+    env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .init();
 }

@@ -1,11 +1,15 @@
 //! Socket set-up shared by both roles (socket2).
 
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 
 /// A non-blocking UDP socket bound to `port` (shared with other receivers on the host) and
 /// joined to `group` on the interface with address `interface`.
-pub fn multicast_receiver(group: Ipv4Addr, port: u16, interface: Ipv4Addr) -> std::io::Result<UdpSocket> {
+pub fn multicast_receiver(
+    group: Ipv4Addr,
+    port: u16,
+    interface: Ipv4Addr,
+) -> std::io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
@@ -17,7 +21,11 @@ pub fn multicast_receiver(group: Ipv4Addr, port: u16, interface: Ipv4Addr) -> st
 }
 
 /// A blocking UDP socket for sending to a multicast group.
-pub fn multicast_sender(interface: Ipv4Addr, ttl: u32, loopback: bool) -> std::io::Result<UdpSocket> {
+pub fn multicast_sender(
+    interface: Ipv4Addr,
+    ttl: u32,
+    loopback: bool,
+) -> std::io::Result<UdpSocket> {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_multicast_if_v4(&interface)?;
     s.set_multicast_ttl_v4(ttl)?;

@@ -13,16 +13,28 @@ use std::time::{Duration, Instant};
 
 /// Path of a workspace binary (built by `cargo build --workspace` before the tests run).
 pub fn bin(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or(root.join("target"));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target"));
     let p = target.join("debug").join(name);
-    assert!(p.exists(), "{} not built: run `cargo build --workspace` first", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace` first",
+        p.display()
+    );
     p
 }
 
 /// Repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -38,12 +50,20 @@ pub fn scratch(tag: &str) -> PathBuf {
 
 /// A free TCP port on loopback.
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A free UDP port on loopback.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running daemon; SIGTERM and wait on drop.
@@ -110,7 +130,10 @@ impl Default for Net {
 }
 
 fn zone_toml(net: &Net) -> String {
-    format!("[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n", net.group, net.port)
+    format!(
+        "[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n",
+        net.group, net.port
+    )
 }
 
 /// Writes a config and starts `chorusd` with it.
@@ -131,9 +154,16 @@ pub fn start_daemon(dir: &Path, name: &str, config: &str) -> Daemon {
         .find_map(|l| l.strip_prefix("listen = \""))
         .map(|l| format!("http://{}", l.trim_end_matches('"')))
         .unwrap_or_default();
-    let d = Daemon { name: name.into(), api, child: Some(child), log };
-    wait_until(Duration::from_secs(10), || get(&format!("{}/api/v1/status", d.api)).ok())
-        .unwrap_or_else(|| panic!("{name} did not start:\n{}", d.log_text()));
+    let d = Daemon {
+        name: name.into(),
+        api,
+        child: Some(child),
+        log,
+    };
+    wait_until(Duration::from_secs(10), || {
+        get(&format!("{}/api/v1/status", d.api)).ok()
+    })
+    .unwrap_or_else(|| panic!("{name} did not start:\n{}", d.log_text()));
     d
 }
 
@@ -178,7 +208,10 @@ pub fn start_speaker(dir: &Path, net: &Net, s: &SpeakerSpec) -> Daemon {
     let port = free_tcp_port();
     let out = match s.output.as_str() {
         "alsa" => format!("output = \"alsa\"\ndevice = \"{}\"\n", s.device),
-        "file" => format!("output = \"file\"\npath = \"{}\"\n", dir.join(format!("{}.wav", s.name)).display()),
+        "file" => format!(
+            "output = \"file\"\npath = \"{}\"\n",
+            dir.join(format!("{}.wav", s.name)).display()
+        ),
         _ => format!(
             "output = \"sim\"\npath = \"{}\"\nheard-log = \"{}\"\ndac-ppm = {}\n",
             dir.join(format!("{}.wav", s.name)).display(),
@@ -216,7 +249,10 @@ pub fn send(method: &str, url: &str, body: &str) -> (u16, Value) {
         Err(e) => panic!("{method} {url}: {e}"),
     };
     let text = resp.into_string().unwrap_or_default();
-    (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Polls `f` until it returns Some or the timeout passes.
@@ -242,7 +278,12 @@ pub fn wait_locked(controller: &Daemon, n: usize) {
     let ok = wait_until(Duration::from_secs(20), || {
         let v = get(&url).ok()?;
         let list = v["speakers"].as_array()?;
-        (list.iter().filter(|s| s["online"] == true && s["locked"] == true).count() >= n).then_some(())
+        (list
+            .iter()
+            .filter(|s| s["online"] == true && s["locked"] == true)
+            .count()
+            >= n)
+            .then_some(())
     });
     assert!(ok.is_some(), "speakers did not lock: {:?}", get(&url));
 }
@@ -250,7 +291,9 @@ pub fn wait_locked(controller: &Daemon, n: usize) {
 /// Waits until the zone is stopped.
 pub fn wait_stopped(controller: &Daemon, timeout: Duration) {
     let url = format!("{}/api/v1/zone", controller.api);
-    let ok = wait_until(timeout, || (get(&url).ok()?["state"] == "stopped").then_some(()));
+    let ok = wait_until(timeout, || {
+        (get(&url).ok()?["state"] == "stopped").then_some(())
+    });
     assert!(ok.is_some(), "zone did not stop: {:?}", get(&url));
 }
 
@@ -273,7 +316,12 @@ pub fn chorusctl(controller: &str, args: &[&str]) -> (i32, String, String) {
 /// Writes a 48 kHz stereo s16 WAV whose frame `i` encodes the counter `start + i` (left: low
 /// 16 bits, right: high 16 bits), so every frame of an output can be traced to its source.
 pub fn write_counter_wav(path: &Path, start: u32, frames: u32) {
-    let spec = hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for k in start..start + frames {
         w.write_sample((k & 0xffff) as u16 as i16).unwrap();
@@ -314,7 +362,10 @@ impl Capture {
                     continue;
                 }
                 let field = |k: &str| {
-                    line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string).unwrap_or_default()
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(k))
+                        .map(str::to_string)
+                        .unwrap_or_default()
                 };
                 anchors.push(Anchor {
                     dac_frame: field("dac_frame=").parse().unwrap(),
@@ -328,7 +379,12 @@ impl Capture {
 
     /// When DAC frame `n` was heard, ns on the host's common clock.
     pub fn heard_ns(&self, n: usize) -> f64 {
-        let a = self.anchors.iter().rev().find(|a| a.dac_frame as usize <= n).expect("no anchor before frame");
+        let a = self
+            .anchors
+            .iter()
+            .rev()
+            .find(|a| a.dac_frame as usize <= n)
+            .expect("no anchor before frame");
         a.realtime_ns as f64 + (n as u64 - a.dac_frame) as f64 * 1e9 / a.rate_hz
     }
 

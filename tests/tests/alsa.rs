@@ -30,11 +30,21 @@ fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
 
     // 1. The backend alone: written frames arrive bit-exact.
     let clock: SharedClock = Arc::new(MonotonicRaw);
-    let mut out = AlsaOutput::open("chorus_capture", 48_000, 2, SampleFormat::S16, 480, 1920, clock)
-        .expect("open ALSA test PCM");
+    let mut out = AlsaOutput::open(
+        "chorus_capture",
+        48_000,
+        2,
+        SampleFormat::S16,
+        480,
+        1920,
+        clock,
+    )
+    .expect("open ALSA test PCM");
     let info = out.info();
     assert_eq!((info.rate, info.channels), (48_000, 2));
-    let frames: Vec<f32> = (0..48_000 * 2).map(|i| ((i % 65_536) as i32 - 32_768) as f32 / 32_768.0).collect();
+    let frames: Vec<f32> = (0..48_000 * 2)
+        .map(|i: i32| ((i % 65_536) - 32_768) as f32 / 32_768.0)
+        .collect();
     for chunk in frames.chunks(info.period_frames * 2) {
         out.write(chunk).unwrap();
     }
@@ -42,7 +52,10 @@ fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
     out.finish().unwrap();
     drop(out);
     let bytes = std::fs::read(&raw).unwrap();
-    let got: Vec<i16> = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    let got: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
     let want: Vec<i16> = frames.iter().map(|s| (s * 32_768.0) as i16).collect();
     assert_eq!(got.len(), want.len(), "frame count");
     assert!(got == want, "captured samples differ from what was written");
@@ -64,9 +77,19 @@ fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
     std::thread::sleep(Duration::from_millis(300));
     s.stop();
     let bytes = std::fs::read(&raw).unwrap();
-    let frames: Vec<[i16; 2]> =
-        bytes.chunks_exact(4).map(|b| [i16::from_le_bytes([b[0], b[1]]), i16::from_le_bytes([b[2], b[3]])]).collect();
-    let cap = Capture { frames, anchors: vec![] };
+    let frames: Vec<[i16; 2]> = bytes
+        .chunks_exact(4)
+        .map(|b| {
+            [
+                i16::from_le_bytes([b[0], b[1]]),
+                i16::from_le_bytes([b[2], b[3]]),
+            ]
+        })
+        .collect();
+    let cap = Capture {
+        frames,
+        anchors: vec![],
+    };
     let runs = cap.counter_runs(100);
     assert_eq!(runs.len(), 1, "{runs:?}\n{}", s.log_text());
     assert_eq!((runs[0].1, runs[0].2), (1, 24_000));

@@ -7,8 +7,15 @@ fn check(config: &str) -> (i32, String) {
     let dir = scratch("config");
     let p = dir.join("chorus.toml");
     std::fs::write(&p, config).unwrap();
-    let out = Command::new(bin("chorusd")).arg("check-config").arg(&p).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout))
+    let out = Command::new(bin("chorusd"))
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
 }
 
 #[test]
@@ -23,22 +30,60 @@ fn bad_configs_name_the_key() {
     let cases = [
         ("[speaker]\nvolum = 3\n", "speaker.volum", "unknown field"),
         ("[zone]\nport = \"seven\"\n", "zone.port", "invalid type"),
-        ("[zone]\ngroup = \"192.168.1.1\"\n", "zone.group", "not a multicast address"),
-        ("[zone]\ngroup = \"nonsense\"\n", "zone.group", "not an IPv4 address"),
-        ("[api]\nlisten = \"localhost\"\n", "api.listen", "not an address"),
-        ("[speaker]\noutput = \"file\"\npath = \"/nonexistent/dir/out.wav\"\n", "speaker.path", "does not exist"),
-        ("[speaker]\noutput = \"cassette\"\n", "speaker.output", "unknown variant"),
-        ("[zone]\nrate = 1000\nchannels = 12\n", "zone.rate", "outside"),
-        ("[controller]\nenabled = false\n[speaker]\nenabled = false\n", "controller.enabled", "nothing to run"),
+        (
+            "[zone]\ngroup = \"192.168.1.1\"\n",
+            "zone.group",
+            "not a multicast address",
+        ),
+        (
+            "[zone]\ngroup = \"nonsense\"\n",
+            "zone.group",
+            "not an IPv4 address",
+        ),
+        (
+            "[api]\nlisten = \"localhost\"\n",
+            "api.listen",
+            "not an address",
+        ),
+        (
+            "[speaker]\noutput = \"file\"\npath = \"/nonexistent/dir/out.wav\"\n",
+            "speaker.path",
+            "does not exist",
+        ),
+        (
+            "[speaker]\noutput = \"cassette\"\n",
+            "speaker.output",
+            "unknown variant",
+        ),
+        (
+            "[zone]\nrate = 1000\nchannels = 12\n",
+            "zone.rate",
+            "outside",
+        ),
+        (
+            "[controller]\nenabled = false\n[speaker]\nenabled = false\n",
+            "controller.enabled",
+            "nothing to run",
+        ),
         ("this is = not toml [", "", "TOML"),
     ];
     for (cfg, key, what) in cases {
         let (code, out) = check(cfg);
         assert_eq!(code, 2, "config {cfg:?} accepted: {out}");
-        assert!(out.contains(key), "config {cfg:?}: message does not name {key}: {out}");
-        assert!(out.to_lowercase().contains(&what.to_lowercase()), "config {cfg:?}: message lacks {what:?}: {out}");
+        assert!(
+            out.contains(key),
+            "config {cfg:?}: message does not name {key}: {out}"
+        );
+        assert!(
+            out.to_lowercase().contains(&what.to_lowercase()),
+            "config {cfg:?}: message lacks {what:?}: {out}"
+        );
     }
-    let out = Command::new(bin("chorusd")).arg("check-config").arg("/nonexistent/chorus.toml").output().unwrap();
+    let out = Command::new(bin("chorusd"))
+        .arg("check-config")
+        .arg("/nonexistent/chorus.toml")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config"));
 }
@@ -59,18 +104,33 @@ fn api_rejects_bad_requests_with_json_errors() {
     let cases = [
         ("POST", "/api/v1/play", "{not json", 400),
         ("POST", "/api/v1/play", "{\"url\":\"x\"}", 422),
-        ("POST", "/api/v1/play", "{\"uri\":\"/nonexistent.wav\"}", 404),
+        (
+            "POST",
+            "/api/v1/play",
+            "{\"uri\":\"/nonexistent.wav\"}",
+            404,
+        ),
         ("POST", "/api/v1/play", "{\"uri\":\"ftp://x/y.mp3\"}", 400),
         ("POST", "/api/v1/seek", "{\"position_s\":-1}", 422),
         ("POST", "/api/v1/seek", "{\"position_s\":3}", 409),
-        ("PUT", "/api/v1/speakers/nobody/volume", "{\"volume\":10}", 404),
+        (
+            "PUT",
+            "/api/v1/speakers/nobody/volume",
+            "{\"volume\":10}",
+            404,
+        ),
         ("PUT", "/api/v1/volume", "{\"volume\":101}", 422),
         ("GET", "/api/v1/nothing", "", 404),
     ];
     for (m, path, body, want) in cases {
         let (code, v) = send(m, &format!("{}{}", c.api, path), body);
         assert_eq!(code, want, "{m} {path} {body}: {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|s| !s.is_empty()), "{m} {path}: not a JSON error: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{m} {path}: not a JSON error: {v}"
+        );
     }
     let (code, _, err) = chorusctl(&c.api, &["volume", "ghost", "40"]);
     assert_eq!(code, 1);

@@ -45,7 +45,10 @@ fn every_format_decodes_to_the_zone_format() {
         let hz = pitch(&s);
         assert!((hz - 440.0).abs() < 5.0, "{f}: pitch {hz:.1} Hz");
         // left and right carry the same tone (mono is duplicated, 5.1 folded down evenly)
-        let lr: f64 = s.chunks_exact(2).map(|c| (c[0] - c[1]).abs() as f64).fold(0.0, f64::max);
+        let lr: f64 = s
+            .chunks_exact(2)
+            .map(|c| (c[0] - c[1]).abs() as f64)
+            .fold(0.0, f64::max);
         assert!(lr < 0.01, "{f}: channels differ by {lr}");
         println!("{f}: {frames} frames, rms {rms:.3}, {hz:.1} Hz");
     }
@@ -56,11 +59,19 @@ fn broken_files_give_clear_errors() {
     let dir = chorus_tests::scratch("broken");
     let empty = dir.join("empty.wav");
     std::fs::write(&empty, b"").unwrap();
-    let e = Source::open(&empty, 48_000, 2).err().expect("empty file accepted");
+    let e = Source::open(&empty, 48_000, 2)
+        .err()
+        .expect("empty file accepted");
     assert!(e.to_string().contains("empty file"), "{e}");
 
     let junk = dir.join("junk.mp3");
-    std::fs::write(&junk, (0..4000u32).map(|i| (i * 31 % 253) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &junk,
+        (0..4000u32)
+            .map(|i| (i * 31 % 253) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let e = match Source::open(&junk, 48_000, 2) {
         Err(e) => e,
         Ok(mut s) => {
@@ -74,7 +85,10 @@ fn broken_files_give_clear_errors() {
             }
         }
     };
-    assert!(e.to_string().contains("junk.mp3"), "error does not name the file: {e}");
+    assert!(
+        e.to_string().contains("junk.mp3"),
+        "error does not name the file: {e}"
+    );
 
     let full = std::fs::read(repo().join("tests/fixtures/tone_44k1_s16_stereo.flac")).unwrap();
     let cut = dir.join("cut.flac");
@@ -91,7 +105,9 @@ fn broken_files_give_clear_errors() {
     assert!(matches!(err, AudioError::Truncated { .. }), "{err}");
     assert!(!out.is_empty(), "the intact part should still play");
 
-    let missing = Source::open(&dir.join("nope.ogg"), 48_000, 2).err().unwrap();
+    let missing = Source::open(&dir.join("nope.ogg"), 48_000, 2)
+        .err()
+        .unwrap();
     assert!(missing.to_string().contains("cannot open"), "{missing}");
 }
 

@@ -15,7 +15,10 @@ use symphonia::core::units::Time;
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
     #[error("{path}: cannot open: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: empty file")]
     Empty { path: PathBuf },
     #[error("{path}: not a supported audio file: {reason}")]
@@ -23,7 +26,11 @@ pub enum AudioError {
     #[error("{path}: decode failed: {reason}")]
     Decode { path: PathBuf, reason: String },
     #[error("{path}: truncated: decoded {decoded} of {expected} frames")]
-    Truncated { path: PathBuf, decoded: u64, expected: u64 },
+    Truncated {
+        path: PathBuf,
+        decoded: u64,
+        expected: u64,
+    },
     #[error("{path}: cannot seek: {reason}")]
     Seek { path: PathBuf, reason: String },
     #[error("resampler: {0}")]
@@ -56,7 +63,10 @@ pub struct FileDecoder {
 impl FileDecoder {
     /// Opens and probes `path`. Fails with a clear error for missing, empty or unknown files.
     pub fn open(path: &Path) -> Result<FileDecoder, AudioError> {
-        let file = File::open(path).map_err(|source| AudioError::Open { path: path.into(), source })?;
+        let file = File::open(path).map_err(|source| AudioError::Open {
+            path: path.into(),
+            source,
+        })?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         if len == 0 {
             return Err(AudioError::Empty { path: path.into() });
@@ -66,10 +76,16 @@ impl FileDecoder {
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
             hint.with_extension(ext);
         }
-        let opts = FormatOptions { enable_gapless: true, ..Default::default() };
+        let opts = FormatOptions {
+            enable_gapless: true,
+            ..Default::default()
+        };
         let mut probed = symphonia::default::get_probe()
             .format(&hint, mss, &opts, &MetadataOptions::default())
-            .map_err(|e| AudioError::Unsupported { path: path.into(), reason: e.to_string() })?;
+            .map_err(|e| AudioError::Unsupported {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
         let title = probed
             .metadata
             .get()
@@ -86,18 +102,27 @@ impl FileDecoder {
             .tracks()
             .iter()
             .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-            .ok_or_else(|| AudioError::Unsupported { path: path.into(), reason: "no audio track".into() })?;
+            .ok_or_else(|| AudioError::Unsupported {
+                path: path.into(),
+                reason: "no audio track".into(),
+            })?;
         let params = track.codec_params.clone();
         let track_id = track.id;
         let rate = params
             .sample_rate
             .filter(|r| (1_000..=768_000).contains(r))
-            .ok_or_else(|| AudioError::Unsupported { path: path.into(), reason: "no valid sample rate".into() })?;
+            .ok_or_else(|| AudioError::Unsupported {
+                path: path.into(),
+                reason: "no valid sample rate".into(),
+            })?;
         let layout = params.channels;
         let channels = layout.map(|c| c.count()).unwrap_or(0);
         let decoder = symphonia::default::get_codecs()
             .make(&params, &DecoderOptions::default())
-            .map_err(|e| AudioError::Unsupported { path: path.into(), reason: e.to_string() })?;
+            .map_err(|e| AudioError::Unsupported {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
         Ok(FileDecoder {
             path: path.into(),
             format,
@@ -199,17 +224,26 @@ impl FileDecoder {
     }
 
     fn decode_err(&self, reason: String) -> AudioError {
-        AudioError::Decode { path: self.path.clone(), reason }
+        AudioError::Decode {
+            path: self.path.clone(),
+            reason,
+        }
     }
 
     /// Seeks to `seconds` from the start; the next chunk starts exactly there when the format
     /// allows accurate seeking.
     pub fn seek(&mut self, seconds: f64) -> Result<(), AudioError> {
-        let to = SeekTo::Time { time: Time::from(seconds.max(0.0)), track_id: Some(self.track_id) };
+        let to = SeekTo::Time {
+            time: Time::from(seconds.max(0.0)),
+            track_id: Some(self.track_id),
+        };
         let seeked = self
             .format
             .seek(SeekMode::Accurate, to)
-            .map_err(|e| AudioError::Seek { path: self.path.clone(), reason: e.to_string() })?;
+            .map_err(|e| AudioError::Seek {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            })?;
         self.decoder.reset();
         let ts_diff = seeked.required_ts.saturating_sub(seeked.actual_ts);
         let tb = self
@@ -219,7 +253,10 @@ impl FileDecoder {
             .find(|t| t.id == self.track_id)
             .and_then(|t| t.codec_params.time_base);
         self.discard = match tb {
-            Some(tb) => (ts_diff as u128 * self.rate as u128 * tb.numer as u128 / tb.denom.max(1) as u128) as u64,
+            Some(tb) => {
+                (ts_diff as u128 * self.rate as u128 * tb.numer as u128 / tb.denom.max(1) as u128)
+                    as u64
+            }
             None => ts_diff,
         };
         self.decoded = (seconds.max(0.0) * self.rate as f64) as u64;

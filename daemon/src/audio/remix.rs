@@ -21,11 +21,27 @@ fn stereo_gains(pos: Channels) -> (f32, f32) {
         (1.0, 0.0)
     } else if pos.intersects(C::FRONT_RIGHT | C::FRONT_RIGHT_WIDE | C::FRONT_RIGHT_HIGH) {
         (0.0, 1.0)
-    } else if pos.intersects(C::FRONT_CENTRE | C::FRONT_CENTRE_HIGH | C::REAR_CENTRE | C::TOP_CENTRE) {
+    } else if pos
+        .intersects(C::FRONT_CENTRE | C::FRONT_CENTRE_HIGH | C::REAR_CENTRE | C::TOP_CENTRE)
+    {
         (MINUS_3DB, MINUS_3DB)
-    } else if pos.intersects(C::REAR_LEFT | C::SIDE_LEFT | C::FRONT_LEFT_CENTRE | C::REAR_LEFT_CENTRE | C::TOP_FRONT_LEFT | C::TOP_REAR_LEFT) {
+    } else if pos.intersects(
+        C::REAR_LEFT
+            | C::SIDE_LEFT
+            | C::FRONT_LEFT_CENTRE
+            | C::REAR_LEFT_CENTRE
+            | C::TOP_FRONT_LEFT
+            | C::TOP_REAR_LEFT,
+    ) {
         (MINUS_3DB, 0.0)
-    } else if pos.intersects(C::REAR_RIGHT | C::SIDE_RIGHT | C::FRONT_RIGHT_CENTRE | C::REAR_RIGHT_CENTRE | C::TOP_FRONT_RIGHT | C::TOP_REAR_RIGHT) {
+    } else if pos.intersects(
+        C::REAR_RIGHT
+            | C::SIDE_RIGHT
+            | C::FRONT_RIGHT_CENTRE
+            | C::REAR_RIGHT_CENTRE
+            | C::TOP_FRONT_RIGHT
+            | C::TOP_REAR_RIGHT,
+    ) {
         (0.0, MINUS_3DB)
     } else {
         // LFE and anything unknown: left out of a stereo mix.
@@ -79,7 +95,12 @@ impl Remixer {
                 g[at(c, c)] = 1.0;
             }
         }
-        Remixer { inputs, outputs, gains: g, identity: inputs == outputs }
+        Remixer {
+            inputs,
+            outputs,
+            gains: g,
+            identity: inputs == outputs,
+        }
     }
 
     /// Input channel count.
@@ -123,7 +144,12 @@ mod tests {
     #[test]
     fn five_one_to_stereo_keeps_sides_apart_and_never_clips() {
         use symphonia::core::audio::Channels as C;
-        let layout = C::FRONT_LEFT | C::FRONT_RIGHT | C::FRONT_CENTRE | C::LFE1 | C::REAR_LEFT | C::REAR_RIGHT;
+        let layout = C::FRONT_LEFT
+            | C::FRONT_RIGHT
+            | C::FRONT_CENTRE
+            | C::LFE1
+            | C::REAR_LEFT
+            | C::REAR_RIGHT;
         let m = Remixer::new(6, 2, Some(layout));
         let mut out = vec![];
         m.process(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], &mut out);

@@ -66,7 +66,8 @@ impl StreamResampler {
     /// Flushes the remaining input at the end of a stream: the output then holds exactly
     /// `input * to / from` frames (rounded).
     pub fn finish(&mut self, out: &mut Vec<f32>) -> Result<(), AudioError> {
-        let target = (self.in_total as u128 * self.to as u128 + self.from as u128 / 2) / self.from as u128;
+        let target =
+            (self.in_total as u128 * self.to as u128 + self.from as u128 / 2) / self.from as u128;
         let target = target as u64;
         let mut first = true;
         // Each partial call produces at least one chunk; a few chunks cover the filter delay.
@@ -75,8 +76,11 @@ impl StreamResampler {
                 break;
             }
             // rubato rejects empty channel slices: pass None when nothing is pending.
-            let input: Option<&[Vec<f32>]> =
-                if first && !self.pending[0].is_empty() { Some(&self.pending[..]) } else { None };
+            let input: Option<&[Vec<f32>]> = if first && !self.pending[0].is_empty() {
+                Some(&self.pending[..])
+            } else {
+                None
+            };
             first = false;
             let (_, produced) = self
                 .inner
@@ -116,7 +120,11 @@ mod tests {
 
     fn tone(rate: u32, secs: f64, hz: f64) -> Vec<f32> {
         let n = (rate as f64 * secs) as usize;
-        (0..n).map(|i| (0.5 * (2.0 * std::f64::consts::PI * hz * i as f64 / rate as f64).sin()) as f32).collect()
+        (0..n)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * hz * i as f64 / rate as f64).sin()) as f32
+            })
+            .collect()
     }
 
     #[test]
@@ -130,10 +138,16 @@ mod tests {
                 r.push(chunk, &mut out).unwrap();
             }
             r.finish(&mut out).unwrap();
-            assert!((out.len() as i64 - 48_000).abs() <= 2, "{quality}: {} frames", out.len());
+            assert!(
+                (out.len() as i64 - 48_000).abs() <= 2,
+                "{quality}: {} frames",
+                out.len()
+            );
             // compare against the ideal 48 kHz tone in the middle (away from edges)
             let ideal = tone(48_000, 1.0, 1000.0);
-            let err: f64 = (10_000..38_000).map(|i| (out[i] - ideal[i]).abs() as f64).fold(0.0, f64::max);
+            let err: f64 = (10_000..38_000)
+                .map(|i| (out[i] - ideal[i]).abs() as f64)
+                .fold(0.0, f64::max);
             assert!(err < 0.01, "{quality}: max error {err}");
         }
     }

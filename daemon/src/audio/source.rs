@@ -47,7 +47,11 @@ impl Source {
 
     fn reset_resampler(&mut self) -> Result<(), AudioError> {
         self.resampler = if self.decoder.rate != self.rate {
-            Some(StreamResampler::new(self.decoder.rate, self.rate, self.channels)?)
+            Some(StreamResampler::new(
+                self.decoder.rate,
+                self.rate,
+                self.channels,
+            )?)
         } else {
             None
         };
@@ -61,12 +65,17 @@ impl Source {
     /// Title tag or file name.
     pub fn title(&self) -> String {
         self.decoder.title().map(str::to_string).unwrap_or_else(|| {
-            self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+            self.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
         })
     }
     /// Duration in seconds, when the container announces it.
     pub fn duration_s(&self) -> Option<f64> {
-        self.decoder.n_frames.map(|n| n as f64 / self.decoder.rate as f64)
+        self.decoder
+            .n_frames
+            .map(|n| n as f64 / self.decoder.rate as f64)
     }
     /// Position in seconds.
     pub fn position_s(&self) -> f64 {
@@ -115,7 +124,11 @@ impl Source {
         self.mixed.clear();
         // Some containers (AAC in MP4) only reveal the channel count with the first packet.
         if self.remix.inputs() != self.decoder.channels {
-            self.remix = Remixer::new(self.decoder.channels.max(1), self.channels, self.decoder.layout);
+            self.remix = Remixer::new(
+                self.decoder.channels.max(1),
+                self.channels,
+                self.decoder.layout,
+            );
         }
         if n == 0 {
             self.ended = true;

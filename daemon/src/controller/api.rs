@@ -29,7 +29,9 @@ impl Ctx {
     }
     /// Zone status.
     pub fn zone(&self) -> Result<ZoneStatus, ApiError> {
-        self.streamer.status().ok_or_else(|| ApiError::internal("streamer state unavailable"))
+        self.streamer
+            .status()
+            .ok_or_else(|| ApiError::internal("streamer state unavailable"))
     }
     /// Known speakers.
     pub fn speakers(&self) -> Vec<SpeakerInfo> {
@@ -78,11 +80,15 @@ async fn zone(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
 }
 
 async fn speakers(State(c): State<Arc<Ctx>>) -> Json<SpeakerList> {
-    Json(SpeakerList { speakers: c.speakers() })
+    Json(SpeakerList {
+        speakers: c.speakers(),
+    })
 }
 
 fn find(c: &Ctx, name: &str) -> Result<SpeakerInfo, ApiError> {
-    c.registry.get(name, c.now()).ok_or_else(|| ApiError::not_found(format!("no speaker named {name:?}")))
+    c.registry
+        .get(name, c.now())
+        .ok_or_else(|| ApiError::not_found(format!("no speaker named {name:?}")))
 }
 
 async fn speaker(State(c): State<Arc<Ctx>>, Path(name): Path<String>) -> ApiResult<SpeakerInfo> {
@@ -90,18 +96,30 @@ async fn speaker(State(c): State<Arc<Ctx>>, Path(name): Path<String>) -> ApiResu
 }
 
 /// Forwards a PUT to a speaker's own API.
-async fn forward(info: &SpeakerInfo, path: &str, payload: serde_json::Value) -> Result<serde_json::Value, ApiError> {
+async fn forward(
+    info: &SpeakerInfo,
+    path: &str,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
     let url = format!("{}{}", info.api_url, path);
     let name = info.name.clone();
     tokio::task::spawn_blocking(move || {
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(3)).build();
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(3))
+            .build();
         match agent.put(&url).send_json(payload) {
-            Ok(r) => r.into_json::<serde_json::Value>().map_err(|e| ApiError::bad_gateway(format!("speaker {name}: {e}"))),
+            Ok(r) => r
+                .into_json::<serde_json::Value>()
+                .map_err(|e| ApiError::bad_gateway(format!("speaker {name}: {e}"))),
             Err(ureq::Error::Status(code, r)) => {
                 let text = r.into_string().unwrap_or_default();
-                Err(ApiError::bad_gateway(format!("speaker {name} answered {code}: {text}")))
+                Err(ApiError::bad_gateway(format!(
+                    "speaker {name} answered {code}: {text}"
+                )))
             }
-            Err(e) => Err(ApiError::bad_gateway(format!("speaker {name} unreachable: {e}"))),
+            Err(e) => Err(ApiError::bad_gateway(format!(
+                "speaker {name} unreachable: {e}"
+            ))),
         }
     })
     .await
@@ -115,7 +133,14 @@ async fn speaker_volume(
 ) -> ApiResult<serde_json::Value> {
     let v = check_volume(body(b)?.volume)?;
     let info = find(&c, &name)?;
-    Ok(Json(forward(&info, "/api/v1/speaker/volume", serde_json::json!({ "volume": v })).await?))
+    Ok(Json(
+        forward(
+            &info,
+            "/api/v1/speaker/volume",
+            serde_json::json!({ "volume": v }),
+        )
+        .await?,
+    ))
 }
 
 async fn speaker_mute(
@@ -125,15 +150,32 @@ async fn speaker_mute(
 ) -> ApiResult<serde_json::Value> {
     let m = body(b)?.muted;
     let info = find(&c, &name)?;
-    Ok(Json(forward(&info, "/api/v1/speaker/mute", serde_json::json!({ "muted": m })).await?))
+    Ok(Json(
+        forward(
+            &info,
+            "/api/v1/speaker/mute",
+            serde_json::json!({ "muted": m }),
+        )
+        .await?,
+    ))
 }
 
-async fn all_volume(State(c): State<Arc<Ctx>>, b: Result<Json<VolumeBody>, JsonRejection>) -> ApiResult<SpeakerList> {
+async fn all_volume(
+    State(c): State<Arc<Ctx>>,
+    b: Result<Json<VolumeBody>, JsonRejection>,
+) -> ApiResult<SpeakerList> {
     let v = check_volume(body(b)?.volume)?;
     for info in c.speakers().into_iter().filter(|s| s.online) {
-        forward(&info, "/api/v1/speaker/volume", serde_json::json!({ "volume": v })).await?;
+        forward(
+            &info,
+            "/api/v1/speaker/volume",
+            serde_json::json!({ "volume": v }),
+        )
+        .await?;
     }
-    Ok(Json(SpeakerList { speakers: c.speakers() }))
+    Ok(Json(SpeakerList {
+        speakers: c.speakers(),
+    }))
 }
 
 async fn send(c: &Ctx, cmd: Command) -> ApiResult<ZoneStatus> {
@@ -145,7 +187,10 @@ async fn send(c: &Ctx, cmd: Command) -> ApiResult<ZoneStatus> {
     Ok(Json(c.zone()?))
 }
 
-async fn play(State(c): State<Arc<Ctx>>, b: Result<Json<PlayBody>, JsonRejection>) -> ApiResult<ZoneStatus> {
+async fn play(
+    State(c): State<Arc<Ctx>>,
+    b: Result<Json<PlayBody>, JsonRejection>,
+) -> ApiResult<ZoneStatus> {
     let uri = body(b)?.uri;
     let items = queue::expand(&uri).map_err(|e| match e {
         QueueError::NotFound(_) => ApiError::not_found(e.to_string()),
@@ -171,18 +216,27 @@ async fn previous(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
     send(&c, Command::Previous).await
 }
 
-async fn seek(State(c): State<Arc<Ctx>>, b: Result<Json<SeekBody>, JsonRejection>) -> ApiResult<ZoneStatus> {
+async fn seek(
+    State(c): State<Arc<Ctx>>,
+    b: Result<Json<SeekBody>, JsonRejection>,
+) -> ApiResult<ZoneStatus> {
     let pos = body(b)?.position_s;
     if !pos.is_finite() || pos < 0.0 {
-        return Err(ApiError::unprocessable(format!("position {pos} must be a non-negative number of seconds")));
+        return Err(ApiError::unprocessable(format!(
+            "position {pos} must be a non-negative number of seconds"
+        )));
     }
     let z = c.zone()?;
     if z.title.is_none() {
-        return Err(ApiError::conflict("nothing to seek in: the queue is stopped"));
+        return Err(ApiError::conflict(
+            "nothing to seek in: the queue is stopped",
+        ));
     }
     if let Some(d) = z.duration_s {
         if pos > d {
-            return Err(ApiError::unprocessable(format!("position {pos} s is past the end ({d:.3} s)")));
+            return Err(ApiError::unprocessable(format!(
+                "position {pos} s is past the end ({d:.3} s)"
+            )));
         }
     }
     send(&c, Command::Seek(pos)).await

@@ -17,8 +17,10 @@ pub enum QueueError {
 }
 
 /// File extensions treated as audio when scanning a folder.
-pub const AUDIO_EXTENSIONS: &[&str] =
-    &["wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "aif", "aiff", "caf", "mka", "webm"];
+pub const AUDIO_EXTENSIONS: &[&str] = &[
+    "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "aif", "aiff", "caf", "mka",
+    "webm",
+];
 
 fn is_audio(p: &Path) -> bool {
     p.extension()
@@ -28,7 +30,13 @@ fn is_audio(p: &Path) -> bool {
 }
 
 fn is_playlist(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(), Some("m3u" | "m3u8"))
+    matches!(
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
+        Some("m3u" | "m3u8")
+    )
 }
 
 /// Expands `uri` (a path or `file://` URL) into the files to play, in order.
@@ -44,9 +52,15 @@ pub fn expand(uri: &str) -> Result<Vec<PathBuf>, QueueError> {
     }
     let mut out = Vec::new();
     if path.is_dir() {
-        scan_dir(path, &mut out, 0).map_err(|source| QueueError::Read { uri: uri.into(), source })?;
+        scan_dir(path, &mut out, 0).map_err(|source| QueueError::Read {
+            uri: uri.into(),
+            source,
+        })?;
     } else if is_playlist(path) {
-        read_m3u(path, &mut out).map_err(|source| QueueError::Read { uri: uri.into(), source })?;
+        read_m3u(path, &mut out).map_err(|source| QueueError::Read {
+            uri: uri.into(),
+            source,
+        })?;
     } else {
         out.push(path.to_path_buf());
     }
@@ -60,7 +74,9 @@ fn scan_dir(dir: &Path, out: &mut Vec<PathBuf>, depth: u32) -> std::io::Result<(
     if depth > 16 {
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -84,7 +100,11 @@ fn read_m3u(list: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let entry = line.strip_prefix("file://").unwrap_or(line);
         let p = Path::new(entry);
         // Entries are kept even when missing: the streamer reports them and moves on.
-        out.push(if p.is_absolute() { p.to_path_buf() } else { base.join(p) });
+        out.push(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        });
     }
     Ok(())
 }
@@ -100,16 +120,32 @@ mod tests {
         for f in ["b.flac", "a.wav", "notes.txt", "sub/c.mp3"] {
             std::fs::write(dir.join(f), b"x").unwrap();
         }
-        std::fs::write(dir.join("list.m3u"), "#EXTM3U\nsub/c.mp3\n\n# comment\n/abs/x.wav\n").unwrap();
+        std::fs::write(
+            dir.join("list.m3u"),
+            "#EXTM3U\nsub/c.mp3\n\n# comment\n/abs/x.wav\n",
+        )
+        .unwrap();
         let q = expand(dir.to_str().unwrap()).unwrap();
-        let names: Vec<_> = q.iter().map(|p| p.strip_prefix(&dir).unwrap().to_str().unwrap().to_string()).collect();
+        let names: Vec<_> = q
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().to_str().unwrap().to_string())
+            .collect();
         assert_eq!(names, ["a.wav", "b.flac", "sub/c.mp3"]);
         let l = expand(dir.join("list.m3u").to_str().unwrap()).unwrap();
         assert_eq!(l, vec![dir.join("sub/c.mp3"), PathBuf::from("/abs/x.wav")]);
-        assert!(matches!(expand("/nonexistent/x.wav"), Err(QueueError::NotFound(_))));
-        assert!(matches!(expand("http://radio/x"), Err(QueueError::UnsupportedScheme(_))));
+        assert!(matches!(
+            expand("/nonexistent/x.wav"),
+            Err(QueueError::NotFound(_))
+        ));
+        assert!(matches!(
+            expand("http://radio/x"),
+            Err(QueueError::UnsupportedScheme(_))
+        ));
         std::fs::create_dir_all(dir.join("empty")).unwrap();
-        assert!(matches!(expand(dir.join("empty").to_str().unwrap()), Err(QueueError::Empty(_))));
+        assert!(matches!(
+            expand(dir.join("empty").to_str().unwrap()),
+            Err(QueueError::Empty(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

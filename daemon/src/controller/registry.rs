@@ -46,13 +46,22 @@ impl Registry {
                 }
                 log::info!("speaker {} joined from {}", hb.name, from.ip());
             }
-            m.insert(hb.name.clone(), Entry { addr: from.ip(), heartbeat: hb, last_seen: now });
+            m.insert(
+                hb.name.clone(),
+                Entry {
+                    addr: from.ip(),
+                    heartbeat: hb,
+                    last_seen: now,
+                },
+            );
         }
     }
 
     /// All known speakers, as of `now`.
     pub fn list(&self, now: ControllerNs) -> Vec<SpeakerInfo> {
-        let Ok(m) = self.inner.lock() else { return vec![] };
+        let Ok(m) = self.inner.lock() else {
+            return vec![];
+        };
         m.values()
             .map(|e| {
                 let ago = now.since(e.last_seen);

@@ -25,7 +25,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Replace the queue and play it from the start.
-    Play { uri: String, items: Vec<PathBuf> },
+    Play {
+        uri: String,
+        items: Vec<PathBuf>,
+    },
     Pause,
     Resume,
     Stop,
@@ -110,7 +113,10 @@ pub struct StreamerHandle {
 impl StreamerHandle {
     /// Sends a command to the streamer.
     pub fn send(&self, cmd: Command) -> bool {
-        self.tx.lock().map(|tx| tx.send(cmd).is_ok()).unwrap_or(false)
+        self.tx
+            .lock()
+            .map(|tx| tx.send(cmd).is_ok())
+            .unwrap_or(false)
     }
     /// A copy of the current status.
     pub fn status(&self) -> Option<ZoneStatus> {
@@ -210,8 +216,13 @@ pub fn spawn(
         send_errors: 0,
         last_announce: i64::MIN / 2,
     };
-    std::thread::Builder::new().name("chorus-streamer".into()).spawn(move || s.run(rx, shutdown))?;
-    Ok(Arc::new(StreamerHandle { tx: Mutex::new(tx), status }))
+    std::thread::Builder::new()
+        .name("chorus-streamer".into())
+        .spawn(move || s.run(rx, shutdown))?;
+    Ok(Arc::new(StreamerHandle {
+        tx: Mutex::new(tx),
+        status,
+    }))
 }
 
 struct Streamer {
@@ -289,7 +300,11 @@ impl Streamer {
         if self.errors.len() == MAX_ERRORS {
             self.errors.pop_front();
         }
-        self.errors.push_back(ErrorEvent { at_ms: self.clock.now().0 / 1_000_000, item, message });
+        self.errors.push_back(ErrorEvent {
+            at_ms: self.clock.now().0 / 1_000_000,
+            item,
+            message,
+        });
     }
 
     fn command(&mut self, cmd: Command) {
@@ -301,12 +316,24 @@ impl Streamer {
             // Fade out from the next frame on; the command takes effect when the fade ends.
             let done = match self.fade {
                 // Already fading out: keep going from where it is.
-                Some(Fade { dir: FadeDir::Out, done, .. }) => done,
+                Some(Fade {
+                    dir: FadeDir::Out,
+                    done,
+                    ..
+                }) => done,
                 // Fading in: start the fade-out at the same gain.
-                Some(f @ Fade { dir: FadeDir::In, .. }) => f.remaining(),
+                Some(
+                    f @ Fade {
+                        dir: FadeDir::In, ..
+                    },
+                ) => f.remaining(),
                 None => 0,
             };
-            self.fade = Some(Fade { dir: FadeDir::Out, done, total: self.fade_frames });
+            self.fade = Some(Fade {
+                dir: FadeDir::Out,
+                done,
+                total: self.fade_frames,
+            });
             self.pending = Some(cmd);
         } else {
             self.apply(cmd);
@@ -338,7 +365,11 @@ impl Streamer {
                 TransportState::Paused => {
                     self.state = TransportState::Playing;
                     self.next_slot = self.slot_now();
-                    self.fade = Some(Fade { dir: FadeDir::In, done: 0, total: self.fade_frames });
+                    self.fade = Some(Fade {
+                        dir: FadeDir::In,
+                        done: 0,
+                        total: self.fade_frames,
+                    });
                 }
                 TransportState::Stopped if !self.queue.is_empty() => {
                     self.state = TransportState::Playing;
@@ -362,7 +393,11 @@ impl Streamer {
             }
             Command::Previous => {
                 self.fade = None;
-                let restart = self.source.as_ref().map(|s| s.position_s() > 3.0).unwrap_or(false);
+                let restart = self
+                    .source
+                    .as_ref()
+                    .map(|s| s.position_s() > 3.0)
+                    .unwrap_or(false);
                 if !restart {
                     self.index = self.index.saturating_sub(1);
                 }
@@ -378,7 +413,11 @@ impl Streamer {
                     self.record_error(item, format!("seek to {secs:.3} s failed: {e}"));
                 }
                 if self.state == TransportState::Playing {
-                    self.fade = Some(Fade { dir: FadeDir::In, done: 0, total: self.fade_frames });
+                    self.fade = Some(Fade {
+                        dir: FadeDir::In,
+                        done: 0,
+                        total: self.fade_frames,
+                    });
                 } else {
                     self.fade = None;
                 }
@@ -387,7 +426,10 @@ impl Streamer {
     }
 
     fn current_name(&self) -> String {
-        self.queue.get(self.index).map(|p| p.display().to_string()).unwrap_or_default()
+        self.queue
+            .get(self.index)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
     }
 
     /// Opens the item at `index`, skipping (and reporting) items that cannot be played. Stops at
@@ -515,11 +557,19 @@ impl Streamer {
             format: self.p.format,
             frames: frames as u16,
         };
-        encode_audio(&h, &self.buf[..frames * self.p.channels as usize], &mut self.pkt);
+        encode_audio(
+            &h,
+            &self.buf[..frames * self.p.channels as usize],
+            &mut self.pkt,
+        );
         if let Err(e) = self.socket.send_to(&self.pkt, self.p.dest) {
             self.send_errors += 1;
             if self.send_errors.is_power_of_two() {
-                log::warn!("multicast send to {} failed ({} times): {e}", self.p.dest, self.send_errors);
+                log::warn!(
+                    "multicast send to {} failed ({} times): {e}",
+                    self.p.dest,
+                    self.send_errors
+                );
             }
         }
         self.seq = self.seq.wrapping_add(1);
@@ -535,14 +585,23 @@ impl Streamer {
             return;
         }
         self.last_announce = now;
-        let a = Announce { session: self.session, sync_port: self.p.sync_port };
-        if self.socket.send_to(&encode_announce(&a), self.p.dest).is_err() {
+        let a = Announce {
+            session: self.session,
+            sync_port: self.p.sync_port,
+        };
+        if self
+            .socket
+            .send_to(&encode_announce(&a), self.p.dest)
+            .is_err()
+        {
             self.send_errors += 1;
         }
     }
 
     fn publish(&self) {
-        let Ok(mut st) = self.status.lock() else { return };
+        let Ok(mut st) = self.status.lock() else {
+            return;
+        };
         st.state = self.state;
         if st.uri != self.uri || st.queue.len() != self.queue.len() {
             st.queue = self.queue.iter().map(|p| p.display().to_string()).collect();
@@ -552,7 +611,11 @@ impl Streamer {
         st.title = self.source.as_ref().map(|s| s.title());
         st.duration_s = self.source.as_ref().and_then(|s| s.duration_s());
         let sent = self.source.as_ref().map(|s| s.position_s()).unwrap_or(0.0);
-        let ahead = if self.state == TransportState::Playing { self.latency_ns as f64 * 1e-9 } else { 0.0 };
+        let ahead = if self.state == TransportState::Playing {
+            self.latency_ns as f64 * 1e-9
+        } else {
+            0.0
+        };
         st.position_s = (sent - ahead).max(0.0);
         st.session = self.session;
         st.frames_sent = self.frames_sent;
@@ -563,4 +626,3 @@ impl Streamer {
         }
     }
 }
-

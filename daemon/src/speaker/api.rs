@@ -44,28 +44,43 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<SpeakerStatus> {
 
 /// Validates a volume from an API body.
 pub fn check_volume(v: i64) -> Result<u8, ApiError> {
-    u8::try_from(v).ok().filter(|v| *v <= 100).ok_or_else(|| ApiError::unprocessable(format!("volume {v} is outside 0..=100")))
+    u8::try_from(v)
+        .ok()
+        .filter(|v| *v <= 100)
+        .ok_or_else(|| ApiError::unprocessable(format!("volume {v} is outside 0..=100")))
 }
 
-async fn volume(State(s): State<Arc<Shared>>, b: Result<Json<VolumeBody>, JsonRejection>) -> ApiResult<SpeakerStatus> {
+async fn volume(
+    State(s): State<Arc<Shared>>,
+    b: Result<Json<VolumeBody>, JsonRejection>,
+) -> ApiResult<SpeakerStatus> {
     let v = check_volume(body(b)?.volume)?;
     s.volume.store(v, Ordering::Relaxed);
     log::info!("volume {v}");
     Ok(Json(s.status()))
 }
 
-async fn mute(State(s): State<Arc<Shared>>, b: Result<Json<MuteBody>, JsonRejection>) -> ApiResult<SpeakerStatus> {
+async fn mute(
+    State(s): State<Arc<Shared>>,
+    b: Result<Json<MuteBody>, JsonRejection>,
+) -> ApiResult<SpeakerStatus> {
     let m = body(b)?.muted;
     s.muted.store(m, Ordering::Relaxed);
     log::info!("muted {m}");
     Ok(Json(s.status()))
 }
 
-async fn latency(State(s): State<Arc<Shared>>, b: Result<Json<LatencyBody>, JsonRejection>) -> ApiResult<SpeakerStatus> {
+async fn latency(
+    State(s): State<Arc<Shared>>,
+    b: Result<Json<LatencyBody>, JsonRejection>,
+) -> ApiResult<SpeakerStatus> {
     let ms = body(b)?.extra_latency_ms;
     if !(0.0..=1000.0).contains(&ms) {
-        return Err(ApiError::unprocessable(format!("extra latency {ms} ms is outside 0..=1000")));
+        return Err(ApiError::unprocessable(format!(
+            "extra latency {ms} ms is outside 0..=1000"
+        )));
     }
-    s.extra_latency_us.store((ms * 1000.0) as i64, Ordering::Relaxed);
+    s.extra_latency_us
+        .store((ms * 1000.0) as i64, Ordering::Relaxed);
     Ok(Json(s.status()))
 }

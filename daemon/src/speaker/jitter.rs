@@ -50,7 +50,14 @@ pub struct JitterBuffer {
 
 impl JitterBuffer {
     pub fn new(rate: u32, channels: usize, max_chunks: usize) -> Self {
-        JitterBuffer { channels, rate, session: None, chunks: BTreeMap::new(), max_chunks, floor: 0 }
+        JitterBuffer {
+            channels,
+            rate,
+            session: None,
+            chunks: BTreeMap::new(),
+            max_chunks,
+            floor: 0,
+        }
     }
 
     fn frames(&self, c: &Chunk) -> u64 {
@@ -132,7 +139,9 @@ mod tests {
             session,
             frame_index: idx,
             pts: ControllerNs(idx as i64 * 1_000_000),
-            samples: (0..frames * 2).map(|i| (idx as usize * 2 + i) as f32).collect(),
+            samples: (0..frames * 2)
+                .map(|i| (idx as usize * 2 + i) as f32)
+                .collect(),
         }
     }
 
@@ -143,7 +152,10 @@ mod tests {
         assert_eq!(jb.insert(chunk(1, 20, 5)), Insert::Inserted);
         assert_eq!(jb.insert(chunk(1, 20, 5)), Insert::Duplicate);
         let a = jb.find(12).unwrap();
-        assert_eq!((a.frame_index, a.pts, a.samples.len()), (12, ControllerNs(12_000_000), 6));
+        assert_eq!(
+            (a.frame_index, a.pts, a.samples.len()),
+            (12, ControllerNs(12_000_000), 6)
+        );
         assert_eq!(a.samples[0], 24.0);
         assert_eq!(jb.find(15).unwrap().frame_index, 20);
         assert!(jb.find(25).is_none());

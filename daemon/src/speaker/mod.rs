@@ -100,17 +100,26 @@ impl Shared {
         };
         let output = self.output.lock().ok().and_then(|o| o.clone());
         let extra_ms = self.extra_latency_us.load(Ordering::Relaxed) as f64 / 1000.0;
-        let device_ms = output.as_ref().map(|o| o.buffer_frames as f64 * 1000.0 / o.rate as f64);
+        let device_ms = output
+            .as_ref()
+            .map(|o| o.buffer_frames as f64 * 1000.0 / o.rate as f64);
         SpeakerStatus {
             name: self.name.clone(),
             zone: self.zone.clone(),
-            controller: self.controller.lock().ok().and_then(|c| c.map(|a| a.to_string())),
+            controller: self
+                .controller
+                .lock()
+                .ok()
+                .and_then(|c| c.map(|a| a.to_string())),
             volume: self.volume.load(Ordering::Relaxed),
             muted: self.muted.load(Ordering::Relaxed),
             locked,
             clock,
             output,
-            latency: LatencyStatus { device_buffer_ms: device_ms, extra_ms },
+            latency: LatencyStatus {
+                device_buffer_ms: device_ms,
+                extra_ms,
+            },
             playout: PlayoutStatus {
                 playing: s.playing.load(Ordering::Relaxed),
                 sync_error_us: self.sync_error_us(),

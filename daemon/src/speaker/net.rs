@@ -65,7 +65,12 @@ pub async fn receive(
         stats.packets.fetch_add(1, Ordering::Relaxed);
         let mut samples = Vec::with_capacity(h.frames as usize * h.channels as usize);
         h.format.decode(&pkt.payload, &mut samples);
-        let chunk = Chunk { session: h.session, frame_index: h.frame_index, pts: h.pts, samples };
+        let chunk = Chunk {
+            session: h.session,
+            frame_index: h.frame_index,
+            pts: h.pts,
+            samples,
+        };
         match tx.try_send(chunk) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -78,7 +83,11 @@ pub async fn receive(
 
 /// Exchanges sync datagrams with the controller: a burst at start for a fast lock, then a
 /// steady poll. Also sends the heartbeat once a second.
-pub async fn sync_client(shared: Arc<Shared>, clock: SharedClock, api_port: u16) -> std::io::Result<()> {
+pub async fn sync_client(
+    shared: Arc<Shared>,
+    clock: SharedClock,
+    api_port: u16,
+) -> std::io::Result<()> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
     let mut outstanding: HashMap<u64, LocalNs> = HashMap::new();
     let mut next_id: u64 = rand::random::<u32>() as u64;
@@ -115,19 +124,32 @@ pub async fn sync_client(shared: Arc<Shared>, clock: SharedClock, api_port: u16)
             log::debug!("sync request to {ctl} failed: {e}");
         }
         sent += 1;
-        let interval = if sent < 16 { Duration::from_millis(50) } else { Duration::from_millis(500) };
+        let interval = if sent < 16 {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(500)
+        };
         let deadline = tokio::time::Instant::now() + interval;
-        while let Ok(Ok((len, from))) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await {
+        while let Ok(Ok((len, from))) =
+            tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+        {
             let t4 = clock.now();
             if from != ctl {
                 continue;
             }
-            let Ok(Packet::SyncResponse(resp)) = parse(&buf[..len]) else { continue };
+            let Ok(Packet::SyncResponse(resp)) = parse(&buf[..len]) else {
+                continue;
+            };
             // Only answers to our own requests, with the t1 we sent.
             if outstanding.remove(&resp.id) != Some(resp.t1) {
                 continue;
             }
-            let ex = Exchange { t1: resp.t1, t2: resp.t2, t3: resp.t3, t4 };
+            let ex = Exchange {
+                t1: resp.t1,
+                t2: resp.t2,
+                t3: resp.t3,
+                t4,
+            };
             if let Ok(mut m) = shared.model.lock() {
                 m.handle_exchange(ex);
                 let locked = m.locked();

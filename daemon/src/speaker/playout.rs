@@ -33,7 +33,10 @@ pub fn run(
     let mut jb = JitterBuffer::new(rate, ch, 4096);
     let mut sched = Scheduler::new(rate, ch, RESYNC_THRESHOLD_NS);
     let mut volume = VolumeRamp::new(
-        gain_for(shared.volume.load(Ordering::Relaxed), shared.muted.load(Ordering::Relaxed)),
+        gain_for(
+            shared.volume.load(Ordering::Relaxed),
+            shared.muted.load(Ordering::Relaxed),
+        ),
         (rate as usize) * 30 / 1000,
     );
     let mut chunk = vec![0.0f32; period * ch];
@@ -68,16 +71,28 @@ pub fn run(
         let extra = shared.extra_latency_us.load(Ordering::Relaxed) * 1000;
         // How much is queued in the device, and when will the next written frame be heard?
         let (queued, measured) = match (delay, snapshot) {
-            (Some(d), Some(s)) => {
-                (d.frames, Some(s.to_controller(d.at).plus(frames_to_ns(d.frames, rate) + extra)))
-            }
+            (Some(d), Some(s)) => (
+                d.frames,
+                Some(
+                    s.to_controller(d.at)
+                        .plus(frames_to_ns(d.frames, rate) + extra),
+                ),
+            ),
             (Some(d), None) => (d.frames, None),
             (None, s) => {
                 // The device cannot tell: our own timeline says how far ahead we are.
-                let now = s.map(|s| s.to_controller(clock.now())).unwrap_or(ControllerNs(clock.now().0));
-                let ahead = sched.next_time().map(|t| t.since(now.plus(extra))).unwrap_or(0);
+                let now = s
+                    .map(|s| s.to_controller(clock.now()))
+                    .unwrap_or(ControllerNs(clock.now().0));
+                let ahead = sched
+                    .next_time()
+                    .map(|t| t.since(now.plus(extra)))
+                    .unwrap_or(0);
                 let queued = crate::clock::ns_to_frames(ahead.max(0), rate);
-                (queued, s.map(|_| sched.next_time().unwrap_or(now.plus(extra))))
+                (
+                    queued,
+                    s.map(|_| sched.next_time().unwrap_or(now.plus(extra))),
+                )
             }
         };
         if queued as usize + period > buffer {
@@ -91,7 +106,10 @@ pub fn run(
             sched.reset_timeline();
         }
         sched.fill(&mut jb, &mut chunk);
-        let target = gain_for(shared.volume.load(Ordering::Relaxed), shared.muted.load(Ordering::Relaxed));
+        let target = gain_for(
+            shared.volume.load(Ordering::Relaxed),
+            shared.muted.load(Ordering::Relaxed),
+        );
         volume.apply(target, &mut chunk, ch);
         if let Err(e) = out.write(&chunk) {
             output_error(&mut *out, &mut sched, &shared, e);
@@ -103,18 +121,27 @@ pub fn run(
         stats.frames_late.store(st.late, Ordering::Relaxed);
         stats.frames_lost.store(st.lost, Ordering::Relaxed);
         stats.resyncs.store(st.resyncs, Ordering::Relaxed);
-        stats.buffered_frames.store(jb.buffered_frames(), Ordering::Relaxed);
+        stats
+            .buffered_frames
+            .store(jb.buffered_frames(), Ordering::Relaxed);
         if let Some(e) = sched.last_error_ns() {
             stats.sync_error_ns.store(e, Ordering::Relaxed);
         }
-        stats.playing.store(jb.buffered_frames() > 0, Ordering::Relaxed);
+        stats
+            .playing
+            .store(jb.buffered_frames() > 0, Ordering::Relaxed);
     }
     if let Err(e) = out.finish() {
         log::warn!("closing output: {e}");
     }
 }
 
-fn output_error(out: &mut dyn Output, sched: &mut Scheduler, shared: &Shared, e: super::output::OutputError) {
+fn output_error(
+    out: &mut dyn Output,
+    sched: &mut Scheduler,
+    shared: &Shared,
+    e: super::output::OutputError,
+) {
     let n = shared.stats.output_errors.fetch_add(1, Ordering::Relaxed) + 1;
     if n.is_power_of_two() {
         log::warn!("output error ({n} so far): {e}");

@@ -68,19 +68,28 @@ impl Scheduler {
 
     /// Predicted controller time at which the next written frame is heard.
     pub fn next_time(&self) -> Option<ControllerNs> {
-        self.timeline.map(|t| t.t0.plus(frames_to_ns(t.frames, self.rate)))
+        self.timeline
+            .map(|t| t.t0.plus(frames_to_ns(t.frames, self.rate)))
     }
 
     /// Feeds a measurement of when the next written frame will be heard.
     pub fn observe(&mut self, measured: ControllerNs) {
         match self.next_time() {
-            None => self.timeline = Some(Timeline { t0: measured, frames: 0 }),
+            None => {
+                self.timeline = Some(Timeline {
+                    t0: measured,
+                    frames: 0,
+                })
+            }
             Some(predicted) => {
                 let err = measured.since(predicted);
                 self.last_error_ns = Some(err);
                 if err.abs() > self.threshold_ns {
                     self.stats.resyncs += 1;
-                    self.timeline = Some(Timeline { t0: measured, frames: 0 });
+                    self.timeline = Some(Timeline {
+                        t0: measured,
+                        frames: 0,
+                    });
                 }
             }
         }
@@ -139,7 +148,10 @@ impl Scheduler {
                 jb.discard_before(self.cursor);
             }
         }
-        self.timeline = Some(Timeline { t0: tl.t0, frames: tl.frames + n as i64 });
+        self.timeline = Some(Timeline {
+            t0: tl.t0,
+            frames: tl.frames + n as i64,
+        });
     }
 }
 

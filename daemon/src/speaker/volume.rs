@@ -18,7 +18,10 @@ pub struct VolumeRamp {
 impl VolumeRamp {
     /// `ramp_frames`: frames for a full 0 → 1 glide.
     pub fn new(initial: f32, ramp_frames: usize) -> Self {
-        VolumeRamp { gain: initial, step: 1.0 / ramp_frames.max(1) as f32 }
+        VolumeRamp {
+            gain: initial,
+            step: 1.0 / ramp_frames.max(1) as f32,
+        }
     }
 
     /// Current gain.

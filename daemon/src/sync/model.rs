@@ -72,7 +72,12 @@ pub struct ModelParams {
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams { window: 64, lock_after: 6, rtt_factor: 1.5, rtt_slack_ns: 20_000 }
+        ModelParams {
+            window: 64,
+            lock_after: 6,
+            rtt_factor: 1.5,
+            rtt_slack_ns: 20_000,
+        }
     }
 }
 
@@ -149,8 +154,11 @@ impl ClockModel {
             (b, (sy - b * sx) / n)
         };
         let freq = (slope_ns_per_s * 1e-9).clamp(-2e-3, 2e-3);
-        self.snapshot =
-            Some(ClockSnapshot { t_ref, offset_ref: y0 + intercept.round() as i64, freq });
+        self.snapshot = Some(ClockSnapshot {
+            t_ref,
+            offset_ref: y0 + intercept.round() as i64,
+            freq,
+        });
     }
 
     /// The current estimate, once there is one.
@@ -200,7 +208,10 @@ mod tests {
 
     #[test]
     fn converges_on_offset_and_frequency() {
-        let sim = Sim { offset: 3_000_000_000, ppm: -150.0 };
+        let sim = Sim {
+            offset: 3_000_000_000,
+            ppm: -150.0,
+        };
         let mut m = ClockModel::new(ModelParams::default());
         for i in 0..40 {
             m.handle_exchange(sim.exchange(i * 250_000_000, 40_000, 40_000));
@@ -219,7 +230,10 @@ mod tests {
     #[test]
     fn ignores_delayed_exchanges() {
         // Every third exchange is queued 5 ms on the way out: an average would be off by ~800 µs.
-        let sim = Sim { offset: -2_000_000_000, ppm: 0.0 };
+        let sim = Sim {
+            offset: -2_000_000_000,
+            ppm: 0.0,
+        };
         let mut m = ClockModel::new(ModelParams::default());
         for i in 0..60 {
             let up = if i % 3 == 0 { 5_000_000 } else { 50_000 };

@@ -17,7 +17,12 @@ pub struct ServerStats {
 }
 
 /// Serves sync requests and heartbeats until the socket fails.
-pub async fn serve(socket: UdpSocket, clock: SharedClock, registry: Arc<Registry>, stats: Arc<ServerStats>) {
+pub async fn serve(
+    socket: UdpSocket,
+    clock: SharedClock,
+    registry: Arc<Registry>,
+    stats: Arc<ServerStats>,
+) {
     let mut buf = [0u8; 2048];
     loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
@@ -32,7 +37,12 @@ pub async fn serve(socket: UdpSocket, clock: SharedClock, registry: Arc<Registry
         match parse(&buf[..len]) {
             Ok(Packet::SyncRequest(req)) => {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
-                let mut resp = SyncResponse { id: req.id, t1: req.t1, t2, t3: t2 };
+                let mut resp = SyncResponse {
+                    id: req.id,
+                    t1: req.t1,
+                    t2,
+                    t3: t2,
+                };
                 resp.t3 = ControllerNs(clock.now().0);
                 let _ = socket.send_to(&resp.encode(), from).await;
             }

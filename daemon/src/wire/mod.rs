@@ -59,10 +59,16 @@ pub(crate) fn put_prefix(out: &mut Vec<u8>, kind: u8) {
 /// Checks the common prefix and returns the datagram kind.
 pub fn check_prefix(buf: &[u8]) -> Result<u8, WireError> {
     if buf.len() < PREFIX_LEN {
-        return Err(WireError::TooShort { len: buf.len(), need: PREFIX_LEN });
+        return Err(WireError::TooShort {
+            len: buf.len(),
+            need: PREFIX_LEN,
+        });
     }
     if buf.len() > MAX_DATAGRAM {
-        return Err(WireError::TooLong { len: buf.len(), limit: MAX_DATAGRAM });
+        return Err(WireError::TooLong {
+            len: buf.len(),
+            limit: MAX_DATAGRAM,
+        });
     }
     if buf[0..4] != MAGIC {
         return Err(WireError::BadMagic);
@@ -85,10 +91,10 @@ impl<'a> Reader<'a> {
     }
     fn take<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
         let end = self.pos + N;
-        let s = self
-            .buf
-            .get(self.pos..end)
-            .ok_or(WireError::TooShort { len: self.buf.len(), need: end })?;
+        let s = self.buf.get(self.pos..end).ok_or(WireError::TooShort {
+            len: self.buf.len(),
+            need: end,
+        })?;
         self.pos = end;
         let mut a = [0u8; N];
         a.copy_from_slice(s);

@@ -76,7 +76,9 @@ impl SampleFormat {
         let inv = 1.0 / self.scale() as f64;
         match self {
             SampleFormat::S16 => out.extend(
-                bytes.chunks_exact(2).map(|b| (i16::from_le_bytes([b[0], b[1]]) as f64 * inv) as f32),
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| (i16::from_le_bytes([b[0], b[1]]) as f64 * inv) as f32),
             ),
             SampleFormat::S24 => out.extend(bytes.chunks_exact(3).map(|b| {
                 let v = i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8;
@@ -152,7 +154,10 @@ pub fn encode_audio(h: &AudioHeader, samples: &[f32], out: &mut Vec<u8>) {
 
 fn parse_audio(buf: &[u8]) -> Result<AudioPacket, WireError> {
     if buf.len() < AUDIO_HEADER_LEN {
-        return Err(WireError::TooShort { len: buf.len(), need: AUDIO_HEADER_LEN });
+        return Err(WireError::TooShort {
+            len: buf.len(),
+            need: AUDIO_HEADER_LEN,
+        });
     }
     let mut r = Reader::new(buf, PREFIX_LEN);
     let session = r.u32()?;
@@ -172,12 +177,27 @@ fn parse_audio(buf: &[u8]) -> Result<AudioPacket, WireError> {
     if frame_index > i64::MAX as u64 / 2 {
         return Err(WireError::BadStreamFormat("frame index out of range"));
     }
-    let header = AudioHeader { session, seq, frame_index, pts, rate, channels, format, frames };
+    let header = AudioHeader {
+        session,
+        seq,
+        frame_index,
+        pts,
+        rate,
+        channels,
+        format,
+        frames,
+    };
     let payload = r.rest();
     if payload.len() != header.payload_len() {
-        return Err(WireError::LengthMismatch { expected: header.payload_len(), got: payload.len() });
+        return Err(WireError::LengthMismatch {
+            expected: header.payload_len(),
+            got: payload.len(),
+        });
     }
-    Ok(AudioPacket { header, payload: payload.to_vec() })
+    Ok(AudioPacket {
+        header,
+        payload: payload.to_vec(),
+    })
 }
 
 /// What a speaker tells its controller about itself, once a second.
@@ -212,12 +232,17 @@ pub fn encode_heartbeat(hb: &Heartbeat) -> Vec<u8> {
 fn parse_heartbeat(buf: &[u8]) -> Result<Heartbeat, WireError> {
     let body = &buf[PREFIX_LEN..];
     if body.len() > MAX_HEARTBEAT_BODY {
-        return Err(WireError::TooLong { len: body.len(), limit: MAX_HEARTBEAT_BODY });
+        return Err(WireError::TooLong {
+            len: body.len(),
+            limit: MAX_HEARTBEAT_BODY,
+        });
     }
     let hb: Heartbeat =
         serde_json::from_slice(body).map_err(|e| WireError::BadHeartbeat(e.to_string()))?;
     if hb.name.is_empty() || hb.name.len() > 64 || hb.volume > 100 {
-        return Err(WireError::BadHeartbeat("name must be 1..=64 bytes, volume 0..=100".into()));
+        return Err(WireError::BadHeartbeat(
+            "name must be 1..=64 bytes, volume 0..=100".into(),
+        ));
     }
     Ok(hb)
 }
@@ -245,7 +270,10 @@ pub fn encode_announce(a: &Announce) -> Vec<u8> {
 
 fn parse_announce(buf: &[u8]) -> Result<Announce, WireError> {
     if buf.len() != ANNOUNCE_LEN {
-        return Err(WireError::LengthMismatch { expected: ANNOUNCE_LEN, got: buf.len() });
+        return Err(WireError::LengthMismatch {
+            expected: ANNOUNCE_LEN,
+            got: buf.len(),
+        });
     }
     let mut r = Reader::new(buf, PREFIX_LEN);
     let session = r.u32()?;
@@ -302,7 +330,9 @@ mod tests {
             let samples = [0.0, -1.0, 0.5, -0.25, 0.999, 0.001, -0.5, 0.125];
             let mut buf = Vec::new();
             encode_audio(&h, &samples, &mut buf);
-            let Packet::Audio(p) = parse(&buf).unwrap() else { panic!("not audio") };
+            let Packet::Audio(p) = parse(&buf).unwrap() else {
+                panic!("not audio")
+            };
             assert_eq!(p.header, h);
             let mut back = Vec::new();
             format.decode(&p.payload, &mut back);
@@ -314,7 +344,10 @@ mod tests {
 
     #[test]
     fn s16_is_bit_exact() {
-        let samples: Vec<f32> = (-32768..32768).step_by(7).map(|v| v as f32 / 32768.0).collect();
+        let samples: Vec<f32> = (-32768..32768)
+            .step_by(7)
+            .map(|v| v as f32 / 32768.0)
+            .collect();
         let mut bytes = Vec::new();
         SampleFormat::S16.encode(&samples, &mut bytes);
         let mut back = Vec::new();
@@ -336,7 +369,10 @@ mod tests {
     fn rejects_malformed() {
         let mut buf = Vec::new();
         encode_audio(&header(2, SampleFormat::S16), &[0.0; 4], &mut buf);
-        assert!(matches!(parse(&buf[..buf.len() - 1]), Err(WireError::LengthMismatch { .. })));
+        assert!(matches!(
+            parse(&buf[..buf.len() - 1]),
+            Err(WireError::LengthMismatch { .. })
+        ));
         assert!(matches!(parse(&buf[..20]), Err(WireError::TooShort { .. })));
         let mut bad = buf.clone();
         bad[0] = b'X';
@@ -361,12 +397,18 @@ mod tests {
         bad[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(matches!(parse(&bad), Err(WireError::BadStreamFormat(_))));
         assert!(matches!(parse(&[0u8; 3]), Err(WireError::TooShort { .. })));
-        assert!(matches!(parse(&vec![0u8; 5000]), Err(WireError::TooLong { .. })));
+        assert!(matches!(
+            parse(&vec![0u8; 5000]),
+            Err(WireError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn announce_round_trip() {
-        let a = Announce { session: 77, sync_port: 7701 };
+        let a = Announce {
+            session: 77,
+            sync_port: 7701,
+        };
         let b = encode_announce(&a);
         assert_eq!(parse(&b).unwrap(), Packet::Announce(a));
         assert!(parse(&b[..15]).is_err());
@@ -386,11 +428,17 @@ mod tests {
             locked: true,
             sync_error_us: Some(3.5),
         };
-        assert_eq!(parse(&encode_heartbeat(&hb)).unwrap(), Packet::Heartbeat(hb.clone()));
+        assert_eq!(
+            parse(&encode_heartbeat(&hb)).unwrap(),
+            Packet::Heartbeat(hb.clone())
+        );
         let mut bad = encode_heartbeat(&hb);
         bad.truncate(bad.len() - 3);
         assert!(matches!(parse(&bad), Err(WireError::BadHeartbeat(_))));
         let loud = Heartbeat { volume: 101, ..hb };
-        assert!(matches!(parse(&encode_heartbeat(&loud)), Err(WireError::BadHeartbeat(_))));
+        assert!(matches!(
+            parse(&encode_heartbeat(&loud)),
+            Err(WireError::BadHeartbeat(_))
+        ));
     }
 }

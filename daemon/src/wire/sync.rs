@@ -57,10 +57,16 @@ impl SyncResponse {
 
 fn exact_len(buf: &[u8]) -> Result<(), WireError> {
     if buf.len() < SYNC_LEN {
-        return Err(WireError::TooShort { len: buf.len(), need: SYNC_LEN });
+        return Err(WireError::TooShort {
+            len: buf.len(),
+            need: SYNC_LEN,
+        });
     }
     if buf.len() > SYNC_LEN {
-        return Err(WireError::TooLong { len: buf.len(), limit: SYNC_LEN });
+        return Err(WireError::TooLong {
+            len: buf.len(),
+            limit: SYNC_LEN,
+        });
     }
     Ok(())
 }
@@ -68,7 +74,10 @@ fn exact_len(buf: &[u8]) -> Result<(), WireError> {
 pub(crate) fn parse_request(buf: &[u8]) -> Result<SyncRequest, WireError> {
     exact_len(buf)?;
     let mut r = Reader::new(buf, PREFIX_LEN);
-    Ok(SyncRequest { id: r.u64()?, t1: LocalNs(r.i64()?) })
+    Ok(SyncRequest {
+        id: r.u64()?,
+        t1: LocalNs(r.i64()?),
+    })
 }
 
 pub(crate) fn parse_response(buf: &[u8]) -> Result<SyncResponse, WireError> {
@@ -97,8 +106,16 @@ mod tests {
 
     #[test]
     fn round_trip_and_no_amplification() {
-        let q = SyncRequest { id: 9, t1: LocalNs(-77) };
-        let a = SyncResponse { id: 9, t1: LocalNs(-77), t2: ControllerNs(5), t3: ControllerNs(6) };
+        let q = SyncRequest {
+            id: 9,
+            t1: LocalNs(-77),
+        };
+        let a = SyncResponse {
+            id: 9,
+            t1: LocalNs(-77),
+            t2: ControllerNs(5),
+            t3: ControllerNs(6),
+        };
         let (qb, ab) = (q.encode(), a.encode());
         assert_eq!(qb.len(), ab.len());
         assert_eq!(parse(&qb).unwrap(), Packet::SyncRequest(q));

@@ -42,15 +42,22 @@ impl AlsaOutput {
         let dev = device.to_string();
         let e = |op: &'static str| {
             let dev = dev.clone();
-            move |source| OutputError::Alsa { device: dev, op, source }
+            move |source| OutputError::Alsa {
+                device: dev,
+                op,
+                source,
+            }
         };
         let pcm = PCM::new(device, Direction::Playback, false).map_err(e("open"))?;
         let s16;
         {
             let hwp = HwParams::any(&pcm).map_err(e("hw_params_any"))?;
-            hwp.set_access(Access::RWInterleaved).map_err(e("set_access"))?;
-            hwp.set_channels(channels as u32).map_err(e("set_channels"))?;
-            hwp.set_rate(rate, ValueOr::Nearest).map_err(e("set_rate"))?;
+            hwp.set_access(Access::RWInterleaved)
+                .map_err(e("set_access"))?;
+            hwp.set_channels(channels as u32)
+                .map_err(e("set_channels"))?;
+            hwp.set_rate(rate, ValueOr::Nearest)
+                .map_err(e("set_rate"))?;
             let want16 = format == SampleFormat::S16;
             s16 = if want16 && hwp.set_format(Format::s16()).is_ok() {
                 true
@@ -60,8 +67,10 @@ impl AlsaOutput {
                 hwp.set_format(Format::s16()).map_err(e("set_format"))?;
                 true
             };
-            hwp.set_period_size_near(period as alsa::pcm::Frames, ValueOr::Nearest).map_err(e("set_period_size"))?;
-            hwp.set_buffer_size_near(buffer as alsa::pcm::Frames).map_err(e("set_buffer_size"))?;
+            hwp.set_period_size_near(period as alsa::pcm::Frames, ValueOr::Nearest)
+                .map_err(e("set_period_size"))?;
+            hwp.set_buffer_size_near(buffer as alsa::pcm::Frames)
+                .map_err(e("set_buffer_size"))?;
             pcm.hw_params(&hwp).map_err(e("hw_params"))?;
         }
         let (granted_rate, period, buffer) = {
@@ -75,15 +84,21 @@ impl AlsaOutput {
         if granted_rate != rate {
             return Err(OutputError::AlsaConfig {
                 device: device.into(),
-                detail: format!("asked for {rate} Hz, device granted {granted_rate} Hz (use a plug device)"),
+                detail: format!(
+                    "asked for {rate} Hz, device granted {granted_rate} Hz (use a plug device)"
+                ),
             });
         }
         {
             let swp = pcm.sw_params_current().map_err(e("sw_params_current"))?;
-            swp.set_start_threshold(period as alsa::pcm::Frames).map_err(e("set_start_threshold"))?;
+            swp.set_start_threshold(period as alsa::pcm::Frames)
+                .map_err(e("set_start_threshold"))?;
             pcm.sw_params(&swp).map_err(e("sw_params"))?;
         }
-        log::info!("ALSA {device}: {rate} Hz, {channels} ch, {}, period {period}, buffer {buffer}", if s16 { "S16" } else { "S32" });
+        log::info!(
+            "ALSA {device}: {rate} Hz, {channels} ch, {}, period {period}, buffer {buffer}",
+            if s16 { "S16" } else { "S32" }
+        );
         Ok(AlsaOutput {
             pcm,
             device: device.into(),
@@ -102,7 +117,11 @@ impl AlsaOutput {
     }
 
     fn err(&self, op: &'static str) -> impl Fn(alsa::Error) -> OutputError + '_ {
-        move |source| OutputError::Alsa { device: self.device.clone(), op, source }
+        move |source| OutputError::Alsa {
+            device: self.device.clone(),
+            op,
+            source,
+        }
     }
 }
 
@@ -124,12 +143,18 @@ impl Output for AlsaOutput {
         let mut off = 0;
         if self.s16 {
             self.buf16.clear();
-            self.buf16.extend(samples.iter().map(|s| (s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16));
+            self.buf16.extend(
+                samples
+                    .iter()
+                    .map(|s| (s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16),
+            );
         } else {
             self.buf32.clear();
-            self.buf32.extend(
-                samples.iter().map(|s| (*s as f64 * 2_147_483_648.0).round().clamp(-2_147_483_648.0, 2_147_483_647.0) as i32),
-            );
+            self.buf32.extend(samples.iter().map(|s| {
+                (*s as f64 * 2_147_483_648.0)
+                    .round()
+                    .clamp(-2_147_483_648.0, 2_147_483_647.0) as i32
+            }));
         }
         while off < samples.len() {
             let n = if self.s16 {
@@ -149,14 +174,20 @@ impl Output for AlsaOutput {
         if self.unpaced {
             return Ok(None);
         }
-        let frames = self.pcm.delay().map_err(self.err("delay"))? as i64;
+        let frames = self.pcm.delay().map_err(self.err("delay"))?;
         let at = self.clock.now();
         // Some PCMs (null, file over null) consume instantly and always report no delay: the
         // playout thread then paces itself from its own timeline.
-        if frames == 0 && self.pcm.state() == State::Running && self.written > 2 * self.buffer as u64 {
+        if frames == 0
+            && self.pcm.state() == State::Running
+            && self.written > 2 * self.buffer as u64
+        {
             self.zero_delays += 1;
             if self.zero_delays >= 3 {
-                log::info!("ALSA {}: device reports no delay; pacing from the clock", self.device);
+                log::info!(
+                    "ALSA {}: device reports no delay; pacing from the clock",
+                    self.device
+                );
                 self.unpaced = true;
                 return Ok(None);
             }

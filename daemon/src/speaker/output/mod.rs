@@ -33,13 +33,20 @@ pub struct OutputInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     #[error("ALSA device {device}: {op}: {source}")]
-    Alsa { device: String, op: &'static str, source: ::alsa::Error },
+    Alsa {
+        device: String,
+        op: &'static str,
+        source: ::alsa::Error,
+    },
     #[error("ALSA device {device}: {detail}")]
     AlsaConfig { device: String, detail: String },
     #[error("output file {path}: {source}")]
     File { path: String, source: hound::Error },
     #[error("output file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// An audio output.

@@ -44,18 +44,35 @@ impl SimDac {
         let spec = hound::WavSpec {
             channels: p.channels as u16,
             sample_rate: p.rate,
-            bits_per_sample: if p.format == SampleFormat::S16 { 16 } else { 32 },
+            bits_per_sample: if p.format == SampleFormat::S16 {
+                16
+            } else {
+                32
+            },
             sample_format: hound::SampleFormat::Int,
         };
-        let wav = hound::WavWriter::create(&p.path, spec)
-            .map_err(|source| OutputError::File { path: p.path.clone(), source })?;
+        let wav = hound::WavWriter::create(&p.path, spec).map_err(|source| OutputError::File {
+            path: p.path.clone(),
+            source,
+        })?;
         let log = match &p.heard_log {
-            Some(path) => Some(BufWriter::new(
-                File::create(path).map_err(|source| OutputError::Io { path: path.clone(), source })?,
-            )),
+            Some(path) => Some(BufWriter::new(File::create(path).map_err(|source| {
+                OutputError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            })?)),
             None => None,
         };
-        Ok(SimDac { p, wav: Some(wav), log, start: None, written: 0, since_flush: 0, underruns: 0 })
+        Ok(SimDac {
+            p,
+            wav: Some(wav),
+            log,
+            start: None,
+            written: 0,
+            since_flush: 0,
+            underruns: 0,
+        })
     }
 
     fn dac_rate(&self) -> f64 {
@@ -114,14 +131,20 @@ impl Output for SimDac {
         }
         let path = &self.p.path;
         if let Some(wav) = &mut self.wav {
-            let err = |source| OutputError::File { path: path.clone(), source };
+            let err = |source| OutputError::File {
+                path: path.clone(),
+                source,
+            };
             if self.p.format == SampleFormat::S16 {
                 for s in samples {
-                    wav.write_sample((*s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16).map_err(err)?;
+                    wav.write_sample((*s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16)
+                        .map_err(err)?;
                 }
             } else {
                 for s in samples {
-                    let v = (*s as f64 * 2_147_483_648.0).round().clamp(-2_147_483_648.0, 2_147_483_647.0);
+                    let v = (*s as f64 * 2_147_483_648.0)
+                        .round()
+                        .clamp(-2_147_483_648.0, 2_147_483_647.0);
                     wav.write_sample(v as i32).map_err(err)?;
                 }
             }
@@ -140,7 +163,10 @@ impl Output for SimDac {
         let raw = monotonic_raw_ns();
         let at = self.p.clock.now();
         let queued = self.written - self.consumed(raw);
-        Ok(Some(Delay { frames: queued as i64, at }))
+        Ok(Some(Delay {
+            frames: queued as i64,
+            at,
+        }))
     }
 
     fn recover(&mut self) -> Result<(), OutputError> {
@@ -149,10 +175,17 @@ impl Output for SimDac {
 
     fn finish(&mut self) -> Result<(), OutputError> {
         if let Some(wav) = self.wav.take() {
-            wav.finalize().map_err(|source| OutputError::File { path: self.p.path.clone(), source })?;
+            wav.finalize().map_err(|source| OutputError::File {
+                path: self.p.path.clone(),
+                source,
+            })?;
         }
         if let Some(log) = &mut self.log {
-            let _ = writeln!(log, "end dac_frame={} underruns={}", self.written, self.underruns);
+            let _ = writeln!(
+                log,
+                "end dac_frame={} underruns={}",
+                self.written, self.underruns
+            );
             let _ = log.flush();
         }
         Ok(())
