@@ -199,3 +199,78 @@ fn broken_files_are_reported_and_the_queue_moves_on() {
     assert_eq!((runs[0].1, runs[0].2), (1, 24_000));
     assert_eq!((runs[1].1, runs[1].2), (100_001, 24_000));
 }
+
+#[test]
+fn late_joiner_is_in_sync_at_once_and_volume_glides() {
+    let dir = scratch("join");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let mut a = start_speaker(&dir, &net, &SpeakerSpec::sim("early", 800.0, 200.0));
+    wait_locked(&controller, 1);
+    let n = 48_000 * 4;
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, n);
+    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_millis(1200));
+    // A speaker that starts mid-track.
+    let mut b = start_speaker(&dir, &net, &SpeakerSpec::sim("late", -4_000.0, -200.0));
+    wait_locked(&controller, 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, out, err) = chorusctl(&controller.api, &["volume", "early", "50"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_stopped(&controller, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(400));
+    a.stop();
+    b.stop();
+
+    let ca = Capture::load(&dir, "early");
+    let cb = Capture::load(&dir, "late");
+    // The late speaker plays one unbroken run from the frame due when it started to the end.
+    let runs = cb.counter_runs(1_000);
+    assert_eq!(runs.len(), 1, "late speaker: {runs:?}");
+    let (ib, kb, len) = runs[0];
+    assert_eq!(
+        kb as usize + len - 1,
+        n as usize,
+        "late speaker did not play to the end"
+    );
+    assert!(kb > 48_000, "late speaker started at frame {kb}");
+    // ... at the same time as the early one played that frame.
+    let a_runs = ca.counter_runs(1_000);
+    let (ia0, ka0, _) = a_runs[0];
+    assert_eq!(ka0, 1);
+    let ia = ia0 + (kb - 1) as usize;
+    let skew_us = (ca.heard_ns(ia) - cb.heard_ns(ib)) / 1000.0;
+    println!("late joiner skew at its first frame: {skew_us:.1} µs");
+    assert!(skew_us.abs() < 1_000.0, "late joiner {skew_us} µs off");
+
+    // Volume 50 on "early": the gain glides from 1 to 0.125 (cubic curve) without steps.
+    let orig = |i: usize| ((ka0 as usize + i - ia0) & 0xffff) as u16 as i16 as f64;
+    let gains: Vec<(usize, f64)> = (ia0..ia0 + n as usize)
+        .filter(|&i| orig(i).abs() > 4_000.0)
+        .map(|i| (i, ca.frames[i][0] as f64 / orig(i)))
+        .collect();
+    let start = gains
+        .iter()
+        .position(|(_, g)| *g < 0.999)
+        .expect("volume never changed");
+    let end = gains
+        .iter()
+        .position(|(_, g)| (*g - 0.125).abs() < 0.001)
+        .expect("volume never reached 0.125");
+    let glide_ms = (gains[end].0 - gains[start].0) as f64 / 48.0;
+    assert!(glide_ms > 15.0, "volume jumped in {glide_ms} ms");
+    for w in gains[start..=end].windows(2) {
+        let per_frame = (w[0].1 - w[1].1) / (w[1].0 - w[0].0) as f64;
+        assert!(
+            per_frame > -0.001 && per_frame < 0.0015,
+            "gain step {per_frame} at frame {}",
+            w[1].0
+        );
+    }
+    assert!(
+        gains[end..].iter().all(|(_, g)| (*g - 0.125).abs() < 0.001),
+        "gain did not hold at 0.125"
+    );
+}
