@@ -1,0 +1,221 @@
+//! Helpers for the measurement rigs in tests/rig (not used by the daemon):
+//!
+//! - `chorus-rig gen-counter PATH SECONDS`: a 48 kHz stereo WAV whose frames count up.
+//! - `chorus-rig relay --listen ADDR --to ADDR [--delay-ms D] [--jitter-ms J] [--loss-pct L]
+//!   [--max-seconds S]`: a user-space UDP relay that delays, jitters (and so reorders) and drops
+//!   datagrams in both directions (no netem on these machines).
+//! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
+
+use chorus_tests::{counter, stats_abs, write_counter_wav, Capture};
+use rand::Rng;
+use std::collections::BinaryHeap;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("gen-counter") if args.len() == 3 => {
+            let secs: f64 = args[2].parse().unwrap_or(0.0);
+            write_counter_wav(Path::new(&args[1]), 1, (secs * 48_000.0) as u32);
+            Ok(())
+        }
+        Some("relay") => relay(&args[1..]),
+        Some("skew") if args.len() >= 3 => skew(Path::new(&args[1]), &args[2..]),
+        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | skew DIR NAME...".into()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chorus-rig: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn flag(args: &[String], name: &str, default: &str) -> String {
+    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone()).unwrap_or_else(|| default.to_string())
+}
+
+#[derive(PartialEq, Eq)]
+struct Pending {
+    due: Instant,
+    to: SocketAddr,
+    upstream: bool,
+    data: Vec<u8>,
+}
+impl Ord for Pending {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.due.cmp(&self.due)
+    }
+}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+fn relay(args: &[String]) -> Result<(), String> {
+    let listen: SocketAddr = flag(args, "--listen", "").parse().map_err(|e| format!("--listen: {e}"))?;
+    let to: SocketAddr = flag(args, "--to", "").parse().map_err(|e| format!("--to: {e}"))?;
+    let delay = flag(args, "--delay-ms", "0").parse::<f64>().map_err(|e| e.to_string())?;
+    let jitter = flag(args, "--jitter-ms", "0").parse::<f64>().map_err(|e| e.to_string())?;
+    let loss = flag(args, "--loss-pct", "0").parse::<f64>().map_err(|e| e.to_string())? / 100.0;
+    let max = flag(args, "--max-seconds", "3600").parse::<u64>().map_err(|e| e.to_string())?;
+    let down = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
+    let up = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    down.set_nonblocking(true).map_err(|e| e.to_string())?;
+    up.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let mut client: Option<SocketAddr> = None;
+    let mut queue = BinaryHeap::new();
+    let mut rng = rand::thread_rng();
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + Duration::from_secs(max);
+    let (mut passed, mut dropped) = (0u64, 0u64);
+    while Instant::now() < end {
+        let mut idle = true;
+        for upstream in [true, false] {
+            let sock = if upstream { &down } else { &up };
+            while let Ok((n, from)) = sock.recv_from(&mut buf) {
+                idle = false;
+                let dest = if upstream {
+                    client = Some(from);
+                    to
+                } else {
+                    match client {
+                        Some(c) => c,
+                        None => continue,
+                    }
+                };
+                if rng.gen::<f64>() < loss {
+                    dropped += 1;
+                    continue;
+                }
+                let d = (delay + jitter * (2.0 * rng.gen::<f64>() - 1.0)).max(0.0);
+                queue.push(Pending {
+                    due: Instant::now() + Duration::from_secs_f64(d / 1000.0),
+                    to: dest,
+                    upstream,
+                    data: buf[..n].to_vec(),
+                });
+            }
+        }
+        let now = Instant::now();
+        while queue.peek().is_some_and(|p| p.due <= now) {
+            if let Some(p) = queue.pop() {
+                let sock = if p.upstream { &up } else { &down };
+                let _ = sock.send_to(&p.data, p.to);
+                passed += 1;
+            }
+        }
+        if idle {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    eprintln!("relay {listen} -> {to}: passed {passed}, dropped {dropped}");
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
+    let caps: Vec<Capture> = names.iter().map(|n| Capture::load(dir, n)).collect();
+    // counter -> output index, per speaker
+    let index: Vec<Vec<u32>> = caps
+        .iter()
+        .map(|c| {
+            let max = c.frames.iter().map(|f| counter(*f)).max().unwrap_or(0) as usize;
+            let mut v = vec![u32::MAX; max + 1];
+            for (i, f) in c.frames.iter().enumerate() {
+                let k = counter(*f) as usize;
+                if k > 0 && v[k] == u32::MAX {
+                    v[k] = i as u32;
+                }
+            }
+            v
+        })
+        .collect();
+    let last = index.iter().map(|v| v.len()).min().unwrap_or(0);
+    if last < 48_000 {
+        return Err("speakers played less than a second of the track".into());
+    }
+    let t0 = caps[0].heard_ns(index[0].iter().copied().find(|i| *i != u32::MAX).unwrap_or(0) as usize);
+    // (time since start s, per-pair skews µs)
+    let mut samples: Vec<(f64, Vec<f64>)> = vec![];
+    for k in (1..last).step_by(480) {
+        let idx: Vec<u32> = index.iter().map(|v| v[k]).collect();
+        if idx.contains(&u32::MAX) {
+            continue;
+        }
+        let t: Vec<f64> = idx.iter().zip(&caps).map(|(i, c)| c.heard_ns(*i as usize)).collect();
+        let mut pairs = vec![];
+        for a in 0..t.len() {
+            for b in a + 1..t.len() {
+                pairs.push((t[a] - t[b]) / 1000.0);
+            }
+        }
+        samples.push(((t[0] - t0) / 1e9, pairs));
+    }
+    if samples.is_empty() {
+        return Err("no frame was played by every speaker".into());
+    }
+    // Lock: from the first sample after which every pair stays under 100 µs.
+    let bad = samples.iter().rposition(|(_, p)| p.iter().any(|s| s.abs() >= 100.0));
+    let lock_at = match bad {
+        None => 0,
+        Some(i) => i + 1,
+    };
+    let lock_s = samples.get(lock_at).map(|s| s.0).unwrap_or(f64::INFINITY);
+    let after = if lock_at < samples.len() { &samples[lock_at..] } else { &samples[samples.len() * 3 / 4..] };
+    let npairs = samples[0].1.len();
+    let mut pair_names = vec![];
+    for a in 0..names.len() {
+        for b in a + 1..names.len() {
+            pair_names.push(format!("{}-{}", names[a], names[b]));
+        }
+    }
+    let mut all = vec![];
+    for p in 0..npairs {
+        let v: Vec<f64> = after.iter().map(|(_, s)| s[p]).collect();
+        let mut abs: Vec<f64> = v.iter().map(|x| x.abs()).collect();
+        abs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        println!(
+            "pair {:<24} median |skew| {:>8.1} µs  p99 {:>8.1} µs  max {:>8.1} µs  mean {:>+8.1} µs",
+            pair_names[p],
+            percentile(&abs, 0.5),
+            percentile(&abs, 0.99),
+            abs.last().copied().unwrap_or(0.0),
+            mean
+        );
+        all.extend(abs);
+    }
+    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // Discontinuities (drops or inserts) after lock, per speaker.
+    let lock_frame = (lock_s.min(1e9) * 48_000.0) as usize;
+    let mut drops = 0;
+    for (n, c) in names.iter().zip(&caps) {
+        let runs = c.counter_runs(1);
+        let d = runs.windows(2).filter(|w| w[1].1 as usize > lock_frame && w[0].1 as usize + w[0].2 != w[1].1 as usize).count();
+        let gaps = runs.windows(2).filter(|w| w[1].1 as usize > lock_frame && w[1].0 != w[0].0 + w[0].2).count();
+        println!("speaker {n:<12} discontinuities after lock: {d} skipped, {gaps} inserted");
+        drops += d + gaps;
+    }
+    let (med, max) = stats_abs(&all);
+    println!("overall: {} samples after lock, median |skew| {:.1} µs, p99 {:.1} µs, max {:.1} µs", all.len(), med, percentile(&all, 0.99), max);
+    println!(
+        "p99_abs_skew_us={:.1} median_abs_skew_us={:.1} lock_s={:.2} drops_after_lock={}",
+        percentile(&all, 0.99),
+        med,
+        lock_s,
+        drops
+    );
+    Ok(())
+}
