@@ -106,6 +106,9 @@ pub struct TestingConfig {
     pub clock_offset_ms: f64,
     /// Frequency error of this process's clock, ppm.
     pub clock_ppm: f64,
+    /// Speaker: WAV file of the stream as scheduled, before the resampler and volume (lets
+    /// tests check content sample by sample while the resampler aligns finer than a sample).
+    pub stream_tap: String,
 }
 
 impl Default for Config {
@@ -407,6 +410,9 @@ impl Config {
                     "the device buffer plus extra latency exceeds controller.latency-ms",
                 );
             }
+        }
+        if !self.testing.stream_tap.is_empty() {
+            check_parent(&mut p, "testing.stream-tap", &self.testing.stream_tap);
         }
         if !(-2_000.0..=2_000.0).contains(&self.testing.clock_ppm) {
             problem(&mut p, "testing.clock-ppm", "must be within ±2000");

@@ -129,12 +129,23 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
         if let Ok(mut o) = shared.output.lock() {
             *o = Some(out.info());
         }
+        let tap = match cfg.testing.stream_tap.as_str() {
+            "" => None,
+            path => Some(
+                speaker::playout::StreamTap::create(path, z.rate, z.channels).map_err(|e| {
+                    DaemonError::Io {
+                        what: format!("stream tap {path}"),
+                        source: std::io::Error::other(e),
+                    }
+                })?,
+            ),
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel(4096);
         let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
         playout = Some(
             std::thread::Builder::new()
                 .name("chorus-playout".into())
-                .spawn(move || speaker::playout::run(out, rx, sh, ck, sd))
+                .spawn(move || speaker::playout::run(out, rx, sh, ck, sd, tap))
                 .map_err(io("playout thread"))?,
         );
         let expect = Expect {

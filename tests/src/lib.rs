@@ -219,12 +219,14 @@ pub fn start_speaker(dir: &Path, net: &Net, s: &SpeakerSpec) -> Daemon {
             s.dac_ppm
         ),
     };
+    let tap = dir.join(format!("{}.tap.wav", s.name));
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\n",
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n",
         zone_toml(net),
         s.name,
         s.clock_offset_ms,
-        s.clock_ppm
+        s.clock_ppm,
+        tap.display()
     );
     start_daemon(dir, &s.name, &cfg)
 }
@@ -313,8 +315,24 @@ pub fn chorusctl(controller: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Writes a 48 kHz stereo s16 WAV whose frame `i` encodes the counter `start + i` (left: low
-/// 16 bits, right: high 16 bits), so every frame of an output can be traced to its source.
+/// The noise sample that travels with source frame `k` (never 0).
+pub fn noise(k: u32) -> i16 {
+    let mut z = (k as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let v = ((z >> 49) as i32 - 16_384) as i16;
+    if v == 0 {
+        1
+    } else {
+        v
+    }
+}
+
+/// Writes a 48 kHz stereo s16 WAV whose frame `i` carries source frame number `k = start + i`:
+/// left is `k mod 65536`, right is `noise(k)`. Every frame of an unresampled output can be traced
+/// to its source frame, and the noise channel gives a sharp cross-correlation for measuring
+/// alignment of resampled outputs.
 pub fn write_counter_wav(path: &Path, start: u32, frames: u32) {
     let spec = hound::WavSpec {
         channels: 2,
@@ -325,14 +343,29 @@ pub fn write_counter_wav(path: &Path, start: u32, frames: u32) {
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for k in start..start + frames {
         w.write_sample((k & 0xffff) as u16 as i16).unwrap();
-        w.write_sample((k >> 16) as u16 as i16).unwrap();
+        w.write_sample(noise(k)).unwrap();
     }
     w.finalize().unwrap();
 }
 
-/// The counter a frame encodes (0: silence).
+/// The source frame a frame carries (0: silence or not a source frame); `hint` is tried first.
+pub fn counter_hint(frame: [i16; 2], hint: u32) -> u32 {
+    if frame == [0, 0] {
+        return 0;
+    }
+    let low = frame[0] as u16 as u32;
+    if hint > 0 && hint & 0xffff == low && noise(hint) == frame[1] {
+        return hint;
+    }
+    (0..256u32)
+        .map(|m| low + (m << 16))
+        .find(|&k| k > 0 && noise(k) == frame[1])
+        .unwrap_or(0)
+}
+
+/// The source frame a frame carries (0: none).
 pub fn counter(frame: [i16; 2]) -> u32 {
-    (frame[0] as u16 as u32) | ((frame[1] as u16 as u32) << 16)
+    counter_hint(frame, 0)
 }
 
 /// A DAC (re)start in a sim heard log.
@@ -346,16 +379,44 @@ pub struct Anchor {
 /// What a speaker played: its WAV frames and, for sim outputs, when each was heard.
 pub struct Capture {
     pub frames: Vec<[i16; 2]>,
+    /// Source frame carried by each frame (0: none).
+    pub counters: Vec<u32>,
     pub anchors: Vec<Anchor>,
 }
 
 impl Capture {
-    /// Loads `dir/<name>.wav` and `dir/<name>.heard`.
+    /// Frames without timing (raw captures).
+    pub fn from_frames(frames: Vec<[i16; 2]>) -> Capture {
+        let mut hint = 0;
+        let counters = frames
+            .iter()
+            .map(|f| {
+                let k = counter_hint(*f, hint);
+                hint = if k > 0 { k + 1 } else { 0 };
+                k
+            })
+            .collect();
+        Capture {
+            frames,
+            counters,
+            anchors: vec![],
+        }
+    }
+
+    /// Loads the stream tap `dir/<name>.tap.wav` (what the speaker scheduled, before resampling).
+    pub fn load_tap(dir: &Path, name: &str) -> Capture {
+        let mut r = hound::WavReader::open(dir.join(format!("{name}.tap.wav")))
+            .expect("speaker stream tap");
+        let s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
+        Capture::from_frames(s.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
+    }
+
+    /// Loads `dir/<name>.wav` (what the DAC played) and `dir/<name>.heard`.
     pub fn load(dir: &Path, name: &str) -> Capture {
         let mut r = hound::WavReader::open(dir.join(format!("{name}.wav"))).expect("speaker wav");
         let s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
-        let frames = s.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
-        let mut anchors = vec![];
+        let mut cap = Capture::from_frames(s.chunks_exact(2).map(|c| [c[0], c[1]]).collect());
+        let mut anchors: Vec<Anchor> = vec![];
         if let Ok(f) = std::fs::File::open(dir.join(format!("{name}.heard"))) {
             for line in std::io::BufReader::new(f).lines().map_while(Result::ok) {
                 if !line.starts_with("start ") {
@@ -374,23 +435,35 @@ impl Capture {
                 });
             }
         }
-        Capture { frames, anchors }
+        cap.anchors = anchors;
+        cap
     }
 
-    /// When DAC frame `n` was heard, ns on the host's common clock.
-    pub fn heard_ns(&self, n: usize) -> f64 {
+    /// When DAC frame `n` (fractional) was heard, ns on the host's common clock.
+    pub fn heard_ns(&self, n: f64) -> f64 {
         let a = self
             .anchors
             .iter()
             .rev()
-            .find(|a| a.dac_frame as usize <= n)
+            .find(|a| a.dac_frame as f64 <= n)
             .expect("no anchor before frame");
-        a.realtime_ns as f64 + (n as u64 - a.dac_frame) as f64 * 1e9 / a.rate_hz
+        a.realtime_ns as f64 + (n - a.dac_frame as f64) * 1e9 / a.rate_hz
+    }
+
+    /// The DAC frame (fractional) heard at common-clock time `t`.
+    pub fn frame_at(&self, t: f64) -> f64 {
+        let a = self
+            .anchors
+            .iter()
+            .rev()
+            .find(|a| a.realtime_ns as f64 <= t)
+            .unwrap_or(&self.anchors[0]);
+        a.dac_frame as f64 + (t - a.realtime_ns as f64) * a.rate_hz / 1e9
     }
 
     /// Index of the first frame carrying counter `k`.
     pub fn find_counter(&self, k: u32) -> Option<usize> {
-        self.frames.iter().position(|f| counter(*f) == k)
+        self.counters.iter().position(|c| *c == k)
     }
 
     /// Index of the first and last non-silent frame.
@@ -404,14 +477,14 @@ impl Capture {
     pub fn counter_runs(&self, min_len: usize) -> Vec<(usize, u32, usize)> {
         let mut runs = vec![];
         let mut i = 0;
-        while i < self.frames.len() {
-            let k = counter(self.frames[i]);
+        while i < self.counters.len() {
+            let k = self.counters[i];
             if k == 0 {
                 i += 1;
                 continue;
             }
             let mut j = i + 1;
-            while j < self.frames.len() && counter(self.frames[j]) == k + (j - i) as u32 {
+            while j < self.counters.len() && self.counters[j] == k + (j - i) as u32 {
                 j += 1;
             }
             if j - i >= min_len {
@@ -421,6 +494,56 @@ impl Capture {
         }
         runs
     }
+}
+
+/// Inter-speaker skew at output frame `ia` of `a`, µs on the host's common clock: where the
+/// audio `a` played at `ia` appears in `b`, found by cross-correlating the noise channel (with
+/// sub-sample interpolation of the peak), and how much earlier `a` played it. None when the
+/// window is silent or the match is poor.
+pub fn skew_us(a: &Capture, b: &Capture, ia: usize) -> Option<f64> {
+    const W: usize = 2048;
+    const L: i64 = 96;
+    let win: Vec<f64> = a
+        .frames
+        .get(ia..ia + W)?
+        .iter()
+        .map(|f| f[1] as f64)
+        .collect();
+    let ea: f64 = win.iter().map(|x| x * x).sum();
+    if ea < W as f64 * 1e5 {
+        return None;
+    }
+    let jb = b.frame_at(a.heard_ns(ia as f64)).round() as i64;
+    let corr = |lag: i64| -> f64 {
+        let s = jb + lag;
+        if s < 0 || s as usize + W > b.frames.len() {
+            return 0.0;
+        }
+        let seg = &b.frames[s as usize..s as usize + W];
+        let eb: f64 = seg.iter().map(|f| (f[1] as f64).powi(2)).sum();
+        let dot: f64 = win.iter().zip(seg).map(|(x, f)| x * f[1] as f64).sum();
+        if eb == 0.0 {
+            0.0
+        } else {
+            dot / (ea * eb).sqrt()
+        }
+    };
+    let (best, peak) =
+        (-L..=L)
+            .map(|l| (l, corr(l)))
+            .fold((0, f64::MIN), |m, x| if x.1 > m.1 { x } else { m });
+    if peak < 0.5 {
+        return None;
+    }
+    let (c0, c1, c2) = (corr(best - 1), peak, corr(best + 1));
+    let denom = c0 - 2.0 * c1 + c2;
+    let frac = if denom.abs() > 1e-12 {
+        0.5 * (c0 - c2) / denom
+    } else {
+        0.0
+    };
+    let pos_b = (jb + best) as f64 + frac;
+    Some((a.heard_ns(ia as f64) - b.heard_ns(pos_b)) / 1000.0)
 }
 
 /// Median and maximum of absolute values.

@@ -86,10 +86,7 @@ fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
             ]
         })
         .collect();
-    let cap = Capture {
-        frames,
-        anchors: vec![],
-    };
+    let cap = Capture::from_frames(frames);
     let runs = cap.counter_runs(100);
     assert_eq!(runs.len(), 1, "{runs:?}\n{}", s.log_text());
     assert_eq!((runs[0].1, runs[0].2), (1, 24_000));

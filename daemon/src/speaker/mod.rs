@@ -6,7 +6,9 @@ pub mod jitter;
 pub mod net;
 pub mod output;
 pub mod playout;
+pub mod resampler;
 pub mod schedule;
+pub mod servo;
 pub mod volume;
 
 use crate::sync::{ClockModel, ClockSnapshot};
@@ -34,6 +36,10 @@ pub struct Stats {
     pub buffered_frames: AtomicU64,
     /// Last playout timing error, ns (i64::MIN: none yet).
     pub sync_error_ns: AtomicI64,
+    /// Resampling ratio minus one, parts per billion.
+    pub ratio_ppb: AtomicI64,
+    /// The resampler is correcting drift (false: frames are copied bit-exact).
+    pub resampling: AtomicBool,
     pub playing: AtomicBool,
 }
 
@@ -129,6 +135,8 @@ impl Shared {
                 frames_late: ld(&s.frames_late),
                 frames_lost: ld(&s.frames_lost),
                 resyncs: ld(&s.resyncs),
+                resampling: s.resampling.load(Ordering::Relaxed),
+                ratio_ppm: s.ratio_ppb.load(Ordering::Relaxed) as f64 / 1000.0,
                 output_errors: ld(&s.output_errors),
             },
             network: NetworkStatus {
@@ -185,6 +193,10 @@ pub struct PlayoutStatus {
     pub frames_late: u64,
     pub frames_lost: u64,
     pub resyncs: u64,
+    /// Whether the resampler is correcting drift.
+    pub resampling: bool,
+    /// Resampling correction, ppm (stream frames per DAC frame minus one).
+    pub ratio_ppm: f64,
     pub output_errors: u64,
 }
 

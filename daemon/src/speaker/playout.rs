@@ -1,21 +1,29 @@
-//! The playout thread: one per output. It owns the device, the jitter buffer and the
-//! scheduler; the network side feeds it through a bounded channel and it never waits on a lock
-//! (the clock snapshot is read with `try_lock`).
+//! The playout thread: one per output. It owns the device, the jitter buffer, the scheduler, the
+//! resampler and its servo; the network side feeds it through a bounded channel and it never
+//! waits on a lock (the clock snapshot is read with `try_lock`).
+//!
+//! Before each write it computes when the first frame of that write will be heard (device delay
+//! and timestamp through the clock model), compares it with the presentation time of the stream
+//! position the resampler will read for it, and lets the servo set the resampling ratio. Errors
+//! beyond a few milliseconds (start, underrun, seek) re-anchor the stream instead.
 
 use super::jitter::{Chunk, Insert, JitterBuffer};
 use super::output::Output;
+use super::resampler::{FracResampler, TAPS};
 use super::schedule::Scheduler;
+use super::servo::RateServo;
 use super::volume::{gain_for, VolumeRamp};
 use super::Shared;
-use crate::clock::{frames_to_ns, ControllerNs, SharedClock};
+use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
 use crate::sync::ClockSnapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Timing error beyond which the timeline is re-anchored (frames dropped or inserted).
-pub const RESYNC_THRESHOLD_NS: i64 = 2_000_000;
+/// Timing error beyond which the stream is re-anchored (frames dropped or inserted) instead of
+/// being pulled in by the resampler.
+pub const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
 
 /// Runs until `shutdown` is set; then finishes the output.
 pub fn run(
@@ -24,6 +32,7 @@ pub fn run(
     shared: Arc<Shared>,
     clock: SharedClock,
     shutdown: Arc<AtomicBool>,
+    mut tap: Option<StreamTap>,
 ) {
     let info = out.info();
     let ch = info.channels as usize;
@@ -31,7 +40,9 @@ pub fn run(
     let period = info.period_frames.max(32);
     let buffer = info.buffer_frames.max(2 * period);
     let mut jb = JitterBuffer::new(rate, ch, 4096);
-    let mut sched = Scheduler::new(rate, ch, RESYNC_THRESHOLD_NS);
+    let mut sched = Scheduler::new(rate, ch);
+    let mut servo = RateServo::new(rate);
+    let mut rs = FracResampler::new(ch, 2 * period + 4 * TAPS);
     let mut volume = VolumeRamp::new(
         gain_for(
             shared.volume.load(Ordering::Relaxed),
@@ -40,8 +51,13 @@ pub fn run(
         (rate as usize) * 30 / 1000,
     );
     let mut chunk = vec![0.0f32; period * ch];
+    let mut input = vec![0.0f32; (2 * period + 4 * TAPS) * ch];
     let mut snapshot: Option<ClockSnapshot> = None;
+    // For devices that cannot report their delay: when the first written frame is heard, and
+    // frames written since.
+    let mut own_timeline: Option<(ControllerNs, i64)> = None;
     let stats = &shared.stats;
+    let dt = period as f64 / rate as f64;
     while !shutdown.load(Ordering::Relaxed) {
         while let Ok(c) = rx.try_recv() {
             match jb.insert(c) {
@@ -65,6 +81,7 @@ pub fn run(
             Ok(d) => d,
             Err(e) => {
                 output_error(&mut *out, &mut sched, &shared, e);
+                own_timeline = None;
                 continue;
             }
         };
@@ -80,19 +97,14 @@ pub fn run(
             ),
             (Some(d), None) => (d.frames, None),
             (None, s) => {
-                // The device cannot tell: our own timeline says how far ahead we are.
+                // The device cannot tell: our own count of written frames says when.
                 let now = s
                     .map(|s| s.to_controller(clock.now()))
                     .unwrap_or(ControllerNs(clock.now().0));
-                let ahead = sched
-                    .next_time()
-                    .map(|t| t.since(now.plus(extra)))
-                    .unwrap_or(0);
-                let queued = crate::clock::ns_to_frames(ahead.max(0), rate);
-                (
-                    queued,
-                    s.map(|_| sched.next_time().unwrap_or(now.plus(extra))),
-                )
+                let (t0, n) = *own_timeline.get_or_insert((now.plus(extra), 0));
+                let next = t0.plus(frames_to_ns(n, rate));
+                let queued = ns_to_frames(next.since(now.plus(extra)).max(0), rate);
+                (queued, s.map(|_| next))
             }
         };
         if queued as usize + period > buffer {
@@ -100,12 +112,50 @@ pub fn run(
             std::thread::sleep(Duration::from_nanos(wait.clamp(200_000, 20_000_000) as u64));
             continue;
         }
-        if let Some(m) = measured {
-            sched.observe(m);
-        } else if snapshot.is_none() {
-            sched.reset_timeline();
+        let step = match (measured, sched.anchor_time()) {
+            (None, _) => {
+                sched.reset_timeline();
+                1.0
+            }
+            (Some(m), None) => {
+                sched.anchor(m);
+                rs.reset(0.0);
+                1.0
+            }
+            (Some(m), Some(t0)) => {
+                // Where the next output frame reads the stream, and when that should be heard.
+                let due = t0.0 as f64 + rs.position() * 1e9 / rate as f64;
+                let err_ns = m.0 as f64 - due;
+                stats.sync_error_ns.store(err_ns as i64, Ordering::Relaxed);
+                if err_ns.abs() > RESYNC_THRESHOLD_NS as f64 {
+                    // Rare (start-up, underrun, seek): a log line is affordable here.
+                    log::info!(
+                        "resync: timing error {:.0} us, resampler at {:+.1} ppm",
+                        err_ns / 1000.0,
+                        (servo.step() - 1.0) * 1e6
+                    );
+                    sched.anchor(m);
+                    rs.reset(0.0);
+                    servo.step()
+                } else {
+                    servo.update(err_ns * rate as f64 * 1e-9, dt)
+                }
+            }
+        };
+        // Pull the stream frames the resampler needs, then make one period for the device.
+        let need = rs.input_needed(period, step).min(input.len() / ch);
+        if need > 0 {
+            if sched.anchor_time().is_some() {
+                sched.fill(&mut jb, &mut input[..need * ch]);
+            } else {
+                input[..need * ch].fill(0.0);
+            }
+            rs.push(&input[..need * ch]);
+            if let Some(t) = &mut tap {
+                t.write(&input[..need * ch]);
+            }
         }
-        sched.fill(&mut jb, &mut chunk);
+        rs.process(step, &mut chunk);
         let target = gain_for(
             shared.volume.load(Ordering::Relaxed),
             shared.muted.load(Ordering::Relaxed),
@@ -113,7 +163,11 @@ pub fn run(
         volume.apply(target, &mut chunk, ch);
         if let Err(e) = out.write(&chunk) {
             output_error(&mut *out, &mut sched, &shared, e);
+            own_timeline = None;
             continue;
+        }
+        if let Some((_, n)) = &mut own_timeline {
+            *n += period as i64;
         }
         let st = sched.stats();
         stats.frames_played.store(st.played, Ordering::Relaxed);
@@ -124,15 +178,49 @@ pub fn run(
         stats
             .buffered_frames
             .store(jb.buffered_frames(), Ordering::Relaxed);
-        if let Some(e) = sched.last_error_ns() {
-            stats.sync_error_ns.store(e, Ordering::Relaxed);
-        }
+        stats
+            .ratio_ppb
+            .store(((servo.step() - 1.0) * 1e9) as i64, Ordering::Relaxed);
+        stats.resampling.store(servo.engaged(), Ordering::Relaxed);
         stats
             .playing
             .store(jb.buffered_frames() > 0, Ordering::Relaxed);
     }
     if let Err(e) = out.finish() {
         log::warn!("closing output: {e}");
+    }
+    if let Some(t) = tap {
+        t.finish();
+    }
+}
+
+/// Testing only: records the scheduled stream before the resampler (see `testing.stream-tap`).
+/// Writes a file from the playout thread, so it is not for production use.
+pub struct StreamTap {
+    wav: hound::WavWriter<std::io::BufWriter<std::fs::File>>,
+}
+
+impl StreamTap {
+    pub fn create(path: &str, rate: u32, channels: u8) -> Result<Self, hound::Error> {
+        let spec = hound::WavSpec {
+            channels: channels as u16,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        Ok(StreamTap {
+            wav: hound::WavWriter::create(path, spec)?,
+        })
+    }
+    fn write(&mut self, samples: &[f32]) {
+        for s in samples {
+            let _ = self
+                .wav
+                .write_sample((s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16);
+        }
+    }
+    fn finish(self) {
+        let _ = self.wav.finalize();
     }
 }
 

@@ -1,11 +1,9 @@
-//! Playout scheduling (pure logic): which frame goes into each slot of the output so that it is
-//! heard at its presentation time.
-//!
-//! The scheduler predicts the controller time of the next output slot from what it has written
-//! (`t0 + frames / rate`) and compares that prediction with the time measured from the device
-//! (delay + timestamp through the clock model). Within a threshold the prediction stands, so
-//! frames stay sample-exact; beyond it the timeline is re-anchored to the measurement (a resync,
-//! counted) and the frame lookup drops or inserts frames to land back on schedule.
+//! Playout scheduling (pure logic): turns the jitter buffer into a gapless stream of frames on
+//! the controller's grid, one frame per slot, starting at an anchor time `t0`: frame `n` of the
+//! output of `fill` is the one due at `t0 + n / rate`. A frame whose presentation time lies
+//! ahead gets silence before it, a frame whose time has passed is skipped (late join, resync), a
+//! missing frame is concealed with silence and counted. The resampler after it maps this
+//! stream onto the DAC's clock.
 
 use super::jitter::JitterBuffer;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs};
@@ -21,7 +19,7 @@ pub struct ScheduleStats {
     pub late: u64,
     /// Frames that never arrived before their time (concealed with silence).
     pub lost: u64,
-    /// Timeline re-anchored because the measured error exceeded the threshold.
+    /// Timeline re-anchored (the measured error exceeded the playout's threshold).
     pub resyncs: u64,
 }
 
@@ -37,20 +35,16 @@ pub struct Scheduler {
     channels: usize,
     cursor: u64,
     timeline: Option<Timeline>,
-    threshold_ns: i64,
-    last_error_ns: Option<i64>,
     stats: ScheduleStats,
 }
 
 impl Scheduler {
-    pub fn new(rate: u32, channels: usize, threshold_ns: i64) -> Self {
+    pub fn new(rate: u32, channels: usize) -> Self {
         Scheduler {
             rate,
             channels,
             cursor: 0,
             timeline: None,
-            threshold_ns,
-            last_error_ns: None,
             stats: ScheduleStats::default(),
         }
     }
@@ -63,41 +57,25 @@ impl Scheduler {
     /// Forget the timeline (device restarted).
     pub fn reset_timeline(&mut self) {
         self.timeline = None;
-        self.last_error_ns = None;
     }
 
-    /// Predicted controller time at which the next written frame is heard.
-    pub fn next_time(&self) -> Option<ControllerNs> {
-        self.timeline
-            .map(|t| t.t0.plus(frames_to_ns(t.frames, self.rate)))
-    }
-
-    /// Feeds a measurement of when the next written frame will be heard.
-    pub fn observe(&mut self, measured: ControllerNs) {
-        match self.next_time() {
-            None => {
-                self.timeline = Some(Timeline {
-                    t0: measured,
-                    frames: 0,
-                })
-            }
-            Some(predicted) => {
-                let err = measured.since(predicted);
-                self.last_error_ns = Some(err);
-                if err.abs() > self.threshold_ns {
-                    self.stats.resyncs += 1;
-                    self.timeline = Some(Timeline {
-                        t0: measured,
-                        frames: 0,
-                    });
-                }
-            }
+    /// Anchors the stream timeline: the next frame `fill` produces is the one due at `t0`
+    /// (controller time). Re-anchoring drops or inserts frames to land on the new schedule.
+    pub fn anchor(&mut self, t0: ControllerNs) {
+        if self.timeline.is_some() {
+            self.stats.resyncs += 1;
         }
+        self.timeline = Some(Timeline { t0, frames: 0 });
     }
 
-    /// Last measured error (measured - predicted), ns.
-    pub fn last_error_ns(&self) -> Option<i64> {
-        self.last_error_ns
+    /// The anchor: controller time of the first frame produced since anchoring.
+    pub fn anchor_time(&self) -> Option<ControllerNs> {
+        self.timeline.map(|t| t.t0)
+    }
+
+    /// Frames produced since anchoring.
+    pub fn produced(&self) -> i64 {
+        self.timeline.map(|t| t.frames).unwrap_or(0)
     }
 
     pub fn stats(&self) -> ScheduleStats {
@@ -182,8 +160,8 @@ mod tests {
         let mut jb = JitterBuffer::new(RATE, 1, 64);
         jb.insert(chunk(0, 103, 4));
         jb.insert(chunk(4, 107, 4));
-        let mut s = Scheduler::new(RATE, 1, 2_000_000);
-        s.observe(ControllerNs(100_000_000));
+        let mut s = Scheduler::new(RATE, 1);
+        s.anchor(ControllerNs(100_000_000));
         assert_eq!(run(&mut s, &mut jb, 6), vec![0.0, 0.0, 0.0, 1.0, 2.0, 3.0]);
         assert_eq!(run(&mut s, &mut jb, 6), vec![4.0, 5.0, 6.0, 7.0, 8.0, 0.0]);
         assert_eq!(s.stats().played, 8);
@@ -193,8 +171,8 @@ mod tests {
     fn late_join_skips_to_the_frame_due_now() {
         let mut jb = JitterBuffer::new(RATE, 1, 64);
         jb.insert(chunk(1000, 95, 10));
-        let mut s = Scheduler::new(RATE, 1, 2_000_000);
-        s.observe(ControllerNs(100_000_000));
+        let mut s = Scheduler::new(RATE, 1);
+        s.anchor(ControllerNs(100_000_000));
         // frame 1005 is due at 100 ms
         assert_eq!(run(&mut s, &mut jb, 3), vec![1006.0, 1007.0, 1008.0]);
         assert_eq!(s.stats().late, 5);
@@ -205,22 +183,21 @@ mod tests {
         let mut jb = JitterBuffer::new(RATE, 1, 64);
         jb.insert(chunk(0, 100, 2));
         jb.insert(chunk(4, 104, 2)); // frames 2, 3 lost
-        let mut s = Scheduler::new(RATE, 1, 2_000_000);
-        s.observe(ControllerNs(100_000_000));
+        let mut s = Scheduler::new(RATE, 1);
+        s.anchor(ControllerNs(100_000_000));
         assert_eq!(run(&mut s, &mut jb, 6), vec![1.0, 2.0, 0.0, 0.0, 5.0, 6.0]);
         assert_eq!(s.stats().lost, 2);
     }
 
     #[test]
-    fn small_measurement_noise_keeps_frames_exact_large_error_resyncs() {
+    fn reanchoring_skips_to_the_new_schedule() {
         let mut jb = JitterBuffer::new(RATE, 1, 64);
         jb.insert(chunk(0, 100, 20));
-        let mut s = Scheduler::new(RATE, 1, 2_000_000);
-        s.observe(ControllerNs(100_000_000));
+        let mut s = Scheduler::new(RATE, 1);
+        s.anchor(ControllerNs(100_000_000));
         assert_eq!(run(&mut s, &mut jb, 2), vec![1.0, 2.0]);
-        s.observe(ControllerNs(102_000_000 + 400_000)); // 0.4 frame of noise: ignored
-        assert_eq!(run(&mut s, &mut jb, 2), vec![3.0, 4.0]);
-        s.observe(ControllerNs(107_000_000)); // 3 ms late: resync, skip 3 frames
+        assert_eq!(s.produced(), 2);
+        s.anchor(ControllerNs(107_000_000)); // 5 ms further than the 102 ms it was at
         assert_eq!(run(&mut s, &mut jb, 2), vec![8.0, 9.0]);
         assert_eq!(s.stats().resyncs, 1);
     }

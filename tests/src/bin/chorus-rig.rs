@@ -6,7 +6,7 @@
 //!   datagrams in both directions (no netem on these machines).
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
 
-use chorus_tests::{counter, stats_abs, write_counter_wav, Capture};
+use chorus_tests::{skew_us, stats_abs, write_counter_wav, Capture};
 use rand::Rng;
 use std::collections::BinaryHeap;
 use std::net::{SocketAddr, UdpSocket};
@@ -36,7 +36,10 @@ fn main() -> ExitCode {
 }
 
 fn flag(args: &[String], name: &str, default: &str) -> String {
-    args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone()).unwrap_or_else(|| default.to_string())
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .unwrap_or_else(|| default.to_string())
 }
 
 #[derive(PartialEq, Eq)]
@@ -58,12 +61,25 @@ impl PartialOrd for Pending {
 }
 
 fn relay(args: &[String]) -> Result<(), String> {
-    let listen: SocketAddr = flag(args, "--listen", "").parse().map_err(|e| format!("--listen: {e}"))?;
-    let to: SocketAddr = flag(args, "--to", "").parse().map_err(|e| format!("--to: {e}"))?;
-    let delay = flag(args, "--delay-ms", "0").parse::<f64>().map_err(|e| e.to_string())?;
-    let jitter = flag(args, "--jitter-ms", "0").parse::<f64>().map_err(|e| e.to_string())?;
-    let loss = flag(args, "--loss-pct", "0").parse::<f64>().map_err(|e| e.to_string())? / 100.0;
-    let max = flag(args, "--max-seconds", "3600").parse::<u64>().map_err(|e| e.to_string())?;
+    let listen: SocketAddr = flag(args, "--listen", "")
+        .parse()
+        .map_err(|e| format!("--listen: {e}"))?;
+    let to: SocketAddr = flag(args, "--to", "")
+        .parse()
+        .map_err(|e| format!("--to: {e}"))?;
+    let delay = flag(args, "--delay-ms", "0")
+        .parse::<f64>()
+        .map_err(|e| e.to_string())?;
+    let jitter = flag(args, "--jitter-ms", "0")
+        .parse::<f64>()
+        .map_err(|e| e.to_string())?;
+    let loss = flag(args, "--loss-pct", "0")
+        .parse::<f64>()
+        .map_err(|e| e.to_string())?
+        / 100.0;
+    let max = flag(args, "--max-seconds", "3600")
+        .parse::<u64>()
+        .map_err(|e| e.to_string())?;
     let down = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
     let up = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
     down.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -127,54 +143,43 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
     let caps: Vec<Capture> = names.iter().map(|n| Capture::load(dir, n)).collect();
-    // counter -> output index, per speaker
-    let index: Vec<Vec<u32>> = caps
-        .iter()
-        .map(|c| {
-            let max = c.frames.iter().map(|f| counter(*f)).max().unwrap_or(0) as usize;
-            let mut v = vec![u32::MAX; max + 1];
-            for (i, f) in c.frames.iter().enumerate() {
-                let k = counter(*f) as usize;
-                if k > 0 && v[k] == u32::MAX {
-                    v[k] = i as u32;
-                }
-            }
-            v
-        })
-        .collect();
-    let last = index.iter().map(|v| v.len()).min().unwrap_or(0);
-    if last < 48_000 {
-        return Err("speakers played less than a second of the track".into());
+    let (first, last) = caps[0]
+        .sound_span()
+        .ok_or("the first speaker played nothing")?;
+    if last - first < 48_000 {
+        return Err("the first speaker played less than a second".into());
     }
-    let t0 = caps[0].heard_ns(index[0].iter().copied().find(|i| *i != u32::MAX).unwrap_or(0) as usize);
-    // (time since start s, per-pair skews µs)
+    let t_first = caps[0].heard_ns(first as f64);
+    // Every 50 ms of the first speaker's sound: where each other speaker played the same audio.
     let mut samples: Vec<(f64, Vec<f64>)> = vec![];
-    for k in (1..last).step_by(480) {
-        let idx: Vec<u32> = index.iter().map(|v| v[k]).collect();
-        if idx.contains(&u32::MAX) {
-            continue;
-        }
-        let t: Vec<f64> = idx.iter().zip(&caps).map(|(i, c)| c.heard_ns(*i as usize)).collect();
+    for i in (first + 1_000..last.saturating_sub(4_000)).step_by(2_400) {
+        let rel: Option<Vec<f64>> = caps[1..].iter().map(|c| skew_us(&caps[0], c, i)).collect();
+        let Some(rel) = rel else { continue };
+        // rel[j] = t0 - t(j+1); pair (a, b) = t_a - t_b
+        let t = |k: usize| if k == 0 { 0.0 } else { -rel[k - 1] };
         let mut pairs = vec![];
-        for a in 0..t.len() {
-            for b in a + 1..t.len() {
-                pairs.push((t[a] - t[b]) / 1000.0);
+        for a in 0..names.len() {
+            for b in a + 1..names.len() {
+                pairs.push(t(a) - t(b));
             }
         }
-        samples.push(((t[0] - t0) / 1e9, pairs));
+        samples.push(((caps[0].heard_ns(i as f64) - t_first) / 1e9, pairs));
     }
     if samples.is_empty() {
-        return Err("no frame was played by every speaker".into());
+        return Err("no audio matched between the speakers".into());
     }
     // Lock: from the first sample after which every pair stays under 100 µs.
-    let bad = samples.iter().rposition(|(_, p)| p.iter().any(|s| s.abs() >= 100.0));
-    let lock_at = match bad {
-        None => 0,
-        Some(i) => i + 1,
-    };
+    let lock_at = samples
+        .iter()
+        .rposition(|(_, p)| p.iter().any(|s| s.abs() >= 100.0))
+        .map(|i| i + 1)
+        .unwrap_or(0);
     let lock_s = samples.get(lock_at).map(|s| s.0).unwrap_or(f64::INFINITY);
-    let after = if lock_at < samples.len() { &samples[lock_at..] } else { &samples[samples.len() * 3 / 4..] };
-    let npairs = samples[0].1.len();
+    let after = if lock_at < samples.len() {
+        &samples[lock_at..]
+    } else {
+        &samples[samples.len() * 3 / 4..]
+    };
     let mut pair_names = vec![];
     for a in 0..names.len() {
         for b in a + 1..names.len() {
@@ -182,14 +187,14 @@ fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
         }
     }
     let mut all = vec![];
-    for p in 0..npairs {
+    for (p, pname) in pair_names.iter().enumerate() {
         let v: Vec<f64> = after.iter().map(|(_, s)| s[p]).collect();
         let mut abs: Vec<f64> = v.iter().map(|x| x.abs()).collect();
-        abs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        abs.sort_by(|a, b| a.total_cmp(b));
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
         println!(
             "pair {:<24} median |skew| {:>8.1} µs  p99 {:>8.1} µs  max {:>8.1} µs  mean {:>+8.1} µs",
-            pair_names[p],
+            pname,
             percentile(&abs, 0.5),
             percentile(&abs, 0.99),
             abs.last().copied().unwrap_or(0.0),
@@ -197,19 +202,37 @@ fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
         );
         all.extend(abs);
     }
-    all.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    // Discontinuities (drops or inserts) after lock, per speaker.
-    let lock_frame = (lock_s.min(1e9) * 48_000.0) as usize;
+    all.sort_by(|a, b| a.total_cmp(b));
+    // Drops and inserts after lock: breaks in the scheduled stream (the stream tap).
+    let lock_frame = (lock_s.min(1e6) * 48_000.0) as u32;
     let mut drops = 0;
-    for (n, c) in names.iter().zip(&caps) {
-        let runs = c.counter_runs(1);
-        let d = runs.windows(2).filter(|w| w[1].1 as usize > lock_frame && w[0].1 as usize + w[0].2 != w[1].1 as usize).count();
-        let gaps = runs.windows(2).filter(|w| w[1].1 as usize > lock_frame && w[1].0 != w[0].0 + w[0].2).count();
-        println!("speaker {n:<12} discontinuities after lock: {d} skipped, {gaps} inserted");
-        drops += d + gaps;
+    for n in names {
+        let tap = Capture::load_tap(dir, n);
+        let runs = tap.counter_runs(1);
+        let breaks = runs
+            .windows(2)
+            .filter(|w| w[1].1 > lock_frame + runs[0].1)
+            .count();
+        let status: serde_json::Value =
+            std::fs::read_to_string(dir.join(format!("{n}.status.json")))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+        let p = &status["speaker"]["playout"];
+        println!(
+            "speaker {n:<10} stream breaks after lock: {breaks}  resyncs: {}  resampler: {} at {:+.1} ppm",
+            p["resyncs"], p["resampling"], p["ratio_ppm"].as_f64().unwrap_or(f64::NAN)
+        );
+        drops += breaks;
     }
     let (med, max) = stats_abs(&all);
-    println!("overall: {} samples after lock, median |skew| {:.1} µs, p99 {:.1} µs, max {:.1} µs", all.len(), med, percentile(&all, 0.99), max);
+    println!(
+        "overall: {} samples after lock, median |skew| {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        all.len(),
+        med,
+        percentile(&all, 0.99),
+        max
+    );
     println!(
         "p99_abs_skew_us={:.1} median_abs_skew_us={:.1} lock_s={:.2} drops_after_lock={}",
         percentile(&all, 0.99),
