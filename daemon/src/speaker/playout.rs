@@ -57,7 +57,8 @@ pub fn run(
     // frames written since.
     let mut own_timeline: Option<(ControllerNs, i64)> = None;
     let stats = &shared.stats;
-    let dt = period as f64 / rate as f64;
+    // Frames written since the stream was anchored (for the servo's rate estimate).
+    let mut written: i64 = 0;
     while !shutdown.load(Ordering::Relaxed) {
         while let Ok(c) = rx.try_recv() {
             match jb.insert(c) {
@@ -120,6 +121,8 @@ pub fn run(
             (Some(m), None) => {
                 sched.anchor(m);
                 rs.reset(0.0);
+                servo.restart();
+                written = 0;
                 1.0
             }
             (Some(m), Some(t0)) => {
@@ -136,9 +139,11 @@ pub fn run(
                     );
                     sched.anchor(m);
                     rs.reset(0.0);
+                    servo.restart();
+                    written = 0;
                     servo.step()
                 } else {
-                    servo.update(err_ns * rate as f64 * 1e-9, dt)
+                    servo.update(written, m.0 as f64, err_ns * rate as f64 * 1e-9)
                 }
             }
         };
@@ -169,6 +174,7 @@ pub fn run(
         if let Some((_, n)) = &mut own_timeline {
             *n += period as i64;
         }
+        written += period as i64;
         let st = sched.stats();
         stats.frames_played.store(st.played, Ordering::Relaxed);
         stats.frames_silence.store(st.silence, Ordering::Relaxed);

@@ -1,25 +1,35 @@
-//! The playout rate servo (pure logic): from the timing error of each write it sets how many
-//! stream frames the resampler reads per DAC frame.
+//! The playout rate servo (pure logic): from the timing of each write it sets how many stream
+//! frames the resampler reads per DAC frame.
 //!
-//! A PI loop on the position error, in frames. While the error stays within half a frame the
-//! servo is not engaged and the resampler copies frames bit-exact (a DAC that runs at the
-//! controller's rate needs nothing more); once it leaves that band, the loop takes over for
-//! good and holds the alignment below a sample by resampling, within ±1000 ppm.
+//! Two parts. A feed-forward estimate of the DAC's rate against the controller clock: the
+//! least-squares slope of "controller time at which the next written frame is heard" over the
+//! count of frames written, across a sliding window — after a fraction of a second it knows the
+//! drift to a few ppm, so the loop locks fast without winding up an integrator. And a
+//! proportional loop on the remaining position error that pulls the alignment below a sample.
+//!
+//! While the error stays within half a frame and no drift is seen, the servo stays out of the
+//! way and the resampler copies frames bit-exact (a DAC that runs at the controller's rate needs
+//! nothing more); once engaged it holds, within ±1000 ppm.
+
+use std::collections::VecDeque;
 
 /// Largest correction, as a ratio offset.
 pub const MAX_PPM: f64 = 1000.0;
+/// Drift (ppm) above which the servo engages even before the error reaches half a frame.
+const ENGAGE_PPM: f64 = 20.0;
+/// Samples kept for the rate estimate.
+const WINDOW: usize = 256;
 
-/// PI servo state.
+/// Servo state.
 #[derive(Debug, Clone)]
 pub struct RateServo {
     rate: f64,
-    /// Proportional time constant, s.
     tau_p: f64,
-    /// Integral time constant, s.
-    tau_i: f64,
-    integ: f64,
     step: f64,
     engaged: bool,
+    /// (frames written, controller ns at which the next frame is heard)
+    history: VecDeque<(f64, f64)>,
+    ff: Option<f64>,
     min_ppm: f64,
     max_ppm: f64,
 }
@@ -28,33 +38,78 @@ impl RateServo {
     pub fn new(rate: u32) -> Self {
         RateServo {
             rate: rate as f64,
-            tau_p: 0.6,
-            tau_i: 3.0,
-            integ: 0.0,
+            tau_p: 0.4,
             step: 1.0,
             engaged: false,
+            history: VecDeque::with_capacity(WINDOW),
+            ff: None,
             min_ppm: 0.0,
             max_ppm: 0.0,
         }
     }
 
-    /// Feeds the error (frames; positive: the output is behind its schedule) measured over the
-    /// last `dt` seconds, and returns the new step (input frames per output frame).
-    pub fn update(&mut self, err_frames: f64, dt: f64) -> f64 {
+    /// Forgets the rate history (the device restarted or the timeline was re-anchored; the
+    /// estimate itself is kept).
+    pub fn restart(&mut self) {
+        self.history.clear();
+    }
+
+    /// Feeds one measurement: `written` frames written so far, `heard_ns` the controller time
+    /// at which the next one will be heard, `err_frames` the position error (positive: the
+    /// output is behind its schedule). Returns the step
+    /// (stream frames per DAC frame).
+    pub fn update(&mut self, written: i64, heard_ns: f64, err_frames: f64) -> f64 {
+        if self.history.len() == WINDOW {
+            self.history.pop_front();
+        }
+        self.history.push_back((written as f64, heard_ns));
+        self.estimate_rate();
         if !self.engaged {
-            if err_frames.abs() <= 0.5 {
+            let drift = self.ff.map(|f| (f - 1.0).abs() * 1e6).unwrap_or(0.0);
+            if err_frames.abs() <= 0.5 && drift < ENGAGE_PPM {
                 return 1.0;
             }
             self.engaged = true;
         }
         let lim = MAX_PPM * 1e-6;
+        let ff = self.ff.unwrap_or(1.0) - 1.0;
+        // No integral term: the rate estimate already carries the drift, and an integrator
+        // wound up during the first fraction of a second would fight it for seconds. A rate
+        // estimate off by d leaves a steady error of d * tau_p * rate (2 ppm: 0.04 frame).
         let p = err_frames / (self.tau_p * self.rate);
-        self.integ = (self.integ + p * dt / self.tau_i).clamp(-lim, lim);
-        self.step = 1.0 + (p + self.integ).clamp(-lim, lim);
+        self.step = 1.0 + (ff + p).clamp(-lim, lim);
         let ppm = (self.step - 1.0) * 1e6;
         self.min_ppm = self.min_ppm.min(ppm);
         self.max_ppm = self.max_ppm.max(ppm);
         self.step
+    }
+
+    /// Slope of heard time over frames written, as stream frames per DAC frame.
+    fn estimate_rate(&mut self) {
+        let n = self.history.len();
+        if n < 16 {
+            return;
+        }
+        let (x0, y0) = self.history[0];
+        let span = self.history[n - 1].0 - x0;
+        if span < 0.25 * self.rate {
+            return;
+        }
+        let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
+        for &(x, y) in &self.history {
+            let (x, y) = (x - x0, y - y0);
+            sx += x;
+            sy += y;
+            sxx += x * x;
+            sxy += x * y;
+        }
+        let nf = n as f64;
+        let var = sxx - sx * sx / nf;
+        if var <= 0.0 {
+            return;
+        }
+        let ns_per_frame = (sxy - sx * sy / nf) / var;
+        self.ff = Some(ns_per_frame * self.rate * 1e-9);
     }
 
     /// Current step.
@@ -86,38 +141,66 @@ impl RateServo {
 mod tests {
     use super::*;
 
-    /// Simulates a DAC `ppm` off: each 10 ms period the output drifts against the stream.
-    fn simulate(ppm: f64, secs: f64) -> (f64, f64, bool) {
+    /// Simulates a DAC `ppm` off, with `noise_us` of measurement noise; returns the position
+    /// error (frames) after each second, and the final step in ppm.
+    fn simulate(ppm: f64, noise_us: f64, secs: usize) -> (Vec<f64>, f64, bool) {
         let mut s = RateServo::new(48_000);
-        let mut err = 0.0f64; // frames
-        let dt = 0.01;
+        let rate = 48_000.0;
         let frames = 480.0;
-        let mut last = 0.0;
-        for _ in 0..(secs / dt) as usize {
-            let step = s.update(err, dt);
-            // the DAC plays `frames` frames while the stream advanced frames*(1+ppm):
-            err += frames * (1.0 + ppm * 1e-6) - frames * step;
-            last = err;
+        let dac_ns_per_frame = 1e9 / (rate * (1.0 + ppm * 1e-6));
+        let (mut written, mut pos) = (0.0f64, 0.0f64); // DAC frames written; stream position read
+        let mut per_second = vec![];
+        let mut seed = 12345u64;
+        for i in 0..secs * 100 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = ((seed >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 2.0 * noise_us * 1000.0;
+            let heard = written * dac_ns_per_frame + noise; // when the next written frame is heard
+            let due = pos * 1e9 / rate; // when the stream position it will carry is due
+            let err = (heard - due) * rate * 1e-9;
+            let step = s.update(written as i64, heard, err);
+            written += frames;
+            pos += frames * step;
+            if i % 100 == 99 {
+                per_second.push((written * dac_ns_per_frame - pos * 1e9 / rate) * rate * 1e-9);
+            }
         }
-        (last, (s.step() - 1.0) * 1e6, s.engaged())
+        (per_second, (s.step() - 1.0) * 1e6, s.engaged())
     }
 
     #[test]
-    fn locks_to_dac_drift_within_a_fraction_of_a_frame() {
+    fn locks_to_dac_drift_within_two_seconds() {
         for ppm in [-500.0, -120.0, 300.0, 450.0] {
-            let (err, step_ppm, engaged) = simulate(ppm, 20.0);
+            let (err, step_ppm, engaged) = simulate(ppm, 2.0, 20);
             assert!(engaged);
-            assert!(err.abs() < 0.05, "{ppm} ppm: residual {err} frames");
+            // a DAC that runs fast needs fewer stream frames per DAC frame
+            let want = 1e6 / (1.0 + ppm * 1e-6) - 1e6;
             assert!(
-                (step_ppm - ppm).abs() < 1.0,
-                "{ppm} ppm: servo settled at {step_ppm}"
+                (step_ppm - want).abs() < 2.0,
+                "{ppm} ppm: servo at {step_ppm}, want {want}"
             );
+            for (s, e) in err.iter().enumerate().skip(2) {
+                assert!(
+                    e.abs() < 0.25,
+                    "{ppm} ppm: {e} frames off after {} s",
+                    s + 1
+                );
+            }
         }
+    }
+
+    #[test]
+    fn the_rate_estimate_carries_the_drift() {
+        // Guard against the feed-forward silently not working: after 1 s the error is already
+        // small, which the proportional term alone (0.4 s) leaves at ~4 frames at 450 ppm.
+        let (err, _, _) = simulate(450.0, 0.0, 3);
+        assert!(err[0].abs() < 2.0, "after 1 s: {} frames", err[0]);
     }
 
     #[test]
     fn stays_bit_exact_without_drift() {
-        let (_, step_ppm, engaged) = simulate(0.0, 10.0);
+        let (_, step_ppm, engaged) = simulate(0.0, 1.0, 10);
         assert!(!engaged);
         assert_eq!(step_ppm, 0.0);
     }
@@ -125,8 +208,8 @@ mod tests {
     #[test]
     fn clamps_at_the_limit() {
         let mut s = RateServo::new(48_000);
-        for _ in 0..1000 {
-            s.update(1e6, 0.01);
+        for i in 0..1000 {
+            s.update(i * 480, 0.0, 1e6);
         }
         assert!((s.step() - 1.0 - MAX_PPM * 1e-6).abs() < 1e-12);
     }
