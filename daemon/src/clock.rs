@@ -86,9 +86,11 @@ pub fn monotonic_raw_ns() -> i64 {
     read_clock(nix::time::ClockId::CLOCK_MONOTONIC_RAW)
 }
 
-/// `CLOCK_REALTIME` in nanoseconds. **Measurement only**: the `sim` output logs when frames are
-/// heard on this clock because it is the one clock that all processes on a host share, even
-/// across time namespaces. Never used for synchronisation.
+/// `CLOCK_REALTIME` in nanoseconds. Used for two things only: the `sim` output logs when
+/// frames are heard on this clock because it is the one clock that all processes on a host
+/// share, even across time namespaces (measurement); and kernel packet timestamps, which are
+/// realtime, are converted to our clock by measuring their age on it. Never used as a time base
+/// for synchronisation.
 pub fn realtime_ns_for_measurement() -> i64 {
     read_clock(nix::time::ClockId::CLOCK_REALTIME)
 }

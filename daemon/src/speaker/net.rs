@@ -89,6 +89,9 @@ pub async fn sync_client(
     api_port: u16,
 ) -> std::io::Result<()> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
+    if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
+        log::warn!("no kernel receive timestamps for clock sync ({e}); using user-space times");
+    }
     let mut outstanding: HashMap<u64, LocalNs> = HashMap::new();
     let mut next_id: u64 = rand::random::<u32>() as u64;
     let mut sent = 0u64;

@@ -23,17 +23,22 @@ pub async fn serve(
     registry: Arc<Registry>,
     stats: Arc<ServerStats>,
 ) {
+    if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
+        log::warn!(
+            "no kernel receive timestamps on the sync service ({e}); using user-space times"
+        );
+    }
     let mut buf = [0u8; 2048];
     loop {
-        let (len, from) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
+        // t2 is the kernel's receive timestamp, on our clock.
+        let (len, from, t2) = match crate::net::recv_stamped(&socket, &mut buf, &clock).await {
+            Ok((n, from, t, _)) => (n, from, ControllerNs(t.0)),
             Err(e) => {
                 log::warn!("sync service receive failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             }
         };
-        // t2 as close to reception as user space allows.
-        let t2 = ControllerNs(clock.now().0);
         match parse(&buf[..len]) {
             Ok(Packet::SyncRequest(req)) => {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
