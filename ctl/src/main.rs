@@ -322,7 +322,7 @@ fn render_speaker_detail(s: &Value) -> String {
     }
     if let Some(out) = s["output"].as_object() {
         o += &format!(
-            "  output: {} {} ({} Hz, period {}, buffer {}), extra latency {} ms\n",
+            "  output: {} {} ({} Hz, period {}, buffer {} frames), extra latency {} ms\n",
             out["backend"].as_str().unwrap_or("?"),
             out["device"].as_str().unwrap_or("?"),
             out["rate"],

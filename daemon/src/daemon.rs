@@ -125,6 +125,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
                 *c = s.controller.parse().ok();
             }
         }
+        speaker::playout::realtime::lock_memory();
         let out = speaker::output::open(s, z.rate, z.channels, z.sample_format, clock.clone())?;
         if let Ok(mut o) = shared.output.lock() {
             *o = Some(out.info());

@@ -34,6 +34,7 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
     mut tap: Option<StreamTap>,
 ) {
+    realtime::promote_current_thread();
     let info = out.info();
     let ch = info.channels as usize;
     let rate = info.rate;
@@ -244,5 +245,40 @@ fn output_error(
     if let Err(e) = out.recover() {
         log::warn!("output recovery failed: {e}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Real-time care for the playout thread.
+pub mod realtime {
+    /// Priority of the playout thread under SCHED_FIFO (below the kernel's IRQ threads at 50..,
+    /// above ordinary processes).
+    pub const PRIORITY: i32 = 40;
+
+    /// Asks for SCHED_FIFO on the calling thread; logs and carries on at normal priority when
+    /// not permitted.
+    pub fn promote_current_thread() {
+        let param = libc::sched_param {
+            sched_priority: PRIORITY,
+        };
+        // SAFETY: plain syscall on the calling thread with a valid parameter struct.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        if rc == 0 {
+            log::info!("playout thread: SCHED_FIFO priority {PRIORITY}");
+        } else {
+            log::info!(
+                "playout thread: no real-time priority ({}); running at normal priority",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
+    /// Locks the process's memory so the playout path never waits on a page fault; logs and
+    /// carries on when not permitted.
+    pub fn lock_memory() {
+        use nix::sys::mman::{mlockall, MlockAllFlags};
+        match mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+            Ok(()) => log::info!("memory locked"),
+            Err(e) => log::info!("memory not locked ({e}); page faults may delay playout"),
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! least-squares slope of "controller time at which the next written frame is heard" over the
 //! count of frames written, across a sliding window — after a fraction of a second it knows the
 //! drift to a few ppm, so the loop locks fast without winding up an integrator. And a
-//! proportional loop on the remaining position error that pulls the alignment below a sample.
+//! slow proportional loop on the smoothed position error that pulls the alignment below a
+//! sample without letting measurement noise wander the read position (that would be FM).
 //!
 //! While the error stays within half a frame and no drift is seen, the servo stays out of the
 //! way and the resampler copies frames bit-exact (a DAC that runs at the controller's rate needs
@@ -25,6 +26,9 @@ const WINDOW: usize = 256;
 pub struct RateServo {
     rate: f64,
     tau_p: f64,
+    /// Low-pass of the error, in updates (one per write).
+    smooth_updates: f64,
+    err_lp: Option<f64>,
     step: f64,
     engaged: bool,
     /// (frames written, controller ns at which the next frame is heard)
@@ -38,7 +42,9 @@ impl RateServo {
     pub fn new(rate: u32) -> Self {
         RateServo {
             rate: rate as f64,
-            tau_p: 0.4,
+            tau_p: 1.0,
+            smooth_updates: 25.0,
+            err_lp: None,
             step: 1.0,
             engaged: false,
             history: VecDeque::with_capacity(WINDOW),
@@ -52,6 +58,7 @@ impl RateServo {
     /// estimate itself is kept).
     pub fn restart(&mut self) {
         self.history.clear();
+        self.err_lp = None;
     }
 
     /// Feeds one measurement: `written` frames written so far, `heard_ns` the controller time
@@ -76,7 +83,13 @@ impl RateServo {
         // No integral term: the rate estimate already carries the drift, and an integrator
         // wound up during the first fraction of a second would fight it for seconds. A rate
         // estimate off by d leaves a steady error of d * tau_p * rate (2 ppm: 0.04 frame).
-        let p = err_frames / (self.tau_p * self.rate);
+        // The error carries the clock model's measurement noise; smooth it so the position does
+        // not wander with it (a wandering position is frequency modulation).
+        let a = 1.0 / (1.0 + self.smooth_updates);
+        let e = *self.err_lp.get_or_insert(err_frames);
+        let e = e + a * (err_frames - e);
+        self.err_lp = Some(e);
+        let p = e / (self.tau_p * self.rate);
         self.step = 1.0 + (ff + p).clamp(-lim, lim);
         let ppm = (self.step - 1.0) * 1e6;
         self.min_ppm = self.min_ppm.min(ppm);
@@ -170,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn locks_to_dac_drift_within_two_seconds() {
+    fn locks_to_dac_drift_within_three_seconds() {
         for ppm in [-500.0, -120.0, 300.0, 450.0] {
             let (err, step_ppm, engaged) = simulate(ppm, 2.0, 20);
             assert!(engaged);
@@ -192,10 +205,10 @@ mod tests {
 
     #[test]
     fn the_rate_estimate_carries_the_drift() {
-        // Guard against the feed-forward silently not working: after 1 s the error is already
-        // small, which the proportional term alone (0.4 s) leaves at ~4 frames at 450 ppm.
+        // Guard against the feed-forward silently not working: after 2 s the error is already
+        // small, which the proportional term alone (1 s) leaves at ~20 frames at 450 ppm.
         let (err, _, _) = simulate(450.0, 0.0, 3);
-        assert!(err[0].abs() < 2.0, "after 1 s: {} frames", err[0]);
+        assert!(err[1].abs() < 2.0, "after 2 s: {} frames", err[1]);
     }
 
     #[test]

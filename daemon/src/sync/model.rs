@@ -123,9 +123,15 @@ impl ClockModel {
     }
 
     fn refit(&mut self) {
-        let min_rtt = self.history.iter().map(Exchange::rtt).min().unwrap_or(0);
+        let mut rtts: Vec<i64> = self.history.iter().map(Exchange::rtt).collect();
+        rtts.sort_unstable();
+        let min_rtt = rtts.first().copied().unwrap_or(0);
         self.min_rtt = min_rtt;
-        let limit = (min_rtt as f64 * self.params.rtt_factor) as i64 + self.params.rtt_slack_ns;
+        // Keep exchanges close to the fastest, and never more than the fastest quarter (at
+        // least four): on a jittery path the quarter is what bounds the asymmetry error.
+        let quarter = rtts[(rtts.len() / 4).max(3).min(rtts.len() - 1)];
+        let limit = ((min_rtt as f64 * self.params.rtt_factor) as i64 + self.params.rtt_slack_ns)
+            .min(quarter.max(min_rtt));
         let good: Vec<&Exchange> = self.history.iter().filter(|e| e.rtt() <= limit).collect();
         self.accepted = good.len();
         let Some(last) = good.last() else { return };
