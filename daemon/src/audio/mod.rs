@@ -2,6 +2,7 @@
 //! (rubato) into the zone's stream format.
 
 pub mod decode;
+pub mod measure;
 pub mod remix;
 pub mod resample;
 pub mod source;

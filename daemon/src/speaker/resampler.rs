@@ -178,33 +178,10 @@ impl FracResampler {
 }
 
 #[cfg(test)]
-pub mod tests {
+mod tests {
     use super::*;
 
-    /// THD+N of a tone in dB: residual after least-squares fitting a sine at `hz`.
-    pub fn thd_n_db(x: &[f64], hz: f64, rate: f64) -> f64 {
-        let w = 2.0 * std::f64::consts::PI * hz / rate;
-        let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for (i, y) in x.iter().enumerate() {
-            let (s, c) = (w * i as f64).sin_cos();
-            ss += s * s;
-            sc += s * c;
-            cc += c * c;
-            ys += y * s;
-            yc += y * c;
-        }
-        let det = ss * cc - sc * sc;
-        let a = (ys * cc - yc * sc) / det;
-        let b = (yc * ss - ys * sc) / det;
-        let (mut sig, mut res) = (0.0, 0.0);
-        for (i, y) in x.iter().enumerate() {
-            let (s, c) = (w * i as f64).sin_cos();
-            let fit = a * s + b * c;
-            sig += fit * fit;
-            res += (y - fit) * (y - fit);
-        }
-        10.0 * (res / sig).log10()
-    }
+    use crate::audio::measure::thd_n_db;
 
     fn run(step: f64, start: f64, hz: f64, n: usize) -> Vec<f32> {
         let input: Vec<f32> = (0..n + 200)
@@ -246,7 +223,7 @@ pub mod tests {
         // a DAC 400 ppm fast consumes 1.0004 input frames per output frame
         let out = run(1.0004, 50.3, 1000.0, 48_000);
         let x: Vec<f64> = out[1000..].iter().map(|v| *v as f64).collect();
-        let db = thd_n_db(&x, 1000.0 * 1.0004, 48_000.0);
+        let (db, _) = thd_n_db(&x, 1000.0 * 1.0004, 48_000.0);
         println!("THD+N at 400 ppm: {db:.1} dB");
         assert!(db < -90.0, "THD+N {db:.1} dB");
     }
