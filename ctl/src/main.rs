@@ -332,8 +332,16 @@ fn render_speaker_detail(s: &Value) -> String {
         );
     }
     let p = &s["playout"];
+    let resampler = if p["resampling"] == true {
+        format!(
+            "resampling {:+.1} ppm",
+            p["ratio_ppm"].as_f64().unwrap_or(0.0)
+        )
+    } else {
+        "bit-exact (no drift)".to_string()
+    };
     o += &format!(
-        "  playout: sync error {}, buffered {:.0} ms, lost {} late {} resyncs {}\n",
+        "  playout: sync error {}, {resampler}, buffered {:.0} ms, lost {} late {} resyncs {}\n",
         p["sync_error_us"]
             .as_f64()
             .map(|e| format!("{e:+.1} µs"))
