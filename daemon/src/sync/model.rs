@@ -127,11 +127,12 @@ impl ClockModel {
         rtts.sort_unstable();
         let min_rtt = rtts.first().copied().unwrap_or(0);
         self.min_rtt = min_rtt;
-        // Keep exchanges close to the fastest, and never more than the fastest quarter (at
-        // least four): on a jittery path the quarter is what bounds the asymmetry error.
-        let quarter = rtts[(rtts.len() / 4).max(3).min(rtts.len() - 1)];
+        // Keep exchanges close to the fastest, and never more than the fastest tenth (at least
+        // six): on a jittery path the fastest few are the ones whose two directions were both
+        // quick, so their asymmetry — the offset error — is smallest.
+        let tenth = rtts[(rtts.len() / 10).max(5).min(rtts.len() - 1)];
         let limit = ((min_rtt as f64 * self.params.rtt_factor) as i64 + self.params.rtt_slack_ns)
-            .min(quarter.max(min_rtt));
+            .min(tenth.max(min_rtt));
         let good: Vec<&Exchange> = self.history.iter().filter(|e| e.rtt() <= limit).collect();
         self.accepted = good.len();
         let Some(last) = good.last() else { return };

@@ -123,7 +123,8 @@ impl Output for SimDac {
                     log,
                     "start dac_frame={} realtime_ns={} rate_hz={:.6}",
                     self.written,
-                    realtime_ns_for_measurement(),
+                    // the realtime instant of `raw`, when the DAC started
+                    realtime_ns_for_measurement() - (monotonic_raw_ns() - raw),
                     dac_rate
                 );
                 let _ = log.flush();
@@ -161,11 +162,25 @@ impl Output for SimDac {
 
     fn delay(&mut self) -> Result<Option<Delay>, OutputError> {
         let raw = monotonic_raw_ns();
-        let at = self.p.clock.now();
-        let queued = self.written - self.consumed(raw);
+        let now = self.p.clock.now();
+        // Like ALSA's audio timestamp: the delay is a whole number of frames, stamped with the
+        // moment the DAC started its current frame (not the moment of the call).
+        let (queued, since_tick_ns) = match self.start {
+            Some((t, f)) => {
+                let played = (raw - t).max(0) as f64 * self.dac_rate() * 1e-9;
+                let whole = played.floor();
+                if f + whole as u64 >= self.written {
+                    (0, 0)
+                } else {
+                    let frac_ns = ((played - whole) * 1e9 / self.dac_rate()) as i64;
+                    ((self.written - f - whole as u64) as i64, frac_ns)
+                }
+            }
+            None => (self.written as i64, 0),
+        };
         Ok(Some(Delay {
-            frames: queued as i64,
-            at,
+            frames: queued,
+            at: now.plus(-since_tick_ns),
         }))
     }
 
