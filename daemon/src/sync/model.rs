@@ -73,7 +73,7 @@ pub struct ModelParams {
 impl Default for ModelParams {
     fn default() -> Self {
         ModelParams {
-            window: 64,
+            window: 1024,
             lock_after: 6,
             rtt_factor: 1.5,
             rtt_slack_ns: 20_000,
@@ -262,5 +262,79 @@ mod tests {
         });
         assert_eq!(m.rejected(), 1);
         assert!(m.snapshot().is_none());
+    }
+}
+#[cfg(test)]
+mod jitter_tests {
+    use super::*;
+
+    /// 2 ms ± 1 ms (uniform) each way, exchanges every 50 ms, speaker clock +3 s and -150 ppm.
+    /// Returns (offset error ns, frequency error ppm) every 5 s.
+    fn run(lost_every: u64) -> Vec<(i64, f64)> {
+        let mut m = ClockModel::new(ModelParams::default());
+        let mut seed = 99u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let ppm = -150.0;
+        let local = |t: i64| LocalNs(t + 3_000_000_000 + (t as f64 * ppm * 1e-6) as i64);
+        let truth = -ppm / (1.0 + ppm * 1e-6);
+        let mut out = vec![];
+        for i in 0..800u64 {
+            let t = i as i64 * 50_000_000;
+            let up = (1_000_000.0 + 2_000_000.0 * rnd()) as i64;
+            let down = (1_000_000.0 + 2_000_000.0 * rnd()) as i64;
+            if lost_every == 0 || i % lost_every != 0 {
+                m.handle_exchange(Exchange {
+                    t1: local(t),
+                    t2: ControllerNs(t + up),
+                    t3: ControllerNs(t + up + 10_000),
+                    t4: local(t + up + 10_000 + down),
+                });
+            }
+            if i % 100 == 99 {
+                let s = m.snapshot().unwrap();
+                out.push((s.to_controller(local(t)).0 - t, s.freq * 1e6 - truth));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn holds_under_uniform_jitter() {
+        // An average of all exchanges would be off by up to the jitter (±1 ms); the fastest
+        // exchanges of a long window keep it within 100 µs and the frequency within a few ppm.
+        for (k, (off, f)) in run(0).into_iter().enumerate().skip(2) {
+            assert!(
+                off.abs() < 100_000,
+                "after {} s: offset error {off} ns",
+                5 * (k + 1)
+            );
+            assert!(
+                f.abs() < 5.0,
+                "after {} s: frequency error {f} ppm",
+                5 * (k + 1)
+            );
+        }
+    }
+
+    #[test]
+    fn holds_through_lost_exchanges() {
+        // every third exchange lost
+        for (k, (off, f)) in run(3).into_iter().enumerate().skip(2) {
+            assert!(
+                off.abs() < 150_000,
+                "after {} s: offset error {off} ns",
+                5 * (k + 1)
+            );
+            assert!(
+                f.abs() < 8.0,
+                "after {} s: frequency error {f} ppm",
+                5 * (k + 1)
+            );
+        }
     }
 }
