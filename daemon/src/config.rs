@@ -94,6 +94,11 @@ pub struct SpeakerConfig {
     pub volume: u8,
     /// `sim` only: DAC rate error, ppm.
     pub dac_ppm: f64,
+    /// `sim` only: the DAC reports its position in steps of this many frames, stamped when
+    /// asked (like drivers whose pointer moves once a period); 0: exact, stamped at the frame.
+    pub sim_delay_step_frames: u32,
+    /// `sim` only: uniform noise on the delay timestamps, ± µs.
+    pub sim_timestamp_noise_us: f64,
     /// `sim` only: log of when frames are heard (common host clock), for measurement.
     pub heard_log: String,
 }
@@ -173,6 +178,8 @@ impl Default for SpeakerConfig {
             extra_latency_ms: 0.0,
             volume: 100,
             dac_ppm: 0.0,
+            sim_delay_step_frames: 0,
+            sim_timestamp_noise_us: 0.0,
             heard_log: String::new(),
         }
     }
@@ -376,6 +383,20 @@ impl Config {
             }
             if !(0.0..=1_000.0).contains(&s.extra_latency_ms) {
                 problem(&mut p, "speaker.extra-latency-ms", "must be 0..=1000");
+            }
+            if s.sim_delay_step_frames > 16_384 {
+                problem(
+                    &mut p,
+                    "speaker.sim-delay-step-frames",
+                    "must be at most 16384",
+                );
+            }
+            if !(0.0..=10_000.0).contains(&s.sim_timestamp_noise_us) {
+                problem(
+                    &mut p,
+                    "speaker.sim-timestamp-noise-us",
+                    "must be 0..=10000",
+                );
             }
             if !(-2_000.0..=2_000.0).contains(&s.dac_ppm) {
                 problem(&mut p, "speaker.dac-ppm", "must be within ±2000");

@@ -129,7 +129,8 @@ pub fn run(
             (Some(m), Some(t0)) => {
                 // Where the next output frame reads the stream, and when that should be heard.
                 let due = t0.0 as f64 + rs.position() * 1e9 / rate as f64;
-                let err_ns = m.0 as f64 - due;
+                let err_ns =
+                    servo.filter_error((m.0 as f64 - due) * rate as f64 * 1e-9) * 1e9 / rate as f64;
                 stats.sync_error_ns.store(err_ns as i64, Ordering::Relaxed);
                 if err_ns.abs() > RESYNC_THRESHOLD_NS as f64 {
                     // Rare (start-up, underrun, seek): a log line is affordable here.

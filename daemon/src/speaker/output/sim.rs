@@ -22,6 +22,11 @@ pub struct SimParams {
     pub channels: u8,
     pub format: SampleFormat,
     pub ppm: f64,
+    /// Report the position in steps of this many frames, stamped at the call (0: exact,
+    /// stamped at the frame boundary).
+    pub delay_step_frames: u64,
+    /// Uniform noise added to delay timestamps, ± µs.
+    pub timestamp_noise_us: f64,
     pub period_frames: usize,
     pub buffer_frames: usize,
     pub clock: SharedClock,
@@ -163,24 +168,39 @@ impl Output for SimDac {
     fn delay(&mut self) -> Result<Option<Delay>, OutputError> {
         let raw = monotonic_raw_ns();
         let now = self.p.clock.now();
-        // Like ALSA's audio timestamp: the delay is a whole number of frames, stamped with the
-        // moment the DAC started its current frame (not the moment of the call).
+        // Exact mode is like ALSA's audio timestamp: a whole number of frames, stamped with the
+        // moment the DAC started its current frame. Step mode is like drivers whose pointer moves
+        // once a period, read with a clock at the call: stale by up to a step.
+        let step = self.p.delay_step_frames;
         let (queued, since_tick_ns) = match self.start {
             Some((t, f)) => {
                 let played = (raw - t).max(0) as f64 * self.dac_rate() * 1e-9;
-                let whole = played.floor();
+                let whole = if step > 1 {
+                    (played / step as f64).floor() * step as f64
+                } else {
+                    played.floor()
+                };
                 if f + whole as u64 >= self.written {
                     (0, 0)
                 } else {
-                    let frac_ns = ((played - whole) * 1e9 / self.dac_rate()) as i64;
+                    let frac_ns = if step > 1 {
+                        0
+                    } else {
+                        ((played - whole) * 1e9 / self.dac_rate()) as i64
+                    };
                     ((self.written - f - whole as u64) as i64, frac_ns)
                 }
             }
             None => (self.written as i64, 0),
         };
+        let noise = if self.p.timestamp_noise_us > 0.0 {
+            ((rand::random::<f64>() * 2.0 - 1.0) * self.p.timestamp_noise_us * 1000.0) as i64
+        } else {
+            0
+        };
         Ok(Some(Delay {
             frames: queued,
-            at: now.plus(-since_tick_ns),
+            at: now.plus(noise - since_tick_ns),
         }))
     }
 
