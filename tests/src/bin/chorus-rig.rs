@@ -168,12 +168,12 @@ fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
     if samples.is_empty() {
         return Err("no audio matched between the speakers".into());
     }
-    // Lock: from the first sample after which every pair stays under 100 µs.
-    let lock_at = samples
-        .iter()
-        .rposition(|(_, p)| p.iter().any(|s| s.abs() >= 100.0))
-        .map(|i| i + 1)
-        .unwrap_or(0);
+    // Lock: the first sample from which every pair stays under 100 µs for a whole second (20
+    // samples). Everything after it counts, later excursions included.
+    let under = |x: &(f64, Vec<f64>)| x.1.iter().all(|s| s.abs() < 100.0);
+    let lock_at = (0..samples.len())
+        .find(|&i| samples.len() - i >= 20 && samples[i..i + 20].iter().all(under))
+        .unwrap_or(samples.len());
     let lock_s = samples.get(lock_at).map(|s| s.0).unwrap_or(f64::INFINITY);
     let after = if lock_at < samples.len() {
         &samples[lock_at..]
