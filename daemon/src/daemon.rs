@@ -175,14 +175,41 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
         roles.speaker = Some(shared);
     }
 
+    let pulse = roles.speaker.clone();
     let app = router(roles);
     log::info!("HTTP API listening on {}", cfg.api.listen);
+    // Ready: the API listens, the roles run, the output is open.
+    match crate::notify::notify("READY=1\nSTATUS=running") {
+        Ok(true) => log::info!("told systemd we are ready"),
+        Ok(false) => {}
+        Err(e) => log::warn!("cannot notify systemd: {e}"),
+    }
+    if let Some(every) = crate::notify::watchdog_interval() {
+        let (ck, sd) = (clock.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            while !sd.load(Ordering::Relaxed) {
+                tick.tick().await;
+                // Healthy: the runtime runs this task and, on a speaker, the playout thread
+                // went round its loop in the last two seconds.
+                let playout_ok = pulse.as_ref().map_or(true, |s| {
+                    ck.now().0 - s.stats.playout_alive_ns.load(Ordering::Relaxed) < 2_000_000_000
+                });
+                if playout_ok {
+                    let _ = crate::notify::notify("WATCHDOG=1");
+                } else {
+                    log::warn!("playout thread stalled: not feeding the watchdog");
+                }
+            }
+        });
+    }
     let sd = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         wait_for_signal().await;
         sd.store(true, Ordering::Relaxed);
     });
     let result = server.await.map_err(io("HTTP API"));
+    let _ = crate::notify::notify("STOPPING=1");
     shutdown.store(true, Ordering::Relaxed);
     if let Some(t) = playout {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod controller;
 pub mod daemon;
 pub mod net;
+pub mod notify;
 pub mod speaker;
 pub mod sync;
 pub mod wire;

@@ -41,6 +41,9 @@ pub struct Stats {
     /// The resampler is correcting drift (false: frames are copied bit-exact).
     pub resampling: AtomicBool,
     pub playing: AtomicBool,
+    /// Last time (process clock, ns) the playout thread went round its loop: its pulse for the
+    /// watchdog.
+    pub playout_alive_ns: AtomicI64,
 }
 
 /// State shared between a speaker's tasks, its playout thread and its API.

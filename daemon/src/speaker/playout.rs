@@ -61,6 +61,9 @@ pub fn run(
     // Frames written since the stream was anchored (for the servo's rate estimate).
     let mut written: i64 = 0;
     while !shutdown.load(Ordering::Relaxed) {
+        stats
+            .playout_alive_ns
+            .store(clock.now().0, Ordering::Relaxed);
         while let Ok(c) = rx.try_recv() {
             match jb.insert(c) {
                 Insert::NewSession => {
