@@ -73,7 +73,7 @@ pub struct ModelParams {
 impl Default for ModelParams {
     fn default() -> Self {
         ModelParams {
-            window: 1024,
+            window: 2048,
             lock_after: 6,
             rtt_factor: 1.5,
             rtt_slack_ns: 20_000,
