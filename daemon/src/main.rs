@@ -75,7 +75,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Structured logs to journald when systemd connected our stderr to the journal; readable
+/// stderr otherwise. The level comes from the config; `RUST_LOG` overrides it.
 fn init_logging(level: &str) {
+    if systemd_journal_logger::connected_to_journal() {
+        let filter = std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|v| v.parse::<log::LevelFilter>().ok())
+            .or_else(|| level.parse().ok())
+            .unwrap_or(log::LevelFilter::Info);
+        let installed = systemd_journal_logger::JournalLog::new()
+            .map(|j| j.with_syslog_identifier("chorusd".into()).install().is_ok())
+            .unwrap_or(false);
+        if installed {
+            log::set_max_level(filter);
+            return;
+        }
+    }
     let env = env_logger::Env::default().filter_or("RUST_LOG", level);
     env_logger::Builder::from_env(env)
         .format_timestamp_millis()
