@@ -83,6 +83,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
         let streamer = controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())
             .map_err(io("streamer thread"))?;
         let registry = Arc::new(Registry::default());
+        let sync_stats = Arc::new(ServerStats::default());
         let sync_sock = tokio::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
             .await
             .map_err(io(format!("sync service on UDP port {}", c.sync_port)))?;
@@ -90,7 +91,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
             sync_sock,
             clock.clone(),
             registry.clone(),
-            Arc::new(ServerStats::default()),
+            sync_stats.clone(),
         ));
         log::info!(
             "controller: zone {} on {}:{} ({} Hz, {} ch, {:?}), sync on UDP {}",
@@ -106,6 +107,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
             streamer,
             registry,
             clock: clock.clone(),
+            sync_stats,
         }));
     }
 
@@ -251,7 +253,12 @@ async fn status(State(roles): State<Arc<Roles>>) -> Json<serde_json::Value> {
     let mut names = vec![];
     let controller = roles.controller.as_ref().map(|c| {
         names.push("controller");
-        json!({ "zone": c.zone().ok(), "speakers": c.speakers(), "clock_ns": ControllerNs(c.clock.now().0).0 })
+        json!({
+            "zone": c.zone().ok(),
+            "speakers": c.speakers(),
+            "clock_ns": ControllerNs(c.clock.now().0).0,
+            "sync_service": c.sync_stats.snapshot(),
+        })
     });
     let speaker = roles.speaker.as_ref().map(|s| {
         names.push("speaker");

@@ -21,6 +21,8 @@ pub struct Ctx {
     pub streamer: Arc<StreamerHandle>,
     pub registry: Arc<Registry>,
     pub clock: SharedClock,
+    /// Counters of the clock-sync service.
+    pub sync_stats: Arc<crate::sync::server::ServerStats>,
 }
 
 impl Ctx {

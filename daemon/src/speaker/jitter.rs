@@ -123,11 +123,6 @@ impl JitterBuffer {
     pub fn buffered_frames(&self) -> u64 {
         self.chunks.values().map(|c| self.frames(c)).sum()
     }
-
-    /// Current stream session.
-    pub fn session(&self) -> Option<u32> {
-        self.session
-    }
 }
 
 #[cfg(test)]

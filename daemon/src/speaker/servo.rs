@@ -38,8 +38,6 @@ pub struct RateServo {
     /// Recent raw errors, for their lower envelope.
     recent: VecDeque<f64>,
     ff: Option<f64>,
-    min_ppm: f64,
-    max_ppm: f64,
 }
 
 impl RateServo {
@@ -54,8 +52,6 @@ impl RateServo {
             history: VecDeque::with_capacity(WINDOW),
             recent: VecDeque::with_capacity(ENVELOPE),
             ff: None,
-            min_ppm: 0.0,
-            max_ppm: 0.0,
         }
     }
 
@@ -109,9 +105,6 @@ impl RateServo {
         self.err_lp = Some(e);
         let p = e / (self.tau_p * self.rate);
         self.step = 1.0 + (ff + p).clamp(-lim, lim);
-        let ppm = (self.step - 1.0) * 1e6;
-        self.min_ppm = self.min_ppm.min(ppm);
-        self.max_ppm = self.max_ppm.max(ppm);
         self.step
     }
 
@@ -155,16 +148,6 @@ impl RateServo {
     /// Whether the resampler is correcting (false: bit-exact copy).
     pub fn engaged(&self) -> bool {
         self.engaged
-    }
-
-    /// Range of the correction since the last `reset_range`, ppm.
-    pub fn range_ppm(&self) -> (f64, f64) {
-        (self.min_ppm, self.max_ppm)
-    }
-
-    pub fn reset_range(&mut self) {
-        self.min_ppm = (self.step - 1.0) * 1e6;
-        self.max_ppm = self.min_ppm;
     }
 }
 

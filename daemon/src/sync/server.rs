@@ -16,6 +16,17 @@ pub struct ServerStats {
     pub invalid: AtomicU64,
 }
 
+impl ServerStats {
+    /// The counters as JSON, for the status API.
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "heartbeats": self.heartbeats.load(Ordering::Relaxed),
+            "invalid": self.invalid.load(Ordering::Relaxed),
+        })
+    }
+}
+
 /// Serves sync requests and heartbeats until the socket fails.
 pub async fn serve(
     socket: UdpSocket,

@@ -4,7 +4,7 @@
 //! departure `t3` (controller clock) and echoes `t1`; the speaker stamps arrival `t4`.
 //! Requests are padded to the response length so that the service never amplifies traffic.
 
-use super::{check_prefix, kind, put_prefix, Reader, WireError, PREFIX_LEN};
+use super::{kind, put_prefix, Reader, WireError, PREFIX_LEN};
 use crate::clock::{ControllerNs, LocalNs};
 
 /// Length of both request and response datagrams.
@@ -89,14 +89,6 @@ pub(crate) fn parse_response(buf: &[u8]) -> Result<SyncResponse, WireError> {
         t2: ControllerNs(r.i64()?),
         t3: ControllerNs(r.i64()?),
     })
-}
-
-/// Parses a datagram that must be a sync request.
-pub fn parse_request_datagram(buf: &[u8]) -> Result<SyncRequest, WireError> {
-    match check_prefix(buf)? {
-        kind::SYNC_REQUEST => parse_request(buf),
-        other => Err(WireError::UnknownKind(other)),
-    }
 }
 
 #[cfg(test)]

@@ -94,11 +94,6 @@ impl SimDac {
             }
         }
     }
-
-    /// Underruns so far.
-    pub fn underruns(&self) -> u64 {
-        self.underruns
-    }
 }
 
 impl Output for SimDac {
