@@ -194,7 +194,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
                 tick.tick().await;
                 // Healthy: the runtime runs this task and, on a speaker, the playout thread
                 // went round its loop in the last two seconds.
-                let playout_ok = pulse.as_ref().map_or(true, |s| {
+                let playout_ok = pulse.as_ref().is_none_or(|s| {
                     ck.now().0 - s.stats.playout_alive_ns.load(Ordering::Relaxed) < 2_000_000_000
                 });
                 if playout_ok {

@@ -101,7 +101,8 @@ impl Shared {
                     freq_ppm: snap.freq * 1e6,
                     rtt_us: m.last_rtt() as f64 / 1000.0,
                     min_rtt_us: m.min_rtt() as f64 / 1000.0,
-                    est_error_us: m.min_rtt() as f64 / 2000.0,
+                    est_error_us: m.est_error() as f64 / 1000.0,
+                    steps: m.steps(),
                 }),
                 m.locked(),
             ),
@@ -176,8 +177,12 @@ pub struct ClockStatus {
     pub freq_ppm: f64,
     pub rtt_us: f64,
     pub min_rtt_us: f64,
-    /// Bound on the offset error of the best exchange (half its round trip), µs.
+    /// Estimated offset error, µs: the statistical error of the delay-envelope fit once enough
+    /// exchanges are in (assumes the path's minimum delay is the same both ways), half the best
+    /// round trip before that.
     pub est_error_us: f64,
+    /// Clock steps detected (the model dropped its history and re-learned).
+    pub steps: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -5,7 +5,24 @@
 //! ever adds to the round trip, and it makes the offset sample wrong by up to half of what it
 //! added, so the fastest exchanges are the truest: the model keeps a window of recent samples,
 //! accepts only those whose round trip is close to the window's minimum, and fits offset and
-//! frequency to them by least squares. No I/O and no clock reads here: callers pass timestamps.
+//! frequency to them by least squares.
+//!
+//! On a jittery path that is not enough: even the fastest tenth of the exchanges are asymmetric by
+//! a good fraction of the jitter, and their average drifts as they come and go. Once the window
+//! holds enough exchanges the model therefore refines the fit with the *lower envelopes* of the
+//! two one-way delays. Against the fitted line, an exchange's forward delay is `up + err` and its
+//! backward delay `down - err` (`err` = true minus modelled offset). Queuing only ever adds, so the
+//! floor of the forward delays is `min_up + err(t)` and that of the backward ones
+//! `min_down - err(t)`. The floors are found as lower envelopes (see `lower_envelope`); half
+//! their difference is the model error in
+//! offset and frequency, assuming the path's *minimum* delay is the same both ways, which holds on
+//! a LAN even when its jitter does not. An envelope of n exchanges sits about jitter/n above the
+//! floor, where an average of the fastest sits a good part of the jitter off.
+//!
+//! Causality guards the model against clock steps: an exchange whose forward or backward delay
+//! comes out clearly negative under the model is impossible, and a run of them means the
+//! controller's clock (or ours) stepped, so the history is dropped and the model re-learns.
+//! No I/O and no clock reads here: callers pass timestamps.
 
 use crate::clock::{ControllerNs, LocalNs};
 use std::collections::VecDeque;
@@ -68,6 +85,10 @@ pub struct ModelParams {
     /// Accept samples whose RTT is within `min_rtt * rtt_factor + rtt_slack_ns`.
     pub rtt_factor: f64,
     pub rtt_slack_ns: i64,
+    /// Exchanges needed before the lower-envelope refinement takes over (0 disables it).
+    pub envelope_after: usize,
+    /// Consecutive causality-violating exchanges that mean a clock step.
+    pub step_after: usize,
 }
 
 impl Default for ModelParams {
@@ -77,6 +98,8 @@ impl Default for ModelParams {
             lock_after: 6,
             rtt_factor: 1.5,
             rtt_slack_ns: 20_000,
+            envelope_after: 120,
+            step_after: 12,
         }
     }
 }
@@ -91,6 +114,48 @@ pub struct ClockModel {
     min_rtt: i64,
     accepted: usize,
     rejected_total: u64,
+    /// Statistical error of the envelope fit, ns (None while the plain fit is in use).
+    envelope_error: Option<i64>,
+    /// Consecutive exchanges the model said were impossible.
+    violations: usize,
+    steps: u64,
+}
+
+/// A line under a cloud of delays (x in s, y in ns): its floor. The slope comes from a long
+/// baseline, the lowest points of the first and of the last third (refined once against the
+/// first estimate, so that a tilted cloud does not bias which points are lowest): a slope from
+/// nearby points — a short hull edge — is as noisy as the points, and the offset would inherit
+/// that noise times the distance it is extrapolated. The height is the lowest point of the
+/// recent part of the window under that slope, so it is extrapolated only a few seconds.
+/// Returns (slope ns/s, value at x = 0, mean excess of the points above the line).
+fn lower_envelope(pts: &mut [(f64, f64)]) -> Option<(f64, f64, f64)> {
+    let n = pts.len();
+    if n < 6 {
+        return None;
+    }
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let third = n / 3;
+    let lowest = |part: &[(f64, f64)], slope: f64| {
+        part.iter()
+            .copied()
+            .min_by(|a, b| (a.1 - slope * a.0).total_cmp(&(b.1 - slope * b.0)))
+    };
+    let mut slope = 0.0;
+    for _ in 0..2 {
+        let a = lowest(&pts[..third], slope)?;
+        let b = lowest(&pts[n - third..], slope)?;
+        if b.0 - a.0 <= 0.0 {
+            return None;
+        }
+        slope = (b.1 - a.1) / (b.0 - a.0);
+    }
+    let recent = (n / 4).max(n.min(256));
+    let floor = pts[n - recent..]
+        .iter()
+        .map(|p| p.1 - slope * p.0)
+        .fold(f64::INFINITY, f64::min);
+    let excess = pts.iter().map(|p| p.1 - slope * p.0 - floor).sum::<f64>() / n as f64;
+    Some((slope, floor, excess))
 }
 
 impl ClockModel {
@@ -103,6 +168,9 @@ impl ClockModel {
             min_rtt: 0,
             accepted: 0,
             rejected_total: 0,
+            envelope_error: None,
+            violations: 0,
+            steps: 0,
         }
     }
 
@@ -115,11 +183,37 @@ impl ClockModel {
             return;
         }
         self.last_rtt = rtt;
+        if self.violates_causality(&ex) {
+            self.violations += 1;
+            if self.violations >= self.params.step_after {
+                // The clocks stepped: everything before the run describes another clock.
+                let keep = self.history.len().min(self.violations - 1);
+                self.history.drain(..self.history.len() - keep);
+                self.snapshot = None;
+                self.violations = 0;
+                self.steps += 1;
+            }
+        } else {
+            self.violations = 0;
+        }
         if self.history.len() == self.params.window {
             self.history.pop_front();
         }
         self.history.push_back(ex);
         self.refit();
+    }
+
+    /// True when, under the current model, the exchange's forward or backward delay is negative
+    /// by more than the model could plausibly be off.
+    fn violates_causality(&self, ex: &Exchange) -> bool {
+        let Some(s) = self.snapshot else { return false };
+        if !self.locked() {
+            return false;
+        }
+        let fwd = ex.t2.0 - s.to_controller(ex.t1).0;
+        let bwd = s.to_controller(ex.t4).0 - ex.t3.0;
+        let tolerance = 200_000 + self.min_rtt;
+        fwd < -tolerance || bwd < -tolerance
     }
 
     fn refit(&mut self) {
@@ -161,11 +255,43 @@ impl ClockModel {
             (b, (sy - b * sx) / n)
         };
         let freq = (slope_ns_per_s * 1e-9).clamp(-2e-3, 2e-3);
-        self.snapshot = Some(ClockSnapshot {
+        let mut snap = ClockSnapshot {
             t_ref,
             offset_ref: y0 + intercept.round() as i64,
             freq,
-        });
+        };
+        self.envelope_error = None;
+        if self.params.envelope_after > 0 && self.history.len() >= self.params.envelope_after {
+            if let Some((d_off, d_freq, err)) = self.envelope_correction(&snap) {
+                snap.offset_ref += d_off;
+                snap.freq = (snap.freq + d_freq).clamp(-2e-3, 2e-3);
+                self.envelope_error = Some(err);
+            }
+        }
+        self.snapshot = Some(snap);
+    }
+
+    /// The model error at `s.t_ref` (ns) and in frequency, from the lower envelopes of the
+    /// forward and backward delays; plus the statistical error of that estimate.
+    fn envelope_correction(&self, s: &ClockSnapshot) -> Option<(i64, f64, i64)> {
+        let mut fwd = Vec::with_capacity(self.history.len());
+        let mut bwd = Vec::with_capacity(self.history.len());
+        for e in &self.history {
+            let f = e.t2.0 - s.to_controller(e.t1).0;
+            let b = s.to_controller(e.t4).0 - e.t3.0;
+            fwd.push((e.t1.since(s.t_ref) as f64 * 1e-9, f as f64));
+            bwd.push((e.t4.since(s.t_ref) as f64 * 1e-9, b as f64));
+        }
+        let (sf, cf, ef) = lower_envelope(&mut fwd)?;
+        let (sb, cb, eb) = lower_envelope(&mut bwd)?;
+        // err(t) = (F(t) - B(t)) / 2; slopes are ns per s, i.e. 1e-9 of frequency.
+        let d_off = (cf - cb) / 2.0;
+        let d_freq = (sf - sb) / 2.0 * 1e-9;
+        // For delays spread evenly over a width w above their floor the mean excess is w/2 and
+        // the lowest of the m recent points sits about w/m above the floor.
+        let recent = (fwd.len() / 4).max(fwd.len().min(256));
+        let err = (ef + eb) / recent as f64;
+        Some((d_off.round() as i64, d_freq, err.round() as i64 + 1_000))
     }
 
     /// The current estimate, once there is one.
@@ -187,6 +313,15 @@ impl ClockModel {
     /// Exchanges rejected as impossible.
     pub fn rejected(&self) -> u64 {
         self.rejected_total
+    }
+    /// Clock steps detected (history dropped and re-learned).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+    /// Estimated error of the offset, ns: the statistical error of the envelope fit once it is
+    /// in use (assuming symmetric minimum path delay), half the best round trip before.
+    pub fn est_error(&self) -> i64 {
+        self.envelope_error.unwrap_or(self.min_rtt / 2)
     }
 }
 
@@ -306,10 +441,11 @@ mod jitter_tests {
     #[test]
     fn holds_under_uniform_jitter() {
         // An average of all exchanges would be off by up to the jitter (±1 ms); the fastest
-        // exchanges of a long window keep it within 100 µs and the frequency within a few ppm.
+        // exchanges of a long window keep it within 100 µs and the frequency within a few ppm,
+        // and once the delay envelopes take over (after 8 s) within 20 µs.
         for (k, (off, f)) in run(0).into_iter().enumerate().skip(2) {
             assert!(
-                off.abs() < 100_000,
+                off.abs() < if k >= 3 { 20_000 } else { 100_000 },
                 "after {} s: offset error {off} ns",
                 5 * (k + 1)
             );
@@ -336,5 +472,90 @@ mod jitter_tests {
                 5 * (k + 1)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod step_tests {
+    use super::*;
+
+    /// A speaker clock with piecewise behaviour: the controller-minus-local offset as a function
+    /// of true time is supplied by the test. Exchanges every 25 ms, 2 ms ± 1 ms each way.
+    fn run(
+        seconds: i64,
+        offset_at: impl Fn(i64) -> f64,
+        mut check: impl FnMut(i64, &ClockModel, i64, f64),
+    ) {
+        let mut m = ClockModel::new(ModelParams::default());
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        // local = true - offset(true)
+        let local = |t: i64| LocalNs(t - offset_at(t).round() as i64);
+        for i in 0..seconds * 40 {
+            let t = i * 25_000_000;
+            let up = (1_000_000.0 + 2_000_000.0 * rnd()) as i64;
+            let down = (1_000_000.0 + 2_000_000.0 * rnd()) as i64;
+            m.handle_exchange(Exchange {
+                t1: local(t),
+                t2: ControllerNs(t + up),
+                t3: ControllerNs(t + up + 10_000),
+                t4: local(t + up + 10_000 + down),
+            });
+            if i % 40 == 39 {
+                let s = m.snapshot().unwrap();
+                let err = s.to_controller(local(t)).0 - t;
+                // true frequency of controller relative to local: d(offset)/d(local)
+                let f = (offset_at(t + 1_000_000_000) - offset_at(t)) / 1e9;
+                check(t / 1_000_000_000, &m, err, s.freq - f);
+            }
+        }
+    }
+
+    #[test]
+    fn offset_step_is_detected_and_relearned() {
+        // The controller's clock steps by 20 ms at 30 s (a controller restart on another host
+        // would look like this); the model notices within a second and re-learns within 6 s.
+        let mut steps_seen = 0;
+        run(
+            60,
+            |t| 3e9 + 80e-6 * t as f64 + if t >= 30_000_000_000 { 20e6 } else { 0.0 },
+            |sec, m, err, _| {
+                steps_seen = m.steps();
+                if !(30..36).contains(&sec) && sec > 5 {
+                    assert!(err.abs() < 150_000, "at {sec} s: offset error {err} ns");
+                }
+            },
+        );
+        assert_eq!(steps_seen, 1);
+    }
+
+    #[test]
+    fn frequency_step_is_followed() {
+        // The speaker crystal warms up: its frequency error moves by 3 ppm at 40 s. The window
+        // lags, but the offset error stays within 100 µs and the frequency converges again.
+        let ppm = |t: i64| if t < 40_000_000_000 { 50e-6 } else { 53e-6 };
+        let offset = |t: i64| {
+            let t40 = 40_000_000_000i64;
+            if t < t40 {
+                1e9 + ppm(t) * t as f64
+            } else {
+                1e9 + 50e-6 * t40 as f64 + ppm(t) * (t - t40) as f64
+            }
+        };
+        run(140, offset, |sec, m, err, ferr| {
+            if sec > 10 {
+                assert!(err.abs() < 100_000, "at {sec} s: offset error {err} ns");
+                assert_eq!(m.steps(), 0, "a frequency step is not a clock step");
+            }
+            if sec > 110 {
+                assert!(ferr.abs() < 0.5e-6, "at {sec} s: frequency error {ferr}");
+                assert!(err.abs() < 20_000, "at {sec} s: offset error {err} ns");
+            }
+        });
     }
 }

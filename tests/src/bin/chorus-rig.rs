@@ -186,6 +186,18 @@ fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
             pair_names.push(format!("{}-{}", names[a], names[b]));
         }
     }
+    // The whole series, for plots and post-mortems.
+    let mut tsv = format!("t_s\t{}\n", pair_names.join("\t"));
+    for (t, pairs) in &samples {
+        let cols: Vec<String> = pairs.iter().map(|p| format!("{p:.1}")).collect();
+        tsv.push_str(&format!("{t:.3}\t{}\n", cols.join("\t")));
+    }
+    let series = dir.join("skew.tsv");
+    std::fs::write(&series, tsv).map_err(|e| format!("{}: {e}", series.display()))?;
+    println!(
+        "series (µs, per pair, every 50 ms of audio): {}",
+        series.display()
+    );
     let mut all = vec![];
     for (p, pname) in pair_names.iter().enumerate() {
         let v: Vec<f64> = after.iter().map(|(_, s)| s[p]).collect();
