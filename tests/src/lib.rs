@@ -169,9 +169,14 @@ pub fn start_daemon(dir: &Path, name: &str, config: &str) -> Daemon {
 
 /// Starts a controller.
 pub fn start_controller(dir: &Path, net: &Net, extra: &str) -> Daemon {
+    start_controller_zone(dir, net, "", extra)
+}
+
+/// A controller with extra `[zone]` keys (e.g. `sample-format = "s24"`).
+pub fn start_controller_zone(dir: &Path, net: &Net, zone_extra: &str, extra: &str) -> Daemon {
     let port = free_tcp_port();
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}[controller]\nsync-port = {}\n{extra}\n[speaker]\nenabled = false\n",
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}{zone_extra}\n[controller]\nsync-port = {}\n{extra}\n[speaker]\nenabled = false\n",
         zone_toml(net),
         net.sync_port
     );
@@ -188,6 +193,8 @@ pub struct SpeakerSpec {
     /// "sim" or "file" or "alsa".
     pub output: String,
     pub device: String,
+    /// Extra `[zone]` keys (must match the controller's stream format).
+    pub zone_extra: String,
 }
 
 impl SpeakerSpec {
@@ -199,6 +206,7 @@ impl SpeakerSpec {
             dac_ppm: 0.0,
             output: "sim".into(),
             device: String::new(),
+            zone_extra: String::new(),
         }
     }
 }
@@ -221,8 +229,9 @@ pub fn start_speaker(dir: &Path, net: &Net, s: &SpeakerSpec) -> Daemon {
     };
     let tap = dir.join(format!("{}.tap.wav", s.name));
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n",
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}{}\n[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n",
         zone_toml(net),
+        s.zone_extra,
         s.name,
         s.clock_offset_ms,
         s.clock_ppm,
