@@ -64,6 +64,10 @@ enum Cmd {
         speaker: String,
         ms: f64,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        shell: clap_complete::Shell,
+    },
 }
 
 enum Failure {
@@ -125,6 +129,11 @@ impl Client {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Completions { shell } = cli.cmd {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "chorusctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let client = Client::new(&cli.controller);
     match run(&client, &cli) {
         Ok(v) => {
@@ -223,6 +232,7 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
                 Some(json!({ "extra_latency_ms": ms })),
             )
         }
+        Cmd::Completions { .. } => Ok(Value::Null), // handled in main
     }
 }
 

@@ -95,9 +95,15 @@ pub fn realtime_ns_for_measurement() -> i64 {
     read_clock(nix::time::ClockId::CLOCK_REALTIME)
 }
 
+/// Nanoseconds of a timespec, in 64 bits whatever the platform's `time_t` (32 bits on armhf).
+#[allow(clippy::unnecessary_cast)]
+pub fn timespec_ns(ts: &nix::sys::time::TimeSpec) -> i64 {
+    ts.tv_sec() as i64 * 1_000_000_000 + ts.tv_nsec() as i64
+}
+
 fn read_clock(id: nix::time::ClockId) -> i64 {
     match nix::time::clock_gettime(id) {
-        Ok(ts) => ts.tv_sec() * 1_000_000_000 + ts.tv_nsec(),
+        Ok(ts) => timespec_ns(&ts),
         // clock_gettime on these ids cannot fail on Linux; keep the path panic-free anyway.
         Err(_) => 0,
     }

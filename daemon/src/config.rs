@@ -168,7 +168,7 @@ impl Default for SpeakerConfig {
     fn default() -> Self {
         SpeakerConfig {
             enabled: true,
-            name: "speaker".into(),
+            name: host_name(),
             controller: String::new(),
             output: OutputKind::Alsa,
             device: "default".into(),
@@ -472,6 +472,16 @@ fn check_parent(p: &mut Vec<Problem>, key: &str, path: &str) {
             );
         }
     }
+}
+
+/// This box's host name (the default speaker name), or "speaker" when it has none usable.
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.split('.').next().unwrap_or("").to_string())
+        .filter(|h| !h.is_empty() && h.len() <= 64 && !h.contains('/'))
+        .unwrap_or_else(|| "speaker".into())
 }
 
 #[cfg(test)]

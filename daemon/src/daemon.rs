@@ -128,10 +128,18 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
             }
         }
         speaker::playout::realtime::lock_memory();
-        let out = speaker::output::open(s, z.rate, z.channels, z.sample_format, clock.clone())?;
-        if let Ok(mut o) = shared.output.lock() {
-            *o = Some(out.info());
-        }
+        let open = {
+            let (s, clock) = (s.clone(), clock.clone());
+            let (rate, channels, format) = (z.rate, z.channels, z.sample_format);
+            let mut attempts = 0u64;
+            move || {
+                if attempts > 0 && s.output == crate::config::OutputKind::Alsa {
+                    speaker::output::alsa::reload_config();
+                }
+                attempts += 1;
+                speaker::output::open(&s, rate, channels, format, clock.clone())
+            }
+        };
         let tap = match cfg.testing.stream_tap.as_str() {
             "" => None,
             path => Some(
@@ -148,7 +156,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
         playout = Some(
             std::thread::Builder::new()
                 .name("chorus-playout".into())
-                .spawn(move || speaker::playout::run(out, rx, sh, ck, sd, tap))
+                .spawn(move || speaker::playout::supervise(open, rx, sh, ck, sd, tap))
                 .map_err(io("playout thread"))?,
         );
         let expect = Expect {
@@ -180,7 +188,9 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
     let pulse = roles.speaker.clone();
     let app = router(roles);
     log::info!("HTTP API listening on {}", cfg.api.listen);
-    // Ready: the API listens, the roles run, the output is open.
+    // Ready: the API listens and the roles run. A speaker whose device is missing is ready
+    // too: it says why in its status and keeps trying (a unit that failed to start would
+    // only restart into the same missing device).
     match crate::notify::notify("READY=1\nSTATUS=running") {
         Ok(true) => log::info!("told systemd we are ready"),
         Ok(false) => {}

@@ -67,7 +67,7 @@ pub async fn recv_stamped(
             if let Ok(cmsgs) = msg.cmsgs() {
                 for c in cmsgs {
                     if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                        stamp = Some(ts.tv_sec() * 1_000_000_000 + ts.tv_nsec());
+                        stamp = Some(crate::clock::timespec_ns(&ts));
                     }
                 }
             }

@@ -90,4 +90,66 @@ fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
     let runs = cap.counter_runs(100);
     assert_eq!(runs.len(), 1, "{runs:?}\n{}", s.log_text());
     assert_eq!((runs[0].1, runs[0].2), (1, 24_000));
+
+    // 3. A device that does not exist yet: the speaker does not exit (no crash loop under
+    //    systemd), says why in its API and its log, and plays once the device appears.
+    let mut spk = SpeakerSpec::sim("late-speaker", -300.0, 60.0);
+    spk.output = "alsa".into();
+    spk.device = "chorus_late".into();
+    let mut s = start_speaker(&dir, &net, &spk);
+    let url = format!("{}/api/v1/speaker", s.api);
+    let st = wait_until(Duration::from_secs(5), || {
+        let st = get(&url).ok()?;
+        st["output_problem"].is_string().then_some(st)
+    })
+    .unwrap_or_else(|| panic!("no output problem reported\n{}", s.log_text()));
+    assert!(
+        st["output_problem"]
+            .as_str()
+            .unwrap()
+            .contains("chorus_late"),
+        "{st}"
+    );
+    assert!(st["output"].is_null(), "{st}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(s.running(), "the speaker exited:\n{}", s.log_text());
+    assert!(
+        s.log_text().contains("cannot open the output"),
+        "{}",
+        s.log_text()
+    );
+    let late_raw = dir.join("late.raw");
+    let rc = std::fs::read_to_string(dir.join(".asoundrc")).unwrap();
+    std::fs::write(
+        dir.join(".asoundrc"),
+        format!(
+            "{rc}pcm.chorus_late {{\n  type file\n  slave.pcm \"null\"\n  file \"{}\"\n  format \"raw\"\n}}\n",
+            late_raw.display()
+        ),
+    )
+    .unwrap();
+    let st = wait_until(Duration::from_secs(10), || {
+        let st = get(&url).ok()?;
+        (st["output"].is_object() && st["locked"] == true).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("the device was not picked up\n{}", s.log_text()));
+    assert!(st["output_problem"].is_null(), "{st}");
+    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_stopped(&controller, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    s.stop();
+    let bytes = std::fs::read(&late_raw).unwrap();
+    let frames: Vec<[i16; 2]> = bytes
+        .chunks_exact(4)
+        .map(|b| {
+            [
+                i16::from_le_bytes([b[0], b[1]]),
+                i16::from_le_bytes([b[2], b[3]]),
+            ]
+        })
+        .collect();
+    let runs = Capture::from_frames(frames).counter_runs(100);
+    assert_eq!(runs.len(), 1, "{runs:?}\n{}", s.log_text());
+    assert_eq!((runs[0].1, runs[0].2), (1, 24_000));
 }

@@ -62,6 +62,10 @@ pub struct Shared {
     pub locked: AtomicBool,
     pub controller: Mutex<Option<SocketAddr>>,
     pub output: Mutex<Option<OutputInfo>>,
+    /// Why the output is not open (device missing, busy, unplugged), while it is not.
+    pub output_problem: Mutex<Option<String>>,
+    /// Times the output was (re)opened.
+    pub output_opens: AtomicU64,
 }
 
 impl Shared {
@@ -81,6 +85,8 @@ impl Shared {
             locked: AtomicBool::new(false),
             controller: Mutex::new(None),
             output: Mutex::new(None),
+            output_problem: Mutex::new(None),
+            output_opens: AtomicU64::new(0),
         }
     }
 
@@ -126,6 +132,8 @@ impl Shared {
             locked,
             clock,
             output,
+            output_problem: self.output_problem.lock().ok().and_then(|p| p.clone()),
+            output_opens: self.output_opens.load(Ordering::Relaxed),
             latency: LatencyStatus {
                 device_buffer_ms: device_ms,
                 extra_ms,
@@ -165,6 +173,9 @@ pub struct SpeakerStatus {
     pub locked: bool,
     pub clock: Option<ClockStatus>,
     pub output: Option<OutputInfo>,
+    /// Why there is no output (device missing or lost; retried every 2 s), if so.
+    pub output_problem: Option<String>,
+    pub output_opens: u64,
     pub latency: LatencyStatus,
     pub playout: PlayoutStatus,
     pub network: NetworkStatus,

@@ -8,7 +8,7 @@
 //! beyond a few milliseconds (start, underrun, seek) re-anchor the stream instead.
 
 use super::jitter::{Chunk, Insert, JitterBuffer};
-use super::output::Output;
+use super::output::{Output, OutputError};
 use super::resampler::{FracResampler, TAPS};
 use super::schedule::Scheduler;
 use super::servo::RateServo;
@@ -25,9 +25,22 @@ use std::time::Duration;
 /// being pulled in by the resampler.
 pub const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
 
-/// Runs until `shutdown` is set; then finishes the output.
-pub fn run(
-    mut out: Box<dyn Output>,
+/// Time between attempts to open a missing output.
+const REOPEN_EVERY: Duration = Duration::from_secs(2);
+/// Failed recoveries in a row after which the device counts as lost and is reopened.
+const LOST_AFTER: u32 = 10;
+
+/// Why `run` returned.
+enum Stop {
+    Shutdown,
+    DeviceLost(String),
+}
+
+/// The playout thread's body: opens the output (retrying every 2 s while the device is missing
+/// or busy, reported in the API and logged once), plays until shutdown, and reopens the device
+/// when it is lost (unplugged) — the process never exits over its sound card.
+pub fn supervise(
+    mut open: impl FnMut() -> Result<Box<dyn Output>, OutputError>,
     rx: Receiver<Chunk>,
     shared: Arc<Shared>,
     clock: SharedClock,
@@ -35,6 +48,88 @@ pub fn run(
     mut tap: Option<StreamTap>,
 ) {
     realtime::promote_current_thread();
+    let mut failures: u64 = 0;
+    let mut last_problem = String::new();
+    while !shutdown.load(Ordering::Relaxed) {
+        match open() {
+            Ok(out) => {
+                if failures > 0 {
+                    log::info!("output open after {failures} failed attempts");
+                }
+                failures = 0;
+                last_problem.clear();
+                shared.output_opens.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut o) = shared.output.lock() {
+                    *o = Some(out.info());
+                }
+                if let Ok(mut p) = shared.output_problem.lock() {
+                    *p = None;
+                }
+                match run(out, &rx, &shared, &clock, &shutdown, &mut tap) {
+                    Stop::Shutdown => break,
+                    Stop::DeviceLost(why) => {
+                        log::error!("output lost ({why}); reopening it every 2 s");
+                        set_problem(&shared, format!("lost: {why}"));
+                    }
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let why = e.to_string();
+                // Once per distinct problem, and then every 5 minutes: not a log flood.
+                if why != last_problem || failures % 150 == 0 {
+                    log::error!("cannot open the output: {why}; retrying every 2 s");
+                    last_problem = why.clone();
+                }
+                set_problem(&shared, why);
+                idle(&rx, &shared, &clock, &shutdown, REOPEN_EVERY);
+            }
+        }
+    }
+    if let Some(t) = tap {
+        t.finish();
+    }
+}
+
+fn set_problem(shared: &Shared, why: String) {
+    if let Ok(mut o) = shared.output.lock() {
+        *o = None;
+    }
+    if let Ok(mut p) = shared.output_problem.lock() {
+        *p = Some(why);
+    }
+    shared.stats.playing.store(false, Ordering::Relaxed);
+}
+
+/// Waits without a device: discards the stream (it will be stale by the time a device is back)
+/// and keeps the watchdog pulse going (the process is healthy, the hardware is not).
+fn idle(
+    rx: &Receiver<Chunk>,
+    shared: &Shared,
+    clock: &SharedClock,
+    shutdown: &AtomicBool,
+    span: Duration,
+) {
+    let end = std::time::Instant::now() + span;
+    while std::time::Instant::now() < end && !shutdown.load(Ordering::Relaxed) {
+        shared
+            .stats
+            .playout_alive_ns
+            .store(clock.now().0, Ordering::Relaxed);
+        while rx.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Plays until `shutdown` is set (then finishes the output) or the device is lost.
+fn run(
+    mut out: Box<dyn Output>,
+    rx: &Receiver<Chunk>,
+    shared: &Arc<Shared>,
+    clock: &SharedClock,
+    shutdown: &AtomicBool,
+    tap: &mut Option<StreamTap>,
+) -> Stop {
     let info = out.info();
     let ch = info.channels as usize;
     let rate = info.rate;
@@ -60,7 +155,13 @@ pub fn run(
     let stats = &shared.stats;
     // Frames written since the stream was anchored (for the servo's rate estimate).
     let mut written: i64 = 0;
+    // Recoveries that failed in a row.
+    let mut failed_recoveries = 0u32;
     while !shutdown.load(Ordering::Relaxed) {
+        if failed_recoveries >= LOST_AFTER {
+            let _ = out.finish();
+            return Stop::DeviceLost(format!("{failed_recoveries} recoveries failed"));
+        }
         stats
             .playout_alive_ns
             .store(clock.now().0, Ordering::Relaxed);
@@ -85,7 +186,8 @@ pub fn run(
         let delay = match out.delay() {
             Ok(d) => d,
             Err(e) => {
-                output_error(&mut *out, &mut sched, &shared, e);
+                failed_recoveries =
+                    output_error(&mut *out, &mut sched, shared, e, failed_recoveries);
                 own_timeline = None;
                 continue;
             }
@@ -161,7 +263,7 @@ pub fn run(
                 input[..need * ch].fill(0.0);
             }
             rs.push(&input[..need * ch]);
-            if let Some(t) = &mut tap {
+            if let Some(t) = tap.as_mut() {
                 t.write(&input[..need * ch]);
             }
         }
@@ -172,10 +274,11 @@ pub fn run(
         );
         volume.apply(target, &mut chunk, ch);
         if let Err(e) = out.write(&chunk) {
-            output_error(&mut *out, &mut sched, &shared, e);
+            failed_recoveries = output_error(&mut *out, &mut sched, shared, e, failed_recoveries);
             own_timeline = None;
             continue;
         }
+        failed_recoveries = 0;
         if let Some((_, n)) = &mut own_timeline {
             *n += period as i64;
         }
@@ -200,9 +303,7 @@ pub fn run(
     if let Err(e) = out.finish() {
         log::warn!("closing output: {e}");
     }
-    if let Some(t) = tap {
-        t.finish();
-    }
+    Stop::Shutdown
 }
 
 /// Testing only: records the scheduled stream before the resampler (see `testing.stream-tap`).
@@ -235,20 +336,29 @@ impl StreamTap {
     }
 }
 
+/// Counts and logs an output error (xrun, device trouble) and tries to recover the device.
+/// Returns the number of recoveries that have now failed in a row.
 fn output_error(
     out: &mut dyn Output,
     sched: &mut Scheduler,
     shared: &Shared,
-    e: super::output::OutputError,
-) {
+    e: OutputError,
+    failed_before: u32,
+) -> u32 {
     let n = shared.stats.output_errors.fetch_add(1, Ordering::Relaxed) + 1;
     if n.is_power_of_two() {
         log::warn!("output error ({n} so far): {e}");
     }
     sched.reset_timeline();
-    if let Err(e) = out.recover() {
-        log::warn!("output recovery failed: {e}");
-        std::thread::sleep(Duration::from_millis(100));
+    match out.recover() {
+        Ok(()) => 0,
+        Err(e) => {
+            if failed_before == 0 {
+                log::warn!("output recovery failed: {e}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            failed_before + 1
+        }
     }
 }
 

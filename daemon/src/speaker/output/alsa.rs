@@ -174,7 +174,9 @@ impl Output for AlsaOutput {
         if self.unpaced {
             return Ok(None);
         }
-        let frames = self.pcm.delay().map_err(self.err("delay"))?;
+        // alsa::pcm::Frames is a C long: 32 bits on armhf.
+        #[allow(clippy::useless_conversion)]
+        let frames = i64::from(self.pcm.delay().map_err(self.err("delay"))?);
         let at = self.clock.now();
         // Some PCMs (null, file over null) consume instantly and always report no delay: the
         // playout thread then paces itself from its own timeline.
@@ -209,5 +211,17 @@ impl Output for AlsaOutput {
     fn finish(&mut self) -> Result<(), OutputError> {
         let _ = self.pcm.drain();
         Ok(())
+    }
+}
+
+/// Makes alsa-lib read its configuration again at the next open. It only notices changes to
+/// its top-level files by itself, not to ~/.asoundrc or files those include, so a device
+/// defined after start (or a card plugged in with its own config) would never appear. Call
+/// only while no PCM is open in this process.
+pub fn reload_config() {
+    // SAFETY: frees alsa-lib's global config cache; no other thread of ours is inside
+    // alsa-lib (the playout thread is the only user, and it is the caller, between opens).
+    unsafe {
+        alsa_sys::snd_config_update_free_global();
     }
 }
