@@ -152,11 +152,13 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
             ),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        // Sample buffers travel back from the playout thread for reuse (it never frees).
+        let (pool_tx, pool_rx) = std::sync::mpsc::sync_channel(4096 + 64);
         let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
         playout = Some(
             std::thread::Builder::new()
                 .name("chorus-playout".into())
-                .spawn(move || speaker::playout::supervise(open, rx, sh, ck, sd, tap))
+                .spawn(move || speaker::playout::supervise(open, rx, pool_tx, sh, ck, sd, tap))
                 .map_err(io("playout thread"))?,
         );
         let expect = Expect {
@@ -164,8 +166,10 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
             channels: z.channels,
         };
         let (sh, port) = (shared.clone(), z.port);
+        let link = speaker::net::PlayoutLink { tx, pool: pool_rx };
         tokio::spawn(async move {
-            if let Err(e) = speaker::net::receive(group, port, iface, expect, tx, sh, fixed).await {
+            if let Err(e) = speaker::net::receive(group, port, iface, expect, link, sh, fixed).await
+            {
                 log::error!("multicast receiver on {group}:{port} failed: {e}");
             }
         });

@@ -1,7 +1,8 @@
 //! The jitter buffer: received audio keyed by frame index, until the playout thread takes it.
 
 use crate::clock::{frames_to_ns, ControllerNs};
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
+use std::sync::mpsc::SyncSender;
 
 /// A run of decoded frames from one datagram.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,14 +39,19 @@ pub struct Available<'a> {
     pub samples: &'a [f32],
 }
 
-/// Chunks keyed by the index of their first frame.
+/// Chunks in order of their first frame, in a ring allocated once: inserting, finding and
+/// discarding never allocate, and the sample buffers of chunks that leave go back to the
+/// network side through the recycler (when one is set) instead of being freed here — this runs
+/// on the real-time playout thread.
 pub struct JitterBuffer {
     channels: usize,
     rate: u32,
     session: Option<u32>,
-    chunks: BTreeMap<u64, Chunk>,
+    chunks: VecDeque<Chunk>,
     max_chunks: usize,
     floor: u64,
+    frames: u64,
+    recycler: Option<SyncSender<Vec<f32>>>,
 }
 
 impl JitterBuffer {
@@ -54,41 +60,76 @@ impl JitterBuffer {
             channels,
             rate,
             session: None,
-            chunks: BTreeMap::new(),
+            chunks: VecDeque::with_capacity(max_chunks),
             max_chunks,
             floor: 0,
+            frames: 0,
+            recycler: None,
         }
+    }
+
+    /// Sample buffers of chunks that leave are sent here for reuse.
+    pub fn with_recycler(mut self, recycler: SyncSender<Vec<f32>>) -> Self {
+        self.recycler = Some(recycler);
+        self
     }
 
     fn frames(&self, c: &Chunk) -> u64 {
         (c.samples.len() / self.channels) as u64
     }
 
+    fn recycle(&self, c: Chunk) {
+        if let Some(r) = &self.recycler {
+            // A full or closed recycler: the buffer is freed after all.
+            let _ = r.try_send(c.samples);
+        }
+    }
+
     /// Inserts a chunk.
     pub fn insert(&mut self, chunk: Chunk) -> Insert {
         let mut result = Insert::Inserted;
         if self.session != Some(chunk.session) {
-            self.chunks.clear();
+            while let Some(c) = self.chunks.pop_front() {
+                self.recycle(c);
+            }
+            self.frames = 0;
             self.floor = 0;
             self.session = Some(chunk.session);
             result = Insert::NewSession;
         }
-        if chunk.frame_index + self.frames(&chunk) <= self.floor {
-            return Insert::Stale;
+        let outcome = if chunk.frame_index + self.frames(&chunk) <= self.floor {
+            Some(Insert::Stale)
+        } else if self.chunks.len() >= self.max_chunks {
+            Some(Insert::Full)
+        } else {
+            None
+        };
+        if let Some(o) = outcome {
+            self.recycle(chunk);
+            return o;
         }
-        if self.chunks.contains_key(&chunk.frame_index) {
+        let at = self
+            .chunks
+            .partition_point(|c| c.frame_index < chunk.frame_index);
+        if self
+            .chunks
+            .get(at)
+            .is_some_and(|c| c.frame_index == chunk.frame_index)
+        {
+            self.recycle(chunk);
             return Insert::Duplicate;
         }
-        if self.chunks.len() >= self.max_chunks {
-            return Insert::Full;
-        }
-        self.chunks.insert(chunk.frame_index, chunk);
+        self.frames += self.frames(&chunk);
+        // In order (the usual case) this is a push at the back; capacity was reserved.
+        self.chunks.insert(at, chunk);
         result
     }
 
     /// The first frames available at or after `cursor`.
     pub fn find(&self, cursor: u64) -> Option<Available<'_>> {
-        if let Some((_, c)) = self.chunks.range(..=cursor).next_back() {
+        let after = self.chunks.partition_point(|c| c.frame_index <= cursor);
+        if after > 0 {
+            let c = &self.chunks[after - 1];
             let end = c.frame_index + self.frames(c);
             if cursor < end {
                 let off = cursor - c.frame_index;
@@ -99,7 +140,7 @@ impl JitterBuffer {
                 });
             }
         }
-        self.chunks.range(cursor..).next().map(|(_, c)| Available {
+        self.chunks.get(after).map(|c| Available {
             frame_index: c.frame_index,
             pts: c.pts,
             samples: &c.samples,
@@ -109,19 +150,20 @@ impl JitterBuffer {
     /// Drops every chunk that ends at or before `cursor`; later inserts below it are stale.
     pub fn discard_before(&mut self, cursor: u64) {
         self.floor = self.floor.max(cursor);
-        while let Some(entry) = self.chunks.first_entry() {
-            let c = entry.get();
-            if c.frame_index + (c.samples.len() / self.channels) as u64 <= cursor {
-                entry.remove();
-            } else {
+        while let Some(c) = self.chunks.front() {
+            if c.frame_index + self.frames(c) > cursor {
                 break;
+            }
+            if let Some(c) = self.chunks.pop_front() {
+                self.frames -= self.frames(&c);
+                self.recycle(c);
             }
         }
     }
 
     /// Frames held.
     pub fn buffered_frames(&self) -> u64 {
-        self.chunks.values().map(|c| self.frames(c)).sum()
+        self.frames
     }
 }
 
@@ -159,6 +201,26 @@ mod tests {
         assert_eq!(jb.insert(chunk(1, 10, 5)), Insert::Stale);
         assert_eq!(jb.insert(chunk(2, 0, 5)), Insert::NewSession);
         assert_eq!(jb.buffered_frames(), 5);
+    }
+
+    #[test]
+    fn out_of_order_and_recycled() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let mut jb = JitterBuffer::new(1000, 2, 16).with_recycler(tx);
+        jb.insert(chunk(1, 30, 5));
+        jb.insert(chunk(1, 10, 5));
+        jb.insert(chunk(1, 20, 5));
+        assert_eq!(jb.insert(chunk(1, 20, 5)), Insert::Duplicate);
+        assert_eq!(jb.find(0).unwrap().frame_index, 10);
+        assert_eq!(jb.find(16).unwrap().frame_index, 20);
+        assert_eq!(jb.buffered_frames(), 15);
+        jb.discard_before(25);
+        assert_eq!(jb.buffered_frames(), 5);
+        assert_eq!(jb.find(0).unwrap().frame_index, 30);
+        // the duplicate and the two discarded chunks came back, buffers intact
+        let back: Vec<Vec<f32>> = rx.try_iter().collect();
+        assert_eq!(back.len(), 3);
+        assert!(back.iter().all(|v| v.len() == 10));
     }
 
     #[test]

@@ -24,15 +24,24 @@ pub struct Expect {
 }
 
 /// Receives the zone's multicast stream, decodes packets and hands them to the playout thread.
+/// The receiver's side of the channels to the playout thread.
+pub struct PlayoutLink {
+    /// Chunks to play.
+    pub tx: SyncSender<Chunk>,
+    /// Sample buffers the playout thread is done with, for reuse.
+    pub pool: std::sync::mpsc::Receiver<Vec<f32>>,
+}
+
 pub async fn receive(
     group: Ipv4Addr,
     port: u16,
     interface: Ipv4Addr,
     expect: Expect,
-    tx: SyncSender<Chunk>,
+    link: PlayoutLink,
     shared: Arc<Shared>,
     fixed_controller: bool,
 ) -> std::io::Result<()> {
+    let PlayoutLink { tx, pool } = link;
     let socket = UdpSocket::from_std(multicast_receiver(group, port, interface)?)?;
     let mut buf = vec![0u8; 2048];
     let stats = &shared.stats;
@@ -63,7 +72,10 @@ pub async fn receive(
             continue;
         }
         stats.packets.fetch_add(1, Ordering::Relaxed);
-        let mut samples = Vec::with_capacity(h.frames as usize * h.channels as usize);
+        // A buffer the playout thread is done with, or a new one.
+        let mut samples = pool.try_recv().unwrap_or_default();
+        samples.clear();
+        samples.reserve(h.frames as usize * h.channels as usize);
         h.format.decode(&pkt.payload, &mut samples);
         let chunk = Chunk {
             session: h.session,

@@ -17,7 +17,7 @@ use super::Shared;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
 use crate::sync::ClockSnapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +42,7 @@ enum Stop {
 pub fn supervise(
     mut open: impl FnMut() -> Result<Box<dyn Output>, OutputError>,
     rx: Receiver<Chunk>,
+    recycler: SyncSender<Vec<f32>>,
     shared: Arc<Shared>,
     clock: SharedClock,
     shutdown: Arc<AtomicBool>,
@@ -65,7 +66,7 @@ pub fn supervise(
                 if let Ok(mut p) = shared.output_problem.lock() {
                     *p = None;
                 }
-                match run(out, &rx, &shared, &clock, &shutdown, &mut tap) {
+                match run(out, &rx, &recycler, &shared, &clock, &shutdown, &mut tap) {
                     Stop::Shutdown => break,
                     Stop::DeviceLost(why) => {
                         log::error!("output lost ({why}); reopening it every 2 s");
@@ -82,7 +83,7 @@ pub fn supervise(
                     last_problem = why.clone();
                 }
                 set_problem(&shared, why);
-                idle(&rx, &shared, &clock, &shutdown, REOPEN_EVERY);
+                idle(&rx, &recycler, &shared, &clock, &shutdown, REOPEN_EVERY);
             }
         }
     }
@@ -105,6 +106,7 @@ fn set_problem(shared: &Shared, why: String) {
 /// and keeps the watchdog pulse going (the process is healthy, the hardware is not).
 fn idle(
     rx: &Receiver<Chunk>,
+    recycler: &SyncSender<Vec<f32>>,
     shared: &Shared,
     clock: &SharedClock,
     shutdown: &AtomicBool,
@@ -116,7 +118,9 @@ fn idle(
             .stats
             .playout_alive_ns
             .store(clock.now().0, Ordering::Relaxed);
-        while rx.try_recv().is_ok() {}
+        while let Ok(c) = rx.try_recv() {
+            let _ = recycler.try_send(c.samples);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -125,6 +129,7 @@ fn idle(
 fn run(
     mut out: Box<dyn Output>,
     rx: &Receiver<Chunk>,
+    recycler: &SyncSender<Vec<f32>>,
     shared: &Arc<Shared>,
     clock: &SharedClock,
     shutdown: &AtomicBool,
@@ -135,7 +140,7 @@ fn run(
     let rate = info.rate;
     let period = info.period_frames.max(32);
     let buffer = info.buffer_frames.max(2 * period);
-    let mut jb = JitterBuffer::new(rate, ch, 4096);
+    let mut jb = JitterBuffer::new(rate, ch, 4096).with_recycler(recycler.clone());
     let mut sched = Scheduler::new(rate, ch);
     let mut servo = RateServo::new(rate);
     let mut rs = FracResampler::new(ch, 2 * period + 4 * TAPS);

@@ -4,7 +4,7 @@
 use super::{Delay, Output, OutputError, OutputInfo};
 use crate::clock::SharedClock;
 use crate::wire::SampleFormat;
-use alsa::pcm::{Access, Format, HwParams, State, PCM};
+use alsa::pcm::{Access, Format, HwParams, State, TstampType, PCM};
 use alsa::{Direction, ValueOr};
 
 /// An open ALSA playback device.
@@ -22,6 +22,8 @@ pub struct AlsaOutput {
     written: u64,
     zero_delays: u32,
     unpaced: bool,
+    /// The device stamps its status on CLOCK_MONOTONIC_RAW.
+    tstamps: bool,
 }
 
 // SAFETY: alsa-lib PCM handles may be used from any one thread at a time; AlsaOutput is owned
@@ -50,6 +52,7 @@ impl AlsaOutput {
         };
         let pcm = PCM::new(device, Direction::Playback, false).map_err(e("open"))?;
         let s16;
+        let tstamps;
         {
             let hwp = HwParams::any(&pcm).map_err(e("hw_params_any"))?;
             hwp.set_access(Access::RWInterleaved)
@@ -93,6 +96,11 @@ impl AlsaOutput {
             let swp = pcm.sw_params_current().map_err(e("sw_params_current"))?;
             swp.set_start_threshold(period as alsa::pcm::Frames)
                 .map_err(e("set_start_threshold"))?;
+            // Timestamps taken with each hardware pointer update, on CLOCK_MONOTONIC_RAW: the
+            // status then says how much was queued *at that instant*, which keeps a device
+            // whose pointer moves a period at a time from looking late by up to a period.
+            tstamps = swp.set_tstamp_mode(true).is_ok()
+                && swp.set_tstamp_type(TstampType::MonotonicRaw).is_ok();
             pcm.sw_params(&swp).map_err(e("sw_params"))?;
         }
         log::info!(
@@ -113,6 +121,7 @@ impl AlsaOutput {
             written: 0,
             zero_delays: 0,
             unpaced: false,
+            tstamps,
         })
     }
 
@@ -174,10 +183,29 @@ impl Output for AlsaOutput {
         if self.unpaced {
             return Ok(None);
         }
+        // snd_pcm_delay reports xruns and suspends as errors (for the caller to recover) and
+        // syncs the hardware pointer; the status then gives the delay with the time it held.
+        self.pcm.delay().map_err(self.err("delay"))?;
+        let status = self.pcm.status().map_err(self.err("status"))?;
         // alsa::pcm::Frames is a C long: 32 bits on armhf.
         #[allow(clippy::useless_conversion)]
-        let frames = i64::from(self.pcm.delay().map_err(self.err("delay"))?);
-        let at = self.clock.now();
+        let frames = i64::from(status.get_delay());
+        let now = self.clock.now();
+        let at = if self.tstamps {
+            let ts = status.get_htstamp();
+            #[allow(clippy::unnecessary_cast)]
+            let stamp = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
+            let age = crate::clock::monotonic_raw_ns() - stamp;
+            // No stamp (plugins such as null), or one from another clock (a time namespace
+            // shifts our clock but not the kernel's): use the time of the call.
+            if stamp > 0 && (0..200_000_000).contains(&age) {
+                now.plus(-age)
+            } else {
+                now
+            }
+        } else {
+            now
+        };
         // Some PCMs (null, file over null) consume instantly and always report no delay: the
         // playout thread then paces itself from its own timeline.
         if frames == 0

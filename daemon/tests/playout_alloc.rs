@@ -1,0 +1,178 @@
+//! The playout thread allocates and frees nothing per packet once it runs: a counting global
+//! allocator watches that one thread while packets stream through the jitter buffer, the
+//! scheduler, the resampler (a DAC 300 ppm off keeps it engaged) and the simulated DAC.
+
+use chorus::clock::{ControllerNs, LocalNs, MonotonicRaw, SharedClock};
+use chorus::speaker::jitter::Chunk;
+use chorus::speaker::output::sim::{SimDac, SimParams};
+use chorus::speaker::output::Output;
+use chorus::speaker::{playout, Shared};
+use chorus::sync::ClockSnapshot;
+use chorus::wire::SampleFormat;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+static WATCHED_TID: AtomicI64 = AtomicI64::new(-1);
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static FREES: AtomicU64 = AtomicU64::new(0);
+
+struct Counting;
+
+impl Counting {
+    fn note(&self, counter: &AtomicU64) {
+        if COUNTING.load(Ordering::Relaxed) {
+            // gettid is a plain syscall: no allocation inside the allocator.
+            let tid = unsafe { libc::gettid() } as i64;
+            if tid == WATCHED_TID.load(Ordering::Relaxed) {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.note(&ALLOCS);
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        self.note(&ALLOCS);
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        self.note(&ALLOCS);
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.note(&FREES);
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn steady_state_playout_allocates_nothing_per_packet() {
+    const RATE: u32 = 48_000;
+    const FRAMES: usize = 240; // 5 ms per packet, as the controller sends
+    let dir = std::env::temp_dir().join(format!("chorus-alloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let clock: SharedClock = Arc::new(MonotonicRaw);
+    let shared = Arc::new(Shared::new("alloc".into(), "z".into(), RATE, 80, 0.0));
+    // The speaker's clock is the controller's: identity model.
+    *shared.snapshot.lock().unwrap() = Some(ClockSnapshot {
+        t_ref: LocalNs(0),
+        offset_ref: 0,
+        freq: 0.0,
+    });
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4096);
+    let (pool_tx, pool_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(4096 + 64);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let wav = dir.join("out.wav").display().to_string();
+    let open = {
+        let clock = clock.clone();
+        move || {
+            SimDac::open(SimParams {
+                backend: "sim",
+                path: wav.clone(),
+                heard_log: None,
+                rate: RATE,
+                channels: 2,
+                format: SampleFormat::S16,
+                ppm: 300.0,
+                delay_step_frames: 0,
+                timestamp_noise_us: 0.0,
+                period_frames: 480,
+                buffer_frames: 1920,
+                clock: clock.clone(),
+            })
+            .map(|d| Box::new(d) as Box<dyn Output>)
+        }
+    };
+    let player = {
+        let (shared, clock, shutdown) = (shared.clone(), clock.clone(), shutdown.clone());
+        std::thread::Builder::new()
+            .name("chorus-playout".into())
+            .spawn(move || {
+                WATCHED_TID.store(unsafe { libc::gettid() } as i64, Ordering::Relaxed);
+                playout::supervise(open, rx, pool_tx, shared, clock, shutdown, None)
+            })
+            .unwrap()
+    };
+
+    // Feed 4 s of a tone, 100 ms ahead of its presentation time, at the real pace.
+    let start = clock.now().0 + 100_000_000;
+    let packet_ns = FRAMES as i64 * 1_000_000_000 / RATE as i64;
+    let mut reused = 0;
+    let mut counted_packets = 0;
+    for k in 0..800i64 {
+        let pts = start + k * packet_ns;
+        let mut samples = match pool_rx.try_recv() {
+            Ok(v) => {
+                reused += 1;
+                v
+            }
+            Err(_) => Vec::new(),
+        };
+        samples.clear();
+        for i in 0..FRAMES as i64 {
+            let t = (k * FRAMES as i64 + i) as f32 / RATE as f32;
+            let v = 0.5 * (2.0 * std::f32::consts::PI * 440.0 * t).sin();
+            samples.push(v);
+            samples.push(v);
+        }
+        tx.send(Chunk {
+            session: 7,
+            frame_index: (k as u64) * FRAMES as u64,
+            pts: ControllerNs(pts),
+            samples,
+        })
+        .unwrap();
+        // Count from 1.5 s to 3.5 s of audio: well after the start and the first re-anchor.
+        if k == 300 {
+            COUNTING.store(true, Ordering::Relaxed);
+        }
+        if k == 700 {
+            COUNTING.store(false, Ordering::Relaxed);
+        }
+        if COUNTING.load(Ordering::Relaxed) {
+            counted_packets += 1;
+        }
+        let due = pts - 100_000_000;
+        let wait = due - clock.now().0;
+        if wait > 0 {
+            std::thread::sleep(Duration::from_nanos(wait as u64));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    shutdown.store(true, Ordering::Relaxed);
+    player.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let st = shared.status();
+    assert!(
+        st.playout.frames_played > 3 * RATE as u64,
+        "played only {} frames",
+        st.playout.frames_played
+    );
+    assert!(reused > 100, "sample buffers came back {reused} times");
+    let (allocs, frees) = (
+        ALLOCS.load(Ordering::Relaxed),
+        FREES.load(Ordering::Relaxed),
+    );
+    println!(
+        "playout thread over {counted_packets} packets (2 s): {allocs} allocations, {frees} frees; \
+         resampling {} at {:+.1} ppm",
+        st.playout.resampling, st.playout.ratio_ppm
+    );
+    assert!(st.playout.resampling, "the resampler was not engaged");
+    assert_eq!(
+        (allocs, frees),
+        (0, 0),
+        "the playout thread allocated or freed in steady state"
+    );
+}
