@@ -94,9 +94,12 @@ pub struct SpeakerConfig {
     pub volume: u8,
     /// `sim` only: DAC rate error, ppm.
     pub dac_ppm: f64,
-    /// `sim` only: the DAC reports its position in steps of this many frames, stamped when
-    /// asked (like drivers whose pointer moves once a period); 0: exact, stamped at the frame.
+    /// `sim` only: the DAC reports its position in steps of this many frames (like drivers
+    /// whose pointer moves once a period); 0: exact, stamped at the frame.
     pub sim_delay_step_frames: u32,
+    /// `sim` only, with steps: stamp the position when asked instead of when it moved (like a
+    /// driver or plugin without hardware-pointer timestamps): stale by up to a step.
+    pub sim_stale_stamps: bool,
     /// `sim` only: uniform noise on the delay timestamps, ± µs.
     pub sim_timestamp_noise_us: f64,
     /// `sim` only: log of when frames are heard (common host clock), for measurement.
@@ -179,6 +182,7 @@ impl Default for SpeakerConfig {
             volume: 100,
             dac_ppm: 0.0,
             sim_delay_step_frames: 0,
+            sim_stale_stamps: false,
             sim_timestamp_noise_us: 0.0,
             heard_log: String::new(),
         }

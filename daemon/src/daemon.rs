@@ -35,6 +35,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
 struct Roles {
     controller: Option<Arc<controller::api::Ctx>>,
     speaker: Option<Arc<Shared>>,
+    clock: SharedClock,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -66,6 +67,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
     let mut roles = Roles {
         controller: None,
         speaker: None,
+        clock: clock.clone(),
     };
     if cfg.controller.enabled {
         let c = &cfg.controller;
@@ -278,10 +280,24 @@ async fn status(State(roles): State<Arc<Roles>>) -> Json<serde_json::Value> {
         names.push("speaker");
         s.status()
     });
+    // For measurement across hosts or namespaces that share a realtime clock: this process's
+    // clock and (on a speaker) its estimate of the controller's, read together with realtime.
+    let local = roles.clock.now();
+    let realtime = crate::clock::realtime_ns_for_measurement();
+    let estimate = roles
+        .speaker
+        .as_ref()
+        .and_then(|s| s.snapshot.lock().ok().and_then(|g| *g))
+        .map(|snap| snap.to_controller(local).0);
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "roles": names,
         "controller": controller,
         "speaker": speaker,
+        "timing": {
+            "realtime_ns": realtime,
+            "clock_ns": local.0,
+            "controller_estimate_ns": estimate,
+        },
     }))
 }

@@ -85,6 +85,7 @@ fn steady_state_playout_allocates_nothing_per_packet() {
                 format: SampleFormat::S16,
                 ppm: 300.0,
                 delay_step_frames: 0,
+                stale_stamps: false,
                 timestamp_noise_us: 0.0,
                 period_frames: 480,
                 buffer_frames: 1920,

@@ -402,3 +402,66 @@ fn drift_correction_is_inaudible() {
     );
     assert!(worst < -85.0, "THD+N {worst:.1} dB");
 }
+
+#[test]
+fn a_resync_mid_play_drops_frames_under_a_fade() {
+    // A 997 Hz tone (prime: no write boundary falls on the same phase twice); mid-play the
+    // speaker's extra latency jumps by 10.25 ms, far beyond what the resampler pulls in: the
+    // speaker re-anchors.
+    let dir = scratch("resync");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let spk = SpeakerSpec::sim("jumpy", 200.0, 50.0);
+    let mut s = start_speaker(&dir, &net, &spk);
+    wait_locked(&controller, 1);
+    let track = dir.join("tone.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&track, spec).unwrap();
+    for i in 0..48_000 * 3 {
+        let v = (0.5 * (2.0 * std::f64::consts::PI * 997.0 * i as f64 / 48_000.0).sin() * 32_767.0)
+            .round() as i16;
+        w.write_sample(v).unwrap();
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, out, err) = chorusctl(&controller.api, &["latency", "jumpy", "10.25"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_stopped(&controller, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let st = get(&format!("{}/api/v1/speaker", s.api)).unwrap();
+    s.stop();
+    assert!(
+        st["playout"]["resyncs"].as_u64().unwrap_or(0) >= 1,
+        "no resync: {st}"
+    );
+    let cap = Capture::load(&dir, "jumpy");
+    let (first, last) = cap.sound_span().unwrap();
+    assert!(last - first > 100_000, "played {} frames", last - first);
+    // The file itself starts and ends mid-wave: leave its first and last 10 ms out.
+    let x: Vec<f64> = cap.frames[first + 480..last - 480]
+        .iter()
+        .map(|f| f[0] as f64 / 32_768.0)
+        .collect();
+    // A click is broadband: the second difference of a 997 Hz tone at 0.5 never exceeds
+    // 0.5 * (2 pi 997 / 48000)^2 = 0.0085; a cut, even smoothed by the resampler's kernel,
+    // makes it tens of times larger; a 10 ms raised-cosine fade adds well under 0.001.
+    let (at, worst) = x
+        .windows(3)
+        .map(|w| (w[2] - 2.0 * w[1] + w[0]).abs())
+        .enumerate()
+        .fold((0, 0.0f64), |b, (i, d)| if d > b.1 { (i, d) } else { b });
+    println!("largest second difference: {worst:.4} at frame {at} (the tone alone: 0.0085)");
+    assert!(
+        worst < 0.02,
+        "a click: second difference {worst:.3} at frame {at} of the sound\n{}",
+        s.log_text()
+    );
+}

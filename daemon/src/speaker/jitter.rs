@@ -161,6 +161,12 @@ impl JitterBuffer {
         }
     }
 
+    /// A point of the stream's presentation grid: the first held chunk's frame index and
+    /// presentation time (every frame of the session lies on this grid).
+    pub fn grid(&self) -> Option<(u64, ControllerNs)> {
+        self.chunks.front().map(|c| (c.frame_index, c.pts))
+    }
+
     /// Frames held.
     pub fn buffered_frames(&self) -> u64 {
         self.frames

@@ -162,6 +162,8 @@ fn run(
     let mut written: i64 = 0;
     // Recoveries that failed in a row.
     let mut failed_recoveries = 0u32;
+    // Re-anchoring under a fade.
+    let mut fade = Fade::None;
     while !shutdown.load(Ordering::Relaxed) {
         if failed_recoveries >= LOST_AFTER {
             let _ = out.finish();
@@ -175,6 +177,8 @@ fn run(
                 Insert::NewSession => {
                     stats.sessions.fetch_add(1, Ordering::Relaxed);
                     sched.reset_stream();
+                    // Re-anchor on the new session's presentation grid.
+                    sched.reset_timeline();
                 }
                 Insert::Duplicate => {
                     stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -230,11 +234,21 @@ fn run(
                 1.0
             }
             (Some(m), None) => {
-                sched.anchor(m);
+                sched.anchor(on_grid(m, &jb, rate));
                 rs.reset(0.0);
                 servo.restart();
                 written = 0;
+                fade = Fade::In;
                 1.0
+            }
+            (Some(m), Some(_)) if fade == Fade::Out => {
+                // The last period faded out on the old timeline: jump, and fade in.
+                sched.anchor(on_grid(m, &jb, rate));
+                rs.reset(0.0);
+                servo.restart();
+                written = 0;
+                fade = Fade::In;
+                servo.step()
             }
             (Some(m), Some(t0)) => {
                 // Where the next output frame reads the stream, and when that should be heard.
@@ -249,10 +263,9 @@ fn run(
                         err_ns / 1000.0,
                         (servo.step() - 1.0) * 1e6
                     );
-                    sched.anchor(m);
-                    rs.reset(0.0);
-                    servo.restart();
-                    written = 0;
+                    // Drop or insert frames under a fade: this period fades out on the old
+                    // timeline, the next one jumps and fades in. Never a click.
+                    fade = Fade::Out;
                     servo.step()
                 } else {
                     servo.update(written, m.0 as f64, err_ns * rate as f64 * 1e-9)
@@ -273,6 +286,14 @@ fn run(
             }
         }
         rs.process(step, &mut chunk);
+        match fade {
+            Fade::Out => apply_fade(&mut chunk, ch, false),
+            Fade::In => {
+                apply_fade(&mut chunk, ch, true);
+                fade = Fade::None;
+            }
+            Fade::None => {}
+        }
         let target = gain_for(
             shared.volume.load(Ordering::Relaxed),
             shared.muted.load(Ordering::Relaxed),
@@ -338,6 +359,44 @@ impl StreamTap {
     }
     fn finish(self) {
         let _ = self.wav.finalize();
+    }
+}
+
+/// Where to anchor the timeline when the next output frame will be heard at `m`: on the
+/// stream's presentation grid point nearest to `m` (the scheduler places frames in whole slots).
+/// The servo then measures the remaining fraction of a frame as error: it pulls it in with the
+/// resampler once engaged, and while the DAC needs no correction the output stays a bit-exact
+/// copy within half a frame. Anchoring at `m` itself left each speaker off by up to half a
+/// frame (±10 µs at 48 kHz) that its servo could not see (the error is measured against the
+/// anchor). Without audio yet there is no grid: anchor at `m` (a new session re-anchors).
+fn on_grid(m: ControllerNs, jb: &JitterBuffer, rate: u32) -> ControllerNs {
+    let Some((_, pts)) = jb.grid() else {
+        return m;
+    };
+    let frames = (m.since(pts) as f64 * rate as f64 * 1e-9).round();
+    pts.plus(frames_to_ns(frames as i64, rate))
+}
+
+/// A fade around a jump of the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fade {
+    None,
+    /// This period fades out; the next re-anchors.
+    Out,
+    /// This period fades in after a (re-)anchor.
+    In,
+}
+
+/// A raised-cosine fade over the whole buffer (one period, 10 ms by default).
+fn apply_fade(samples: &mut [f32], channels: usize, fade_in: bool) {
+    let n = samples.len() / channels;
+    for (i, frame) in samples.chunks_exact_mut(channels).enumerate() {
+        let x = (i as f32 + 0.5) / n as f32;
+        let up = 0.5 - 0.5 * (std::f32::consts::PI * x).cos();
+        let g = if fade_in { up } else { 1.0 - up };
+        for s in frame {
+            *s *= g;
+        }
     }
 }
 

@@ -141,6 +141,74 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Reads `<dir>/<name>.trace.jsonl` (the speaker's status once a second) and
+/// `<dir>/ctl.trace.jsonl` (the controller's, polled just before), and describes after lock
+/// the error of the speaker's estimate of the controller clock (both read against the shared
+/// realtime clock) and the range of its resampling ratio.
+fn clock_report(dir: &Path, name: &str, after_realtime_ns: f64) -> Option<String> {
+    let lines = |file: String| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let ctl: Vec<(f64, f64)> = lines("ctl.trace.jsonl".into())
+        .iter()
+        .filter_map(|v| {
+            Some((
+                v["timing"]["realtime_ns"].as_f64()?,
+                v["timing"]["clock_ns"].as_f64()?,
+            ))
+        })
+        .collect();
+    let mut errors = vec![];
+    let mut ratios = vec![];
+    for v in lines(format!("{name}.trace.jsonl")) {
+        let Some(r) = v["timing"]["realtime_ns"].as_f64() else {
+            continue;
+        };
+        if r < after_realtime_ns {
+            continue;
+        }
+        if let Some(p) = v["speaker"]["playout"]["ratio_ppm"].as_f64() {
+            ratios.push(p);
+        }
+        let Some(est) = v["timing"]["controller_estimate_ns"].as_f64() else {
+            continue;
+        };
+        // The controller's clock at the same realtime instant, from its nearest sample.
+        let Some(&(cr, cc)) = ctl
+            .iter()
+            .min_by(|a, b| (a.0 - r).abs().total_cmp(&(b.0 - r).abs()))
+        else {
+            continue;
+        };
+        if (cr - r).abs() > 200e6 {
+            continue;
+        }
+        errors.push((est - (cc + (r - cr))) / 1000.0);
+    }
+    if errors.is_empty() {
+        return None;
+    }
+    let mut abs: Vec<f64> = errors.iter().map(|e| e.abs()).collect();
+    abs.sort_by(|a, b| a.total_cmp(b));
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+            (l.min(x), h.max(x))
+        });
+    Some(format!(
+        "clock offset error after lock: median {:.1} µs, max {:.1} µs ({} samples); resampler ratio {:+.1} .. {:+.1} ppm",
+        percentile(&abs, 0.5),
+        abs.last().copied().unwrap_or(0.0),
+        abs.len(),
+        lo,
+        hi
+    ))
+}
+
 fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
     let caps: Vec<Capture> = names.iter().map(|n| Capture::load(dir, n)).collect();
     let (first, last) = caps[0]
@@ -236,6 +304,10 @@ fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
             p["resyncs"], p["resampling"], p["ratio_ppm"].as_f64().unwrap_or(f64::NAN)
         );
         drops += breaks;
+        let lock_realtime = t_first + lock_s.min(1e6) * 1e9;
+        if let Some(line) = clock_report(dir, n, lock_realtime) {
+            println!("speaker {n:<10} {line}");
+        }
     }
     let (med, max) = stats_abs(&all);
     println!(

@@ -22,9 +22,11 @@ pub struct SimParams {
     pub channels: u8,
     pub format: SampleFormat,
     pub ppm: f64,
-    /// Report the position in steps of this many frames, stamped at the call (0: exact,
-    /// stamped at the frame boundary).
+    /// Report the position in steps of this many frames (0: exact), stamped when it moved
+    /// (like ALSA's hardware-pointer timestamps).
     pub delay_step_frames: u64,
+    /// With steps: stamp at the call instead (no hardware timestamps): stale by up to a step.
+    pub stale_stamps: bool,
     /// Uniform noise added to delay timestamps, ± µs.
     pub timestamp_noise_us: f64,
     pub period_frames: usize,
@@ -96,6 +98,23 @@ impl SimDac {
     }
 }
 
+/// The realtime instant of raw-clock time `raw` (in the past): both clocks read back to back,
+/// keeping the tightest of a few tries, so that a preemption between the reads (the playout
+/// thread shares the machine with everything else in a benchmark) cannot shift the log.
+fn realtime_at(raw: i64) -> i64 {
+    let mut best: Option<(i64, i64)> = None; // (read span, realtime at raw)
+    for _ in 0..5 {
+        let a = monotonic_raw_ns();
+        let rt = realtime_ns_for_measurement();
+        let b = monotonic_raw_ns();
+        let at = rt - ((a + b) / 2 - raw);
+        if best.is_none_or(|(span, _)| b - a < span) {
+            best = Some((b - a, at));
+        }
+    }
+    best.map(|(_, at)| at).unwrap_or(0)
+}
+
 impl Output for SimDac {
     fn info(&self) -> OutputInfo {
         OutputInfo {
@@ -124,7 +143,7 @@ impl Output for SimDac {
                     "start dac_frame={} realtime_ns={} rate_hz={:.6}",
                     self.written,
                     // the realtime instant of `raw`, when the DAC started
-                    realtime_ns_for_measurement() - (monotonic_raw_ns() - raw),
+                    realtime_at(raw),
                     dac_rate
                 );
                 let _ = log.flush();
@@ -165,7 +184,8 @@ impl Output for SimDac {
         let now = self.p.clock.now();
         // Exact mode is like ALSA's audio timestamp: a whole number of frames, stamped with the
         // moment the DAC started its current frame. Step mode is like drivers whose pointer moves
-        // once a period, read with a clock at the call: stale by up to a step.
+        // once a period: stamped when it moved (ALSA's status timestamp) or, with stale stamps,
+        // read with a clock at the call: stale by up to a step.
         let step = self.p.delay_step_frames;
         let (queued, since_tick_ns) = match self.start {
             Some((t, f)) => {
@@ -178,7 +198,7 @@ impl Output for SimDac {
                 if f + whole as u64 >= self.written {
                     (0, 0)
                 } else {
-                    let frac_ns = if step > 1 {
+                    let frac_ns = if step > 1 && self.p.stale_stamps {
                         0
                     } else {
                         ((played - whole) * 1e9 / self.dac_rate()) as i64
