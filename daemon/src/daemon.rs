@@ -40,8 +40,12 @@ struct Roles {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    // Stacks of 512 KiB instead of 2 MiB: with memory locked (the playout path must never
+    // page-fault), every byte of every thread's stack is resident.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(8)
+        .thread_stack_size(512 * 1024)
         .enable_all()
         .thread_name("chorus-net")
         .build()
@@ -160,6 +164,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
         playout = Some(
             std::thread::Builder::new()
                 .name("chorus-playout".into())
+                .stack_size(256 * 1024)
                 .spawn(move || speaker::playout::supervise(open, rx, pool_tx, sh, ck, sd, tap))
                 .map_err(io("playout thread"))?,
         );

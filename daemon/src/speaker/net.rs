@@ -94,7 +94,12 @@ pub async fn receive(
 }
 
 /// Interval between sync exchanges.
+/// Exchange interval while locking and on a jittery path: the envelope filter's precision
+/// grows with the number of exchanges it sees.
 const POLL: Duration = Duration::from_millis(25);
+/// Exchange interval on a quiet path once locked: a sharp delay floor needs few exchanges, and
+/// a controller with 32 speakers answers 128 exchanges a second instead of 1280.
+const POLL_QUIET: Duration = Duration::from_millis(250);
 
 /// Exchanges sync datagrams with the controller every 25 ms (lock after six, about 0.15 s), and
 /// sends the heartbeat once a second.
@@ -142,7 +147,8 @@ pub async fn sync_client(
         }
         // 40 exchanges a second (40-byte datagrams): enough fast ones for the filter to pick
         // from even on a jittery path.
-        let deadline = tokio::time::Instant::now() + POLL;
+        let quiet = shared.model.lock().map(|m| m.quiet()).unwrap_or(false);
+        let deadline = tokio::time::Instant::now() + if quiet { POLL_QUIET } else { POLL };
         while let Ok(Ok((len, from, t4, _))) = tokio::time::timeout_at(
             deadline,
             crate::net::recv_stamped(&socket, &mut buf, &clock),

@@ -89,6 +89,8 @@ pub struct ModelParams {
     pub envelope_after: usize,
     /// Consecutive causality-violating exchanges that mean a clock step.
     pub step_after: usize,
+    /// Exchanges older than this (ns) leave the window.
+    pub max_age_ns: i64,
 }
 
 impl Default for ModelParams {
@@ -100,6 +102,7 @@ impl Default for ModelParams {
             rtt_slack_ns: 20_000,
             envelope_after: 120,
             step_after: 12,
+            max_age_ns: 60_000_000_000,
         }
     }
 }
@@ -116,6 +119,12 @@ pub struct ClockModel {
     rejected_total: u64,
     /// Statistical error of the envelope fit, ns (None while the plain fit is in use).
     envelope_error: Option<i64>,
+    /// Exchanges since the last refit.
+    since_refit: u32,
+    /// Round trip of the fastest tenth, ns.
+    tenth_rtt: i64,
+    /// Reused buffer for the round trips.
+    scratch: Vec<i64>,
     /// Consecutive exchanges the model said were impossible.
     violations: usize,
     steps: u64,
@@ -133,7 +142,10 @@ fn lower_envelope(pts: &mut [(f64, f64)]) -> Option<(f64, f64, f64)> {
     if n < 6 {
         return None;
     }
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Exchanges come in time order; a reply overtaking an earlier one can swap two.
+    if !pts.is_sorted_by(|a, b| a.0 <= b.0) {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
     let third = n / 3;
     let lowest = |part: &[(f64, f64)], slope: f64| {
         part.iter()
@@ -169,6 +181,9 @@ impl ClockModel {
             accepted: 0,
             rejected_total: 0,
             envelope_error: None,
+            since_refit: 0,
+            tenth_rtt: 0,
+            scratch: Vec::with_capacity(params.window),
             violations: 0,
             steps: 0,
         }
@@ -199,8 +214,24 @@ impl ClockModel {
         if self.history.len() == self.params.window {
             self.history.pop_front();
         }
+        // The window also ends in time: with the slower quiet-path poll, 2048 exchanges would
+        // span minutes, and crystals drift with temperature.
+        while self
+            .history
+            .front()
+            .is_some_and(|f| ex.t1.since(f.t1) > self.params.max_age_ns)
+        {
+            self.history.pop_front();
+        }
         self.history.push_back(ex);
-        self.refit();
+        // Every exchange while the window fills (lock, and the first seconds after it) and on a
+        // jittery path; on a quiet one every fourth: there one exchange more or less moves the
+        // fit by next to nothing, and the refit was most of a speaker's CPU.
+        self.since_refit += 1;
+        if !self.quiet() || self.since_refit >= 4 || self.snapshot.is_none() {
+            self.since_refit = 0;
+            self.refit();
+        }
     }
 
     /// True when, under the current model, the exchange's forward or backward delay is negative
@@ -217,14 +248,18 @@ impl ClockModel {
     }
 
     fn refit(&mut self) {
-        let mut rtts: Vec<i64> = self.history.iter().map(Exchange::rtt).collect();
-        rtts.sort_unstable();
-        let min_rtt = rtts.first().copied().unwrap_or(0);
+        let mut rtts = std::mem::take(&mut self.scratch);
+        rtts.clear();
+        rtts.extend(self.history.iter().map(Exchange::rtt));
+        let min_rtt = rtts.iter().copied().min().unwrap_or(0);
         self.min_rtt = min_rtt;
         // Keep exchanges close to the fastest, and never more than the fastest tenth (at least
         // six): on a jittery path the fastest few are the ones whose two directions were both
         // quick, so their asymmetry — the offset error — is smallest.
-        let tenth = rtts[(rtts.len() / 10).max(5).min(rtts.len() - 1)];
+        let k = (rtts.len() / 10).max(5).min(rtts.len() - 1);
+        let tenth = *rtts.select_nth_unstable(k).1;
+        self.tenth_rtt = tenth;
+        self.scratch = rtts;
         let limit = ((min_rtt as f64 * self.params.rtt_factor) as i64 + self.params.rtt_slack_ns)
             .min(tenth.max(min_rtt));
         let good: Vec<&Exchange> = self.history.iter().filter(|e| e.rtt() <= limit).collect();
@@ -314,6 +349,12 @@ impl ClockModel {
     pub fn rejected(&self) -> u64 {
         self.rejected_total
     }
+    /// True when the model is settled on a quiet path (the fastest tenth of the round trips
+    /// within 100 µs of the fastest), so that a slower poll loses nothing.
+    pub fn quiet(&self) -> bool {
+        self.history.len() >= 256 && self.tenth_rtt - self.min_rtt < 100_000
+    }
+
     /// Clock steps detected (history dropped and re-learned).
     pub fn steps(&self) -> u64 {
         self.steps
