@@ -256,6 +256,10 @@ struct Streamer {
 
 /// Interval of the announce beacon.
 const ANNOUNCE_NS: i64 = 500_000_000;
+/// Packets go out in bursts covering this much audio (four 5 ms packets): every speaker then
+/// wakes up 50 times a second to read them instead of 200, for audio that is still sent a
+/// whole latency ahead of its time.
+const BURST_NS: i64 = 20_000_000;
 
 impl Streamer {
     fn run(&mut self, rx: Receiver<Command>, shutdown: Arc<AtomicBool>) {
@@ -494,7 +498,7 @@ impl Streamer {
         }
         while self.state == TransportState::Playing {
             let pts = self.pts(self.next_slot);
-            if pts.0 - self.latency_ns > now + 1_000_000 {
+            if pts.0 - self.latency_ns > now + BURST_NS {
                 break;
             }
             let mut n = self.fpp;
