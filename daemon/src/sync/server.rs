@@ -4,6 +4,8 @@ use crate::clock::{ControllerNs, SharedClock};
 use crate::controller::Registry;
 use crate::wire::packet::{parse, Packet};
 use crate::wire::SyncResponse;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::UdpSocket;
@@ -14,6 +16,54 @@ pub struct ServerStats {
     pub requests: AtomicU64,
     pub heartbeats: AtomicU64,
     pub invalid: AtomicU64,
+    /// Datagrams dropped because their source sent more than its share.
+    pub rate_limited: AtomicU64,
+}
+
+/// Per-source token buckets: each source may send `rate` datagrams a second on average, in
+/// bursts of up to `burst`. The service keeps two: per address and port (a speaker sends 40
+/// exchanges and one heartbeat a second at most: 100/s) and per host (5000/s: a hundred
+/// speakers on one box, as in tests). Only a flood (or a reflection attempt with spoofed
+/// sources) is cut; the answers are never larger than the requests either, so the service
+/// amplifies nothing.
+pub struct RateLimiter<K> {
+    buckets: HashMap<K, (f64, i64)>,
+    rate: f64,
+    burst: f64,
+}
+
+/// Sources tracked at most; when full, buckets idle for 10 s are forgotten first.
+const MAX_SOURCES: usize = 4096;
+
+impl<K: std::hash::Hash + Eq> RateLimiter<K> {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        RateLimiter {
+            buckets: HashMap::new(),
+            rate,
+            burst,
+        }
+    }
+
+    /// True when a datagram from `source` at time `now_ns` may be served.
+    pub fn allow(&mut self, source: K, now_ns: i64) -> bool {
+        if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_SOURCES {
+            self.buckets
+                .retain(|_, (_, last)| now_ns - *last < 10_000_000_000);
+            if self.buckets.len() >= MAX_SOURCES {
+                return false;
+            }
+        }
+        let (tokens, last) = self.buckets.entry(source).or_insert((self.burst, now_ns));
+        let elapsed = (now_ns - *last).max(0) as f64 * 1e-9;
+        *tokens = (*tokens + elapsed * self.rate).min(self.burst);
+        *last = now_ns;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl ServerStats {
@@ -23,6 +73,7 @@ impl ServerStats {
             "requests": self.requests.load(Ordering::Relaxed),
             "heartbeats": self.heartbeats.load(Ordering::Relaxed),
             "invalid": self.invalid.load(Ordering::Relaxed),
+            "rate_limited": self.rate_limited.load(Ordering::Relaxed),
         })
     }
 }
@@ -40,6 +91,8 @@ pub async fn serve(
         );
     }
     let mut buf = [0u8; 2048];
+    let mut per_source = RateLimiter::<SocketAddr>::new(100.0, 50.0);
+    let mut per_host = RateLimiter::<IpAddr>::new(5000.0, 2500.0);
     loop {
         // t2 is the kernel's receive timestamp, on our clock.
         let (len, from, t2) = match crate::net::recv_stamped(&socket, &mut buf, &clock).await {
@@ -50,6 +103,10 @@ pub async fn serve(
                 continue;
             }
         };
+        if !per_host.allow(from.ip(), t2.0) || !per_source.allow(from, t2.0) {
+            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         match parse(&buf[..len]) {
             Ok(Packet::SyncRequest(req)) => {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -70,5 +127,44 @@ pub async fn serve(
                 stats.invalid.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_speaker_passes_a_flood_does_not() {
+        let mut l = RateLimiter::<IpAddr>::new(100.0, 50.0);
+        let speaker: IpAddr = "10.0.0.2".parse().unwrap();
+        let flood: IpAddr = "10.0.0.66".parse().unwrap();
+        let (mut ok_speaker, mut ok_flood) = (0, 0);
+        // 10 s: the speaker at 41 datagrams a second, the flood at 10 000.
+        for ms in 0..10_000i64 {
+            let now = ms * 1_000_000;
+            if ms % 25 == 0 || ms % 1000 == 1 {
+                ok_speaker += l.allow(speaker, now) as u32;
+            }
+            for k in 0..10 {
+                ok_flood += l.allow(flood, now + k * 100_000) as u32;
+            }
+        }
+        assert_eq!(ok_speaker, 410, "every speaker datagram is served");
+        assert!(
+            (1_000..=1_100).contains(&ok_flood),
+            "the flood is cut to about 100 a second: {ok_flood}"
+        );
+    }
+
+    #[test]
+    fn sources_are_bounded() {
+        let mut l = RateLimiter::<IpAddr>::new(100.0, 50.0);
+        for i in 0..(MAX_SOURCES as u32 + 10) {
+            l.allow(IpAddr::from(i.to_be_bytes()), 0);
+        }
+        assert!(l.buckets.len() <= MAX_SOURCES);
+        // once the old ones are idle, new sources get in again
+        assert!(l.allow("192.0.2.1".parse().unwrap(), 20_000_000_000));
     }
 }
