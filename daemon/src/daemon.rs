@@ -38,8 +38,8 @@ struct Roles {
     clock: SharedClock,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), DaemonError> {
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads `path` (see `reload`).
+pub fn run(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonError> {
     // Stacks of 512 KiB instead of 2 MiB: with memory locked (the playout path must never
     // page-fault), every byte of every thread's stack is resident.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -50,10 +50,10 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         .thread_name("chorus-net")
         .build()
         .map_err(io("tokio runtime"))?;
-    rt.block_on(run_async(cfg))
+    rt.block_on(run_async(cfg, path))
 }
 
-async fn run_async(cfg: Config) -> Result<(), DaemonError> {
+async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonError> {
     let clock: SharedClock = process_clock(cfg.testing.clock_offset_ms, cfg.testing.clock_ppm);
     let shutdown = Arc::new(AtomicBool::new(false));
     let group = cfg.group();
@@ -197,6 +197,8 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
     }
 
     let pulse = roles.speaker.clone();
+    let reload_speaker = roles.speaker.clone();
+    let running = cfg.clone();
     let app = router(roles);
     log::info!("HTTP API listening on {}", cfg.api.listen);
     // Ready: the API listens and the roles run. A speaker whose device is missing is ready
@@ -228,7 +230,7 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
     }
     let sd = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        wait_for_signal().await;
+        wait_for_signal(path, running, reload_speaker).await;
         sd.store(true, Ordering::Relaxed);
     });
     let result = server.await.map_err(io("HTTP API"));
@@ -241,19 +243,93 @@ async fn run_async(cfg: Config) -> Result<(), DaemonError> {
     result
 }
 
-async fn wait_for_signal() {
+/// Returns on SIGTERM or SIGINT; reloads the config on SIGHUP.
+async fn wait_for_signal(
+    path: std::path::PathBuf,
+    mut running: Config,
+    speaker: Option<Arc<Shared>>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         // Without signal handlers the daemon can still be stopped by SIGKILL.
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM: stopping"),
-        _ = int.recv() => log::info!("SIGINT: stopping"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => return log::info!("SIGTERM: stopping"),
+            _ = int.recv() => return log::info!("SIGINT: stopping"),
+            _ = hup.recv() => running = reload(&path, running, speaker.as_deref()),
+        }
     }
+}
+
+/// SIGHUP: reads the config again. What can change while running changes (log level, the
+/// speaker's extra latency); every other difference is named in the log as needing a restart;
+/// a config that does not load changes nothing. Returns the configuration now in effect.
+pub fn reload(path: &std::path::Path, running: Config, speaker: Option<&Shared>) -> Config {
+    let new = match crate::config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("SIGHUP: {e}\nkeeping the running configuration");
+            return running;
+        }
+    };
+    let mut now = running.clone();
+    let mut applied: Vec<&str> = vec![];
+    if new.log_level != running.log_level {
+        if std::env::var_os("RUST_LOG").is_some() {
+            log::warn!("SIGHUP: log-level changed, but RUST_LOG overrides it");
+        } else if let Ok(level) = new.log_level.parse::<log::LevelFilter>() {
+            log::set_max_level(level);
+            now.log_level = new.log_level.clone();
+            applied.push("log-level");
+        }
+    }
+    if new.speaker.extra_latency_ms != running.speaker.extra_latency_ms {
+        if let Some(s) = speaker {
+            s.extra_latency_us.store(
+                (new.speaker.extra_latency_ms * 1000.0) as i64,
+                Ordering::Relaxed,
+            );
+            now.speaker.extra_latency_ms = new.speaker.extra_latency_ms;
+            applied.push("speaker.extra-latency-ms");
+        }
+    }
+    let mut restart: Vec<&str> = vec![];
+    if new.api != now.api {
+        restart.push("[api]");
+    }
+    if new.zone != now.zone {
+        restart.push("[zone]");
+    }
+    if new.controller != now.controller {
+        restart.push("[controller]");
+    }
+    if new.speaker != now.speaker {
+        restart.push("[speaker]");
+    }
+    if new.testing != now.testing {
+        restart.push("[testing]");
+    }
+    log::info!(
+        "SIGHUP: reloaded {}: applied: {}; needs a restart to take effect: {}",
+        path.display(),
+        if applied.is_empty() {
+            "nothing".to_string()
+        } else {
+            applied.join(", ")
+        },
+        if restart.is_empty() {
+            "nothing".to_string()
+        } else {
+            restart.join(", ")
+        }
+    );
+    now
 }
 
 fn router(roles: Roles) -> Router {

@@ -63,7 +63,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&cfg.log_level);
-            match chorus::daemon::run(cfg) {
+            match chorus::daemon::run(cfg, cli.config.clone()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e}");
@@ -92,8 +92,17 @@ fn init_logging(level: &str) {
             return;
         }
     }
-    let env = env_logger::Env::default().filter_or("RUST_LOG", level);
-    env_logger::Builder::from_env(env)
-        .format_timestamp_millis()
-        .init();
+    // With RUST_LOG, its directives rule (no live change); otherwise everything reaches the
+    // logger and the global maximum filters, so that SIGHUP can change the level.
+    if std::env::var_os("RUST_LOG").is_some() {
+        env_logger::Builder::from_env(env_logger::Env::default())
+            .format_timestamp_millis()
+            .init();
+    } else {
+        env_logger::Builder::new()
+            .filter_level(log::LevelFilter::Trace)
+            .format_timestamp_millis()
+            .init();
+        log::set_max_level(level.parse().unwrap_or(log::LevelFilter::Info));
+    }
 }

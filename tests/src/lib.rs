@@ -91,6 +91,10 @@ impl Daemon {
             let _ = c.wait();
         }
     }
+    /// The process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
     /// True while the process has not exited.
     pub fn running(&mut self) -> bool {
         self.child

@@ -2,6 +2,7 @@
 
 use chorus_tests::*;
 use std::process::Command;
+use std::time::Duration;
 
 fn check(config: &str) -> (i32, String) {
     let dir = scratch("config");
@@ -137,4 +138,53 @@ fn api_rejects_bad_requests_with_json_errors() {
     assert!(err.contains("no speaker named"), "{err}");
     let (code, _, err) = chorusctl(&c.api, &["volume", "140"]);
     assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn sighup_applies_what_can_change_and_names_what_cannot() {
+    let dir = scratch("sighup");
+    let net = Net::new();
+    let spk = SpeakerSpec::sim("hup", 0.0, 0.0);
+    let mut d = start_speaker(&dir, &net, &spk);
+    let cfg_path = dir.join("hup.toml");
+    let original = std::fs::read_to_string(&cfg_path).unwrap();
+    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+    let hup = || nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let url = format!("{}/api/v1/speaker", d.api);
+
+    // 1. A broken config changes nothing, and the daemon says why.
+    std::fs::write(&cfg_path, format!("{original}\nbogus-key = 1\n")).unwrap();
+    hup();
+    wait_until(Duration::from_secs(5), || {
+        d.log_text()
+            .contains("keeping the running configuration")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no reload error logged:\n{}", d.log_text()));
+    assert!(d.running(), "a bad reload must not stop the daemon");
+
+    // 2. Extra latency changes live; a new zone port is named as needing a restart.
+    let port = net.port.to_string();
+    let changed = original
+        .replace("[speaker]\n", "[speaker]\nextra-latency-ms = 12.5\n")
+        .replace(
+            &format!("port = {port}\n"),
+            &format!("port = {}\n", net.port + 1),
+        );
+    assert_ne!(changed, original);
+    std::fs::write(&cfg_path, changed).unwrap();
+    hup();
+    let st = wait_until(Duration::from_secs(5), || {
+        let st = get(&url).ok()?;
+        (st["latency"]["extra_ms"].as_f64() == Some(12.5)).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("extra latency not applied:\n{}", d.log_text()));
+    assert_eq!(st["latency"]["extra_ms"].as_f64(), Some(12.5));
+    let log = d.log_text();
+    assert!(
+        log.contains("applied: speaker.extra-latency-ms")
+            && log.contains("needs a restart to take effect: [zone]"),
+        "{log}"
+    );
+    d.stop();
 }
