@@ -278,9 +278,9 @@ pub fn reload(path: &std::path::Path, running: Config, speaker: Option<&Shared>)
             return running;
         }
     };
-    let mut now = running.clone();
+    let mut now = running;
     let mut applied: Vec<&str> = vec![];
-    if new.log_level != running.log_level {
+    if new.log_level != now.log_level {
         if std::env::var_os("RUST_LOG").is_some() {
             log::warn!("SIGHUP: log-level changed, but RUST_LOG overrides it");
         } else if let Ok(level) = new.log_level.parse::<log::LevelFilter>() {
@@ -289,7 +289,7 @@ pub fn reload(path: &std::path::Path, running: Config, speaker: Option<&Shared>)
             applied.push("log-level");
         }
     }
-    if new.speaker.extra_latency_ms != running.speaker.extra_latency_ms {
+    if new.speaker.extra_latency_ms != now.speaker.extra_latency_ms {
         if let Some(s) = speaker {
             s.extra_latency_us.store(
                 (new.speaker.extra_latency_ms * 1000.0) as i64,
@@ -299,22 +299,16 @@ pub fn reload(path: &std::path::Path, running: Config, speaker: Option<&Shared>)
             applied.push("speaker.extra-latency-ms");
         }
     }
-    let mut restart: Vec<&str> = vec![];
-    if new.api != now.api {
-        restart.push("[api]");
-    }
-    if new.zone != now.zone {
-        restart.push("[zone]");
-    }
-    if new.controller != now.controller {
-        restart.push("[controller]");
-    }
-    if new.speaker != now.speaker {
-        restart.push("[speaker]");
-    }
-    if new.testing != now.testing {
-        restart.push("[testing]");
-    }
+    let restart: Vec<&str> = [
+        (new.api != now.api, "[api]"),
+        (new.zone != now.zone, "[zone]"),
+        (new.controller != now.controller, "[controller]"),
+        (new.speaker != now.speaker, "[speaker]"),
+        (new.testing != now.testing, "[testing]"),
+    ]
+    .into_iter()
+    .filter_map(|(differs, section)| differs.then_some(section))
+    .collect();
     log::info!(
         "SIGHUP: reloaded {}: applied: {}; needs a restart to take effect: {}",
         path.display(),

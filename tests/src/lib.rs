@@ -309,6 +309,15 @@ pub fn wait_locked(controller: &Daemon, n: usize) {
     assert!(ok.is_some(), "speakers did not lock: {:?}", get(&url));
 }
 
+/// Plays `track` through `chorusctl`, waits (up to `timeout`) until the zone stops, then
+/// gives the speakers 400 ms to play out their buffers.
+pub fn play_to_end(controller: &Daemon, track: &Path, timeout: Duration) {
+    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_stopped(controller, timeout);
+    std::thread::sleep(Duration::from_millis(400));
+}
+
 /// Waits until the zone is stopped.
 pub fn wait_stopped(controller: &Daemon, timeout: Duration) {
     let url = format!("{}/api/v1/zone", controller.api);
@@ -365,6 +374,41 @@ pub fn write_counter_wav(path: &Path, start: u32, frames: u32) {
         w.write_sample(noise(k)).unwrap();
     }
     w.finalize().unwrap();
+}
+
+/// Writes a 48 kHz stereo WAV of a sine at `hz`, amplitude `amp` (of full scale), the same in
+/// both channels, in 16 or 24 bits.
+pub fn write_tone_wav(path: &Path, hz: f64, amp: f64, seconds: u32, bits: u16) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let full = ((1i64 << (bits - 1)) - 1) as f64;
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..48_000 * seconds {
+        let v = (amp * (2.0 * std::f64::consts::PI * hz * i as f64 / 48_000.0).sin() * full).round()
+            as i32;
+        w.write_sample(v).unwrap();
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// Reads a raw little-endian s16 stereo capture (what an ALSA `file` PCM writes).
+pub fn load_raw_s16_stereo(path: &Path) -> Capture {
+    let bytes = std::fs::read(path).unwrap();
+    let frames = bytes
+        .chunks_exact(4)
+        .map(|b| {
+            [
+                i16::from_le_bytes([b[0], b[1]]),
+                i16::from_le_bytes([b[2], b[3]]),
+            ]
+        })
+        .collect();
+    Capture::from_frames(frames)
 }
 
 /// The source frame a frame carries (0: silence or not a source frame); `hint` is tried first.

@@ -71,23 +71,9 @@ fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
     wait_locked(&controller, 1);
     let track = dir.join("t.wav");
     write_counter_wav(&track, 1, 24_000);
-    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
-    wait_stopped(&controller, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
+    play_to_end(&controller, &track, Duration::from_secs(10));
     s.stop();
-    let bytes = std::fs::read(&raw).unwrap();
-    let frames: Vec<[i16; 2]> = bytes
-        .chunks_exact(4)
-        .map(|b| {
-            [
-                i16::from_le_bytes([b[0], b[1]]),
-                i16::from_le_bytes([b[2], b[3]]),
-            ]
-        })
-        .collect();
-    let cap = Capture::from_frames(frames);
-    let runs = cap.counter_runs(100);
+    let runs = load_raw_s16_stereo(&raw).counter_runs(100);
     assert_eq!(runs.len(), 1, "{runs:?}\n{}", s.log_text());
     assert_eq!((runs[0].1, runs[0].2), (1, 24_000));
 
@@ -134,22 +120,9 @@ fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
     })
     .unwrap_or_else(|| panic!("the device was not picked up\n{}", s.log_text()));
     assert!(st["output_problem"].is_null(), "{st}");
-    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
-    wait_stopped(&controller, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
+    play_to_end(&controller, &track, Duration::from_secs(10));
     s.stop();
-    let bytes = std::fs::read(&late_raw).unwrap();
-    let frames: Vec<[i16; 2]> = bytes
-        .chunks_exact(4)
-        .map(|b| {
-            [
-                i16::from_le_bytes([b[0], b[1]]),
-                i16::from_le_bytes([b[2], b[3]]),
-            ]
-        })
-        .collect();
-    let runs = Capture::from_frames(frames).counter_runs(100);
+    let runs = load_raw_s16_stereo(&late_raw).counter_runs(100);
     assert_eq!(runs.len(), 1, "{runs:?}\n{}", s.log_text());
     assert_eq!((runs[0].1, runs[0].2), (1, 24_000));
 }

@@ -94,10 +94,7 @@ fn dac_drift_is_absorbed_by_the_resampler() {
     let n = 48_000 * 6;
     let track = dir.join("counter.wav");
     write_counter_wav(&track, 1, n);
-    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
-    wait_stopped(&controller, Duration::from_secs(15));
-    std::thread::sleep(Duration::from_millis(400));
+    play_to_end(&controller, &track, Duration::from_secs(15));
     let st_a = get(&format!("{}/api/v1/speaker", a.api)).unwrap();
     let st_b = get(&format!("{}/api/v1/speaker", b.api)).unwrap();
     a.stop();
@@ -351,25 +348,8 @@ fn drift_correction_is_inaudible() {
     let mut s = start_speaker(&dir, &net, &spk);
     wait_locked(&controller, 1);
     let track = dir.join("tone.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 24,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&track, spec).unwrap();
-    for i in 0..48_000 * 4 {
-        let v =
-            (0.9 * (2.0 * std::f64::consts::PI * 1000.0 * i as f64 / 48_000.0).sin() * 8_388_607.0)
-                .round() as i32;
-        w.write_sample(v).unwrap();
-        w.write_sample(v).unwrap();
-    }
-    w.finalize().unwrap();
-    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
-    wait_stopped(&controller, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
+    write_tone_wav(&track, 1000.0, 0.9, 4, 24);
+    play_to_end(&controller, &track, Duration::from_secs(10));
     let st = get(&format!("{}/api/v1/speaker", s.api)).unwrap();
     s.stop();
     assert_eq!(st["playout"]["resampling"], true, "{st}");
@@ -415,20 +395,7 @@ fn a_resync_mid_play_drops_frames_under_a_fade() {
     let mut s = start_speaker(&dir, &net, &spk);
     wait_locked(&controller, 1);
     let track = dir.join("tone.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&track, spec).unwrap();
-    for i in 0..48_000 * 3 {
-        let v = (0.5 * (2.0 * std::f64::consts::PI * 997.0 * i as f64 / 48_000.0).sin() * 32_767.0)
-            .round() as i16;
-        w.write_sample(v).unwrap();
-        w.write_sample(v).unwrap();
-    }
-    w.finalize().unwrap();
+    write_tone_wav(&track, 997.0, 0.5, 3, 16);
     let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     std::thread::sleep(Duration::from_millis(1500));

@@ -116,6 +116,8 @@ pub async fn sync_client(
     let mut next_id: u64 = rand::random::<u32>() as u64;
     let mut buf = [0u8; 256];
     let mut last_heartbeat = LocalNs(i64::MIN / 2);
+    // The model's verdict after the last exchange (read under the lock taken for it).
+    let mut quiet = false;
     loop {
         let controller = shared.controller.lock().ok().and_then(|c| *c);
         let Some(ctl) = controller else {
@@ -147,7 +149,6 @@ pub async fn sync_client(
         }
         // 40 exchanges a second (40-byte datagrams): enough fast ones for the filter to pick
         // from even on a jittery path.
-        let quiet = shared.model.lock().map(|m| m.quiet()).unwrap_or(false);
         let deadline = tokio::time::Instant::now() + if quiet { POLL_QUIET } else { POLL };
         while let Ok(Ok((len, from, t4, _))) = tokio::time::timeout_at(
             deadline,
@@ -173,6 +174,7 @@ pub async fn sync_client(
             };
             if let Ok(mut m) = shared.model.lock() {
                 m.handle_exchange(ex);
+                quiet = m.quiet();
                 let locked = m.locked();
                 if locked && !shared.locked.swap(true, Ordering::Relaxed) {
                     if let Some(s) = m.snapshot() {

@@ -234,18 +234,14 @@ fn run(
                 1.0
             }
             (Some(m), None) => {
-                sched.anchor(on_grid(m, &jb, rate));
-                rs.reset(0.0);
-                servo.restart();
+                anchor(on_grid(m, &jb, rate), &mut sched, &mut rs, &mut servo);
                 written = 0;
                 fade = Fade::In;
                 1.0
             }
             (Some(m), Some(_)) if fade == Fade::Out => {
                 // The last period faded out on the old timeline: jump, and fade in.
-                sched.anchor(on_grid(m, &jb, rate));
-                rs.reset(0.0);
-                servo.restart();
+                anchor(on_grid(m, &jb, rate), &mut sched, &mut rs, &mut servo);
                 written = 0;
                 fade = Fade::In;
                 servo.step()
@@ -375,6 +371,14 @@ fn on_grid(m: ControllerNs, jb: &JitterBuffer, rate: u32) -> ControllerNs {
     };
     let frames = (m.since(pts) as f64 * rate as f64 * 1e-9).round();
     pts.plus(frames_to_ns(frames as i64, rate))
+}
+
+/// (Re-)anchors the timeline at `t0`: the scheduler's slots, the resampler's read position and
+/// the servo's rate history all start over from there.
+fn anchor(t0: ControllerNs, sched: &mut Scheduler, rs: &mut FracResampler, servo: &mut RateServo) {
+    sched.anchor(t0);
+    rs.reset(0.0);
+    servo.restart();
 }
 
 /// A fade around a jump of the timeline.

@@ -440,36 +440,56 @@ mod tests {
         assert!(m.snapshot().is_none());
     }
 }
+/// Test support: a deterministic generator, and the exchange at true time `t` of a speaker
+/// whose clock reads `local(true time)`, over a path of 2 ms ± 1 ms (uniform) each way.
+#[cfg(test)]
+mod jittered {
+    use super::*;
+
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        /// Uniform in [0, 1).
+        pub fn uniform(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    pub fn exchange(local: impl Fn(i64) -> LocalNs, t: i64, rng: &mut Rng) -> Exchange {
+        let up = (1_000_000.0 + 2_000_000.0 * rng.uniform()) as i64;
+        let down = (1_000_000.0 + 2_000_000.0 * rng.uniform()) as i64;
+        Exchange {
+            t1: local(t),
+            t2: ControllerNs(t + up),
+            t3: ControllerNs(t + up + 10_000),
+            t4: local(t + up + 10_000 + down),
+        }
+    }
+}
+
 #[cfg(test)]
 mod jitter_tests {
+    use super::jittered::{exchange, Rng};
     use super::*;
 
     /// 2 ms ± 1 ms (uniform) each way, exchanges every 50 ms, speaker clock +3 s and -150 ppm.
     /// Returns (offset error ns, frequency error ppm) every 5 s.
     fn run(lost_every: u64) -> Vec<(i64, f64)> {
         let mut m = ClockModel::new(ModelParams::default());
-        let mut seed = 99u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = Rng(99);
         let ppm = -150.0;
         let local = |t: i64| LocalNs(t + 3_000_000_000 + (t as f64 * ppm * 1e-6) as i64);
         let truth = -ppm / (1.0 + ppm * 1e-6);
         let mut out = vec![];
         for i in 0..800u64 {
             let t = i as i64 * 50_000_000;
-            let up = (1_000_000.0 + 2_000_000.0 * rnd()) as i64;
-            let down = (1_000_000.0 + 2_000_000.0 * rnd()) as i64;
+            let ex = exchange(local, t, &mut rng);
             if lost_every == 0 || i % lost_every != 0 {
-                m.handle_exchange(Exchange {
-                    t1: local(t),
-                    t2: ControllerNs(t + up),
-                    t3: ControllerNs(t + up + 10_000),
-                    t4: local(t + up + 10_000 + down),
-                });
+                m.handle_exchange(ex);
             }
             if i % 100 == 99 {
                 let s = m.snapshot().unwrap();
@@ -518,6 +538,7 @@ mod jitter_tests {
 
 #[cfg(test)]
 mod step_tests {
+    use super::jittered::{exchange, Rng};
     use super::*;
 
     /// A speaker clock with piecewise behaviour: the controller-minus-local offset as a function
@@ -528,25 +549,12 @@ mod step_tests {
         mut check: impl FnMut(i64, &ClockModel, i64, f64),
     ) {
         let mut m = ClockModel::new(ModelParams::default());
-        let mut seed = 7u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = Rng(7);
         // local = true - offset(true)
         let local = |t: i64| LocalNs(t - offset_at(t).round() as i64);
         for i in 0..seconds * 40 {
             let t = i * 25_000_000;
-            let up = (1_000_000.0 + 2_000_000.0 * rnd()) as i64;
-            let down = (1_000_000.0 + 2_000_000.0 * rnd()) as i64;
-            m.handle_exchange(Exchange {
-                t1: local(t),
-                t2: ControllerNs(t + up),
-                t3: ControllerNs(t + up + 10_000),
-                t4: local(t + up + 10_000 + down),
-            });
+            m.handle_exchange(exchange(local, t, &mut rng));
             if i % 40 == 39 {
                 let s = m.snapshot().unwrap();
                 let err = s.to_controller(local(t)).0 - t;

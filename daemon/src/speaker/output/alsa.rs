@@ -183,10 +183,22 @@ impl Output for AlsaOutput {
         if self.unpaced {
             return Ok(None);
         }
-        // snd_pcm_delay reports xruns and suspends as errors (for the caller to recover) and
-        // syncs the hardware pointer; the status then gives the delay with the time it held.
-        self.pcm.delay().map_err(self.err("delay"))?;
+        // One call: the status syncs the hardware pointer and gives the delay, the time it held
+        // and the state; xruns, suspends and unplugs become errors for the caller to recover.
         let status = self.pcm.status().map_err(self.err("status"))?;
+        let state = status.get_state();
+        let broken = match state {
+            State::XRun => Some(libc::EPIPE),
+            State::Suspended => Some(libc::ESTRPIPE),
+            State::Disconnected => Some(libc::ENODEV),
+            _ => None,
+        };
+        if let Some(errno) = broken {
+            return Err(self.err("status")(alsa::Error::new(
+                "snd_pcm_status",
+                errno,
+            )));
+        }
         // alsa::pcm::Frames is a C long: 32 bits on armhf.
         #[allow(clippy::useless_conversion)]
         let frames = i64::from(status.get_delay());
@@ -208,10 +220,7 @@ impl Output for AlsaOutput {
         };
         // Some PCMs (null, file over null) consume instantly and always report no delay: the
         // playout thread then paces itself from its own timeline.
-        if frames == 0
-            && self.pcm.state() == State::Running
-            && self.written > 2 * self.buffer as u64
-        {
+        if frames == 0 && state == State::Running && self.written > 2 * self.buffer as u64 {
             self.zero_delays += 1;
             if self.zero_delays >= 3 {
                 log::info!(
