@@ -51,6 +51,22 @@ fn alsa_backend_writes_data_intact_and_the_daemon_plays_through_it() {
     out.delay().unwrap();
     out.finish().unwrap();
     drop(out);
+
+    // 1b. `null` consumes instantly and reports no delay: after a few buffers the backend says
+    //     it cannot tell (the playout thread then paces itself) instead of claiming an empty
+    //     queue forever, which made the thread spin. (The status read once came back zeroed
+    //     in release builds: alsa 0.9's Status::build wrote through a shared reference.)
+    let clock: SharedClock = Arc::new(MonotonicRaw);
+    let mut null = AlsaOutput::open("null", 48_000, 2, SampleFormat::S16, 480, 1920, clock)
+        .expect("open ALSA null");
+    let period = vec![0.0f32; 480 * 2];
+    let mut reports = Vec::new();
+    for _ in 0..16 {
+        null.write(&period).unwrap();
+        reports.push(null.delay().unwrap().map(|d| d.frames));
+    }
+    assert_eq!(reports.last(), Some(&None), "{reports:?}");
+    null.finish().unwrap();
     let bytes = std::fs::read(&raw).unwrap();
     let got: Vec<i16> = bytes
         .chunks_exact(2)
