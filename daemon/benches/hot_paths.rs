@@ -40,7 +40,7 @@ fn packets(c: &mut Criterion) {
             b.iter(|| {
                 if let Ok(Packet::Audio(a)) = parse(&bytes) {
                     decoded.clear();
-                    a.header.format.decode(&a.payload, &mut decoded);
+                    a.header.format.decode(a.payload, &mut decoded);
                 }
             })
         });

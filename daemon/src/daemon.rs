@@ -42,8 +42,17 @@ struct Roles {
 pub fn run(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonError> {
     // Stacks of 512 KiB instead of 2 MiB: with memory locked (the playout path must never
     // page-fault), every byte of every thread's stack is resident.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // A speaker's network side is a sync exchange a few times a second, a heartbeat and its
+    // API (the stream is read by the playout thread): one thread, no wake-ups between workers.
+    // A controller answers many speakers and decodes: two workers.
+    let mut builder = if cfg.controller.enabled {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = builder
         .max_blocking_threads(8)
         .thread_stack_size(512 * 1024)
         .enable_all()
@@ -157,29 +166,20 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 })?,
             ),
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
-        // Sample buffers travel back from the playout thread for reuse (it never frees).
-        let (pool_tx, pool_rx) = std::sync::mpsc::sync_channel(4096 + 64);
+        let expect = Expect {
+            rate: z.rate,
+            channels: z.channels,
+        };
+        let rx = speaker::net::StreamReceiver::open(group, z.port, iface, expect, fixed)
+            .map_err(io("multicast receiver"))?;
         let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
         playout = Some(
             std::thread::Builder::new()
                 .name("chorus-playout".into())
                 .stack_size(256 * 1024)
-                .spawn(move || speaker::playout::supervise(open, rx, pool_tx, sh, ck, sd, tap))
+                .spawn(move || speaker::playout::supervise(open, rx, sh, ck, sd, tap))
                 .map_err(io("playout thread"))?,
         );
-        let expect = Expect {
-            rate: z.rate,
-            channels: z.channels,
-        };
-        let (sh, port) = (shared.clone(), z.port);
-        let link = speaker::net::PlayoutLink { tx, pool: pool_rx };
-        tokio::spawn(async move {
-            if let Err(e) = speaker::net::receive(group, port, iface, expect, link, sh, fixed).await
-            {
-                log::error!("multicast receiver on {group}:{port} failed: {e}");
-            }
-        });
         let (sh, ck) = (shared.clone(), clock.clone());
         tokio::spawn(async move {
             if let Err(e) = speaker::net::sync_client(sh, ck, api_port).await {

@@ -1,15 +1,18 @@
 //! The playout thread allocates and frees nothing per packet once it runs: a counting global
-//! allocator watches that one thread while packets stream through the jitter buffer, the
-//! scheduler, the resampler (a DAC 300 ppm off keeps it engaged) and the simulated DAC.
+//! allocator watches that one thread while real multicast datagrams stream through its socket
+//! (recvmmsg, parse, decode), the jitter buffer, the scheduler, the resampler (a DAC 300 ppm off
+//! keeps it engaged) and the simulated DAC.
 
 use chorus::clock::{ControllerNs, LocalNs, MonotonicRaw, SharedClock};
-use chorus::speaker::jitter::Chunk;
+use chorus::speaker::net::{Expect, StreamReceiver};
 use chorus::speaker::output::sim::{SimDac, SimParams};
 use chorus::speaker::output::Output;
 use chorus::speaker::{playout, Shared};
 use chorus::sync::ClockSnapshot;
-use chorus::wire::SampleFormat;
+use chorus::wire::packet::encode_audio;
+use chorus::wire::{AudioHeader, SampleFormat};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,8 +72,15 @@ fn steady_state_playout_allocates_nothing_per_packet() {
         offset_ref: 0,
         freq: 0.0,
     });
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4096);
-    let (pool_tx, pool_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(4096 + 64);
+    let group = Ipv4Addr::new(239, 255, 101, (std::process::id() % 200) as u8 + 1);
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let lo = Ipv4Addr::LOCALHOST;
+    let expect = Expect {
+        rate: RATE,
+        channels: 2,
+    };
+    let rx = StreamReceiver::open(group, port, lo, expect, true).expect("multicast receiver");
+    let sender = chorus::net::multicast_sender(lo, 1, true).unwrap();
     let shutdown = Arc::new(AtomicBool::new(false));
     let wav = dir.join("out.wav").display().to_string();
     let open = {
@@ -100,7 +110,7 @@ fn steady_state_playout_allocates_nothing_per_packet() {
             .name("chorus-playout".into())
             .spawn(move || {
                 WATCHED_TID.store(unsafe { libc::gettid() } as i64, Ordering::Relaxed);
-                playout::supervise(open, rx, pool_tx, shared, clock, shutdown, None)
+                playout::supervise(open, rx, shared, clock, shutdown, None)
             })
             .unwrap()
     };
@@ -108,17 +118,11 @@ fn steady_state_playout_allocates_nothing_per_packet() {
     // Feed 4 s of a tone, 100 ms ahead of its presentation time, at the real pace.
     let start = clock.now().0 + 100_000_000;
     let packet_ns = FRAMES as i64 * 1_000_000_000 / RATE as i64;
-    let mut reused = 0;
     let mut counted_packets = 0;
+    let mut samples = Vec::new();
+    let mut datagram = Vec::new();
     for k in 0..800i64 {
         let pts = start + k * packet_ns;
-        let mut samples = match pool_rx.try_recv() {
-            Ok(v) => {
-                reused += 1;
-                v
-            }
-            Err(_) => Vec::new(),
-        };
         samples.clear();
         for i in 0..FRAMES as i64 {
             let t = (k * FRAMES as i64 + i) as f32 / RATE as f32;
@@ -126,13 +130,18 @@ fn steady_state_playout_allocates_nothing_per_packet() {
             samples.push(v);
             samples.push(v);
         }
-        tx.send(Chunk {
+        let header = AudioHeader {
             session: 7,
+            seq: k as u32,
             frame_index: (k as u64) * FRAMES as u64,
             pts: ControllerNs(pts),
-            samples,
-        })
-        .unwrap();
+            rate: RATE,
+            channels: 2,
+            format: SampleFormat::S16,
+            frames: FRAMES as u16,
+        };
+        encode_audio(&header, &samples, &mut datagram);
+        sender.send_to(&datagram, (group, port)).unwrap();
         // Count from 1.5 s to 3.5 s of audio: well after the start and the first re-anchor.
         if k == 300 {
             COUNTING.store(true, Ordering::Relaxed);
@@ -160,7 +169,11 @@ fn steady_state_playout_allocates_nothing_per_packet() {
         "played only {} frames",
         st.playout.frames_played
     );
-    assert!(reused > 100, "sample buffers came back {reused} times");
+    assert!(
+        st.network.packets >= 790,
+        "received {} packets",
+        st.network.packets
+    );
     let (allocs, frees) = (
         ALLOCS.load(Ordering::Relaxed),
         FREES.load(Ordering::Relaxed),

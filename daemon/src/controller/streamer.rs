@@ -160,9 +160,9 @@ pub fn spawn(
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<Arc<StreamerHandle>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let fpp = (params.rate as usize / 200)
-        .min(AudioHeader::max_frames(params.channels, params.format))
-        .max(1);
+    // Full datagrams (7 ms of 48 kHz 16-bit stereo): each one costs every speaker a trip
+    // through its network stack, whatever it carries.
+    let fpp = AudioHeader::max_frames(params.channels, params.format).max(1);
     let status = Arc::new(Mutex::new(ZoneStatus {
         zone: params.zone.clone(),
         state: TransportState::Stopped,
@@ -189,6 +189,8 @@ pub fn spawn(
     let session = rand::random::<u32>() | 1;
     let epoch = clock.now().0;
     let mut s = Streamer {
+        opened: 0,
+        titled: None,
         fade_frames: (params.rate as u64 * params.fade_ms as u64 / 1000).max(1) as usize,
         latency_ns: params.latency_ms as i64 * 1_000_000,
         p: params,
@@ -227,6 +229,9 @@ pub fn spawn(
 
 struct Streamer {
     p: StreamParams,
+    /// Sources opened so far, and the one whose title the status shows.
+    opened: u64,
+    titled: Option<u64>,
     fpp: usize,
     fade_frames: usize,
     latency_ns: i64,
@@ -256,7 +261,7 @@ struct Streamer {
 
 /// Interval of the announce beacon.
 const ANNOUNCE_NS: i64 = 500_000_000;
-/// Packets go out in bursts covering this much audio (four 5 ms packets): every speaker then
+/// Packets go out in bursts covering this much audio (three 7 ms packets at 48 kHz/16-bit): every speaker then
 /// wakes up 50 times a second to read them instead of 200, for audio that is still sent a
 /// whole latency ahead of its time.
 const BURST_NS: i64 = 20_000_000;
@@ -265,8 +270,10 @@ impl Streamer {
     fn run(&mut self, rx: Receiver<Command>, shutdown: Arc<AtomicBool>) {
         loop {
             let wait = if self.state == TransportState::Playing {
+                // Until the next packet's latest send time; `send_due` then sends everything
+                // up to a burst beyond it, so the thread wakes once per burst.
                 let due = self.pts(self.next_slot).0 - self.latency_ns - self.clock.now().0;
-                Duration::from_nanos(due.clamp(0, 5_000_000) as u64)
+                Duration::from_nanos(due.clamp(0, 50_000_000) as u64)
             } else {
                 Duration::from_millis(50)
             };
@@ -447,6 +454,7 @@ impl Streamer {
                     let (r, c) = s.source_format();
                     log::info!("playing {} ({} Hz, {} ch)", path.display(), r, c);
                     self.source = Some(s);
+                    self.opened += 1;
                     return;
                 }
                 Err(e) => {
@@ -602,7 +610,7 @@ impl Streamer {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         let Ok(mut st) = self.status.lock() else {
             return;
         };
@@ -612,7 +620,12 @@ impl Streamer {
             st.uri = self.uri.clone();
         }
         st.index = (self.state != TransportState::Stopped).then_some(self.index);
-        st.title = self.source.as_ref().map(|s| s.title());
+        // The title is built from tags or the file name: only when the track changed.
+        let track = self.source.is_some().then_some(self.opened);
+        if track != self.titled {
+            self.titled = track;
+            st.title = self.source.as_ref().map(|s| s.title());
+        }
         st.duration_s = self.source.as_ref().and_then(|s| s.duration_s());
         let sent = self.source.as_ref().map(|s| s.position_s()).unwrap_or(0.0);
         let ahead = if self.state == TransportState::Playing {

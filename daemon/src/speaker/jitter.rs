@@ -2,7 +2,9 @@
 
 use crate::clock::{frames_to_ns, ControllerNs};
 use std::collections::VecDeque;
-use std::sync::mpsc::SyncSender;
+
+/// Spare sample buffers kept beyond the ring's size (a batch of datagrams in flight).
+const SPARE_EXTRA: usize = 64;
 
 /// A run of decoded frames from one datagram.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,8 +42,8 @@ pub struct Available<'a> {
 }
 
 /// Chunks in order of their first frame, in a ring allocated once: inserting, finding and
-/// discarding never allocate, and the sample buffers of chunks that leave go back to the
-/// network side through the recycler (when one is set) instead of being freed here — this runs
+/// discarding never allocate, and the sample buffers of chunks that leave are kept for the
+/// receiver to decode the next datagrams into (`take_spare`) instead of being freed — this runs
 /// on the real-time playout thread.
 pub struct JitterBuffer {
     channels: usize,
@@ -51,7 +53,9 @@ pub struct JitterBuffer {
     max_chunks: usize,
     floor: u64,
     frames: u64,
-    recycler: Option<SyncSender<Vec<f32>>>,
+    /// Sample buffers of chunks that left, for reuse (capacity reserved: pushing never
+    /// allocates).
+    spare: Vec<Vec<f32>>,
 }
 
 impl JitterBuffer {
@@ -64,25 +68,31 @@ impl JitterBuffer {
             max_chunks,
             floor: 0,
             frames: 0,
-            recycler: None,
+            spare: Vec::with_capacity(max_chunks + SPARE_EXTRA),
         }
     }
 
-    /// Sample buffers of chunks that leave are sent here for reuse.
-    pub fn with_recycler(mut self, recycler: SyncSender<Vec<f32>>) -> Self {
-        self.recycler = Some(recycler);
-        self
+    /// An empty sample buffer to decode a datagram into: one that a chunk left behind, or a new
+    /// one while the buffer is filling for the first time.
+    pub fn take_spare(&mut self) -> Vec<f32> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.clear();
+        v
+    }
+
+    /// Takes back a buffer that was not inserted after all.
+    pub fn give_back(&mut self, samples: Vec<f32>) {
+        if self.spare.len() < self.spare.capacity() {
+            self.spare.push(samples);
+        }
     }
 
     fn frames(&self, c: &Chunk) -> u64 {
         (c.samples.len() / self.channels) as u64
     }
 
-    fn recycle(&self, c: Chunk) {
-        if let Some(r) = &self.recycler {
-            // A full or closed recycler: the buffer is freed after all.
-            let _ = r.try_send(c.samples);
-        }
+    fn recycle(&mut self, c: Chunk) {
+        self.give_back(c.samples);
     }
 
     /// Inserts a chunk.
@@ -211,8 +221,7 @@ mod tests {
 
     #[test]
     fn out_of_order_and_recycled() {
-        let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let mut jb = JitterBuffer::new(1000, 2, 16).with_recycler(tx);
+        let mut jb = JitterBuffer::new(1000, 2, 16);
         jb.insert(chunk(1, 30, 5));
         jb.insert(chunk(1, 10, 5));
         jb.insert(chunk(1, 20, 5));
@@ -223,10 +232,10 @@ mod tests {
         jb.discard_before(25);
         assert_eq!(jb.buffered_frames(), 5);
         assert_eq!(jb.find(0).unwrap().frame_index, 30);
-        // the duplicate and the two discarded chunks came back, buffers intact
-        let back: Vec<Vec<f32>> = rx.try_iter().collect();
-        assert_eq!(back.len(), 3);
-        assert!(back.iter().all(|v| v.len() == 10));
+        // the duplicate and the two discarded chunks came back, their memory kept
+        let back: Vec<Vec<f32>> = (0..4).map(|_| jb.take_spare()).collect();
+        assert!(back[..3].iter().all(|v| v.is_empty() && v.capacity() >= 10));
+        assert_eq!(back[3].capacity(), 0, "only three were given back");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The speaker's network tasks: the multicast receiver, the clock-sync client and the
 //! heartbeat to the controller.
 
-use super::jitter::Chunk;
+use super::jitter::{Chunk, Insert, JitterBuffer};
 use super::Shared;
 use crate::clock::{LocalNs, SharedClock};
 use crate::net::multicast_receiver;
@@ -11,7 +11,6 @@ use crate::wire::{Heartbeat, SyncRequest};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -23,34 +22,132 @@ pub struct Expect {
     pub channels: u8,
 }
 
-/// Receives the zone's multicast stream, decodes packets and hands them to the playout thread.
-/// The receiver's side of the channels to the playout thread.
-pub struct PlayoutLink {
-    /// Chunks to play.
-    pub tx: SyncSender<Chunk>,
-    /// Sample buffers the playout thread is done with, for reuse.
-    pub pool: std::sync::mpsc::Receiver<Vec<f32>>,
+/// Datagrams read per `recvmmsg` call.
+const BATCH: usize = 16;
+/// Room per datagram: more than `MAX_DATAGRAM`, so a longer one shows up as truncated.
+const SLOT: usize = 2048;
+
+/// The zone's multicast stream, read by the playout thread itself between two writes to the
+/// device: one non-blocking `recvmmsg` takes every datagram that arrived since (a few per
+/// period), so receiving costs no thread wake-ups of its own and no hand-over between threads.
+/// Decoded samples go straight into the jitter buffer, in buffers it recycles.
+pub struct StreamReceiver {
+    socket: std::net::UdpSocket,
+    expect: Expect,
+    /// The controller address is configured: announcements do not move it.
+    fixed_controller: bool,
+    bufs: Box<[u8]>,
 }
 
-pub async fn receive(
-    group: Ipv4Addr,
-    port: u16,
-    interface: Ipv4Addr,
-    expect: Expect,
-    link: PlayoutLink,
-    shared: Arc<Shared>,
-    fixed_controller: bool,
-) -> std::io::Result<()> {
-    let PlayoutLink { tx, pool } = link;
-    let socket = UdpSocket::from_std(multicast_receiver(group, port, interface)?)?;
-    let mut buf = vec![0u8; 2048];
-    let stats = &shared.stats;
-    loop {
-        let (len, from) = socket.recv_from(&mut buf).await?;
-        let pkt = match parse(&buf[..len]) {
+impl StreamReceiver {
+    /// Joins `group` on `interface` and listens on `port`.
+    pub fn open(
+        group: Ipv4Addr,
+        port: u16,
+        interface: Ipv4Addr,
+        expect: Expect,
+        fixed_controller: bool,
+    ) -> std::io::Result<StreamReceiver> {
+        Ok(StreamReceiver {
+            socket: multicast_receiver(group, port, interface)?,
+            expect,
+            fixed_controller,
+            bufs: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+        })
+    }
+
+    /// Reads every datagram waiting and files the audio in `jb` (without one, as while the
+    /// output is missing, audio is discarded and only announcements count). Returns true when a
+    /// new stream session began. Never blocks; allocates nothing once the jitter buffer has
+    /// spare buffers.
+    pub fn drain(&mut self, shared: &Shared, mut jb: Option<&mut JitterBuffer>) -> bool {
+        let mut new_session = false;
+        loop {
+            let mut lens = [0usize; BATCH];
+            let mut from = [None; BATCH];
+            let n = self.recv_batch(&mut lens, &mut from, &shared.stats);
+            for i in 0..n {
+                let d = &self.bufs[i * SLOT..i * SLOT + lens[i]];
+                if let Some(chunk) = self.accept(d, from[i], shared, jb.as_deref_mut()) {
+                    new_session |= file(chunk, shared, jb.as_deref_mut());
+                }
+            }
+            if n < BATCH {
+                return new_session;
+            }
+        }
+    }
+
+    /// One `recvmmsg`: datagram lengths and senders (None: truncated, not IPv4); the count read.
+    fn recv_batch(
+        &mut self,
+        lens: &mut [usize; BATCH],
+        from: &mut [Option<SocketAddr>; BATCH],
+        stats: &super::Stats,
+    ) -> usize {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain C structs, all-zero is a valid value for each.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, slot) in self.bufs.chunks_exact_mut(SLOT).enumerate() {
+            iov[i].iov_base = slot.as_mut_ptr().cast();
+            iov[i].iov_len = SLOT;
+            hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
+            hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at its own iovec, slot and address, all alive and
+        // exclusively borrowed for the call; the kernel writes at most the lengths given.
+        let r = unsafe {
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if r <= 0 {
+            // EAGAIN: nothing waiting. Other errors (ENOMEM, ...) are transient for UDP.
+            return 0;
+        }
+        let n = r as usize;
+        for i in 0..n {
+            let h = &hdrs[i];
+            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || h.msg_len as usize > SLOT {
+                stats.invalid_packets.fetch_add(1, Ordering::Relaxed);
+                lens[i] = 0;
+                from[i] = None;
+                continue;
+            }
+            lens[i] = h.msg_len as usize;
+            from[i] = (names[i].sin_family == libc::AF_INET as libc::sa_family_t).then(|| {
+                SocketAddr::new(
+                    Ipv4Addr::from(u32::from_be(names[i].sin_addr.s_addr)).into(),
+                    u16::from_be(names[i].sin_port),
+                )
+            });
+        }
+        n
+    }
+
+    /// Parses one datagram: an announcement updates the controller address; audio of the
+    /// expected format is decoded into a spare buffer and returned.
+    fn accept(
+        &self,
+        d: &[u8],
+        from: Option<SocketAddr>,
+        shared: &Shared,
+        jb: Option<&mut JitterBuffer>,
+    ) -> Option<Chunk> {
+        let stats = &shared.stats;
+        let from = from?;
+        let pkt = match parse(d) {
             Ok(Packet::Audio(p)) => p,
             Ok(Packet::Announce(a)) => {
-                if !fixed_controller {
+                if !self.fixed_controller {
                     let ctl = SocketAddr::new(from.ip(), a.sync_port);
                     if let Ok(mut c) = shared.controller.lock() {
                         if *c != Some(ctl) {
@@ -59,38 +156,52 @@ pub async fn receive(
                         }
                     }
                 }
-                continue;
+                return None;
             }
             Ok(_) | Err(_) => {
                 stats.invalid_packets.fetch_add(1, Ordering::Relaxed);
-                continue;
+                return None;
             }
         };
         let h = pkt.header;
-        if h.rate != expect.rate || h.channels != expect.channels {
+        if h.rate != self.expect.rate || h.channels != self.expect.channels {
             stats.foreign_format.fetch_add(1, Ordering::Relaxed);
-            continue;
+            return None;
         }
         stats.packets.fetch_add(1, Ordering::Relaxed);
-        // A buffer the playout thread is done with, or a new one.
-        let mut samples = pool.try_recv().unwrap_or_default();
-        samples.clear();
+        let jb = jb?;
+        let mut samples = jb.take_spare();
         samples.reserve(h.frames as usize * h.channels as usize);
-        h.format.decode(&pkt.payload, &mut samples);
-        let chunk = Chunk {
+        h.format.decode(pkt.payload, &mut samples);
+        Some(Chunk {
             session: h.session,
             frame_index: h.frame_index,
             pts: h.pts,
             samples,
-        };
-        match tx.try_send(chunk) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                stats.queue_overflow.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(_)) => return Ok(()),
-        }
+        })
     }
+}
+
+/// Files a chunk in the jitter buffer and counts what happened; true for a new session.
+fn file(chunk: Chunk, shared: &Shared, jb: Option<&mut JitterBuffer>) -> bool {
+    let Some(jb) = jb else {
+        return false;
+    };
+    let stats = &shared.stats;
+    match jb.insert(chunk) {
+        Insert::NewSession => {
+            stats.sessions.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        Insert::Duplicate => {
+            stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        Insert::Full => {
+            stats.queue_overflow.fetch_add(1, Ordering::Relaxed);
+        }
+        Insert::Inserted | Insert::Stale => {}
+    }
+    false
 }
 
 /// Interval between sync exchanges.

@@ -112,7 +112,7 @@ impl FracResampler {
     /// output frame.
     pub fn input_needed(&self, frames: usize, step: f64) -> usize {
         let last = self.x + step * frames as f64;
-        let need_end = last.floor() as i64 + HALF as i64 + 2;
+        let need_end = floor_i64(last) + HALF as i64 + 2;
         (need_end - self.next_input()).max(0) as usize
     }
 
@@ -120,7 +120,7 @@ impl FracResampler {
     pub fn push(&mut self, input: &[f32]) {
         let n = input.len() / self.channels;
         // Keep only what can still be read: from floor(x) - HALF on.
-        let keep_from = (self.x.floor() as i64 - HALF as i64).max(self.base);
+        let keep_from = (floor_i64(self.x) - HALF as i64).max(self.base);
         let drop = ((keep_from - self.base) as usize).min(self.len);
         if drop > 0 {
             let c = self.channels;
@@ -139,19 +139,25 @@ impl FracResampler {
     /// Frames whose input is missing come out silent.
     pub fn process(&mut self, step: f64, out: &mut [f32]) {
         let c = self.channels;
-        let exact = step == 1.0 && self.x.fract() == 0.0;
+        if step == 1.0 && self.x.fract() == 0.0 {
+            // At unity on a whole frame: a bit-exact copy of the input, in one piece.
+            let frames = out.len() / c;
+            let start = self.x as i64 - self.base;
+            let lo = (-start).clamp(0, frames as i64) as usize;
+            let hi = (self.len as i64 - start).clamp(lo as i64, frames as i64) as usize;
+            out[..lo * c].fill(0.0);
+            if hi > lo {
+                let from = (start + lo as i64) as usize * c;
+                out[lo * c..hi * c].copy_from_slice(&self.hist[from..from + (hi - lo) * c]);
+            }
+            out[hi * c..].fill(0.0);
+            self.x += frames as f64;
+            return;
+        }
         for frame in out.chunks_exact_mut(c) {
-            let fl = self.x.floor();
-            let i0 = fl as i64;
-            if exact {
-                let off = i0 - self.base;
-                if off >= 0 && (off as usize) < self.len {
-                    let o = off as usize * c;
-                    frame.copy_from_slice(&self.hist[o..o + c]);
-                } else {
-                    frame.fill(0.0);
-                }
-            } else {
+            let i0 = floor_i64(self.x);
+            let fl = i0 as f64;
+            {
                 let start = i0 - HALF as i64 + 1 - self.base;
                 if start < 0 || start as usize + TAPS > self.len {
                     frame.fill(0.0);
@@ -196,6 +202,17 @@ impl FracResampler {
     }
 }
 
+/// `x.floor() as i64` without the libm call `f64::floor` is on baseline x86-64.
+#[inline]
+fn floor_i64(x: f64) -> i64 {
+    let t = x as i64;
+    if (t as f64) > x {
+        t - 1
+    } else {
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +252,32 @@ mod tests {
                 as f32;
             assert_eq!(*v, want);
         }
+    }
+
+    #[test]
+    fn unity_copy_pads_missing_input_with_silence() {
+        // Position 10 with input pushed from frame 10 on, only 5 frames of it: 5 copied, the
+        // rest silent; then the position is 18 and the next input frame is read next.
+        let mut r = FracResampler::new(2, 64);
+        r.reset(10.0);
+        let input: Vec<f32> = (0..10).map(|i| i as f32 + 1.0).collect();
+        r.push(&input);
+        let mut out = vec![9.0f32; 16];
+        r.process(1.0, &mut out);
+        assert_eq!(&out[..10], &input[..]);
+        assert!(out[10..].iter().all(|&v| v == 0.0), "{out:?}");
+        assert_eq!(r.position(), 18.0);
+        // Reading from before the first input frame: silence first, then the input.
+        let mut r = FracResampler::new(2, 64);
+        r.reset(3.0);
+        r.push(&input);
+        let mut out = vec![9.0f32; 16];
+        r.process(1.0, &mut out);
+        assert_eq!(&out[..10], &input[..]);
+        assert!(out[10..].iter().all(|&v| v == 0.0), "{out:?}");
+        assert_eq!(super::floor_i64(-2.5), -3);
+        assert_eq!(super::floor_i64(-3.0), -3);
+        assert_eq!(super::floor_i64(2.999), 2);
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct ClockModel {
     since_refit: u32,
     /// Round trip of the fastest tenth, ns.
     tenth_rtt: i64,
+    /// The verdict of `quiet`, kept between refits for its hysteresis.
+    quiet: bool,
     /// Reused buffer for the round trips.
     scratch: Vec<i64>,
     /// Consecutive exchanges the model said were impossible.
@@ -183,6 +185,7 @@ impl ClockModel {
             envelope_error: None,
             since_refit: 0,
             tenth_rtt: 0,
+            quiet: false,
             scratch: Vec::with_capacity(params.window),
             violations: 0,
             steps: 0,
@@ -259,6 +262,11 @@ impl ClockModel {
         let k = (rtts.len() / 10).max(5).min(rtts.len() - 1);
         let tenth = *rtts.select_nth_unstable(k).1;
         self.tenth_rtt = tenth;
+        // Quiet from 256 exchanges on; it stays quiet down to 128, because at the quiet poll
+        // (4 a second) the 60 s window holds only 240: without the margin it flipped back to
+        // the fast poll every minute.
+        let enough = if self.quiet { 128 } else { 256 };
+        self.quiet = self.history.len() >= enough && tenth - min_rtt < 100_000;
         self.scratch = rtts;
         let limit = ((min_rtt as f64 * self.params.rtt_factor) as i64 + self.params.rtt_slack_ns)
             .min(tenth.max(min_rtt));
@@ -352,7 +360,7 @@ impl ClockModel {
     /// True when the model is settled on a quiet path (the fastest tenth of the round trips
     /// within 100 µs of the fastest), so that a slower poll loses nothing.
     pub fn quiet(&self) -> bool {
-        self.history.len() >= 256 && self.tenth_rtt - self.min_rtt < 100_000
+        self.quiet
     }
 
     /// Clock steps detected (history dropped and re-learned).
@@ -408,6 +416,39 @@ mod tests {
         assert!((s.freq * 1e6 - 150.0).abs() < 2.0, "freq {}", s.freq * 1e6);
         let back = s.to_local(ControllerNs(t));
         assert!((back.0 - sim.local(t).0).abs() < 2, "to_local inverse");
+    }
+
+    #[test]
+    fn quiet_path_stays_quiet_at_the_slow_poll() {
+        // 40 exchanges a second until quiet, then 4 a second (what the sync client does) for
+        // three minutes: the 60 s window then holds 240, fewer than it took to become quiet.
+        let sim = Sim {
+            offset: 1_000_000,
+            ppm: 40.0,
+        };
+        let mut m = ClockModel::new(ModelParams::default());
+        let mut t = 0;
+        while !m.quiet() {
+            m.handle_exchange(sim.exchange(t, 30_000 + t % 7_000, 30_000));
+            t += 25_000_000;
+            assert!(t < 20_000_000_000, "never quiet");
+        }
+        for _ in 0..4 * 180 {
+            m.handle_exchange(sim.exchange(t, 30_000 + t % 7_000, 30_000));
+            t += 250_000_000;
+            assert!(
+                m.quiet(),
+                "fell back to the fast poll at {} s",
+                t / 1_000_000_000
+            );
+        }
+        // A path that turns jittery is not quiet any more (once the quiet minute has left the
+        // window).
+        for i in 0..2_800 {
+            m.handle_exchange(sim.exchange(t, 30_000 + (i * 7_919 % 2_000) * 1_000, 30_000));
+            t += 25_000_000;
+        }
+        assert!(!m.quiet());
     }
 
     #[test]

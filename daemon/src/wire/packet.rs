@@ -60,9 +60,12 @@ impl SampleFormat {
     /// samples are clipped.
     pub fn encode(self, samples: &[f32], out: &mut Vec<u8>) {
         let scale = self.scale() as f64;
-        let max = scale - 1.0;
+        let (min, max) = (-scale as i64, scale as i64 - 1);
         for &s in samples {
-            let v = (s as f64 * scale).round().clamp(-scale, max) as i32;
+            // Rounded half away from zero by truncating v ± 0.5 (`f64::round` is a libm call
+            // on baseline x86-64); `as` saturates, the clip is an integer clamp.
+            let v = s as f64 * scale;
+            let v = ((v + 0.5f64.copysign(v)) as i64).clamp(min, max) as i32;
             match self {
                 SampleFormat::S16 => out.extend_from_slice(&(v as i16).to_le_bytes()),
                 SampleFormat::S24 => out.extend_from_slice(&v.to_le_bytes()[0..3]),
@@ -73,16 +76,18 @@ impl SampleFormat {
     /// Decodes bytes of this format to float samples, appending to `out`. A trailing partial
     /// sample is ignored (callers check lengths first).
     pub fn decode(self, bytes: &[u8], out: &mut Vec<f32>) {
+        // 16 and 24-bit values and the power-of-two scale are exact in f32: no need for f64.
+        let inv32 = 1.0 / self.scale();
         let inv = 1.0 / self.scale() as f64;
         match self {
             SampleFormat::S16 => out.extend(
                 bytes
                     .chunks_exact(2)
-                    .map(|b| (i16::from_le_bytes([b[0], b[1]]) as f64 * inv) as f32),
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 * inv32),
             ),
             SampleFormat::S24 => out.extend(bytes.chunks_exact(3).map(|b| {
                 let v = i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8;
-                (v as f64 * inv) as f32
+                v as f32 * inv32
             })),
             SampleFormat::S32 => out.extend(
                 bytes
@@ -118,11 +123,12 @@ pub struct AudioHeader {
 /// Length of the audio header including the common prefix.
 pub const AUDIO_HEADER_LEN: usize = 40;
 
-/// A parsed audio datagram (payload still encoded).
+/// A parsed audio datagram (payload still encoded, borrowed from the datagram: parsing
+/// allocates nothing).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AudioPacket {
+pub struct AudioPacket<'a> {
     pub header: AudioHeader,
-    pub payload: Vec<u8>,
+    pub payload: &'a [u8],
 }
 
 impl AudioHeader {
@@ -152,7 +158,7 @@ pub fn encode_audio(h: &AudioHeader, samples: &[f32], out: &mut Vec<u8>) {
     h.format.encode(samples, out);
 }
 
-fn parse_audio(buf: &[u8]) -> Result<AudioPacket, WireError> {
+fn parse_audio(buf: &[u8]) -> Result<AudioPacket<'_>, WireError> {
     if buf.len() < AUDIO_HEADER_LEN {
         return Err(WireError::TooShort {
             len: buf.len(),
@@ -194,10 +200,7 @@ fn parse_audio(buf: &[u8]) -> Result<AudioPacket, WireError> {
             got: payload.len(),
         });
     }
-    Ok(AudioPacket {
-        header,
-        payload: payload.to_vec(),
-    })
+    Ok(AudioPacket { header, payload })
 }
 
 /// What a speaker tells its controller about itself, once a second.
@@ -286,8 +289,8 @@ fn parse_announce(buf: &[u8]) -> Result<Announce, WireError> {
 
 /// Any chorus datagram.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Packet {
-    Audio(AudioPacket),
+pub enum Packet<'a> {
+    Audio(AudioPacket<'a>),
     SyncRequest(super::SyncRequest),
     SyncResponse(super::SyncResponse),
     Heartbeat(Heartbeat),
@@ -295,7 +298,7 @@ pub enum Packet {
 }
 
 /// Parses one datagram.
-pub fn parse(buf: &[u8]) -> Result<Packet, WireError> {
+pub fn parse(buf: &[u8]) -> Result<Packet<'_>, WireError> {
     match check_prefix(buf)? {
         kind::AUDIO => parse_audio(buf).map(Packet::Audio),
         kind::SYNC_REQUEST => super::sync::parse_request(buf).map(Packet::SyncRequest),
@@ -324,6 +327,26 @@ mod tests {
     }
 
     #[test]
+    fn encode_rounds_like_round_and_clips() {
+        let mut inputs: Vec<f32> = (0..200_001)
+            .map(|i| (i as f32 / 100_000.0 - 1.0) * 1.01)
+            .collect();
+        inputs.extend((-32_768..32_767).map(|k| (k as f32 + 0.5) / 32_768.0));
+        inputs.extend([0.0, -0.0, 1.0, -1.0, f32::MAX, f32::MIN, 1e-12, -1e-12]);
+        for format in [SampleFormat::S16, SampleFormat::S24, SampleFormat::S32] {
+            let scale = format.scale() as f64;
+            let mut got = Vec::new();
+            format.encode(&inputs, &mut got);
+            let mut want = Vec::new();
+            for &s in &inputs {
+                let v = (s as f64 * scale).round().clamp(-scale, scale - 1.0) as i32;
+                want.extend_from_slice(&v.to_le_bytes()[..format.bytes()]);
+            }
+            assert!(got == want, "{format:?}");
+        }
+    }
+
+    #[test]
     fn audio_round_trip_all_formats() {
         for format in [SampleFormat::S16, SampleFormat::S24, SampleFormat::S32] {
             let h = header(4, format);
@@ -335,7 +358,7 @@ mod tests {
             };
             assert_eq!(p.header, h);
             let mut back = Vec::new();
-            format.decode(&p.payload, &mut back);
+            format.decode(p.payload, &mut back);
             for (a, b) in samples.iter().zip(&back) {
                 assert!((a - b).abs() < 1.0 / 30_000.0, "{format:?} {a} {b}");
             }
@@ -525,7 +548,7 @@ mod tests {
                         assert_eq!(a.payload.len(), a.header.payload_len(), "{a:?}");
                         assert!(a.header.payload_len() + AUDIO_HEADER_LEN <= MAX_DATAGRAM);
                         let mut samples = vec![];
-                        a.header.format.decode(&a.payload, &mut samples);
+                        a.header.format.decode(a.payload, &mut samples);
                         assert!(samples.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
                     }
                     Packet::Heartbeat(h) => {
