@@ -19,7 +19,65 @@ pub struct Config {
     pub zone: ZoneConfig,
     pub controller: ControllerConfig,
     pub speaker: SpeakerConfig,
+    pub security: SecurityConfig,
     pub testing: TestingConfig,
+}
+
+/// Datagram authentication. The same key on every box of the zone; empty: none.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// File holding the pre-shared key (at least 16 bytes; surrounding whitespace ignored).
+    /// Keep it readable only by root and the chorus group.
+    pub key_file: String,
+    /// The key itself, in this file (readable by whoever can read the config): for tests.
+    pub key: String,
+}
+
+impl SecurityConfig {
+    /// The key, read and checked, if one is configured.
+    pub fn load_key(&self) -> Result<Option<Vec<u8>>, (String, String)> {
+        let key = match (self.key.is_empty(), self.key_file.is_empty()) {
+            (true, true) => return Ok(None),
+            (false, false) => {
+                return Err(("security".into(), "set key-file or key, not both".into()))
+            }
+            (false, true) => self.key.trim().as_bytes().to_vec(),
+            (true, false) => match std::fs::read(&self.key_file) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec(),
+                Err(e) => {
+                    return Err((
+                        "security.key-file".into(),
+                        format!("cannot read {}: {e}", self.key_file),
+                    ))
+                }
+            },
+        };
+        if key.len() < crate::wire::auth::MIN_KEY_LEN {
+            let what = if self.key.is_empty() {
+                "security.key-file"
+            } else {
+                "security.key"
+            };
+            return Err((
+                what.into(),
+                format!(
+                    "the key is {} bytes; use at least {} (e.g. `openssl rand -hex 32`)",
+                    key.len(),
+                    crate::wire::auth::MIN_KEY_LEN
+                ),
+            ));
+        }
+        Ok(Some(key))
+    }
+
+    /// The authenticator for this config (checked by `validate` first).
+    pub fn auth(&self) -> crate::wire::auth::Auth {
+        match self.load_key() {
+            Ok(Some(k)) => crate::wire::auth::Auth::with_key(&k),
+            _ => crate::wire::auth::Auth::none(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -127,6 +185,7 @@ impl Default for Config {
             zone: ZoneConfig::default(),
             controller: ControllerConfig::default(),
             speaker: SpeakerConfig::default(),
+            security: SecurityConfig::default(),
             testing: TestingConfig::default(),
         }
     }
@@ -281,6 +340,9 @@ impl Config {
                     self.log_level
                 ),
             );
+        }
+        if let Err((key, why)) = self.security.load_key() {
+            problem(&mut p, &key, why);
         }
         if self.api.listen.parse::<SocketAddr>().is_err() {
             problem(

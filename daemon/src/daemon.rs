@@ -68,6 +68,10 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
     let group = cfg.group();
     let iface = cfg.interface();
     let z = &cfg.zone;
+    let auth = cfg.security.auth();
+    if auth.keyed() {
+        log::info!("datagrams are authenticated with the pre-shared key");
+    }
 
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
         .await
@@ -87,6 +91,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         let sock = multicast_sender(iface, z.ttl, z.loopback).map_err(io("multicast sender"))?;
         let params = controller::streamer::StreamParams {
             zone: z.name.clone(),
+            auth: auth.clone(),
             dest: SocketAddr::V4(SocketAddrV4::new(group, z.port)),
             rate: z.rate,
             channels: z.channels,
@@ -104,6 +109,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             .map_err(io(format!("sync service on UDP port {}", c.sync_port)))?;
         tokio::spawn(crate::sync::server::serve(
             sync_sock,
+            auth.clone(),
             clock.clone(),
             registry.clone(),
             sync_stats.clone(),
@@ -171,6 +177,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             channels: z.channels,
         };
         let rx = speaker::net::StreamReceiver::open(group, z.port, iface, expect, fixed)
+            .map(|r| r.with_auth(auth.clone()))
             .map_err(io("multicast receiver"))?;
         let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
         playout = Some(
@@ -180,9 +187,9 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 .spawn(move || speaker::playout::supervise(open, rx, sh, ck, sd, tap))
                 .map_err(io("playout thread"))?,
         );
-        let (sh, ck) = (shared.clone(), clock.clone());
+        let (sh, ck, au) = (shared.clone(), clock.clone(), auth.clone());
         tokio::spawn(async move {
-            if let Err(e) = speaker::net::sync_client(sh, ck, api_port).await {
+            if let Err(e) = speaker::net::sync_client(sh, ck, api_port, au).await {
                 log::error!("sync client failed: {e}");
             }
         });
@@ -330,6 +337,7 @@ fn router(roles: Roles) -> Router {
     let roles = Arc::new(roles);
     let mut app = Router::new()
         .route("/api/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .with_state(roles.clone());
     if let Some(c) = &roles.controller {
         app = app.merge(controller::api::routes(c.clone()));
@@ -338,6 +346,208 @@ fn router(roles: Roles) -> Router {
         app = app.merge(speaker::api::routes(s.clone()));
     }
     app.fallback(api::not_found)
+}
+
+/// Prometheus metrics of whichever roles run here.
+async fn metrics(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoResponse {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut m = api::metrics::Metrics::default();
+    if let Some(c) = &roles.controller {
+        if let Ok(z) = c.zone() {
+            m.counter(
+                "chorus_controller_packets_sent_total",
+                "Audio datagrams sent.",
+                z.packets_sent,
+            );
+            m.counter(
+                "chorus_controller_frames_sent_total",
+                "Audio frames sent.",
+                z.frames_sent,
+            );
+            m.counter(
+                "chorus_controller_send_errors_total",
+                "Failed multicast sends.",
+                z.send_errors,
+            );
+            m.gauge(
+                "chorus_controller_playing",
+                "1 while the zone plays.",
+                f64::from(u8::from(
+                    z.state == controller::streamer::TransportState::Playing,
+                )),
+            );
+        }
+        let st = &c.sync_stats;
+        m.counter(
+            "chorus_sync_requests_total",
+            "Clock-sync requests answered.",
+            st.requests.load(Relaxed),
+        );
+        m.counter(
+            "chorus_sync_heartbeats_total",
+            "Speaker heartbeats received.",
+            st.heartbeats.load(Relaxed),
+        );
+        m.counter(
+            "chorus_sync_invalid_total",
+            "Malformed datagrams on the sync port.",
+            st.invalid.load(Relaxed),
+        );
+        m.counter(
+            "chorus_sync_unauthenticated_total",
+            "Datagrams on the sync port without a valid tag.",
+            st.unauthenticated.load(Relaxed),
+        );
+        m.counter(
+            "chorus_sync_rate_limited_total",
+            "Datagrams dropped by the per-source limits.",
+            st.rate_limited.load(Relaxed),
+        );
+        let speakers = c.speakers();
+        m.gauge(
+            "chorus_speakers_online",
+            "Speakers heard from in the last few seconds.",
+            speakers.iter().filter(|s| s.online).count() as f64,
+        );
+        m.gauges(
+            "chorus_speaker_reported_sync_error_seconds",
+            "Playout timing error each speaker reports.",
+            speakers.iter().filter_map(|s| {
+                s.sync_error_us
+                    .map(|e| (vec![("speaker", s.name.as_str())], e * 1e-6))
+            }),
+        );
+    }
+    if let Some(s) = &roles.speaker {
+        let st = s.status();
+        let (p, n) = (&st.playout, &st.network);
+        m.gauge(
+            "chorus_locked",
+            "1 while the clock model is locked to the controller.",
+            f64::from(u8::from(st.locked)),
+        );
+        if let Some(c) = &st.clock {
+            m.gauge(
+                "chorus_clock_offset_seconds",
+                "Controller minus local clock.",
+                c.offset_ns as f64 * 1e-9,
+            );
+            m.gauge(
+                "chorus_clock_frequency_ppm",
+                "Controller clock rate relative to ours.",
+                c.freq_ppm,
+            );
+            m.gauge(
+                "chorus_clock_rtt_seconds",
+                "Last sync round trip.",
+                c.rtt_us * 1e-6,
+            );
+            m.gauge(
+                "chorus_clock_estimated_error_seconds",
+                "Estimated offset error.",
+                c.est_error_us * 1e-6,
+            );
+        }
+        m.gauge(
+            "chorus_sync_error_seconds",
+            "Last playout timing error.",
+            p.sync_error_us.unwrap_or(f64::NAN) * 1e-6,
+        );
+        m.gauge(
+            "chorus_buffered_seconds",
+            "Audio in the jitter buffer.",
+            p.buffered_ms * 1e-3,
+        );
+        m.gauge(
+            "chorus_resampler_ratio_ppm",
+            "Drift correction of the resampler.",
+            p.ratio_ppm,
+        );
+        m.counter(
+            "chorus_frames_played_total",
+            "Stream frames played.",
+            p.frames_played,
+        );
+        m.counter(
+            "chorus_frames_lost_total",
+            "Frames concealed because they never arrived.",
+            p.frames_lost,
+        );
+        m.counter(
+            "chorus_frames_late_total",
+            "Frames skipped because their time had passed.",
+            p.frames_late,
+        );
+        m.counter(
+            "chorus_concealments_total",
+            "Fades to silence over a missing stretch or an ended stream.",
+            p.concealments,
+        );
+        m.counter("chorus_resyncs_total", "Timeline re-anchors.", p.resyncs);
+        m.counter(
+            "chorus_output_errors_total",
+            "Device errors (xruns, unplugs), recovered.",
+            p.output_errors,
+        );
+        m.counter(
+            "chorus_output_opens_total",
+            "Times the output device was opened.",
+            st.output_opens,
+        );
+        m.counter(
+            "chorus_packets_total",
+            "Audio datagrams accepted.",
+            n.packets,
+        );
+        m.counter(
+            "chorus_packets_invalid_total",
+            "Malformed datagrams on the stream.",
+            n.invalid,
+        );
+        m.counter(
+            "chorus_packets_unauthenticated_total",
+            "Datagrams without a valid tag.",
+            n.unauthenticated,
+        );
+        m.counter(
+            "chorus_packets_duplicate_total",
+            "Datagrams received again (duplicates, replays).",
+            n.duplicates,
+        );
+        m.counter(
+            "chorus_packets_too_old_total",
+            "Datagrams older than the replay window.",
+            n.too_old,
+        );
+        m.counter(
+            "chorus_packets_foreign_session_total",
+            "Audio of another session not due now.",
+            n.foreign_session,
+        );
+        m.counter(
+            "chorus_packets_foreign_format_total",
+            "Audio in another format than the zone's.",
+            n.foreign_format,
+        );
+        m.counter(
+            "chorus_jitter_buffer_overflows_total",
+            "Datagrams dropped by a full jitter buffer.",
+            n.queue_overflow,
+        );
+        m.counter(
+            "chorus_sessions_total",
+            "Stream sessions started.",
+            n.sessions,
+        );
+    }
+    m.process();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.finish(),
+    )
 }
 
 async fn status(State(roles): State<Arc<Roles>>) -> Json<serde_json::Value> {

@@ -91,6 +91,13 @@ impl Daemon {
             let _ = c.wait();
         }
     }
+    /// Kills the process with SIGKILL, as a crash would end it (no fade, no goodbye).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
     /// The process id (0 once stopped).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
@@ -205,6 +212,8 @@ pub struct SpeakerSpec {
     pub device: String,
     /// Extra `[zone]` keys (must match the controller's stream format).
     pub zone_extra: String,
+    /// Extra config sections, appended (e.g. `[security]`).
+    pub extra: String,
 }
 
 impl SpeakerSpec {
@@ -217,6 +226,7 @@ impl SpeakerSpec {
             output: "sim".into(),
             device: String::new(),
             zone_extra: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -239,13 +249,14 @@ pub fn start_speaker(dir: &Path, net: &Net, s: &SpeakerSpec) -> Daemon {
     };
     let tap = dir.join(format!("{}.tap.wav", s.name));
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}{}\n[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n",
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}{}\n[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n{}",
         zone_toml(net),
         s.zone_extra,
         s.name,
         s.clock_offset_ms,
         s.clock_ppm,
-        tap.display()
+        tap.display(),
+        s.extra
     );
     start_daemon(dir, &s.name, &cfg)
 }

@@ -66,6 +66,16 @@ fn bad_configs_name_the_key() {
             "controller.enabled",
             "nothing to run",
         ),
+        (
+            "[security]\nkey = \"short\"\n",
+            "security.key",
+            "at least 16",
+        ),
+        (
+            "[security]\nkey-file = \"/nonexistent/chorus.key\"\n",
+            "security.key-file",
+            "cannot read",
+        ),
         ("this is = not toml [", "", "TOML"),
     ];
     for (cfg, key, what) in cases {

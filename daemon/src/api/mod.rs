@@ -1,5 +1,7 @@
 //! The HTTP/JSON API shared pieces: errors, JSON extraction, the combined status route.
 
+pub mod metrics;
+
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

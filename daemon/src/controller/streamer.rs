@@ -92,6 +92,8 @@ pub struct StreamInfo {
 #[derive(Debug, Clone)]
 pub struct StreamParams {
     pub zone: String,
+    /// Seals every datagram (a no-op without a key).
+    pub auth: crate::wire::auth::Auth,
     pub dest: SocketAddr,
     pub rate: u32,
     pub channels: u8,
@@ -265,6 +267,9 @@ const ANNOUNCE_NS: i64 = 500_000_000;
 /// wakes up 50 times a second to read them instead of 200, for audio that is still sent a
 /// whole latency ahead of its time.
 const BURST_NS: i64 = 20_000_000;
+
+/// Silence sent after the last frame of the queue, ms.
+const END_SILENCE_MS: usize = 5;
 
 impl Streamer {
     fn run(&mut self, rx: Receiver<Command>, shutdown: Arc<AtomicBool>) {
@@ -531,8 +536,15 @@ impl Streamer {
                     }
                 }
             }
-            if got == 0 && self.pending.is_none() && self.source.is_none() {
-                // End of the queue.
+            if self.pending.is_none() && self.source.is_none() {
+                // End of the queue (reading past the last item stopped the transport): a
+                // little silence after the last frame, so that the stream ends in silence. A
+                // speaker fades out wherever its stream stops (a controller that dies must not
+                // click); on this tail the fade changes nothing.
+                let tail = (self.p.rate as usize * END_SILENCE_MS / 1000).min(self.fpp);
+                self.buf.clear();
+                self.buf.resize(tail * self.p.channels as usize, 0.0);
+                self.send_packet(self.pts(self.next_slot), tail);
                 self.state = TransportState::Stopped;
             }
         }
@@ -574,6 +586,7 @@ impl Streamer {
             &self.buf[..frames * self.p.channels as usize],
             &mut self.pkt,
         );
+        self.p.auth.seal(&mut self.pkt);
         if let Err(e) = self.socket.send_to(&self.pkt, self.p.dest) {
             self.send_errors += 1;
             if self.send_errors.is_power_of_two() {
@@ -601,11 +614,9 @@ impl Streamer {
             session: self.session,
             sync_port: self.p.sync_port,
         };
-        if self
-            .socket
-            .send_to(&encode_announce(&a), self.p.dest)
-            .is_err()
-        {
+        let mut d = encode_announce(&a);
+        self.p.auth.seal(&mut d);
+        if self.socket.send_to(&d, self.p.dest).is_err() {
             self.send_errors += 1;
         }
     }

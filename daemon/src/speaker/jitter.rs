@@ -157,6 +157,23 @@ impl JitterBuffer {
         })
     }
 
+    /// Frames held without a gap from `cursor` on, counting at most `max`.
+    pub fn contiguous(&self, cursor: u64, max: u64) -> u64 {
+        let mut at = self
+            .chunks
+            .partition_point(|c| c.frame_index + self.frames(c) <= cursor);
+        let mut pos = cursor;
+        while pos - cursor < max {
+            let Some(c) = self.chunks.get(at) else { break };
+            if c.frame_index > pos {
+                break;
+            }
+            pos = c.frame_index + self.frames(c);
+            at += 1;
+        }
+        (pos - cursor).min(max)
+    }
+
     /// Drops every chunk that ends at or before `cursor`; later inserts below it are stale.
     pub fn discard_before(&mut self, cursor: u64) {
         self.floor = self.floor.max(cursor);
@@ -211,9 +228,14 @@ mod tests {
         );
         assert_eq!(a.samples[0], 24.0);
         assert_eq!(jb.find(15).unwrap().frame_index, 20);
+        assert_eq!(jb.contiguous(12, 100), 3);
+        assert_eq!(jb.contiguous(15, 100), 0);
+        jb.insert(chunk(1, 15, 5));
+        assert_eq!(jb.contiguous(12, 100), 13);
+        assert_eq!(jb.contiguous(12, 4), 4);
         assert!(jb.find(25).is_none());
         jb.discard_before(15);
-        assert_eq!(jb.buffered_frames(), 5);
+        assert_eq!(jb.buffered_frames(), 10);
         assert_eq!(jb.insert(chunk(1, 10, 5)), Insert::Stale);
         assert_eq!(jb.insert(chunk(2, 0, 5)), Insert::NewSession);
         assert_eq!(jb.buffered_frames(), 5);

@@ -26,11 +26,18 @@ pub struct Stats {
     pub foreign_format: AtomicU64,
     pub queue_overflow: AtomicU64,
     pub duplicates: AtomicU64,
+    /// Datagrams without a valid authentication tag (or with one when no key is set).
+    pub unauthenticated: AtomicU64,
+    /// Audio of another session that is not due now (replayed or forged).
+    pub foreign_session: AtomicU64,
+    /// Audio older than the replay window.
+    pub too_old: AtomicU64,
     pub sessions: AtomicU64,
     pub frames_played: AtomicU64,
     pub frames_silence: AtomicU64,
     pub frames_late: AtomicU64,
     pub frames_lost: AtomicU64,
+    pub concealments: AtomicU64,
     pub resyncs: AtomicU64,
     pub output_errors: AtomicU64,
     pub buffered_frames: AtomicU64,
@@ -146,6 +153,7 @@ impl Shared {
                 frames_silence: ld(&s.frames_silence),
                 frames_late: ld(&s.frames_late),
                 frames_lost: ld(&s.frames_lost),
+                concealments: ld(&s.concealments),
                 resyncs: ld(&s.resyncs),
                 resampling: s.resampling.load(Ordering::Relaxed),
                 ratio_ppm: s.ratio_ppb.load(Ordering::Relaxed) as f64 / 1000.0,
@@ -156,6 +164,9 @@ impl Shared {
                 invalid: ld(&s.invalid_packets),
                 foreign_format: ld(&s.foreign_format),
                 duplicates: ld(&s.duplicates),
+                unauthenticated: ld(&s.unauthenticated),
+                foreign_session: ld(&s.foreign_session),
+                too_old: ld(&s.too_old),
                 queue_overflow: ld(&s.queue_overflow),
                 sessions: ld(&s.sessions),
             },
@@ -210,7 +221,10 @@ pub struct PlayoutStatus {
     pub frames_played: u64,
     pub frames_silence: u64,
     pub frames_late: u64,
+    /// Frames that never arrived in time (concealed: silence between fades).
     pub frames_lost: u64,
+    /// Times audio faded out because the next frame was missing (gaps and stream ends).
+    pub concealments: u64,
     pub resyncs: u64,
     /// Whether the resampler is correcting drift.
     pub resampling: bool,
@@ -224,7 +238,14 @@ pub struct NetworkStatus {
     pub packets: u64,
     pub invalid: u64,
     pub foreign_format: u64,
+    /// Datagrams received twice (or replayed) within the replay window.
     pub duplicates: u64,
+    /// Datagrams without a valid authentication tag.
+    pub unauthenticated: u64,
+    /// Audio of another stream session that was not due now (replayed or forged).
+    pub foreign_session: u64,
+    /// Audio older than the replay window.
+    pub too_old: u64,
     pub queue_overflow: u64,
     pub sessions: u64,
 }

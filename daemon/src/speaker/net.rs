@@ -3,9 +3,10 @@
 
 use super::jitter::{Chunk, Insert, JitterBuffer};
 use super::Shared;
-use crate::clock::{LocalNs, SharedClock};
+use crate::clock::{ControllerNs, LocalNs, SharedClock};
 use crate::net::multicast_receiver;
 use crate::sync::Exchange;
+use crate::wire::auth::{Auth, ReplayWindow, Seen};
 use crate::wire::packet::{encode_heartbeat, parse, Packet};
 use crate::wire::{Heartbeat, SyncRequest};
 use std::collections::HashMap;
@@ -37,7 +38,16 @@ pub struct StreamReceiver {
     /// The controller address is configured: announcements do not move it.
     fixed_controller: bool,
     bufs: Box<[u8]>,
+    auth: Auth,
+    /// Session of the stream being played, and the datagrams of it already received.
+    session: Option<u32>,
+    window: ReplayWindow,
 }
+
+/// A datagram of another session than the one playing is taken as a new stream (a controller
+/// restarted) only when it is due within this span of now: a replayed datagram of an old
+/// session, or a forged one, must not flush the stream that plays.
+const NEW_SESSION_SPAN_NS: i64 = 2_000_000_000;
 
 impl StreamReceiver {
     /// Joins `group` on `interface` and listens on `port`.
@@ -53,22 +63,37 @@ impl StreamReceiver {
             expect,
             fixed_controller,
             bufs: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            auth: Auth::none(),
+            session: None,
+            window: ReplayWindow::default(),
         })
+    }
+
+    /// Datagrams must carry a valid tag for this key.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Reads every datagram waiting and files the audio in `jb` (without one, as while the
     /// output is missing, audio is discarded and only announcements count). Returns true when a
     /// new stream session began. Never blocks; allocates nothing once the jitter buffer has
     /// spare buffers.
-    pub fn drain(&mut self, shared: &Shared, mut jb: Option<&mut JitterBuffer>) -> bool {
+    pub fn drain(
+        &mut self,
+        shared: &Shared,
+        now: Option<ControllerNs>,
+        mut jb: Option<&mut JitterBuffer>,
+    ) -> bool {
         let mut new_session = false;
         loop {
             let mut lens = [0usize; BATCH];
             let mut from = [None; BATCH];
             let n = self.recv_batch(&mut lens, &mut from, &shared.stats);
             for i in 0..n {
-                let d = &self.bufs[i * SLOT..i * SLOT + lens[i]];
-                if let Some(chunk) = self.accept(d, from[i], shared, jb.as_deref_mut()) {
+                let (off, len) = (i * SLOT, lens[i]);
+                if let Some(chunk) = self.accept(off, len, from[i], shared, now, jb.as_deref_mut())
+                {
                     new_session |= file(chunk, shared, jb.as_deref_mut());
                 }
             }
@@ -133,20 +158,36 @@ impl StreamReceiver {
         n
     }
 
-    /// Parses one datagram: an announcement updates the controller address; audio of the
-    /// expected format is decoded into a spare buffer and returned.
+    /// Checks and parses one datagram (in slot `off`, `len` bytes): an announcement updates
+    /// the controller address; audio of the expected format, of the session playing (or of a
+    /// fresh new one) and not seen before is decoded into a spare buffer and returned.
     fn accept(
-        &self,
-        d: &[u8],
+        &mut self,
+        off: usize,
+        len: usize,
         from: Option<SocketAddr>,
         shared: &Shared,
+        now: Option<ControllerNs>,
         jb: Option<&mut JitterBuffer>,
     ) -> Option<Chunk> {
         let stats = &shared.stats;
         let from = from?;
+        let d = match self.auth.open(&self.bufs[off..off + len]) {
+            Ok(d) => d,
+            Err(_) => {
+                stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
         let pkt = match parse(d) {
             Ok(Packet::Audio(p)) => p,
             Ok(Packet::Announce(a)) => {
+                // Only the controller of the stream playing moves the address (a replayed
+                // announcement of another session must not steal the speaker).
+                if self.session.is_some_and(|s| s != a.session) {
+                    stats.foreign_session.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
                 if !self.fixed_controller {
                     let ctl = SocketAddr::new(from.ip(), a.sync_port);
                     if let Ok(mut c) = shared.controller.lock() {
@@ -167,6 +208,27 @@ impl StreamReceiver {
         if h.rate != self.expect.rate || h.channels != self.expect.channels {
             stats.foreign_format.fetch_add(1, Ordering::Relaxed);
             return None;
+        }
+        if self.session != Some(h.session) {
+            // Another session: a restarted controller's stream is due about now; a replay of
+            // an old one (or junk) is not. Without a clock model yet, anything goes.
+            if now.is_some_and(|t| h.pts.since(t).abs() > NEW_SESSION_SPAN_NS) {
+                stats.foreign_session.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            self.session = Some(h.session);
+            self.window.reset();
+        }
+        match self.window.offer(h.seq) {
+            Seen::New => {}
+            Seen::Again => {
+                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            Seen::TooOld => {
+                stats.too_old.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
         }
         stats.packets.fetch_add(1, Ordering::Relaxed);
         let jb = jb?;
@@ -218,6 +280,7 @@ pub async fn sync_client(
     shared: Arc<Shared>,
     clock: SharedClock,
     api_port: u16,
+    auth: Auth,
 ) -> std::io::Result<()> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
     if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
@@ -246,7 +309,9 @@ pub async fn sync_client(
                 locked: shared.locked.load(Ordering::Relaxed),
                 sync_error_us: shared.sync_error_us(),
             };
-            let _ = socket.send_to(&encode_heartbeat(&hb), ctl).await;
+            let mut d = encode_heartbeat(&hb);
+            auth.seal(&mut d);
+            let _ = socket.send_to(&d, ctl).await;
         }
         next_id += 1;
         let t1 = clock.now();
@@ -254,8 +319,9 @@ pub async fn sync_client(
             outstanding.clear();
         }
         outstanding.insert(next_id, t1);
-        let req = SyncRequest { id: next_id, t1 };
-        if let Err(e) = socket.send_to(&req.encode(), ctl).await {
+        let mut req = SyncRequest { id: next_id, t1 }.encode();
+        auth.seal(&mut req);
+        if let Err(e) = socket.send_to(&req, ctl).await {
             log::debug!("sync request to {ctl} failed: {e}");
         }
         // 40 exchanges a second (40-byte datagrams): enough fast ones for the filter to pick
@@ -270,7 +336,11 @@ pub async fn sync_client(
             if from != ctl {
                 continue;
             }
-            let Ok(Packet::SyncResponse(resp)) = parse(&buf[..len]) else {
+            let Ok(body) = auth.open(&buf[..len]) else {
+                shared.stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let Ok(Packet::SyncResponse(resp)) = parse(body) else {
                 continue;
             };
             // Only answers to our own requests, with the t1 we sent.

@@ -118,7 +118,8 @@ fn idle(
             .stats
             .playout_alive_ns
             .store(clock.now().0, Ordering::Relaxed);
-        rx.drain(shared, None);
+        let snapshot = shared.snapshot.try_lock().ok().and_then(|s| *s);
+        rx.drain(shared, snapshot.map(|s| s.to_controller(clock.now())), None);
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -174,17 +175,18 @@ fn run(
         stats
             .playout_alive_ns
             .store(clock.now().0, Ordering::Relaxed);
+        if let Ok(s) = shared.snapshot.try_lock() {
+            snapshot = *s;
+        }
         // Once per wake-up: the periods written back to back after it were sent long before.
         if !drained {
             drained = true;
-            if rx.drain(shared, Some(&mut jb)) {
+            let now = snapshot.map(|s| s.to_controller(clock.now()));
+            if rx.drain(shared, now, Some(&mut jb)) {
                 sched.reset_stream();
                 // Re-anchor on the new session's presentation grid.
                 sched.reset_timeline();
             }
-        }
-        if let Ok(s) = shared.snapshot.try_lock() {
-            snapshot = *s;
         }
         let delay = match out.delay() {
             Ok(d) => d,
@@ -313,6 +315,7 @@ fn run(
         stats.frames_silence.store(st.silence, Ordering::Relaxed);
         stats.frames_late.store(st.late, Ordering::Relaxed);
         stats.frames_lost.store(st.lost, Ordering::Relaxed);
+        stats.concealments.store(st.concealments, Ordering::Relaxed);
         stats.resyncs.store(st.resyncs, Ordering::Relaxed);
         stats
             .buffered_frames

@@ -2,6 +2,7 @@
 
 use crate::clock::{ControllerNs, SharedClock};
 use crate::controller::Registry;
+use crate::wire::auth::Auth;
 use crate::wire::packet::{parse, Packet};
 use crate::wire::SyncResponse;
 use std::collections::HashMap;
@@ -16,6 +17,8 @@ pub struct ServerStats {
     pub requests: AtomicU64,
     pub heartbeats: AtomicU64,
     pub invalid: AtomicU64,
+    /// Datagrams without a valid authentication tag.
+    pub unauthenticated: AtomicU64,
     /// Datagrams dropped because their source sent more than its share.
     pub rate_limited: AtomicU64,
 }
@@ -73,6 +76,7 @@ impl ServerStats {
             "requests": self.requests.load(Ordering::Relaxed),
             "heartbeats": self.heartbeats.load(Ordering::Relaxed),
             "invalid": self.invalid.load(Ordering::Relaxed),
+            "unauthenticated": self.unauthenticated.load(Ordering::Relaxed),
             "rate_limited": self.rate_limited.load(Ordering::Relaxed),
         })
     }
@@ -81,6 +85,7 @@ impl ServerStats {
 /// Serves sync requests and heartbeats until the socket fails.
 pub async fn serve(
     socket: UdpSocket,
+    auth: Auth,
     clock: SharedClock,
     registry: Arc<Registry>,
     stats: Arc<ServerStats>,
@@ -107,7 +112,14 @@ pub async fn serve(
             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        match parse(&buf[..len]) {
+        let body = match auth.open(&buf[..len]) {
+            Ok(b) => b,
+            Err(_) => {
+                stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        match parse(body) {
             Ok(Packet::SyncRequest(req)) => {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
                 let mut resp = SyncResponse {
@@ -117,7 +129,11 @@ pub async fn serve(
                     t3: t2,
                 };
                 resp.t3 = ControllerNs(clock.now().0);
-                let _ = socket.send_to(&resp.encode(), from).await;
+                // Sealing after t3 delays the answer by the time a tag takes, as sealing after
+                // t1 delays the request: the two cancel in the offset.
+                let mut out = resp.encode();
+                auth.seal(&mut out);
+                let _ = socket.send_to(&out, from).await;
             }
             Ok(Packet::Heartbeat(hb)) => {
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);

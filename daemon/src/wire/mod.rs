@@ -2,6 +2,7 @@
 //! Every byte is treated as hostile: parsers check lengths before reading and never panic.
 //! The format is documented in docs/PROTOCOL.md; keep the two in step.
 
+pub mod auth;
 pub mod packet;
 pub mod sync;
 
@@ -38,6 +39,8 @@ pub enum WireError {
     LengthMismatch { expected: usize, got: usize },
     #[error("heartbeat body is not valid: {0}")]
     BadHeartbeat(String),
+    #[error("not authenticated: {0}")]
+    Unauthenticated(&'static str),
 }
 
 /// Datagram kinds (byte 5).

@@ -136,9 +136,11 @@ impl AudioHeader {
     pub fn payload_len(&self) -> usize {
         self.frames as usize * self.channels as usize * self.format.bytes()
     }
-    /// Largest frame count that fits one datagram for this format.
+    /// Largest frame count that fits one datagram for this format, with room for an
+    /// authentication tag.
     pub fn max_frames(channels: u8, format: SampleFormat) -> usize {
-        (MAX_DATAGRAM - AUDIO_HEADER_LEN) / (channels as usize * format.bytes()).max(1)
+        (MAX_DATAGRAM - AUDIO_HEADER_LEN - super::auth::TAG_LEN)
+            / (channels as usize * format.bytes()).max(1)
     }
 }
 

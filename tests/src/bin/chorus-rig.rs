@@ -23,8 +23,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some("relay") => relay(&args[1..]),
+        Some("spoof") => spoof(&args[1..]),
         Some("skew") if args.len() >= 3 => skew(Path::new(&args[1]), &args[2..]),
-        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | skew DIR NAME...".into()),
+        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | spoof --group G --port P [--seconds S] | skew DIR NAME...".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,6 +132,68 @@ fn relay(args: &[String]) -> Result<(), String> {
         }
     }
     eprintln!("relay {listen} -> {to}: passed {passed}, dropped {dropped}");
+    Ok(())
+}
+
+/// An attacker on the LAN: listens to the zone's group and, for every datagram a controller
+/// sends, sends back (to the group) a copy with its samples replaced by full-scale noise and no
+/// tag, one with a forged tag, and the datagram itself again 300 ms later (a replay). Runs for
+/// `--seconds`, then prints what it sent.
+fn spoof(args: &[String]) -> Result<(), String> {
+    let group: std::net::Ipv4Addr = flag(args, "--group", "")
+        .parse()
+        .map_err(|e| format!("--group: {e}"))?;
+    let port: u16 = flag(args, "--port", "")
+        .parse()
+        .map_err(|e| format!("--port: {e}"))?;
+    let secs: f64 = flag(args, "--seconds", "10")
+        .parse()
+        .map_err(|e| format!("--seconds: {e}"))?;
+    let lo = std::net::Ipv4Addr::LOCALHOST;
+    let rx = chorus::net::multicast_receiver(group, port, lo).map_err(|e| e.to_string())?;
+    let tx = chorus::net::multicast_sender(lo, 1, true).map_err(|e| e.to_string())?;
+    let me = tx.local_addr().map_err(|e| e.to_string())?;
+    let dest = SocketAddr::from((group, port));
+    let mut rng = rand::thread_rng();
+    let mut replays: std::collections::VecDeque<(Instant, Vec<u8>)> = Default::default();
+    let (mut forged, mut replayed) = (0u64, 0u64);
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < end {
+        while let Ok((n, from)) = rx.recv_from(&mut buf) {
+            if from == me {
+                continue;
+            }
+            let d = &buf[..n];
+            replays.push_back((Instant::now() + Duration::from_millis(300), d.to_vec()));
+            if n > 40 && d[5] == 1 {
+                // Audio: loud noise in place of the samples, untagged.
+                let mut f = d.to_vec();
+                if f[6] & 1 != 0 {
+                    f.truncate(n - 16);
+                    f[6] &= !1;
+                }
+                for b in &mut f[40..] {
+                    *b = rng.gen();
+                }
+                let _ = tx.send_to(&f, dest);
+                // The same noise with a made-up tag.
+                f[6] |= 1;
+                f.extend((0..16).map(|_| rng.gen::<u8>()));
+                let _ = tx.send_to(&f, dest);
+                forged += 2;
+            }
+        }
+        let now = Instant::now();
+        while replays.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, d)) = replays.pop_front() {
+                let _ = tx.send_to(&d, dest);
+                replayed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    println!("spoof: forged {forged}, replayed {replayed}");
     Ok(())
 }
 

@@ -1,0 +1,226 @@
+//! Faults and hostile traffic: spoofed and replayed datagrams on the zone's group, a controller
+//! killed mid-track. Real processes over loopback multicast.
+
+use chorus_tests::*;
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const KEY: &str = "[security]\nkey = \"correct horse battery staple\"\n";
+
+fn keyed(name: &str, offset_ms: f64, ppm: f64) -> SpeakerSpec {
+    let mut s = SpeakerSpec::sim(name, offset_ms, ppm);
+    s.extra = KEY.into();
+    s
+}
+
+fn network(s: &Daemon) -> Value {
+    get(&format!("{}/api/v1/speaker", s.api)).unwrap()["network"].clone()
+}
+
+#[test]
+fn spoofed_and_replayed_datagrams_change_nothing() {
+    let dir = scratch("spoof");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, KEY);
+    let mut a = start_speaker(&dir, &net, &keyed("alpha", 300.0, 80.0));
+    let mut b = start_speaker(&dir, &net, &keyed("beta", -200.0, -60.0));
+    wait_locked(&controller, 2);
+    // The attacker hears the group and answers every audio datagram with two forged ones
+    // (full-scale noise: untagged, and with a made-up tag) and a replay 300 ms later.
+    let spoofer = Command::new(bin("chorus-rig"))
+        .args([
+            "spoof",
+            "--group",
+            &net.group,
+            "--port",
+            &net.port.to_string(),
+        ])
+        .args(["--seconds", "6"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn chorus-rig spoof");
+    std::thread::sleep(Duration::from_millis(300));
+    let n = 48_000 * 3;
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, n);
+    play_to_end(&controller, &track, Duration::from_secs(15));
+    let (na, nb) = (network(&a), network(&b));
+    // The same counters for Prometheus.
+    let text = ureq::get(&format!("{}/metrics", a.api))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    assert!(
+        metric("chorus_packets_unauthenticated_total") > 200.0,
+        "{text}"
+    );
+    assert!(metric("chorus_packets_duplicate_total") > 100.0, "{text}");
+    assert_eq!(metric("chorus_locked"), 1.0, "{text}");
+    a.stop();
+    b.stop();
+    let out = spoofer.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    println!("{said}");
+    assert!(said.contains("spoof: forged"), "{said}");
+
+    // Both speakers played the track whole, every sample the source's: nothing forged or
+    // replayed got in.
+    for name in ["alpha", "beta"] {
+        let runs = Capture::load_tap(&dir, name).counter_runs(1_000);
+        assert_eq!(runs.len(), 1, "{name}: {runs:?}");
+        assert_eq!((runs[0].1, runs[0].2), (1, n as usize), "{name}: {runs:?}");
+    }
+    // ... and counted what they refused.
+    for (name, st) in [("alpha", &na), ("beta", &nb)] {
+        println!("{name}: {st}");
+        let forged = st["unauthenticated"].as_u64().unwrap();
+        let replays = st["duplicates"].as_u64().unwrap() + st["too_old"].as_u64().unwrap();
+        assert!(forged > 200, "{name}: {st}");
+        assert!(replays > 100, "{name}: {st}");
+    }
+    // Both stayed with the controller, locked.
+    let sp = get(&format!("{}/api/v1/speakers", controller.api)).unwrap();
+    let list = sp["speakers"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{sp}");
+    assert!(list.iter().all(|s| s["locked"] == true), "{sp}");
+}
+
+#[test]
+fn a_speaker_without_the_key_hears_nothing_and_says_why() {
+    let dir = scratch("nokey");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, KEY);
+    let good = start_speaker(&dir, &net, &keyed("good", 100.0, 30.0));
+    let mut bad = start_speaker(&dir, &net, &SpeakerSpec::sim("keyless", -100.0, -30.0));
+    wait_locked(&controller, 1);
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, 24_000);
+    play_to_end(&controller, &track, Duration::from_secs(10));
+    let st = get(&format!("{}/api/v1/speaker", bad.api)).unwrap();
+    bad.stop();
+    drop(good);
+    assert_eq!(st["network"]["packets"], 0, "{st}");
+    assert!(
+        st["network"]["unauthenticated"].as_u64().unwrap() > 50,
+        "{st}"
+    );
+    assert_eq!(st["locked"], false, "{st}");
+}
+
+/// Nanoseconds on the host's realtime clock (what the sim outputs' heard logs use).
+fn realtime_ns() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as f64
+}
+
+#[test]
+fn a_killed_controller_fades_out_and_a_restarted_one_plays_in_sync() {
+    let dir = scratch("kill9");
+    let net = Net::new();
+    let mut controller = start_controller(&dir, &net, "");
+    let mut a = start_speaker(&dir, &net, &SpeakerSpec::sim("alpha", 400.0, 90.0));
+    let mut b = start_speaker(&dir, &net, &SpeakerSpec::sim("beta", -300.0, -70.0));
+    wait_locked(&controller, 2);
+    let tone = dir.join("tone.wav");
+    write_tone_wav(&tone, 1000.0, 0.5, 20, 16);
+    let (code, out, err) = chorusctl(&controller.api, &["play", tone.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    // A crash mid-track: the speakers are left with what they buffered.
+    controller.kill9();
+    let killed_at = realtime_ns();
+    std::thread::sleep(Duration::from_millis(1000));
+    for s in [&a, &b] {
+        let st = get(&format!("{}/api/v1/speaker", s.api)).unwrap();
+        assert_eq!(st["playout"]["playing"], false, "{st}");
+        assert!(st["playout"]["concealments"].as_u64().unwrap() >= 1, "{st}");
+    }
+
+    // Back (same config: same group and sync port, a new session): the speakers follow on
+    // their own, and play the next track in sync.
+    let restarted_at = std::time::Instant::now();
+    let controller = start_controller(&dir, &net, "");
+    let counter = dir.join("counter.wav");
+    let n = 48_000 * 2;
+    write_counter_wav(&counter, 1, n);
+    let (code, out, err) = chorusctl(&controller.api, &["play", counter.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let playing = wait_until(Duration::from_secs(5), || {
+        let both = [&a, &b].iter().all(|s| {
+            get(&format!("{}/api/v1/speaker", s.api))
+                .is_ok_and(|st| st["playout"]["playing"] == true)
+        });
+        both.then(|| restarted_at.elapsed())
+    })
+    .expect("the speakers did not play again");
+    println!("playing again {playing:?} after the controller restarted");
+    assert!(playing < Duration::from_secs(2), "{playing:?}");
+    wait_stopped(&controller, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    a.stop();
+    b.stop();
+
+    // What the DACs played (the resampler is at work, so counters are not readable there; the
+    // stream taps have them).
+    let (ca, cb) = (Capture::load(&dir, "alpha"), Capture::load(&dir, "beta"));
+    let mut resumed = vec![];
+    for (name, c) in [("alpha", &ca), ("beta", &cb)] {
+        // The tone, then silence (at least 0.5 s: the restart), then the counter track.
+        let loud = |f: &[i16; 2]| f[0].unsigned_abs() > 33; // -60 dBFS
+        let first = c.frames.iter().position(loud).expect("tone");
+        let next = |from: usize| c.frames[from..].iter().position(loud).map(|k| from + k);
+        let mut last = first;
+        while let Some(k) = next(last + 1) {
+            if k - last > 24_000 {
+                resumed.push(k);
+                break;
+            }
+            last = k;
+        }
+        assert!(
+            last > first + 48_000,
+            "{name}: tone only {} frames",
+            last - first
+        );
+        // No click: no step between samples larger than the tone's own steepest (2 pi f A /
+        // rate = 0.065 of full scale) plus what a 2.5 ms fade adds; and after the fade nothing
+        // above -60 dBFS until the next track (by construction of `last`).
+        let worst = c.frames[first..last + 100]
+            .windows(2)
+            .map(|w| (w[1][0] as i32 - w[0][0] as i32).abs())
+            .max()
+            .unwrap();
+        assert!(worst < (0.075 * 32_768.0) as i32, "{name}: step of {worst}");
+        // The fade ended within the speaker's buffer (100 ms) of the crash.
+        let after_ms = (c.heard_ns(last as f64) - killed_at) / 1e6;
+        println!("{name}: silent {after_ms:.1} ms after the kill, largest step {worst}");
+        assert!(
+            after_ms < 150.0,
+            "{name}: played {after_ms} ms after the kill"
+        );
+        // The counter track whole, sample for sample.
+        let runs = Capture::load_tap(&dir, name).counter_runs(1_000);
+        assert_eq!(
+            runs.last().map(|r| (r.1, r.2)),
+            Some((1, n as usize)),
+            "{name}: {runs:?}"
+        );
+    }
+    assert_eq!(
+        resumed.len(),
+        2,
+        "the track after the restart was not heard"
+    );
+    let skew = skew_us(&ca, &cb, resumed[0] + 24_000).expect("beta's audio not found in alpha's");
+    println!("skew after the restart: {skew:.1} µs");
+    assert!(skew.abs() < 200.0, "{skew} µs");
+}
