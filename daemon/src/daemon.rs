@@ -112,6 +112,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             auth.clone(),
             clock.clone(),
             registry.clone(),
+            streamer.recent.clone(),
             sync_stats.clone(),
         ));
         log::info!(

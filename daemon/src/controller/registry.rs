@@ -79,6 +79,13 @@ impl Registry {
             .collect()
     }
 
+    /// True when a speaker has sent heartbeats from `addr`.
+    pub fn knows(&self, addr: std::net::IpAddr) -> bool {
+        self.inner
+            .lock()
+            .is_ok_and(|m| m.values().any(|e| e.addr == addr))
+    }
+
     /// One speaker by name.
     pub fn get(&self, name: &str, now: ControllerNs) -> Option<SpeakerInfo> {
         self.list(now).into_iter().find(|s| s.name == name)

@@ -110,6 +110,45 @@ const MAX_ERRORS: usize = 32;
 pub struct StreamerHandle {
     tx: Mutex<Sender<Command>>,
     status: Arc<Mutex<ZoneStatus>>,
+    /// The last datagrams sent, for repair requests.
+    pub recent: Arc<Mutex<RecentDatagrams>>,
+}
+
+/// The last `RECENT` audio datagrams sent (sealed, as they went out), by sequence number: what
+/// the sync service sends again when a speaker asks. About 3.6 s of 48 kHz stereo; slots are
+/// allocated once and reused.
+pub struct RecentDatagrams {
+    session: u32,
+    slots: Vec<(Option<u32>, Vec<u8>)>,
+}
+
+const RECENT: usize = 512;
+
+impl RecentDatagrams {
+    fn new(session: u32) -> Self {
+        RecentDatagrams {
+            session,
+            slots: (0..RECENT)
+                .map(|_| (None, Vec::with_capacity(crate::wire::MAX_DATAGRAM)))
+                .collect(),
+        }
+    }
+
+    fn store(&mut self, seq: u32, datagram: &[u8]) {
+        let slot = &mut self.slots[seq as usize % RECENT];
+        slot.0 = Some(seq);
+        slot.1.clear();
+        slot.1.extend_from_slice(datagram);
+    }
+
+    /// Datagram `seq` of `session`, if it is still held.
+    pub fn get(&self, session: u32, seq: u32) -> Option<&[u8]> {
+        if session != self.session {
+            return None;
+        }
+        let slot = &self.slots[seq as usize % RECENT];
+        (slot.0 == Some(seq)).then_some(&slot.1[..])
+    }
 }
 
 impl StreamerHandle {
@@ -189,6 +228,7 @@ pub fn spawn(
         errors: vec![],
     }));
     let session = rand::random::<u32>() | 1;
+    let recent = Arc::new(Mutex::new(RecentDatagrams::new(session)));
     let epoch = clock.now().0;
     let mut s = Streamer {
         opened: 0,
@@ -219,6 +259,7 @@ pub fn spawn(
         packets_sent: 0,
         send_errors: 0,
         last_announce: i64::MIN / 2,
+        recent: recent.clone(),
     };
     std::thread::Builder::new()
         .name("chorus-streamer".into())
@@ -226,11 +267,13 @@ pub fn spawn(
     Ok(Arc::new(StreamerHandle {
         tx: Mutex::new(tx),
         status,
+        recent,
     }))
 }
 
 struct Streamer {
     p: StreamParams,
+    recent: Arc<Mutex<RecentDatagrams>>,
     /// Sources opened so far, and the one whose title the status shows.
     opened: u64,
     titled: Option<u64>,
@@ -587,6 +630,9 @@ impl Streamer {
             &mut self.pkt,
         );
         self.p.auth.seal(&mut self.pkt);
+        if let Ok(mut r) = self.recent.lock() {
+            r.store(self.seq, &self.pkt);
+        }
         if let Err(e) = self.socket.send_to(&self.pkt, self.p.dest) {
             self.send_errors += 1;
             if self.send_errors.is_power_of_two() {

@@ -32,6 +32,10 @@ pub struct Stats {
     pub foreign_session: AtomicU64,
     /// Audio older than the replay window.
     pub too_old: AtomicU64,
+    /// Datagrams asked for again, received after being asked for, and given up on.
+    pub repairs_requested: AtomicU64,
+    pub repaired: AtomicU64,
+    pub repairs_abandoned: AtomicU64,
     pub sessions: AtomicU64,
     pub frames_played: AtomicU64,
     pub frames_silence: AtomicU64,
@@ -167,6 +171,9 @@ impl Shared {
                 unauthenticated: ld(&s.unauthenticated),
                 foreign_session: ld(&s.foreign_session),
                 too_old: ld(&s.too_old),
+                repairs_requested: ld(&s.repairs_requested),
+                repaired: ld(&s.repaired),
+                repairs_abandoned: ld(&s.repairs_abandoned),
                 queue_overflow: ld(&s.queue_overflow),
                 sessions: ld(&s.sessions),
             },
@@ -246,6 +253,11 @@ pub struct NetworkStatus {
     pub foreign_session: u64,
     /// Audio older than the replay window.
     pub too_old: u64,
+    /// Missing datagrams asked for again (each request counts), received after being asked
+    /// for, and given up on (too late to play).
+    pub repairs_requested: u64,
+    pub repaired: u64,
+    pub repairs_abandoned: u64,
     pub queue_overflow: u64,
     pub sessions: u64,
 }

@@ -8,6 +8,7 @@ use crate::net::multicast_receiver;
 use crate::sync::Exchange;
 use crate::wire::auth::{Auth, ReplayWindow, Seen};
 use crate::wire::packet::{encode_heartbeat, parse, Packet};
+use crate::wire::repair::RepairRequest;
 use crate::wire::{Heartbeat, SyncRequest};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -42,7 +43,33 @@ pub struct StreamReceiver {
     /// Session of the stream being played, and the datagrams of it already received.
     session: Option<u32>,
     window: ReplayWindow,
+    /// Unicast socket repair requests leave from and repaired datagrams arrive on.
+    repair_socket: std::net::UdpSocket,
+    /// Sequence number expected next, and the ones found missing (capacity reserved).
+    next_seq: Option<u32>,
+    missing: Vec<Missing>,
+    /// Reused buffer for repair requests.
+    request: Vec<u8>,
 }
+
+/// A datagram found missing (a later one arrived first).
+#[derive(Debug, Clone, Copy)]
+struct Missing {
+    seq: u32,
+    /// When it was found missing and last asked for, local clock ns (asked: 0 = not yet).
+    found: i64,
+    asked: i64,
+    tries: u8,
+}
+
+/// Missing datagrams tracked at most (a longer hole is not worth repairing datagram by
+/// datagram: 64 is 450 ms of 48 kHz stereo).
+const MAX_MISSING: usize = 64;
+/// Time between two requests for the same datagram, and requests at most per datagram.
+const REPAIR_RETRY_NS: i64 = 15_000_000;
+const REPAIR_TRIES: u8 = 4;
+/// After this long a missing datagram is given up (it would arrive too late to play).
+const REPAIR_GIVE_UP_NS: i64 = 100_000_000;
 
 /// A datagram of another session than the one playing is taken as a new stream (a controller
 /// restarted) only when it is due within this span of now: a replayed datagram of an old
@@ -66,6 +93,16 @@ impl StreamReceiver {
             auth: Auth::none(),
             session: None,
             window: ReplayWindow::default(),
+            repair_socket: {
+                let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                s.set_nonblocking(true)?;
+                s
+            },
+            next_seq: None,
+            missing: Vec::with_capacity(MAX_MISSING),
+            request: Vec::with_capacity(
+                16 + 4 * crate::wire::repair::MAX_SEQS + crate::wire::auth::TAG_LEN,
+            ),
         })
     }
 
@@ -82,35 +119,99 @@ impl StreamReceiver {
     pub fn drain(
         &mut self,
         shared: &Shared,
+        local_ns: i64,
         now: Option<ControllerNs>,
         mut jb: Option<&mut JitterBuffer>,
     ) -> bool {
+        use std::os::fd::AsRawFd;
         let mut new_session = false;
-        loop {
-            let mut lens = [0usize; BATCH];
-            let mut from = [None; BATCH];
-            let n = self.recv_batch(&mut lens, &mut from, &shared.stats);
-            for i in 0..n {
-                let (off, len) = (i * SLOT, lens[i]);
-                if let Some(chunk) = self.accept(off, len, from[i], shared, now, jb.as_deref_mut())
-                {
-                    new_session |= file(chunk, shared, jb.as_deref_mut());
+        // The stream, then (while repairs are outstanding) what the controller sent again.
+        let repairing = !self.missing.is_empty();
+        let fds = [self.socket.as_raw_fd(), self.repair_socket.as_raw_fd()];
+        for fd in &fds[..if repairing { 2 } else { 1 }] {
+            loop {
+                let mut lens = [0usize; BATCH];
+                let mut from = [None; BATCH];
+                let n = self.recv_batch(*fd, &mut lens, &mut from, &shared.stats);
+                for i in 0..n {
+                    let (off, len) = (i * SLOT, lens[i]);
+                    let chunk = self.accept(
+                        (off, len),
+                        from[i],
+                        shared,
+                        local_ns,
+                        now,
+                        jb.as_deref_mut(),
+                    );
+                    if let Some(chunk) = chunk {
+                        new_session |= file(chunk, shared, jb.as_deref_mut());
+                    }
+                }
+                if n < BATCH {
+                    break;
                 }
             }
-            if n < BATCH {
-                return new_session;
+        }
+        if jb.is_some() {
+            self.request_repairs(shared, local_ns);
+        }
+        new_session
+    }
+
+    /// True while datagrams are missing and being asked for (the playout thread then wakes
+    /// often enough to pick the repairs up in time).
+    pub fn repairing(&self) -> bool {
+        !self.missing.is_empty()
+    }
+
+    /// Asks the controller for missing datagrams (new ones at once, then again every 15 ms, a
+    /// few times), and gives up on those that could no longer play.
+    fn request_repairs(&mut self, shared: &Shared, local_ns: i64) {
+        if self.missing.is_empty() {
+            return;
+        }
+        let stats = &shared.stats;
+        let before = self.missing.len();
+        self.missing
+            .retain(|m| local_ns - m.found < REPAIR_GIVE_UP_NS);
+        stats
+            .repairs_abandoned
+            .fetch_add((before - self.missing.len()) as u64, Ordering::Relaxed);
+        let (Some(session), Some(ctl)) = (
+            self.session,
+            shared.controller.try_lock().ok().and_then(|c| *c),
+        ) else {
+            return;
+        };
+        let mut q = RepairRequest::new(session);
+        for m in self.missing.iter_mut() {
+            if local_ns - m.asked >= REPAIR_RETRY_NS && m.tries < REPAIR_TRIES {
+                if !q.push(m.seq) {
+                    break;
+                }
+                m.asked = local_ns;
+                m.tries += 1;
             }
         }
+        if q.is_empty() {
+            return;
+        }
+        stats
+            .repairs_requested
+            .fetch_add(q.seqs().len() as u64, Ordering::Relaxed);
+        q.encode_into(&mut self.request);
+        self.auth.seal(&mut self.request);
+        let _ = self.repair_socket.send_to(&self.request, ctl);
     }
 
     /// One `recvmmsg`: datagram lengths and senders (None: truncated, not IPv4); the count read.
     fn recv_batch(
         &mut self,
+        fd: std::os::fd::RawFd,
         lens: &mut [usize; BATCH],
         from: &mut [Option<SocketAddr>; BATCH],
         stats: &super::Stats,
     ) -> usize {
-        use std::os::fd::AsRawFd;
         // SAFETY: plain C structs, all-zero is a valid value for each.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
@@ -127,7 +228,7 @@ impl StreamReceiver {
         // exclusively borrowed for the call; the kernel writes at most the lengths given.
         let r = unsafe {
             libc::recvmmsg(
-                self.socket.as_raw_fd(),
+                fd,
                 hdrs.as_mut_ptr(),
                 BATCH as u32,
                 libc::MSG_DONTWAIT,
@@ -163,10 +264,10 @@ impl StreamReceiver {
     /// fresh new one) and not seen before is decoded into a spare buffer and returned.
     fn accept(
         &mut self,
-        off: usize,
-        len: usize,
+        (off, len): (usize, usize),
         from: Option<SocketAddr>,
         shared: &Shared,
+        local_ns: i64,
         now: Option<ControllerNs>,
         jb: Option<&mut JitterBuffer>,
     ) -> Option<Chunk> {
@@ -218,6 +319,8 @@ impl StreamReceiver {
             }
             self.session = Some(h.session);
             self.window.reset();
+            self.next_seq = None;
+            self.missing.clear();
         }
         match self.window.offer(h.seq) {
             Seen::New => {}
@@ -231,6 +334,13 @@ impl StreamReceiver {
             }
         }
         stats.packets.fetch_add(1, Ordering::Relaxed);
+        track(
+            &mut self.next_seq,
+            &mut self.missing,
+            h.seq,
+            local_ns,
+            stats,
+        );
         let jb = jb?;
         let mut samples = jb.take_spare();
         samples.reserve(h.frames as usize * h.channels as usize);
@@ -242,6 +352,44 @@ impl StreamReceiver {
             samples,
         })
     }
+}
+
+/// Notes a datagram's sequence number: the ones skipped are missing; one that was missing
+/// has arrived.
+fn track(
+    next_seq: &mut Option<u32>,
+    missing: &mut Vec<Missing>,
+    seq: u32,
+    local_ns: i64,
+    stats: &super::Stats,
+) {
+    if let Some(next) = *next_seq {
+        let ahead = seq.wrapping_sub(next);
+        if ahead >= u32::MAX / 2 {
+            // Older than expected: a late or a repaired one.
+            if let Some(i) = missing.iter().position(|m| m.seq == seq) {
+                if missing[i].tries > 0 {
+                    stats.repaired.fetch_add(1, Ordering::Relaxed);
+                }
+                missing.swap_remove(i);
+            }
+            return;
+        }
+        if (ahead as usize) < MAX_MISSING {
+            for k in 0..ahead {
+                if missing.len() == MAX_MISSING {
+                    break;
+                }
+                missing.push(Missing {
+                    seq: next.wrapping_add(k),
+                    found: local_ns,
+                    asked: 0,
+                    tries: 0,
+                });
+            }
+        }
+    }
+    *next_seq = Some(seq.wrapping_add(1));
 }
 
 /// Files a chunk in the jitter buffer and counts what happened; true for a new session.

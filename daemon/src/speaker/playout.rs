@@ -119,7 +119,13 @@ fn idle(
             .playout_alive_ns
             .store(clock.now().0, Ordering::Relaxed);
         let snapshot = shared.snapshot.try_lock().ok().and_then(|s| *s);
-        rx.drain(shared, snapshot.map(|s| s.to_controller(clock.now())), None);
+        let local = clock.now();
+        rx.drain(
+            shared,
+            local.0,
+            snapshot.map(|s| s.to_controller(local)),
+            None,
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -181,8 +187,9 @@ fn run(
         // Once per wake-up: the periods written back to back after it were sent long before.
         if !drained {
             drained = true;
-            let now = snapshot.map(|s| s.to_controller(clock.now()));
-            if rx.drain(shared, now, Some(&mut jb)) {
+            let local = clock.now();
+            let now = snapshot.map(|s| s.to_controller(local));
+            if rx.drain(shared, local.0, now, Some(&mut jb)) {
                 sched.reset_stream();
                 // Re-anchor on the new session's presentation grid.
                 sched.reset_timeline();
@@ -228,7 +235,13 @@ fn run(
             // still queued against an underrun. (A quarter saved another 0.7 ms/s but
             // underran under load: a loaded test machine heard it.)
             let wait = frames_to_ns(queued - low_water, rate);
-            std::thread::sleep(Duration::from_nanos(wait.clamp(200_000, 40_000_000) as u64));
+            // While datagrams are being repaired, wake every 5 ms to take them in.
+            let longest = if rx.repairing() {
+                5_000_000
+            } else {
+                40_000_000
+            };
+            std::thread::sleep(Duration::from_nanos(wait.clamp(200_000, longest) as u64));
             drained = false;
             continue;
         }

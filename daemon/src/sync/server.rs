@@ -1,6 +1,7 @@
 //! The controller's clock-sync and heartbeat service (unicast UDP).
 
 use crate::clock::{ControllerNs, SharedClock};
+use crate::controller::streamer::RecentDatagrams;
 use crate::controller::Registry;
 use crate::wire::auth::Auth;
 use crate::wire::packet::{parse, Packet};
@@ -21,6 +22,11 @@ pub struct ServerStats {
     pub unauthenticated: AtomicU64,
     /// Datagrams dropped because their source sent more than its share.
     pub rate_limited: AtomicU64,
+    /// Repair requests, datagrams sent again, and ones refused (unknown source, over its
+    /// share, or no longer held).
+    pub repair_requests: AtomicU64,
+    pub repairs_sent: AtomicU64,
+    pub repairs_refused: AtomicU64,
 }
 
 /// Per-source token buckets: each source may send `rate` datagrams a second on average, in
@@ -78,6 +84,9 @@ impl ServerStats {
             "invalid": self.invalid.load(Ordering::Relaxed),
             "unauthenticated": self.unauthenticated.load(Ordering::Relaxed),
             "rate_limited": self.rate_limited.load(Ordering::Relaxed),
+            "repair_requests": self.repair_requests.load(Ordering::Relaxed),
+            "repairs_sent": self.repairs_sent.load(Ordering::Relaxed),
+            "repairs_refused": self.repairs_refused.load(Ordering::Relaxed),
         })
     }
 }
@@ -88,6 +97,7 @@ pub async fn serve(
     auth: Auth,
     clock: SharedClock,
     registry: Arc<Registry>,
+    recent: Arc<std::sync::Mutex<RecentDatagrams>>,
     stats: Arc<ServerStats>,
 ) {
     if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
@@ -98,6 +108,8 @@ pub async fn serve(
     let mut buf = [0u8; 2048];
     let mut per_source = RateLimiter::<SocketAddr>::new(100.0, 50.0);
     let mut per_host = RateLimiter::<IpAddr>::new(5000.0, 2500.0);
+    // Datagrams sent again per speaker: 1000/s (1.4 MB/s) is a third of a 48 kHz stream lost.
+    let mut repairs = RateLimiter::<IpAddr>::new(1000.0, 500.0);
     loop {
         // t2 is the kernel's receive timestamp, on our clock.
         let (len, from, t2) = match crate::net::recv_stamped(&socket, &mut buf, &clock).await {
@@ -138,6 +150,38 @@ pub async fn serve(
             Ok(Packet::Heartbeat(hb)) => {
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
                 registry.handle_heartbeat(from, hb, t2);
+            }
+            Ok(Packet::Repair(q)) => {
+                // A request is small and its answer is audio: only speakers that announced
+                // themselves get answers, within their share, so this reflects onto nobody
+                // else (and with a key, onto nobody without it).
+                stats.repair_requests.fetch_add(1, Ordering::Relaxed);
+                let wanted = q.seqs().len() as u64;
+                if !registry.knows(from.ip()) {
+                    stats.repairs_refused.fetch_add(wanted, Ordering::Relaxed);
+                    continue;
+                }
+                let held: Vec<Vec<u8>> = match recent.lock() {
+                    Ok(r) => q
+                        .seqs()
+                        .iter()
+                        .filter_map(|&s| r.get(q.session, s).map(<[u8]>::to_vec))
+                        .collect(),
+                    Err(_) => vec![],
+                };
+                let mut sent = 0;
+                for d in &held {
+                    if !repairs.allow(from.ip(), t2.0) {
+                        break;
+                    }
+                    if socket.send_to(d, from).await.is_ok() {
+                        sent += 1;
+                    }
+                }
+                stats.repairs_sent.fetch_add(sent, Ordering::Relaxed);
+                stats
+                    .repairs_refused
+                    .fetch_add(wanted - sent, Ordering::Relaxed);
             }
             Ok(_) | Err(_) => {
                 stats.invalid.fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod packet;
+pub mod repair;
 pub mod sync;
 
 pub use packet::{Announce, AudioHeader, AudioPacket, Heartbeat, Packet, SampleFormat};
@@ -50,6 +51,7 @@ pub mod kind {
     pub const SYNC_RESPONSE: u8 = 3;
     pub const HEARTBEAT: u8 = 4;
     pub const ANNOUNCE: u8 = 5;
+    pub const REPAIR: u8 = 6;
 }
 
 pub(crate) fn put_prefix(out: &mut Vec<u8>, kind: u8) {

@@ -297,6 +297,7 @@ pub enum Packet<'a> {
     SyncResponse(super::SyncResponse),
     Heartbeat(Heartbeat),
     Announce(Announce),
+    Repair(super::repair::RepairRequest),
 }
 
 /// Parses one datagram.
@@ -307,6 +308,7 @@ pub fn parse(buf: &[u8]) -> Result<Packet<'_>, WireError> {
         kind::SYNC_RESPONSE => super::sync::parse_response(buf).map(Packet::SyncResponse),
         kind::HEARTBEAT => parse_heartbeat(buf).map(Packet::Heartbeat),
         kind::ANNOUNCE => parse_announce(buf).map(Packet::Announce),
+        kind::REPAIR => super::repair::parse_repair(buf).map(Packet::Repair),
         other => Err(WireError::UnknownKind(other)),
     }
 }
@@ -499,6 +501,13 @@ mod tests {
             }
             .encode(),
         );
+        let mut repair = crate::wire::repair::RepairRequest::new(3);
+        for s in [1, 2, 40, 41] {
+            repair.push(s);
+        }
+        let mut d = Vec::new();
+        repair.encode_into(&mut d);
+        valid.push(d);
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut rnd = move || {
             seed ^= seed << 13;
@@ -556,6 +565,9 @@ mod tests {
                     Packet::Heartbeat(h) => {
                         assert!(h.volume <= 100, "{h:?}");
                         assert!(!h.name.is_empty() && h.name.len() <= 64, "{h:?}");
+                    }
+                    Packet::Repair(q) => {
+                        assert!(!q.is_empty() && q.seqs().len() <= 32, "{q:?}");
                     }
                     _ => {}
                 }

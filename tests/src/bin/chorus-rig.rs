@@ -81,8 +81,33 @@ fn relay(args: &[String]) -> Result<(), String> {
     let max = flag(args, "--max-seconds", "3600")
         .parse::<u64>()
         .map_err(|e| e.to_string())?;
-    let down = UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
-    let up = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
+    // Loss bursts: everything dropped for `--burst-ms` once every `--burst-every-ms`.
+    let burst = flag(args, "--burst-ms", "0")
+        .parse::<f64>()
+        .map_err(|e| e.to_string())?;
+    let burst_every = flag(args, "--burst-every-ms", "1000")
+        .parse::<f64>()
+        .map_err(|e| e.to_string())?;
+    // A multicast address to listen on is joined (on loopback), one to send to is sent to
+    // from a multicast socket: a lossy copy of a zone's stream on another group.
+    let join_if: std::net::Ipv4Addr = flag(args, "--join-interface", "127.0.0.1")
+        .parse()
+        .map_err(|e| format!("--join-interface: {e}"))?;
+    let down = match listen {
+        SocketAddr::V4(a) if a.ip().is_multicast() => {
+            chorus::net::multicast_receiver(*a.ip(), a.port(), join_if)
+                .map_err(|e| format!("join {listen}: {e}"))?
+        }
+        _ => UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?,
+    };
+    let up = match to {
+        SocketAddr::V4(a) if a.ip().is_multicast() => {
+            chorus::net::multicast_sender(std::net::Ipv4Addr::LOCALHOST, 1, true)
+                .map_err(|e| e.to_string())?
+        }
+        _ => UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?,
+    };
+    let started = Instant::now();
     down.set_nonblocking(true).map_err(|e| e.to_string())?;
     up.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut client: Option<SocketAddr> = None;
@@ -106,7 +131,9 @@ fn relay(args: &[String]) -> Result<(), String> {
                         None => continue,
                     }
                 };
-                if rng.gen::<f64>() < loss {
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                let in_burst = burst > 0.0 && ms % burst_every < burst;
+                if in_burst || rng.gen::<f64>() < loss {
                     dropped += 1;
                     continue;
                 }
