@@ -34,6 +34,17 @@ pub struct SecurityConfig {
     pub key: String,
 }
 
+/// Reads at most 4 KiB of a file: a key file is small, and a path such as /dev/zero must not
+/// hang the daemon or `check-config`.
+fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(4096)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 impl SecurityConfig {
     /// The key, read and checked, if one is configured.
     pub fn load_key(&self) -> Result<Option<Vec<u8>>, (String, String)> {
@@ -43,7 +54,7 @@ impl SecurityConfig {
                 return Err(("security".into(), "set key-file or key, not both".into()))
             }
             (false, true) => self.key.trim().as_bytes().to_vec(),
-            (true, false) => match std::fs::read(&self.key_file) {
+            (true, false) => match read_small(&self.key_file) {
                 Ok(bytes) => String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec(),
                 Err(e) => {
                     return Err((

@@ -3,6 +3,8 @@
 //! The format is documented in docs/PROTOCOL.md; keep the two in step.
 
 pub mod auth;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod packet;
 pub mod repair;
 pub mod sync;

@@ -1,0 +1,75 @@
+//! Entry points for the fuzz targets (`daemon/fuzz`, run with `cargo fuzz`) and for the test
+//! that replays their corpus in CI (`daemon/tests/fuzz_corpus.rs`): every parser of network
+//! input, fed arbitrary bytes. They must never panic, and what they accept must be
+//! self-consistent (checked here with assertions, which fuzzing turns into findings).
+
+use super::auth::{Auth, ReplayWindow};
+use super::packet::{parse, Packet, AUDIO_HEADER_LEN};
+use super::{MAGIC, MAX_DATAGRAM, VERSION};
+
+fn check(data: &[u8]) {
+    let Ok(p) = parse(data) else { return };
+    match p {
+        Packet::Audio(a) => {
+            assert_eq!(a.payload.len(), a.header.payload_len());
+            assert!(a.header.payload_len() + AUDIO_HEADER_LEN <= MAX_DATAGRAM);
+            let mut samples = Vec::new();
+            a.header.format.decode(a.payload, &mut samples);
+            assert_eq!(
+                samples.len(),
+                a.header.frames as usize * a.header.channels as usize
+            );
+            assert!(samples.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
+        }
+        Packet::Heartbeat(h) => {
+            assert!(h.volume <= 100);
+            assert!(!h.name.is_empty() && h.name.len() <= 64);
+        }
+        Packet::Repair(q) => {
+            assert!(!q.is_empty() && q.seqs().len() <= super::repair::MAX_SEQS);
+        }
+        Packet::Announce(a) => assert_ne!(a.sync_port, 0),
+        Packet::SyncRequest(_) | Packet::SyncResponse(_) => {}
+    }
+}
+
+/// Every datagram parser: the bytes as they are, and with a valid prefix of each kind in front
+/// of them (so that every kind's parser sees every input, not only those that guess the magic).
+pub fn datagram(data: &[u8]) {
+    check(data);
+    let mut d = Vec::with_capacity(data.len() + 8);
+    for kind in 1..=6u8 {
+        d.clear();
+        d.extend_from_slice(&MAGIC);
+        d.push(VERSION);
+        d.push(kind);
+        d.extend_from_slice(data);
+        check(&d);
+    }
+}
+
+/// The authentication layer in front of the parsers, and the replay window after it.
+pub fn authenticated(data: &[u8]) {
+    let keyed = Auth::with_key(b"a fuzzing key, long enough");
+    if let Ok(body) = keyed.open(data) {
+        datagram(body);
+    }
+    if let Ok(body) = Auth::none().open(data) {
+        check(body);
+    }
+    // The bytes as a run of sequence numbers.
+    let mut w = ReplayWindow::default();
+    for c in data.chunks_exact(4) {
+        w.offer(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+    }
+}
+
+/// The config parser and validator (a hand-edited file is input too).
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(c) = crate::config::parse(text) {
+        let _ = c.validate();
+    }
+}
