@@ -52,6 +52,20 @@ impl Metrics {
         self.sample(name, &[], value);
     }
 
+    /// Counters from a table of (name, help, value).
+    pub fn counters(&mut self, table: &[(&str, &str, u64)]) {
+        for &(name, help, v) in table {
+            self.counter(name, help, v);
+        }
+    }
+
+    /// Gauges from a table of (name, help, value).
+    pub fn gauge_table(&mut self, table: &[(&str, &str, f64)]) {
+        for &(name, help, v) in table {
+            self.gauge(name, help, v);
+        }
+    }
+
     /// A gauge with one sample per label set.
     pub fn gauges<'a>(
         &mut self,
@@ -94,6 +108,215 @@ impl Metrics {
     pub fn finish(self) -> String {
         self.out
     }
+}
+
+/// The metrics of the roles that run here, read from the same counters as the JSON status.
+pub fn render(
+    controller: Option<&crate::controller::api::Ctx>,
+    speaker: Option<&crate::speaker::Shared>,
+) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let flag = |b: bool| f64::from(u8::from(b));
+    let mut m = Metrics::default();
+    if let Some(c) = controller {
+        if let Ok(z) = c.zone() {
+            m.counters(&[
+                (
+                    "chorus_controller_packets_sent_total",
+                    "Audio datagrams sent.",
+                    z.packets_sent,
+                ),
+                (
+                    "chorus_controller_frames_sent_total",
+                    "Audio frames sent.",
+                    z.frames_sent,
+                ),
+                (
+                    "chorus_controller_send_errors_total",
+                    "Failed multicast sends.",
+                    z.send_errors,
+                ),
+            ]);
+            let playing = z.state == crate::controller::streamer::TransportState::Playing;
+            m.gauge(
+                "chorus_controller_playing",
+                "1 while the zone plays.",
+                flag(playing),
+            );
+        }
+        let st = &c.sync_stats;
+        m.counters(&[
+            (
+                "chorus_sync_requests_total",
+                "Clock-sync requests answered.",
+                st.requests.load(Relaxed),
+            ),
+            (
+                "chorus_sync_heartbeats_total",
+                "Speaker heartbeats received.",
+                st.heartbeats.load(Relaxed),
+            ),
+            (
+                "chorus_sync_invalid_total",
+                "Malformed datagrams on the sync port.",
+                st.invalid.load(Relaxed),
+            ),
+            (
+                "chorus_sync_unauthenticated_total",
+                "Datagrams on the sync port without a valid tag.",
+                st.unauthenticated.load(Relaxed),
+            ),
+            (
+                "chorus_sync_rate_limited_total",
+                "Datagrams dropped by the per-source limits.",
+                st.rate_limited.load(Relaxed),
+            ),
+        ]);
+        let speakers = c.speakers();
+        m.gauge(
+            "chorus_speakers_online",
+            "Speakers heard from in the last few seconds.",
+            speakers.iter().filter(|s| s.online).count() as f64,
+        );
+        m.gauges(
+            "chorus_speaker_reported_sync_error_seconds",
+            "Playout timing error each speaker reports.",
+            speakers.iter().filter_map(|s| {
+                s.sync_error_us
+                    .map(|e| (vec![("speaker", s.name.as_str())], e * 1e-6))
+            }),
+        );
+    }
+    if let Some(s) = speaker {
+        let st = s.status();
+        let (p, n) = (&st.playout, &st.network);
+        m.gauge(
+            "chorus_locked",
+            "1 while the clock model is locked to the controller.",
+            flag(st.locked),
+        );
+        if let Some(c) = &st.clock {
+            m.gauge_table(&[
+                (
+                    "chorus_clock_offset_seconds",
+                    "Controller minus local clock.",
+                    c.offset_ns as f64 * 1e-9,
+                ),
+                (
+                    "chorus_clock_frequency_ppm",
+                    "Controller clock rate relative to ours.",
+                    c.freq_ppm,
+                ),
+                (
+                    "chorus_clock_rtt_seconds",
+                    "Last sync round trip.",
+                    c.rtt_us * 1e-6,
+                ),
+                (
+                    "chorus_clock_estimated_error_seconds",
+                    "Estimated offset error.",
+                    c.est_error_us * 1e-6,
+                ),
+            ]);
+        }
+        m.gauge_table(&[
+            (
+                "chorus_sync_error_seconds",
+                "Last playout timing error.",
+                p.sync_error_us.unwrap_or(f64::NAN) * 1e-6,
+            ),
+            (
+                "chorus_buffered_seconds",
+                "Audio in the jitter buffer.",
+                p.buffered_ms * 1e-3,
+            ),
+            (
+                "chorus_resampler_ratio_ppm",
+                "Drift correction of the resampler.",
+                p.ratio_ppm,
+            ),
+        ]);
+        m.counters(&[
+            (
+                "chorus_frames_played_total",
+                "Stream frames played.",
+                p.frames_played,
+            ),
+            (
+                "chorus_frames_lost_total",
+                "Frames concealed because they never arrived.",
+                p.frames_lost,
+            ),
+            (
+                "chorus_frames_late_total",
+                "Frames skipped because their time had passed.",
+                p.frames_late,
+            ),
+            (
+                "chorus_concealments_total",
+                "Fades to silence over a missing stretch or an ended stream.",
+                p.concealments,
+            ),
+            ("chorus_resyncs_total", "Timeline re-anchors.", p.resyncs),
+            (
+                "chorus_output_errors_total",
+                "Device errors (xruns, unplugs), recovered.",
+                p.output_errors,
+            ),
+            (
+                "chorus_output_opens_total",
+                "Times the output device was opened.",
+                st.output_opens,
+            ),
+            (
+                "chorus_packets_total",
+                "Audio datagrams accepted.",
+                n.packets,
+            ),
+            (
+                "chorus_packets_invalid_total",
+                "Malformed datagrams on the stream.",
+                n.invalid,
+            ),
+            (
+                "chorus_packets_unauthenticated_total",
+                "Datagrams without a valid tag.",
+                n.unauthenticated,
+            ),
+            (
+                "chorus_packets_duplicate_total",
+                "Datagrams received again (duplicates, replays).",
+                n.duplicates,
+            ),
+            (
+                "chorus_packets_too_old_total",
+                "Datagrams older than the replay window.",
+                n.too_old,
+            ),
+            (
+                "chorus_packets_foreign_session_total",
+                "Audio of another session not due now.",
+                n.foreign_session,
+            ),
+            (
+                "chorus_packets_foreign_format_total",
+                "Audio in another format than the zone's.",
+                n.foreign_format,
+            ),
+            (
+                "chorus_jitter_buffer_overflows_total",
+                "Datagrams dropped by a full jitter buffer.",
+                n.queue_overflow,
+            ),
+            (
+                "chorus_sessions_total",
+                "Stream sessions started.",
+                n.sessions,
+            ),
+        ]);
+    }
+    m.process();
+    m.finish()
 }
 
 #[cfg(test)]
