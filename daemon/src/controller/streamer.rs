@@ -306,9 +306,9 @@ struct Streamer {
 
 /// Interval of the announce beacon.
 const ANNOUNCE_NS: i64 = 500_000_000;
-/// Packets go out in bursts covering this much audio (three 7 ms packets at 48 kHz/16-bit): every speaker then
-/// wakes up 50 times a second to read them instead of 200, for audio that is still sent a
-/// whole latency ahead of its time.
+/// Packets go out in bursts covering this much audio (three 7 ms packets at 48 kHz/16-bit):
+/// every speaker then finds a burst waiting at each of its wake-ups, for audio that is still
+/// sent a whole latency ahead of its time.
 const BURST_NS: i64 = 20_000_000;
 
 /// Silence sent after the last frame of the queue, ms.

@@ -291,7 +291,9 @@ impl StreamReceiver {
                 }
                 if !self.fixed_controller {
                     let ctl = SocketAddr::new(from.ip(), a.sync_port);
-                    if let Ok(mut c) = shared.controller.lock() {
+                    // Never wait on the real-time thread: a busy lock is tried again at the
+                    // next announcement (twice a second).
+                    if let Ok(mut c) = shared.controller.try_lock() {
                         if *c != Some(ctl) {
                             log::info!("controller found at {ctl}");
                             *c = Some(ctl);
