@@ -14,6 +14,20 @@ fn keyed(name: &str, offset_ms: f64, ppm: f64) -> SpeakerSpec {
     s
 }
 
+/// A daemon's `/metrics`, as a lookup of unlabelled samples by name.
+fn metrics(s: &Daemon) -> impl Fn(&str) -> f64 {
+    let text = ureq::get(&format!("{}/metrics", s.api))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    move |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    }
+}
+
 fn network(s: &Daemon) -> Value {
     get(&format!("{}/api/v1/speaker", s.api)).unwrap()["network"].clone()
 }
@@ -47,22 +61,13 @@ fn spoofed_and_replayed_datagrams_change_nothing() {
     play_to_end(&controller, &track, Duration::from_secs(15));
     let (na, nb) = (network(&a), network(&b));
     // The same counters for Prometheus.
-    let text = ureq::get(&format!("{}/metrics", a.api))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    let metric = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
-    };
+    let metric = metrics(&a);
     assert!(
         metric("chorus_packets_unauthenticated_total") > 200.0,
-        "{text}"
+        "{na}"
     );
-    assert!(metric("chorus_packets_duplicate_total") > 100.0, "{text}");
-    assert_eq!(metric("chorus_locked"), 1.0, "{text}");
+    assert!(metric("chorus_packets_duplicate_total") > 100.0, "{na}");
+    assert_eq!(metric("chorus_locked"), 1.0, "{na}");
     a.stop();
     b.stop();
     let out = spoofer.wait_with_output().unwrap();
@@ -269,6 +274,12 @@ fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
     write_counter_wav(&track, 1, n);
     play_to_end(&controller, &track, Duration::from_secs(20));
     let (sc, sl) = (playout(&clean), playout(&lossy));
+    let (ml, mc) = (metrics(&lossy), metrics(&controller));
+    assert_eq!(
+        ml("chorus_repaired_total"),
+        sl["network"]["repaired"].as_u64().unwrap() as f64
+    );
+    assert!(mc("chorus_repairs_sent_total") >= ml("chorus_repaired_total"));
     clean.stop();
     lossy.stop();
     let _ = relay.kill();

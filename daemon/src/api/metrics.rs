@@ -171,6 +171,21 @@ pub fn render(
                 "Datagrams dropped by the per-source limits.",
                 st.rate_limited.load(Relaxed),
             ),
+            (
+                "chorus_repair_requests_total",
+                "Repair requests received from speakers.",
+                st.repair_requests.load(Relaxed),
+            ),
+            (
+                "chorus_repairs_sent_total",
+                "Datagrams sent again on request.",
+                st.repairs_sent.load(Relaxed),
+            ),
+            (
+                "chorus_repairs_refused_total",
+                "Datagrams asked for and not sent (unknown source, over its share, gone).",
+                st.repairs_refused.load(Relaxed),
+            ),
         ]);
         let speakers = c.speakers();
         m.gauge(
@@ -312,6 +327,21 @@ pub fn render(
                 "chorus_sessions_total",
                 "Stream sessions started.",
                 n.sessions,
+            ),
+            (
+                "chorus_repairs_requested_total",
+                "Missing datagrams asked for again (each request counts).",
+                n.repairs_requested,
+            ),
+            (
+                "chorus_repaired_total",
+                "Datagrams received after being asked for.",
+                n.repaired,
+            ),
+            (
+                "chorus_repairs_abandoned_total",
+                "Missing datagrams given up (too late to play).",
+                n.repairs_abandoned,
             ),
         ]);
     }
