@@ -130,6 +130,9 @@ pub struct ControllerConfig {
     pub latency_ms: u32,
     /// Fade applied on pause, seek and skip, ms (no clicks).
     pub fade_ms: u32,
+    /// Forward error correction: a parity datagram after every this many audio datagrams
+    /// (overhead 1/n; a speaker rebuilds one lost datagram per group without asking). 0: off.
+    pub fec_group: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Copy)]
@@ -233,6 +236,7 @@ impl Default for ControllerConfig {
             sync_port: 7701,
             latency_ms: 100,
             fade_ms: 10,
+            fec_group: 8,
         }
     }
 }
@@ -424,6 +428,17 @@ impl Config {
             }
             if c.fade_ms > 200 {
                 problem(&mut p, "controller.fade-ms", "must be at most 200");
+            }
+            if c.fec_group as usize > crate::wire::fec::MAX_GROUP {
+                problem(
+                    &mut p,
+                    "controller.fec-group",
+                    format!(
+                        "{} is outside 0..={} (0: no parity)",
+                        c.fec_group,
+                        crate::wire::fec::MAX_GROUP
+                    ),
+                );
             }
             if c.sync_port == 0 {
                 problem(&mut p, "controller.sync-port", "must not be 0");

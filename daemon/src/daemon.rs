@@ -98,6 +98,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             format: z.sample_format,
             latency_ms: c.latency_ms,
             fade_ms: c.fade_ms,
+            fec_group: c.fec_group as usize,
             sync_port: c.sync_port,
         };
         let streamer = controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())

@@ -102,6 +102,23 @@ fn hand_made_malformed_datagrams_are_refused() {
     many[12..14].copy_from_slice(&40_000u16.to_le_bytes());
     bad.push(("repair count absurd", many));
     bad.push(("repair cut", rq[..rq.len() - 2].to_vec()));
+    // Parity: group size zero or over the limit, header only, body over the limit.
+    let mut fec = chorus::wire::fec::ParityBuilder::new(2);
+    fec.add(7, 1, &good);
+    fec.add(7, 2, &good[..50]);
+    let mut pd = Vec::new();
+    fec.finish(&mut pd);
+    assert!(parse(&pd).is_ok());
+    let mut zero = pd.clone();
+    zero[16] = 0;
+    bad.push(("parity group of zero", zero));
+    let mut many = pd.clone();
+    many[16] = 200;
+    bad.push(("parity group absurd", many));
+    bad.push(("parity header only", pd[..20].to_vec()));
+    let mut long = pd.clone();
+    long.resize(1400, 0);
+    bad.push(("parity body too long", long));
     // Heartbeats: not JSON, too long, unknown fields.
     let hb = |body: &[u8]| [&b"CHRS\x01\x04\x00\x00"[..], body].concat();
     bad.push(("heartbeat not json", hb(b"{not json")));

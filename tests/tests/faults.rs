@@ -287,10 +287,14 @@ fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
     println!("clean: {}\nlossy: {}", sc["network"], sl["network"]);
     println!("lossy playout: {}", sl["playout"]);
 
-    // The lossy path really lost (about 9 % with the bursts) and the speaker asked for it all.
+    // The lossy path really lost (about 9 % with the bursts): parity rebuilt single losses,
+    // repair requests brought back the bursts (three datagrams in a row, beyond parity).
     let packets = sl["network"]["packets"].as_u64().unwrap();
     let repaired = sl["network"]["repaired"].as_u64().unwrap();
-    assert!(repaired * 100 > packets * 5, "{sl}");
+    let rebuilt = sl["network"]["fec_recovered"].as_u64().unwrap();
+    assert!((repaired + rebuilt) * 100 > packets * 5, "{sl}");
+    assert!(repaired > 0 && rebuilt > 0, "{sl}");
+    assert_eq!(ml("chorus_fec_recovered_total"), rebuilt as f64);
     // Nothing concealed: no frame lost, and no fade but the one at the end of the stream,
     // as on the clean speaker.
     assert_eq!(sl["playout"]["frames_lost"], 0, "{sl}");
@@ -299,6 +303,57 @@ fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
         "{sl}\n{sc}"
     );
     // And both played the track whole, sample for sample.
+    for name in ["clean", "lossy"] {
+        let runs = Capture::load_tap(&dir, name).counter_runs(1_000);
+        assert_eq!(runs.len(), 1, "{name}: {runs:?}");
+        assert_eq!((runs[0].1, runs[0].2), (1, n as usize), "{name}: {runs:?}");
+    }
+}
+
+#[test]
+fn parity_rebuilds_single_losses_without_asking() {
+    // Every 5th datagram lost (parity included), parity after every 3: each group misses at
+    // most one, and each is rebuilt from the parity, mostly before a request would go out
+    // (requests wait for the parity up to 25 ms).
+    let dir = scratch("fec");
+    let (net, lossy_net) = (Net::new(), Net::new());
+    let controller = start_controller(&dir, &net, "fec-group = 3\n");
+    let mut clean = start_speaker(&dir, &net, &SpeakerSpec::sim("clean", -80.0, 30.0));
+    let mut relay = lossy_relay(&net, &lossy_net, &["--drop-every", "5"]);
+    let mut lossy = start_speaker(&dir, &lossy_net, &SpeakerSpec::sim("lossy", 170.0, -55.0));
+    wait_locked(&controller, 2);
+    let n = 48_000 * 4;
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, n);
+    play_to_end(&controller, &track, Duration::from_secs(20));
+    let st = playout(&lossy);
+    let sent = get(&format!("{}/api/v1/zone", controller.api)).unwrap();
+    let mc = metrics(&controller);
+    clean.stop();
+    lossy.stop();
+    let _ = relay.kill();
+    let _ = relay.wait();
+    println!("{}\n{}", st["network"], st["playout"]);
+    let net_ = &st["network"];
+    let parity_sent = sent["parity_sent"].as_u64().unwrap();
+    assert_eq!(
+        mc("chorus_controller_parity_sent_total"),
+        parity_sent as f64
+    );
+    let packets = sent["packets_sent"].as_u64().unwrap();
+    assert!(
+        parity_sent * 3 >= packets && parity_sent * 3 < packets + 6,
+        "{sent}"
+    );
+    // About one in five of the audio datagrams rebuilt, few asked for, none lost.
+    let rebuilt = net_["fec_recovered"].as_u64().unwrap();
+    assert!(rebuilt * 7 > packets, "{net_}");
+    assert!(
+        net_["repairs_requested"].as_u64().unwrap() * 4 < rebuilt,
+        "{net_}"
+    );
+    assert_eq!(net_["fec_unrecoverable"], 0, "{net_}");
+    assert_eq!(st["playout"]["frames_lost"], 0, "{st}");
     for name in ["clean", "lossy"] {
         let runs = Capture::load_tap(&dir, name).counter_runs(1_000);
         assert_eq!(runs.len(), 1, "{name}: {runs:?}");

@@ -127,6 +127,11 @@ pub fn render(
                     z.packets_sent,
                 ),
                 (
+                    "chorus_controller_parity_sent_total",
+                    "Parity datagrams sent (forward error correction).",
+                    z.parity_sent,
+                ),
+                (
                     "chorus_controller_frames_sent_total",
                     "Audio frames sent.",
                     z.frames_sent,
@@ -342,6 +347,21 @@ pub fn render(
                 "chorus_repairs_abandoned_total",
                 "Missing datagrams given up (too late to play).",
                 n.repairs_abandoned,
+            ),
+            (
+                "chorus_parity_received_total",
+                "Parity datagrams received (forward error correction).",
+                n.parity,
+            ),
+            (
+                "chorus_fec_recovered_total",
+                "Datagrams rebuilt from parity.",
+                n.fec_recovered,
+            ),
+            (
+                "chorus_fec_unrecoverable_total",
+                "Parities that came with two or more of their datagrams missing.",
+                n.fec_unrecoverable,
             ),
         ]);
     }

@@ -9,6 +9,7 @@
 
 use crate::audio::Source;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
+use crate::wire::fec::ParityBuilder;
 use crate::wire::packet::{encode_announce, encode_audio};
 use crate::wire::Announce;
 use crate::wire::{AudioHeader, SampleFormat};
@@ -72,6 +73,8 @@ pub struct ZoneStatus {
     pub session: u32,
     pub frames_sent: u64,
     pub packets_sent: u64,
+    /// Parity datagrams sent (forward error correction).
+    pub parity_sent: u64,
     pub send_errors: u64,
     /// Last errors, oldest first.
     pub errors: Vec<ErrorEvent>,
@@ -100,6 +103,8 @@ pub struct StreamParams {
     pub format: SampleFormat,
     pub latency_ms: u32,
     pub fade_ms: u32,
+    /// Parity after every this many audio datagrams; 0: none.
+    pub fec_group: usize,
     /// Announced so that speakers find the sync service.
     pub sync_port: u16,
 }
@@ -224,12 +229,14 @@ pub fn spawn(
         session: 0,
         frames_sent: 0,
         packets_sent: 0,
+        parity_sent: 0,
         send_errors: 0,
         errors: vec![],
     }));
     let session = rand::random::<u32>() | 1;
     let recent = Arc::new(Mutex::new(RecentDatagrams::new(session)));
     let epoch = clock.now().0;
+    let fec = (params.fec_group > 0).then(|| ParityBuilder::new(params.fec_group));
     let mut s = Streamer {
         opened: 0,
         titled: None,
@@ -257,7 +264,10 @@ pub fn spawn(
         errors: VecDeque::new(),
         frames_sent: 0,
         packets_sent: 0,
+        parity_sent: 0,
         send_errors: 0,
+        fec,
+        fec_pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
         last_announce: i64::MIN / 2,
         recent: recent.clone(),
     };
@@ -300,7 +310,11 @@ struct Streamer {
     errors: VecDeque<ErrorEvent>,
     frames_sent: u64,
     packets_sent: u64,
+    parity_sent: u64,
     send_errors: u64,
+    /// Parity of the group being sent, and the buffer its datagram is built in.
+    fec: Option<ParityBuilder>,
+    fec_pkt: Vec<u8>,
     last_announce: i64,
 }
 
@@ -591,6 +605,24 @@ impl Streamer {
                 self.state = TransportState::Stopped;
             }
         }
+        if self.state != TransportState::Playing {
+            // The stream stops here: protect the last, partial group too.
+            self.send_parity();
+        }
+    }
+
+    /// Sends the parity of the datagrams added to the group since the last one, if any.
+    fn send_parity(&mut self) {
+        let Some(fec) = &mut self.fec else { return };
+        if !fec.finish(&mut self.fec_pkt) {
+            return;
+        }
+        self.p.auth.seal(&mut self.fec_pkt);
+        if self.socket.send_to(&self.fec_pkt, self.p.dest).is_err() {
+            self.send_errors += 1;
+        } else {
+            self.parity_sent += 1;
+        }
     }
 
     fn apply_fade(&mut self, frames: usize) {
@@ -643,6 +675,13 @@ impl Streamer {
                 );
             }
         }
+        let complete = self
+            .fec
+            .as_mut()
+            .is_some_and(|f| f.add(self.session, self.seq, &self.pkt));
+        if complete {
+            self.send_parity();
+        }
         self.seq = self.seq.wrapping_add(1);
         self.frame_index += frames as u64;
         self.next_slot += frames as i64;
@@ -694,6 +733,7 @@ impl Streamer {
         st.session = self.session;
         st.frames_sent = self.frames_sent;
         st.packets_sent = self.packets_sent;
+        st.parity_sent = self.parity_sent;
         st.send_errors = self.send_errors;
         if st.errors.len() != self.errors.len() || st.errors.last() != self.errors.back() {
             st.errors = self.errors.iter().cloned().collect();

@@ -36,6 +36,11 @@ pub struct Stats {
     pub repairs_requested: AtomicU64,
     pub repaired: AtomicU64,
     pub repairs_abandoned: AtomicU64,
+    /// Parity datagrams received; datagrams rebuilt from parity; parities that could not help
+    /// (two or more datagrams of their group missing).
+    pub parity: AtomicU64,
+    pub fec_recovered: AtomicU64,
+    pub fec_unrecoverable: AtomicU64,
     pub sessions: AtomicU64,
     pub frames_played: AtomicU64,
     pub frames_silence: AtomicU64,
@@ -174,6 +179,9 @@ impl Shared {
                 repairs_requested: ld(&s.repairs_requested),
                 repaired: ld(&s.repaired),
                 repairs_abandoned: ld(&s.repairs_abandoned),
+                parity: ld(&s.parity),
+                fec_recovered: ld(&s.fec_recovered),
+                fec_unrecoverable: ld(&s.fec_unrecoverable),
                 queue_overflow: ld(&s.queue_overflow),
                 sessions: ld(&s.sessions),
             },
@@ -258,6 +266,12 @@ pub struct NetworkStatus {
     pub repairs_requested: u64,
     pub repaired: u64,
     pub repairs_abandoned: u64,
+    /// Parity datagrams received (forward error correction), datagrams rebuilt from them, and
+    /// parities that came with two or more datagrams of their group missing (left to repair
+    /// requests).
+    pub parity: u64,
+    pub fec_recovered: u64,
+    pub fec_unrecoverable: u64,
     pub queue_overflow: u64,
     pub sessions: u64,
 }

@@ -7,6 +7,7 @@ use crate::clock::{ControllerNs, LocalNs, SharedClock};
 use crate::net::multicast_receiver;
 use crate::sync::Exchange;
 use crate::wire::auth::{Auth, ReplayWindow, Seen};
+use crate::wire::fec::{Parity, MAX_PROTECTED};
 use crate::wire::packet::{encode_heartbeat, parse, Packet};
 use crate::wire::repair::RepairRequest;
 use crate::wire::{Heartbeat, SyncRequest};
@@ -50,6 +51,133 @@ pub struct StreamReceiver {
     missing: Vec<Missing>,
     /// Reused buffer for repair requests.
     request: Vec<u8>,
+    /// Datagrams kept for forward error correction.
+    fec: FecRing,
+}
+
+/// Datagrams kept for rebuilding: comfortably more than a group of the largest size.
+const FEC_RING: usize = 64;
+/// A missing datagram is asked for at the latest this long after it was found missing while
+/// its group's parity is still to come (the parity may rebuild it without a request). Short:
+/// what arrives lands only 60 to 80 ms before it is written to the device (100 ms latency less
+/// the device buffer), and a request may need a second try.
+const FEC_HOLD_MAX_NS: i64 = 25_000_000;
+
+/// The session's audio datagrams as received (sealed), by sequence number, once the controller
+/// is seen to send parity: a parity with exactly one datagram of its group missing rebuilds it.
+struct FecRing {
+    /// A parity of the session playing arrived: datagrams are kept, requests held.
+    active: bool,
+    /// Group size and first sequence number of the group after the last parity seen.
+    group: u8,
+    next_first: u32,
+    seqs: [Option<u32>; FEC_RING],
+    lens: [u16; FEC_RING],
+    data: Box<[u8]>,
+    /// The datagram rebuilt last, and its sequence number.
+    out: Vec<u8>,
+}
+
+impl FecRing {
+    fn new() -> Self {
+        FecRing {
+            active: false,
+            group: 0,
+            next_first: 0,
+            seqs: [None; FEC_RING],
+            lens: [0; FEC_RING],
+            data: vec![0u8; FEC_RING * MAX_PROTECTED].into_boxed_slice(),
+            out: Vec::with_capacity(MAX_PROTECTED),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.active = false;
+        self.seqs = [None; FEC_RING];
+    }
+
+    fn store(&mut self, seq: u32, datagram: &[u8]) {
+        if !self.active || datagram.len() > MAX_PROTECTED {
+            return;
+        }
+        let i = seq as usize % FEC_RING;
+        self.seqs[i] = Some(seq);
+        self.lens[i] = datagram.len() as u16;
+        self.data[i * MAX_PROTECTED..][..datagram.len()].copy_from_slice(datagram);
+    }
+
+    fn get(&self, seq: u32) -> Option<&[u8]> {
+        let i = seq as usize % FEC_RING;
+        (self.seqs[i] == Some(seq))
+            .then(|| &self.data[i * MAX_PROTECTED..][..self.lens[i] as usize])
+    }
+
+    /// How long a request for `seq`, found missing on the arrival of `now_seq`, waits for its
+    /// group's parity: until a little after the group's last datagram is due to arrive
+    /// (`datagram_ns` apart), at most `FEC_HOLD_MAX_NS` after `seq` itself was due (a datagram
+    /// found missing at the end of a long burst of loss is asked for at once); nothing without
+    /// parity or when the group's parity has come already.
+    fn hold_ns(&self, seq: u32, now_seq: u32, datagram_ns: i64) -> i64 {
+        if !self.active || self.group == 0 {
+            return 0;
+        }
+        let d = seq.wrapping_sub(self.next_first);
+        if d >= u32::MAX / 2 {
+            return 0;
+        }
+        let left = i64::from(self.group) - 1 - i64::from(d % u32::from(self.group));
+        let overdue = i64::from(now_seq.wrapping_sub(seq).min(64)) * datagram_ns;
+        (((left + 1) * datagram_ns + 5_000_000).min(FEC_HOLD_MAX_NS) - overdue).max(0)
+    }
+
+    /// Takes a parity of the session playing. With exactly one datagram of its group missing,
+    /// rebuilds it into `out` and returns its sequence number; with more, lets the held
+    /// requests for them go out now.
+    fn take(
+        &mut self,
+        p: &Parity<'_>,
+        missing: &mut [Missing],
+        stats: &super::Stats,
+    ) -> Option<u32> {
+        stats.parity.fetch_add(1, Ordering::Relaxed);
+        self.group = p.count;
+        self.next_first = p.first_seq.wrapping_add(u32::from(p.count));
+        if !self.active {
+            // Nothing kept yet: from now on.
+            self.active = true;
+            return None;
+        }
+        let mut lost = None;
+        let mut n_lost = 0;
+        for k in 0..u32::from(p.count) {
+            let seq = p.first_seq.wrapping_add(k);
+            if self.get(seq).is_none() {
+                n_lost += 1;
+                lost = Some(seq);
+            }
+        }
+        let lost = lost?;
+        let mut out = std::mem::take(&mut self.out);
+        let rebuilt = n_lost == 1 && {
+            let others = (0..u32::from(p.count))
+                .map(|k| p.first_seq.wrapping_add(k))
+                .filter(|&s| s != lost)
+                .filter_map(|s| self.get(s));
+            p.rebuild(others, &mut out)
+        };
+        self.out = out;
+        if rebuilt {
+            return Some(lost);
+        }
+        stats.fec_unrecoverable.fetch_add(1, Ordering::Relaxed);
+        for m in missing
+            .iter_mut()
+            .filter(|m| p.covers(m.seq) && m.tries == 0)
+        {
+            m.asked = 0;
+        }
+        None
+    }
 }
 
 /// A datagram found missing (a later one arrived first).
@@ -89,7 +217,8 @@ impl StreamReceiver {
             socket: multicast_receiver(group, port, interface)?,
             expect,
             fixed_controller,
-            bufs: vec![0u8; BATCH * SLOT].into_boxed_slice(),
+            // One slot more than a batch: where a datagram rebuilt from parity is parsed.
+            bufs: vec![0u8; (BATCH + 1) * SLOT].into_boxed_slice(),
             auth: Auth::none(),
             session: None,
             window: ReplayWindow::default(),
@@ -103,6 +232,7 @@ impl StreamReceiver {
             request: Vec::with_capacity(
                 16 + 4 * crate::wire::repair::MAX_SEQS + crate::wire::auth::TAG_LEN,
             ),
+            fec: FecRing::new(),
         })
     }
 
@@ -139,9 +269,9 @@ impl StreamReceiver {
                         (off, len),
                         from[i],
                         shared,
-                        local_ns,
-                        now,
+                        (local_ns, now),
                         jb.as_deref_mut(),
+                        None,
                     );
                     if let Some(chunk) = chunk {
                         new_session |= file(chunk, shared, jb.as_deref_mut());
@@ -216,7 +346,7 @@ impl StreamReceiver {
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, slot) in self.bufs.chunks_exact_mut(SLOT).enumerate() {
+        for (i, slot) in self.bufs.chunks_exact_mut(SLOT).take(BATCH).enumerate() {
             iov[i].iov_base = slot.as_mut_ptr().cast();
             iov[i].iov_len = SLOT;
             hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
@@ -261,15 +391,17 @@ impl StreamReceiver {
 
     /// Checks and parses one datagram (in slot `off`, `len` bytes): an announcement updates
     /// the controller address; audio of the expected format, of the session playing (or of a
-    /// fresh new one) and not seen before is decoded into a spare buffer and returned.
+    /// fresh new one) and not seen before is decoded into a spare buffer and returned; a parity
+    /// that rebuilds a lost datagram returns that one (`rebuilt`: its sequence number, when
+    /// called again for it).
     fn accept(
         &mut self,
         (off, len): (usize, usize),
         from: Option<SocketAddr>,
         shared: &Shared,
-        local_ns: i64,
-        now: Option<ControllerNs>,
+        (local_ns, now): (i64, Option<ControllerNs>),
         jb: Option<&mut JitterBuffer>,
+        rebuilt: Option<u32>,
     ) -> Option<Chunk> {
         let stats = &shared.stats;
         let from = from?;
@@ -281,8 +413,26 @@ impl StreamReceiver {
             }
         };
         let pkt = match parse(d) {
-            Ok(Packet::Audio(p)) => p,
-            Ok(Packet::Announce(a)) => {
+            Ok(Packet::Audio(p)) if rebuilt.is_none_or(|seq| p.header.seq == seq) => p,
+            Ok(Packet::Parity(p)) if rebuilt.is_none() => {
+                if self.session != Some(p.session) {
+                    stats.foreign_session.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                let seq = self.fec.take(&p, &mut self.missing, stats)?;
+                let n = self.fec.out.len();
+                let spare = BATCH * SLOT;
+                self.bufs[spare..spare + n].copy_from_slice(&self.fec.out);
+                return self.accept(
+                    (spare, n),
+                    Some(from),
+                    shared,
+                    (local_ns, now),
+                    jb,
+                    Some(seq),
+                );
+            }
+            Ok(Packet::Announce(a)) if rebuilt.is_none() => {
                 // Only the controller of the stream playing moves the address (a replayed
                 // announcement of another session must not steal the speaker).
                 if self.session.is_some_and(|s| s != a.session) {
@@ -323,6 +473,7 @@ impl StreamReceiver {
             self.window.reset();
             self.next_seq = None;
             self.missing.clear();
+            self.fec.reset();
         }
         match self.window.offer(h.seq) {
             Seen::New => {}
@@ -336,11 +487,17 @@ impl StreamReceiver {
             }
         }
         stats.packets.fetch_add(1, Ordering::Relaxed);
+        if rebuilt.is_some() {
+            stats.fec_recovered.fetch_add(1, Ordering::Relaxed);
+        }
+        self.fec.store(h.seq, &self.bufs[off..off + len]);
+        let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
         track(
             &mut self.next_seq,
             &mut self.missing,
-            h.seq,
+            (h.seq, rebuilt.is_some()),
             local_ns,
+            |seq| self.fec.hold_ns(seq, h.seq, datagram_ns),
             stats,
         );
         let jb = jb?;
@@ -356,13 +513,14 @@ impl StreamReceiver {
     }
 }
 
-/// Notes a datagram's sequence number: the ones skipped are missing; one that was missing
-/// has arrived.
+/// Notes a datagram's sequence number (and whether it was rebuilt from parity): the ones
+/// skipped are missing, asked for after `hold(seq)` ns; one that was missing has arrived.
 fn track(
     next_seq: &mut Option<u32>,
     missing: &mut Vec<Missing>,
-    seq: u32,
+    (seq, by_fec): (u32, bool),
     local_ns: i64,
+    hold: impl Fn(u32) -> i64,
     stats: &super::Stats,
 ) {
     if let Some(next) = *next_seq {
@@ -370,7 +528,7 @@ fn track(
         if ahead >= u32::MAX / 2 {
             // Older than expected: a late or a repaired one.
             if let Some(i) = missing.iter().position(|m| m.seq == seq) {
-                if missing[i].tries > 0 {
+                if missing[i].tries > 0 && !by_fec {
                     stats.repaired.fetch_add(1, Ordering::Relaxed);
                 }
                 missing.swap_remove(i);
@@ -382,10 +540,15 @@ fn track(
                 if missing.len() == MAX_MISSING {
                     break;
                 }
+                let seq = next.wrapping_add(k);
                 missing.push(Missing {
-                    seq: next.wrapping_add(k),
+                    seq,
                     found: local_ns,
-                    asked: 0,
+                    // Requests go out once `asked` is REPAIR_RETRY_NS old.
+                    asked: match hold(seq) {
+                        0 => 0,
+                        h => local_ns - REPAIR_RETRY_NS + h,
+                    },
                     tries: 0,
                 });
             }

@@ -28,6 +28,15 @@ fn check(data: &[u8]) {
         Packet::Repair(q) => {
             assert!(!q.is_empty() && q.seqs().len() <= super::repair::MAX_SEQS);
         }
+        Packet::Parity(p) => {
+            assert!(p.count as usize >= 1 && p.count as usize <= super::fec::MAX_GROUP);
+            // Rebuild against the input itself: whatever comes out is within bounds.
+            let mut out = Vec::new();
+            let others = std::iter::repeat_n(data, p.count as usize - 1);
+            if p.rebuild(others, &mut out) {
+                assert!(out.len() <= super::fec::MAX_PROTECTED);
+            }
+        }
         Packet::Announce(a) => assert_ne!(a.sync_port, 0),
         Packet::SyncRequest(_) | Packet::SyncResponse(_) => {}
     }
@@ -38,7 +47,7 @@ fn check(data: &[u8]) {
 pub fn datagram(data: &[u8]) {
     check(data);
     let mut d = Vec::with_capacity(data.len() + 8);
-    for kind in 1..=6u8 {
+    for kind in 1..=7u8 {
         d.clear();
         d.extend_from_slice(&MAGIC);
         d.push(VERSION);

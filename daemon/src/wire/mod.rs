@@ -3,6 +3,7 @@
 //! The format is documented in docs/PROTOCOL.md; keep the two in step.
 
 pub mod auth;
+pub mod fec;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod packet;
@@ -54,6 +55,7 @@ pub mod kind {
     pub const HEARTBEAT: u8 = 4;
     pub const ANNOUNCE: u8 = 5;
     pub const REPAIR: u8 = 6;
+    pub const PARITY: u8 = 7;
 }
 
 pub(crate) fn put_prefix(out: &mut Vec<u8>, kind: u8) {

@@ -1,6 +1,6 @@
 //! Audio and heartbeat datagrams.
 
-use super::{check_prefix, kind, put_prefix, Reader, WireError, MAX_DATAGRAM, PREFIX_LEN};
+use super::{check_prefix, kind, put_prefix, Reader, WireError, PREFIX_LEN};
 use crate::clock::ControllerNs;
 use serde::{Deserialize, Serialize};
 
@@ -137,9 +137,9 @@ impl AudioHeader {
         self.frames as usize * self.channels as usize * self.format.bytes()
     }
     /// Largest frame count that fits one datagram for this format, with room for an
-    /// authentication tag.
+    /// authentication tag, and small enough for a parity datagram to cover it.
     pub fn max_frames(channels: u8, format: SampleFormat) -> usize {
-        (MAX_DATAGRAM - AUDIO_HEADER_LEN - super::auth::TAG_LEN)
+        (super::fec::MAX_PROTECTED - AUDIO_HEADER_LEN - super::auth::TAG_LEN)
             / (channels as usize * format.bytes()).max(1)
     }
 }
@@ -298,6 +298,7 @@ pub enum Packet<'a> {
     Heartbeat(Heartbeat),
     Announce(Announce),
     Repair(super::repair::RepairRequest),
+    Parity(super::fec::Parity<'a>),
 }
 
 /// Parses one datagram.
@@ -309,6 +310,7 @@ pub fn parse(buf: &[u8]) -> Result<Packet<'_>, WireError> {
         kind::HEARTBEAT => parse_heartbeat(buf).map(Packet::Heartbeat),
         kind::ANNOUNCE => parse_announce(buf).map(Packet::Announce),
         kind::REPAIR => super::repair::parse_repair(buf).map(Packet::Repair),
+        kind::PARITY => super::fec::parse_parity(buf).map(Packet::Parity),
         other => Err(WireError::UnknownKind(other)),
     }
 }
@@ -387,7 +389,12 @@ mod tests {
         for format in [SampleFormat::S16, SampleFormat::S24, SampleFormat::S32] {
             for ch in 1..=8u8 {
                 let n = AudioHeader::max_frames(ch, format);
-                assert!(AUDIO_HEADER_LEN + n * ch as usize * format.bytes() <= MAX_DATAGRAM);
+                assert!(
+                    AUDIO_HEADER_LEN
+                        + n * ch as usize * format.bytes()
+                        + super::super::auth::TAG_LEN
+                        <= super::super::fec::MAX_PROTECTED
+                );
             }
         }
     }
@@ -508,6 +515,12 @@ mod tests {
         let mut d = Vec::new();
         repair.encode_into(&mut d);
         valid.push(d);
+        let mut fec = crate::wire::fec::ParityBuilder::new(2);
+        fec.add(3, 7, &valid[0]);
+        fec.add(3, 8, &valid[1]);
+        let mut d = Vec::new();
+        fec.finish(&mut d);
+        valid.push(d);
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut rnd = move || {
             seed ^= seed << 13;
@@ -557,7 +570,9 @@ mod tests {
                 match p {
                     Packet::Audio(a) => {
                         assert_eq!(a.payload.len(), a.header.payload_len(), "{a:?}");
-                        assert!(a.header.payload_len() + AUDIO_HEADER_LEN <= MAX_DATAGRAM);
+                        assert!(
+                            a.header.payload_len() + AUDIO_HEADER_LEN <= crate::wire::MAX_DATAGRAM
+                        );
                         let mut samples = vec![];
                         a.header.format.decode(a.payload, &mut samples);
                         assert!(samples.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
@@ -568,6 +583,14 @@ mod tests {
                     }
                     Packet::Repair(q) => {
                         assert!(!q.is_empty() && q.seqs().len() <= 32, "{q:?}");
+                    }
+                    Packet::Parity(p) => {
+                        // Rebuilding from whatever is at hand never panics.
+                        let mut out = vec![];
+                        let others = valid.iter().take(p.count as usize - 1);
+                        if p.rebuild(others.map(|d| d.as_slice()), &mut out) {
+                            assert!(out.len() <= crate::wire::fec::MAX_PROTECTED);
+                        }
                     }
                     _ => {}
                 }

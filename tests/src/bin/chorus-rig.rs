@@ -2,8 +2,9 @@
 //!
 //! - `chorus-rig gen-counter PATH SECONDS`: a 48 kHz stereo WAV whose frames count up.
 //! - `chorus-rig relay --listen ADDR --to ADDR [--delay-ms D] [--jitter-ms J] [--loss-pct L]
-//!   [--max-seconds S]`: a user-space UDP relay that delays, jitters (and so reorders) and drops
-//!   datagrams in both directions (no netem on these machines).
+//!   [--burst-ms B --burst-every-ms E] [--drop-every N] [--max-seconds S]`: a user-space UDP
+//!   relay that delays, jitters (and so reorders) and drops datagrams in both directions (no
+//!   netem on these machines); `--drop-every N` drops exactly every Nth datagram.
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
 
 use chorus_tests::{skew_us, stats_abs, write_counter_wav, Capture};
@@ -88,6 +89,10 @@ fn relay(args: &[String]) -> Result<(), String> {
     let burst_every = flag(args, "--burst-every-ms", "1000")
         .parse::<f64>()
         .map_err(|e| e.to_string())?;
+    let drop_every = flag(args, "--drop-every", "0")
+        .parse::<u64>()
+        .map_err(|e| e.to_string())?;
+    let mut seen = 0u64;
     // A multicast address to listen on is joined (on loopback), one to send to is sent to
     // from a multicast socket: a lossy copy of a zone's stream on another group.
     let join_if: std::net::Ipv4Addr = flag(args, "--join-interface", "127.0.0.1")
@@ -133,7 +138,9 @@ fn relay(args: &[String]) -> Result<(), String> {
                 };
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 let in_burst = burst > 0.0 && ms % burst_every < burst;
-                if in_burst || rng.gen::<f64>() < loss {
+                seen += 1;
+                let nth = drop_every > 0 && seen.is_multiple_of(drop_every);
+                if in_burst || nth || rng.gen::<f64>() < loss {
                     dropped += 1;
                     continue;
                 }
