@@ -120,12 +120,19 @@ impl Drop for Daemon {
     }
 }
 
-/// A zone's network parameters, unique per test.
+/// A zone's network parameters, unique per test, and where a daemon started with them runs:
+/// on loopback in this network namespace (`Net::new`), or on a host of a [`Lan`].
 #[derive(Clone, Debug)]
 pub struct Net {
     pub group: String,
     pub port: u16,
     pub sync_port: u16,
+    /// Address of the interface the zone's multicast uses.
+    pub interface: String,
+    /// Network namespace the daemon runs in (None: this one), and the address its API
+    /// listens on (reachable from the test process).
+    pub ns: Option<String>,
+    pub api_host: String,
 }
 
 impl Net {
@@ -136,7 +143,139 @@ impl Net {
             group: format!("239.255.{}.{}", 100 + (pid % 100), 1 + (n % 250)),
             port: free_udp_port(),
             sync_port: free_udp_port(),
+            interface: "127.0.0.1".into(),
+            ns: None,
+            api_host: "127.0.0.1".into(),
         }
+    }
+
+    /// The same zone, for a daemon on host `k` of `lan`.
+    pub fn on(&self, lan: &Lan, k: usize) -> Net {
+        Net {
+            interface: lan.addr(k),
+            ns: Some(lan.ns(k)),
+            api_host: lan.addr(k),
+            ..self.clone()
+        }
+    }
+
+    /// A command run in this net's namespace.
+    pub fn command(&self, program: &Path) -> Command {
+        match &self.ns {
+            None => Command::new(program),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(program);
+                c
+            }
+        }
+    }
+}
+
+/// A LAN of network namespaces on a bridge, one per host (a controller, speakers, a spoofer):
+/// host k is `10.x.y.k` on its `eth0`; the test process reaches every host through a veth of
+/// its own on the bridge (`10.x.y.254`). Needs root (CI runs as root). Removed on drop.
+pub struct Lan {
+    prefix: String,
+    subnet: String,
+    hosts: usize,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ip {}: {e} (is iproute2 installed?)", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "ip {}: {} (network namespaces need root)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+impl Lan {
+    pub fn new(hosts: usize) -> Lan {
+        assert!((1..200).contains(&hosts));
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let lan = Lan {
+            prefix: format!("ct{}x{}", pid % 1_000_000, n % 100),
+            subnet: format!("10.{}.{}", 200 + pid % 50, n % 250),
+            hosts,
+        };
+        let br = format!("{}-br", lan.prefix);
+        ip(&["netns", "add", &br]);
+        ip(&[
+            "-n",
+            &br,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        ip(&["-n", &br, "link", "set", "br0", "up"]);
+        let attach = |outside: &str, inside: &str| {
+            ip(&[
+                "link", "add", outside, "type", "veth", "peer", "name", inside,
+            ]);
+            ip(&["link", "set", inside, "netns", &br]);
+            ip(&["-n", &br, "link", "set", inside, "master", "br0", "up"]);
+        };
+        // The test process's own leg.
+        let me = format!("{}r", lan.prefix);
+        attach(&me, &format!("{}rb", lan.prefix));
+        ip(&["addr", "add", &format!("{}.254/24", lan.subnet), "dev", &me]);
+        ip(&["link", "set", &me, "up"]);
+        for k in 1..=hosts {
+            let ns = lan.ns(k);
+            let leg = format!("{}h{k}", lan.prefix);
+            ip(&["netns", "add", &ns]);
+            attach(&leg, &format!("{}b{k}", lan.prefix));
+            ip(&["link", "set", &leg, "netns", &ns, "name", "eth0"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", lan.addr(k)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+        }
+        lan
+    }
+
+    /// Namespace of host k (1-based).
+    pub fn ns(&self, k: usize) -> String {
+        format!("{}-{k}", self.prefix)
+    }
+
+    /// Address of host k.
+    pub fn addr(&self, k: usize) -> String {
+        format!("{}.{k}", self.subnet)
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for k in 1..=self.hosts {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(k)])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("{}r", self.prefix)])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &format!("{}-br", self.prefix)])
+            .status();
     }
 }
 
@@ -148,18 +287,24 @@ impl Default for Net {
 
 fn zone_toml(net: &Net) -> String {
     format!(
-        "[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n",
-        net.group, net.port
+        "[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"{}\"\n",
+        net.group, net.port, net.interface
     )
 }
 
 /// Writes a config and starts `chorusd` with it.
 pub fn start_daemon(dir: &Path, name: &str, config: &str) -> Daemon {
+    start_daemon_on(&Net::default(), dir, name, config)
+}
+
+/// Writes a config and starts `chorusd` with it where `net` says.
+pub fn start_daemon_on(net: &Net, dir: &Path, name: &str, config: &str) -> Daemon {
     let cfg = dir.join(format!("{name}.toml"));
     std::fs::write(&cfg, config).unwrap();
     let log = dir.join(format!("{name}.log"));
     let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(bin("chorusd"))
+    let child = net
+        .command(&bin("chorusd"))
         .arg("--config")
         .arg(&cfg)
         .stdout(out.try_clone().unwrap())
@@ -193,11 +338,12 @@ pub fn start_controller(dir: &Path, net: &Net, extra: &str) -> Daemon {
 pub fn start_controller_zone(dir: &Path, net: &Net, zone_extra: &str, extra: &str) -> Daemon {
     let port = free_tcp_port();
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}{zone_extra}\n[controller]\nsync-port = {}\n{extra}\n[speaker]\nenabled = false\n",
+        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\n{}{zone_extra}\n[controller]\nsync-port = {}\n{extra}\n[speaker]\nenabled = false\n",
+        net.api_host,
         zone_toml(net),
         net.sync_port
     );
-    start_daemon(dir, "controller", &cfg)
+    start_daemon_on(net, dir, "controller", &cfg)
 }
 
 /// A speaker's simulated clocks and output.
@@ -212,6 +358,8 @@ pub struct SpeakerSpec {
     pub device: String,
     /// Extra `[zone]` keys (must match the controller's stream format).
     pub zone_extra: String,
+    /// Extra `[speaker]` keys (e.g. `controller = "10.0.0.1:7701"`).
+    pub speaker_extra: String,
     /// Extra config sections, appended (e.g. `[security]`).
     pub extra: String,
 }
@@ -226,6 +374,7 @@ impl SpeakerSpec {
             output: "sim".into(),
             device: String::new(),
             zone_extra: String::new(),
+            speaker_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -249,16 +398,18 @@ pub fn start_speaker(dir: &Path, net: &Net, s: &SpeakerSpec) -> Daemon {
     };
     let tap = dir.join(format!("{}.tap.wav", s.name));
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{}{}\n[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n{}",
+        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\n{}{}\n[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{}\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n{}",
+        net.api_host,
         zone_toml(net),
         s.zone_extra,
         s.name,
+        s.speaker_extra,
         s.clock_offset_ms,
         s.clock_ppm,
         tap.display(),
         s.extra
     );
-    start_daemon(dir, &s.name, &cfg)
+    start_daemon_on(net, dir, &s.name, &cfg)
 }
 
 /// HTTP GET returning JSON.

@@ -183,9 +183,11 @@ fn spoof(args: &[String]) -> Result<(), String> {
     let secs: f64 = flag(args, "--seconds", "10")
         .parse()
         .map_err(|e| format!("--seconds: {e}"))?;
-    let lo = std::net::Ipv4Addr::LOCALHOST;
-    let rx = chorus::net::multicast_receiver(group, port, lo).map_err(|e| e.to_string())?;
-    let tx = chorus::net::multicast_sender(lo, 1, true).map_err(|e| e.to_string())?;
+    let iface: std::net::Ipv4Addr = flag(args, "--interface", "127.0.0.1")
+        .parse()
+        .map_err(|e| format!("--interface: {e}"))?;
+    let rx = chorus::net::multicast_receiver(group, port, iface).map_err(|e| e.to_string())?;
+    let tx = chorus::net::multicast_sender(iface, 1, true).map_err(|e| e.to_string())?;
     let me = tx.local_addr().map_err(|e| e.to_string())?;
     let dest = SocketAddr::from((group, port));
     let mut rng = rand::thread_rng();
@@ -216,6 +218,15 @@ fn spoof(args: &[String]) -> Result<(), String> {
                 f.extend((0..16).map(|_| rng.gen::<u8>()));
                 let _ = tx.send_to(&f, dest);
                 forged += 2;
+            } else if n > 20 && d[5] == 7 {
+                // Parity: a made-up body (it would rebuild noise), with a made-up tag.
+                let mut f = d.to_vec();
+                for b in &mut f[20..] {
+                    *b = rng.gen();
+                }
+                f[6] |= 1;
+                let _ = tx.send_to(&f, dest);
+                forged += 1;
             }
         }
         let now = Instant::now();
