@@ -387,6 +387,102 @@ fn parity_rebuilds_single_losses_without_asking() {
 }
 
 #[test]
+fn a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once() {
+    // Three speakers: one hears the zone directly; one through a relay that passes nothing for
+    // 1.5 s mid-track (a Wi-Fi drop-out); one whose process is stopped for 0.4 s (its DAC
+    // runs dry, its socket fills up).
+    let dir = scratch("blip");
+    let (net, cut_net) = (Net::new(), Net::new());
+    let controller = start_controller(&dir, &net, "");
+    let clean = start_speaker(&dir, &net, &SpeakerSpec::sim("clean", 150.0, 40.0));
+    let stalled = start_speaker(&dir, &net, &SpeakerSpec::sim("stalled", -90.0, -75.0));
+    let mut cut_spec = SpeakerSpec::sim("cut", 260.0, 110.0);
+    cut_spec.speaker_extra = format!("controller = \"127.0.0.1:{}\"", net.sync_port);
+    let cut = start_speaker(&dir, &cut_net, &cut_spec);
+    wait_locked(&controller, 3);
+    let mut relay = lossy_relay(
+        &net,
+        &cut_net,
+        &[
+            "--burst-offset-ms",
+            "2500",
+            "--burst-ms",
+            "1500",
+            "--burst-every-ms",
+            "1000000",
+        ],
+    );
+    let n = 48_000 * 7;
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, n);
+    let (code, out, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(stalled.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let continued_at = realtime_ns();
+    wait_stopped(&controller, Duration::from_secs(15));
+    std::thread::sleep(Duration::from_millis(400));
+    let (sc, ss, su) = (playout(&clean), playout(&stalled), playout(&cut));
+    for d in [clean, stalled, cut].iter_mut() {
+        d.stop();
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+    println!("stalled: {}\ncut: {}", ss["playout"], su["playout"]);
+    for st in [&sc, &ss, &su] {
+        assert_eq!(st["locked"], true, "{st}");
+    }
+    let (cc, cs, cu) = (
+        Capture::load(&dir, "clean"),
+        Capture::load(&dir, "stalled"),
+        Capture::load(&dir, "cut"),
+    );
+    // The stalled speaker: playing again at once (within 250 µs: the re-anchor after an
+    // underrun lands ~190 µs off, which the servo pulls in), in sync within 2 s.
+    for t in [0.5, 1.0, 1.5] {
+        let at = cs.frame_at(continued_at + t * 1e9) as usize;
+        let skew = skew_us(&cs, &cc, at).expect("the stalled speaker's audio not found");
+        println!("stalled: skew {skew:.1} µs {t} s after SIGCONT");
+        assert!(skew.abs() < 250.0, "{skew} µs {t} s after SIGCONT");
+    }
+    let at = cs.frame_at(continued_at + 2e9) as usize;
+    let skew = skew_us(&cs, &cc, at).expect("the stalled speaker's audio not found");
+    println!("stalled: skew {skew:.1} µs 2 s after SIGCONT");
+    assert!(skew.abs() < 60.0, "{skew} µs 2 s after SIGCONT");
+    // The cut speaker: silent for the blackout (and not much longer), then in sync at once.
+    let loud = |f: &[i16; 2]| f[1].unsigned_abs() > 300;
+    let first = cu.frames.iter().position(loud).expect("nothing heard");
+    let mut last = first;
+    let mut resumed = None;
+    for (k, f) in cu.frames.iter().enumerate().skip(first) {
+        if loud(f) {
+            if k - last > 24_000 {
+                resumed = Some((last, k));
+                break;
+            }
+            last = k;
+        }
+    }
+    let (gap_from, gap_to) = resumed.expect("no blackout heard, or no audio after it");
+    let gap_s = (cu.heard_ns(gap_to as f64) - cu.heard_ns(gap_from as f64)) / 1e9;
+    let skew = skew_us(&cu, &cc, gap_to + 4_800).expect("the cut speaker's audio not found");
+    println!("cut: silent {gap_s:.2} s, skew {skew:.1} µs 0.1 s after");
+    assert!((1.3..2.0).contains(&gap_s), "silent for {gap_s} s");
+    assert!(skew.abs() < 200.0, "{skew} µs");
+    // What it heard of the track sits on one timeline.
+    let runs = Capture::load_tap(&dir, "cut").counter_runs(1_000);
+    assert!(runs.len() >= 2, "{runs:?}");
+    let shift = runs[0].0 as i64 - runs[0].1 as i64;
+    assert!(
+        runs.iter().all(|r| r.0 as i64 - r.1 as i64 == shift),
+        "{runs:?}"
+    );
+}
+
+#[test]
 fn heavy_loss_never_plays_a_wrong_sample() {
     // 30 % of the stream lost on the way: playback goes on, what cannot be repaired in time is
     // concealed (a fade to silence and back), and every sample heard outside those fades is the

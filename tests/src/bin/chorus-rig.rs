@@ -2,7 +2,7 @@
 //!
 //! - `chorus-rig gen-counter PATH SECONDS`: a 48 kHz stereo WAV whose frames count up.
 //! - `chorus-rig relay --listen ADDR --to ADDR [--delay-ms D] [--jitter-ms J] [--loss-pct L]
-//!   [--burst-ms B --burst-every-ms E] [--drop-every N] [--max-seconds S]`: a user-space UDP
+//!   [--burst-ms B --burst-every-ms E --burst-offset-ms O] [--drop-every N] [--max-seconds S]`: a user-space UDP
 //!   relay that delays, jitters (and so reorders) and drops datagrams in both directions (no
 //!   netem on these machines); `--drop-every N` drops exactly every Nth datagram.
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
@@ -89,6 +89,10 @@ fn relay(args: &[String]) -> Result<(), String> {
     let burst_every = flag(args, "--burst-every-ms", "1000")
         .parse::<f64>()
         .map_err(|e| e.to_string())?;
+    // The first burst begins this long after the relay starts.
+    let burst_offset = flag(args, "--burst-offset-ms", "0")
+        .parse::<f64>()
+        .map_err(|e| e.to_string())?;
     let drop_every = flag(args, "--drop-every", "0")
         .parse::<u64>()
         .map_err(|e| e.to_string())?;
@@ -137,7 +141,8 @@ fn relay(args: &[String]) -> Result<(), String> {
                     }
                 };
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
-                let in_burst = burst > 0.0 && ms % burst_every < burst;
+                let since = ms - burst_offset;
+                let in_burst = burst > 0.0 && since >= 0.0 && since % burst_every < burst;
                 seen += 1;
                 let nth = drop_every > 0 && seen.is_multiple_of(drop_every);
                 if in_burst || nth || rng.gen::<f64>() < loss {
