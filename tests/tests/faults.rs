@@ -390,7 +390,7 @@ fn parity_rebuilds_single_losses_without_asking() {
 fn a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once() {
     // Three speakers: one hears the zone directly; one through a relay that passes nothing for
     // 1.5 s mid-track (a Wi-Fi drop-out); one whose process is stopped for 0.4 s (its DAC
-    // runs dry, its socket fills up).
+    // runs dry, its socket fills up: an underrun).
     let dir = scratch("blip");
     let (net, cut_net) = (Net::new(), Net::new());
     let controller = start_controller(&dir, &net, "");
@@ -440,18 +440,14 @@ fn a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once() {
         Capture::load(&dir, "stalled"),
         Capture::load(&dir, "cut"),
     );
-    // The stalled speaker: playing again at once (within 250 µs: the re-anchor after an
-    // underrun lands ~190 µs off, which the servo pulls in), in sync within 2 s.
-    for t in [0.5, 1.0, 1.5] {
+    // The stalled speaker: in sync as soon as it plays again (its DAC ran dry; the re-anchor
+    // keeps its rate estimate, which the stall must not have disturbed).
+    for t in [0.3, 1.0, 2.0] {
         let at = cs.frame_at(continued_at + t * 1e9) as usize;
         let skew = skew_us(&cs, &cc, at).expect("the stalled speaker's audio not found");
         println!("stalled: skew {skew:.1} µs {t} s after SIGCONT");
-        assert!(skew.abs() < 250.0, "{skew} µs {t} s after SIGCONT");
+        assert!(skew.abs() < 60.0, "{skew} µs {t} s after SIGCONT");
     }
-    let at = cs.frame_at(continued_at + 2e9) as usize;
-    let skew = skew_us(&cs, &cc, at).expect("the stalled speaker's audio not found");
-    println!("stalled: skew {skew:.1} µs 2 s after SIGCONT");
-    assert!(skew.abs() < 60.0, "{skew} µs 2 s after SIGCONT");
     // The cut speaker: silent for the blackout (and not much longer), then in sync at once.
     let loud = |f: &[i16; 2]| f[1].unsigned_abs() > 300;
     let first = cu.frames.iter().position(loud).expect("nothing heard");

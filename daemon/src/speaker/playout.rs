@@ -143,6 +143,8 @@ fn run(
     let ch = info.channels as usize;
     let rate = info.rate;
     let period = info.period_frames.max(32);
+    // A raw timing error beyond this is not a late position report: re-anchor at once.
+    let gross_ns = (4 * frames_to_ns(period as i64, rate)).max(4 * RESYNC_THRESHOLD_NS) as f64;
     let buffer = info.buffer_frames.max(2 * period);
     // Queued frames at which a full device is refilled: half the buffer (whole periods, at
     // least one).
@@ -266,10 +268,15 @@ fn run(
             (Some(m), Some(t0)) => {
                 // Where the next output frame reads the stream, and when that should be heard.
                 let due = t0.0 as f64 + rs.position() * 1e9 / rate as f64;
-                let err_ns =
-                    servo.filter_error((m.0 as f64 - due) * rate as f64 * 1e-9) * 1e9 / rate as f64;
+                let raw_ns = m.0 as f64 - due;
+                let err_ns = servo.filter_error(raw_ns * rate as f64 * 1e-9) * 1e9 / rate as f64;
                 stats.sync_error_ns.store(err_ns as i64, Ordering::Relaxed);
-                if err_ns.abs() > RESYNC_THRESHOLD_NS as f64 {
+                // The lower envelope discounts late position reports, which only ever make
+                // the output look behind, by at most a period or so. An error far beyond that
+                // (the process or the device stalled: an underrun) is real at once; waiting for
+                // the envelope to see it would feed the servo's rate estimate a third of a
+                // second of nonsense, and the re-anchored stream would drift at that rate.
+                if err_ns.abs() > RESYNC_THRESHOLD_NS as f64 || raw_ns.abs() > gross_ns {
                     // Rare (start-up, underrun, seek): a log line is affordable here.
                     log::info!(
                         "resync: timing error {:.0} us, resampler at {:+.1} ppm",
