@@ -174,6 +174,9 @@ pub struct SpeakerConfig {
     pub sim_stale_stamps: bool,
     /// `sim` only: uniform noise on the delay timestamps, ± µs.
     pub sim_timestamp_noise_us: f64,
+    /// `sim` only: the device fails (like an ALSA xrun: playback stops, what was queued is
+    /// dropped, the write reports an error) every this many ms of audio; 0: never.
+    pub sim_xrun_every_ms: u32,
     /// `sim` only: log of when frames are heard (common host clock), for measurement.
     pub heard_log: String,
 }
@@ -258,6 +261,7 @@ impl Default for SpeakerConfig {
             sim_delay_step_frames: 0,
             sim_stale_stamps: false,
             sim_timestamp_noise_us: 0.0,
+            sim_xrun_every_ms: 0,
             heard_log: String::new(),
         }
     }

@@ -479,6 +479,51 @@ fn a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once() {
 }
 
 #[test]
+fn device_errors_are_recovered_counted_and_in_sync_at_once() {
+    // A DAC that fails every 1.5 s like an ALSA xrun (playback stops, the queue is dropped, the
+    // write reports an error): the speaker recovers the device without restarting, counts and
+    // logs each error, and plays on in sync.
+    let dir = scratch("xrun");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let mut clean = start_speaker(&dir, &net, &SpeakerSpec::sim("clean", -120.0, 55.0));
+    let mut spec = SpeakerSpec::sim("xruns", 210.0, -85.0);
+    spec.speaker_extra = "sim-xrun-every-ms = 1500".into();
+    let mut x = start_speaker(&dir, &net, &spec);
+    wait_locked(&controller, 2);
+    let n = 48_000 * 6;
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, n);
+    play_to_end(&controller, &track, Duration::from_secs(20));
+    let st = playout(&x);
+    assert!(x.running(), "the speaker exited:\n{}", x.log_text());
+    let errors = st["playout"]["output_errors"].as_u64().unwrap();
+    assert_eq!(metrics(&x)("chorus_output_errors_total"), errors as f64);
+    clean.stop();
+    x.stop();
+    println!("{}", st["playout"]);
+    assert!(errors >= 3, "{st}");
+    assert!(x.log_text().contains("output error"), "{}", x.log_text());
+    // After each restart of the DAC (the heard log's anchors), in sync 0.2 s later.
+    let (cc, cx) = (Capture::load(&dir, "clean"), Capture::load(&dir, "xruns"));
+    assert!(cx.anchors.len() >= 4, "{} DAC starts", cx.anchors.len());
+    let mut checked = 0;
+    for a in &cx.anchors[1..] {
+        let at = a.dac_frame as usize + 9_600;
+        if at + 4_096 >= cx.frames.len() {
+            continue;
+        }
+        let Some(skew) = skew_us(&cx, &cc, at) else {
+            continue; // silence after the track
+        };
+        println!("0.2 s after an xrun: skew {skew:.1} µs");
+        assert!(skew.abs() < 60.0, "{skew} µs");
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} restarts measured");
+}
+
+#[test]
 fn heavy_loss_never_plays_a_wrong_sample() {
     // 30 % of the stream lost on the way: playback goes on, what cannot be repaired in time is
     // concealed (a fade to silence and back), and every sample heard outside those fades is the

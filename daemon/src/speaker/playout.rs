@@ -252,6 +252,20 @@ fn run(
                 sched.reset_timeline();
                 1.0
             }
+            (Some(_), None) if queued == 0 && delay.is_some() => {
+                // The device is idle (just opened, or stopped by an xrun): it starts with the
+                // first write, so a stamp taken now says nothing about when the next frame will
+                // be heard (the time taken to render the period would become timing error,
+                // ~100 µs on a small machine, for the servo to pull in over seconds). Start it
+                // with a period of silence, then measure.
+                chunk.fill(0.0);
+                if let Err(e) = out.write(&chunk) {
+                    failed_recoveries =
+                        output_error(&mut *out, &mut sched, shared, e, failed_recoveries);
+                }
+                drained = false;
+                continue;
+            }
             (Some(m), None) => {
                 anchor(on_grid(m, &jb, rate), &mut sched, &mut rs, &mut servo);
                 written = 0;

@@ -47,6 +47,8 @@ pub enum OutputError {
         path: String,
         source: std::io::Error,
     },
+    #[error("simulated DAC {path}: underrun (xrun)")]
+    SimulatedXrun { path: String },
 }
 
 /// An audio output.
@@ -93,6 +95,7 @@ pub fn open(
             delay_step_frames: 0,
             stale_stamps: false,
             timestamp_noise_us: 0.0,
+            xrun_every_frames: 0,
             period_frames: cfg.period_frames as usize,
             buffer_frames: cfg.buffer_frames as usize,
             clock,
@@ -108,6 +111,7 @@ pub fn open(
             delay_step_frames: cfg.sim_delay_step_frames as u64,
             stale_stamps: cfg.sim_stale_stamps,
             timestamp_noise_us: cfg.sim_timestamp_noise_us,
+            xrun_every_frames: cfg.sim_xrun_every_ms as u64 * rate as u64 / 1000,
             period_frames: cfg.period_frames as usize,
             buffer_frames: cfg.buffer_frames as usize,
             clock,

@@ -29,6 +29,8 @@ pub struct SimParams {
     pub stale_stamps: bool,
     /// Uniform noise added to delay timestamps, ± µs.
     pub timestamp_noise_us: f64,
+    /// Fail like an xrun every this many frames written (0: never).
+    pub xrun_every_frames: u64,
     pub period_frames: usize,
     pub buffer_frames: usize,
     pub clock: SharedClock,
@@ -44,6 +46,10 @@ pub struct SimDac {
     written: u64,
     since_flush: u64,
     underruns: u64,
+    /// Frames written at which the next simulated xrun happens.
+    next_xrun: u64,
+    /// The DAC is stopped by an xrun until `recover`.
+    xrun: bool,
 }
 
 impl SimDac {
@@ -79,6 +85,12 @@ impl SimDac {
             written: 0,
             since_flush: 0,
             underruns: 0,
+            next_xrun: 0,
+            xrun: false,
+        })
+        .map(|mut d| {
+            d.next_xrun = d.p.xrun_every_frames;
+            d
         })
     }
 
@@ -130,6 +142,18 @@ impl Output for SimDac {
 
     fn write(&mut self, samples: &[f32]) -> Result<(), OutputError> {
         let raw = monotonic_raw_ns();
+        if self.p.xrun_every_frames > 0 && self.written >= self.next_xrun {
+            // An xrun: playback stops where it is; what was queued is never heard (the WAV
+            // keeps it, the heard log's next start line says where the DAC resumed).
+            self.next_xrun = self.written + self.p.xrun_every_frames;
+            self.xrun = true;
+            self.start = None;
+        }
+        if self.xrun {
+            return Err(OutputError::SimulatedXrun {
+                path: self.p.path.clone(),
+            });
+        }
         if self.start.is_some() && self.consumed(raw) >= self.written {
             self.underruns += 1;
             self.start = None;
@@ -206,7 +230,8 @@ impl Output for SimDac {
                     ((self.written - f - whole as u64) as i64, frac_ns)
                 }
             }
-            None => (self.written as i64, 0),
+            // Not started (nothing written yet), or stopped by an xrun (what was queued is gone).
+            None => (0, 0),
         };
         let noise = if self.p.timestamp_noise_us > 0.0 {
             ((rand::random::<f64>() * 2.0 - 1.0) * self.p.timestamp_noise_us * 1000.0) as i64
@@ -220,6 +245,7 @@ impl Output for SimDac {
     }
 
     fn recover(&mut self) -> Result<(), OutputError> {
+        self.xrun = false;
         Ok(())
     }
 
