@@ -524,6 +524,41 @@ fn device_errors_are_recovered_counted_and_in_sync_at_once() {
 }
 
 #[test]
+fn sigterm_fades_out() {
+    // A speaker stopped mid-tone ends its output with a fade, not a cut.
+    let dir = scratch("sigterm");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let mut s = start_speaker(&dir, &net, &SpeakerSpec::sim("stopped", 80.0, -30.0));
+    wait_locked(&controller, 1);
+    let tone = dir.join("tone.wav");
+    write_tone_wav(&tone, 1000.0, 0.5, 10, 16);
+    let (code, out, err) = chorusctl(&controller.api, &["play", tone.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    s.stop();
+    assert!(s.log_text().contains("SIGTERM"), "{}", s.log_text());
+    let c = Capture::load(&dir, "stopped");
+    let n = c.frames.len();
+    let loud = c.frames[..n - 2_000]
+        .iter()
+        .filter(|f| f[0].unsigned_abs() > 8_000)
+        .count();
+    assert!(loud > 30_000, "the tone was not playing: {loud}");
+    // The last millisecond is near silence, and no step between samples is steeper than the
+    // tone's own (2 pi f A / rate = 0.065 of full scale).
+    let tail = c.frames[n - 48..].iter().map(|f| f[0].unsigned_abs()).max();
+    let worst = c.frames[n - 4_800..]
+        .windows(2)
+        .map(|w| (w[1][0] as i32 - w[0][0] as i32).abs())
+        .max()
+        .unwrap();
+    println!("last 1 ms peak {tail:?}, largest step {worst}");
+    assert!(tail.unwrap() < 1_000, "ends at {tail:?}");
+    assert!(worst < (0.075 * 32_768.0) as i32, "step of {worst}");
+}
+
+#[test]
 fn heavy_loss_never_plays_a_wrong_sample() {
     // 30 % of the stream lost on the way: playback goes on, what cannot be repaired in time is
     // concealed (a fade to silence and back), and every sample heard outside those fades is the

@@ -175,7 +175,24 @@ fn run(
     let mut fade = Fade::None;
     // The socket was read since the last sleep.
     let mut drained = false;
-    while !shutdown.load(Ordering::Relaxed) {
+    // SIGTERM: one more period, faded out, then the device is drained (never a click).
+    let mut stopping = false;
+    let mut stop_turns = 0;
+    loop {
+        if shutdown.load(Ordering::Relaxed) {
+            if !stopping {
+                stopping = true;
+                if !stats.playing.load(Ordering::Relaxed) || sched.anchor_time().is_none() {
+                    break;
+                }
+                fade = Fade::Out;
+            }
+            // A device that keeps failing does not hold the shutdown up.
+            stop_turns += 1;
+            if stop_turns > 8 {
+                break;
+            }
+        }
         if failed_recoveries >= LOST_AFTER {
             let _ = out.finish();
             return Stop::DeviceLost(format!("{failed_recoveries} recoveries failed"));
@@ -248,6 +265,8 @@ fn run(
             continue;
         }
         let step = match (measured, sched.anchor_time()) {
+            // The last period before stopping: on the timeline as it is, whatever the error.
+            _ if stopping => servo.step(),
             (None, _) => {
                 sched.reset_timeline();
                 1.0
@@ -361,6 +380,9 @@ fn run(
         stats
             .playing
             .store(jb.buffered_frames() > 0, Ordering::Relaxed);
+        if stopping {
+            break;
+        }
     }
     if let Err(e) = out.finish() {
         log::warn!("closing output: {e}");
