@@ -23,6 +23,9 @@ struct Cli {
     /// Print the API's JSON answer instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// API token, when the daemon requires one (`[api] token-file`).
+    #[arg(long, env = "CHORUS_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -79,21 +82,26 @@ enum Failure {
 struct Client {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
 }
 
 impl Client {
-    fn new(base: &str) -> Client {
+    fn new(base: &str, token: Option<String>) -> Client {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(5))
             .build();
         Client {
             base: base.trim_end_matches('/').to_string(),
             agent,
+            token,
         }
     }
 
     fn call(&self, method: &str, url: &str, body: Option<Value>) -> Result<Value, Failure> {
-        let req = self.agent.request(method, url);
+        let mut req = self.agent.request(method, url);
+        if let Some(t) = &self.token {
+            req = req.set("Authorization", &format!("Bearer {}", t.trim()));
+        }
         let res = match body {
             Some(b) => req.send_json(b),
             None => req.call(),
@@ -134,7 +142,7 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut cmd, "chorusctl", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
-    let client = Client::new(&cli.controller);
+    let client = Client::new(&cli.controller, cli.token.clone());
     match run(&client, &cli) {
         Ok(v) => {
             if cli.json {

@@ -96,6 +96,62 @@ impl SecurityConfig {
 pub struct ApiConfig {
     /// Address and port the HTTP API listens on.
     pub listen: String,
+    /// File holding a bearer token that calls which change state must carry
+    /// (`Authorization: Bearer <token>`); empty: no token. The same token on every box (the
+    /// controller passes it on to speakers).
+    pub token_file: String,
+    /// The token itself, in this file: for tests.
+    pub token: String,
+    /// Require the token on calls that only read as well.
+    pub protect_reads: bool,
+    /// Calls that change state accepted per client and second (twice that in a burst).
+    pub mutating_per_second: u32,
+}
+
+/// Shortest API token accepted, bytes.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl ApiConfig {
+    /// The token, read and checked, if one is configured.
+    pub fn load_token(&self) -> Result<Option<Vec<u8>>, (String, String)> {
+        let token = match (self.token.is_empty(), self.token_file.is_empty()) {
+            (true, true) => return Ok(None),
+            (false, false) => {
+                return Err(("api".into(), "set token-file or token, not both".into()))
+            }
+            (false, true) => self.token.trim().as_bytes().to_vec(),
+            (true, false) => match read_small(&self.token_file) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec(),
+                Err(e) => {
+                    return Err((
+                        "api.token-file".into(),
+                        format!("cannot read {}: {e}", self.token_file),
+                    ))
+                }
+            },
+        };
+        let key = if self.token.is_empty() {
+            "api.token-file"
+        } else {
+            "api.token"
+        };
+        if token.len() < MIN_TOKEN_LEN {
+            return Err((
+                key.into(),
+                format!(
+                    "the token is {} bytes; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 24`)",
+                    token.len()
+                ),
+            ));
+        }
+        if token.iter().any(|b| !b.is_ascii_graphic()) {
+            return Err((
+                key.into(),
+                "the token must be printable ASCII without spaces".into(),
+            ));
+        }
+        Ok(Some(token))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -212,6 +268,10 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: "0.0.0.0:7780".into(),
+            token_file: String::new(),
+            token: String::new(),
+            protect_reads: false,
+            mutating_per_second: 20,
         }
     }
 }
@@ -362,6 +422,12 @@ impl Config {
         }
         if let Err((key, why)) = self.security.load_key() {
             problem(&mut p, &key, why);
+        }
+        if let Err((key, why)) = self.api.load_token() {
+            problem(&mut p, &key, why);
+        }
+        if self.api.mutating_per_second == 0 {
+            problem(&mut p, "api.mutating-per-second", "must be at least 1");
         }
         if self.api.listen.parse::<SocketAddr>().is_err() {
             problem(

@@ -25,6 +25,8 @@ pub enum DaemonError {
     },
     #[error("speaker output: {0}")]
     Output(#[from] speaker::output::OutputError),
+    #[error("config: {0}")]
+    Config(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -36,6 +38,7 @@ struct Roles {
     controller: Option<Arc<controller::api::Ctx>>,
     speaker: Option<Arc<Shared>>,
     clock: SharedClock,
+    events: Arc<api::events::Events>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads `path` (see `reload`).
@@ -81,10 +84,26 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         .map_err(io("HTTP API address"))?
         .port();
 
+    let token = cfg
+        .api
+        .load_token()
+        .map_err(|(key, why)| DaemonError::Config(format!("{key}: {why}")))?;
+    if token.is_some() {
+        log::info!(
+            "API: calls that change state need the token{}",
+            if cfg.api.protect_reads {
+                ", reads too"
+            } else {
+                ""
+            }
+        );
+    }
+    let events = Arc::new(api::events::Events::default());
     let mut roles = Roles {
         controller: None,
         speaker: None,
         clock: clock.clone(),
+        events: events.clone(),
     };
     if cfg.controller.enabled {
         let c = &cfg.controller;
@@ -126,12 +145,18 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             z.sample_format,
             c.sync_port
         );
-        roles.controller = Some(Arc::new(controller::api::Ctx {
+        let ctx = Arc::new(controller::api::Ctx {
             streamer,
             registry,
             clock: clock.clone(),
             sync_stats,
-        }));
+            token: token
+                .as_ref()
+                .map(|t| String::from_utf8_lossy(t).into_owned()),
+            events: events.clone(),
+        });
+        api::events::watch_controller(ctx.clone(), events.clone());
+        roles.controller = Some(ctx);
     }
 
     let mut playout = None;
@@ -202,13 +227,19 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             z.port,
             iface
         );
+        api::events::watch_speaker(shared.clone(), events.clone());
         roles.speaker = Some(shared);
     }
 
     let pulse = roles.speaker.clone();
     let reload_speaker = roles.speaker.clone();
     let running = cfg.clone();
-    let app = router(roles);
+    let guard = Arc::new(api::guard::Guard::new(
+        token,
+        cfg.api.protect_reads,
+        cfg.api.mutating_per_second,
+    ));
+    let app = router(roles, guard);
     log::info!("HTTP API listening on {}", cfg.api.listen);
     // Ready: the API listens and the roles run. A speaker whose device is missing is ready
     // too: it says why in its status and keeps trying (a unit that failed to start would
@@ -238,9 +269,15 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         });
     }
     let sd = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         wait_for_signal(path, running, reload_speaker).await;
         sd.store(true, Ordering::Relaxed);
+        // Event streams never end on their own: end them, or the shutdown waits on them.
+        events.close();
     });
     let result = server.await.map_err(io("HTTP API"));
     let _ = crate::notify::notify("STOPPING=1");
@@ -335,10 +372,12 @@ pub fn reload(path: &std::path::Path, running: Config, speaker: Option<&Shared>)
     now
 }
 
-fn router(roles: Roles) -> Router {
+fn router(roles: Roles, guard: Arc<api::guard::Guard>) -> Router {
     let roles = Arc::new(roles);
     let mut app = Router::new()
         .route("/api/v1/status", get(status))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/openapi.json", get(api::openapi))
         .route("/metrics", get(metrics))
         .with_state(roles.clone());
     if let Some(c) = &roles.controller {
@@ -348,6 +387,16 @@ fn router(roles: Roles) -> Router {
         app = app.merge(speaker::api::routes(s.clone()));
     }
     app.fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            api::guard::check,
+        ))
+}
+
+/// `GET /api/v1/events`: Server-Sent Events of state changes (see api::events).
+async fn events(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoResponse {
+    roles.events.stream()
 }
 
 /// Prometheus metrics of whichever roles run here.

@@ -1,6 +1,28 @@
 //! The HTTP/JSON API shared pieces: errors, JSON extraction, the combined status route.
 
+pub mod events;
+pub mod guard;
 pub mod metrics;
+
+/// The OpenAPI document of every route (kept true by tests/tests/api.rs).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+}
+
+/// A known route asked with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "this route does not take that method; see /api/v1/openapi.json".into(),
+    }
+}
 
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;

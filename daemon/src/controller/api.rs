@@ -23,6 +23,10 @@ pub struct Ctx {
     pub clock: SharedClock,
     /// Counters of the clock-sync service.
     pub sync_stats: Arc<crate::sync::server::ServerStats>,
+    /// The API token, passed on to speakers with the calls forwarded to them.
+    pub token: Option<String>,
+    /// Where state changes are published (volume changes made here at once).
+    pub events: Arc<crate::api::events::Events>,
 }
 
 impl Ctx {
@@ -99,17 +103,23 @@ async fn speaker(State(c): State<Arc<Ctx>>, Path(name): Path<String>) -> ApiResu
 
 /// Forwards a PUT to a speaker's own API.
 async fn forward(
+    c: &Ctx,
     info: &SpeakerInfo,
     path: &str,
     payload: serde_json::Value,
 ) -> Result<serde_json::Value, ApiError> {
     let url = format!("{}{}", info.api_url, path);
     let name = info.name.clone();
-    tokio::task::spawn_blocking(move || {
+    let token = c.token.clone();
+    let answer = tokio::task::spawn_blocking(move || {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(3))
             .build();
-        match agent.put(&url).send_json(payload) {
+        let mut req = agent.put(&url);
+        if let Some(t) = &token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        match req.send_json(payload) {
             Ok(r) => r
                 .into_json::<serde_json::Value>()
                 .map_err(|e| ApiError::bad_gateway(format!("speaker {name}: {e}"))),
@@ -125,7 +135,17 @@ async fn forward(
         }
     })
     .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    // The speaker's answer is its status: publish the volume at once (heartbeats, which the
+    // event watcher also follows, come once a second).
+    if let (Some(v), Some(m)) = (answer["volume"].as_u64(), answer["muted"].as_bool()) {
+        c.registry.note_volume(&info.name, v.min(100) as u8, m);
+        c.events.publish(
+            "volume",
+            serde_json::json!({ "speaker": info.name, "volume": v, "muted": m }),
+        );
+    }
+    Ok(answer)
 }
 
 async fn speaker_volume(
@@ -137,6 +157,7 @@ async fn speaker_volume(
     let info = find(&c, &name)?;
     Ok(Json(
         forward(
+            &c,
             &info,
             "/api/v1/speaker/volume",
             serde_json::json!({ "volume": v }),
@@ -154,6 +175,7 @@ async fn speaker_mute(
     let info = find(&c, &name)?;
     Ok(Json(
         forward(
+            &c,
             &info,
             "/api/v1/speaker/mute",
             serde_json::json!({ "muted": m }),
@@ -169,6 +191,7 @@ async fn all_volume(
     let v = check_volume(body(b)?.volume)?;
     for info in c.speakers().into_iter().filter(|s| s.online) {
         forward(
+            &c,
             &info,
             "/api/v1/speaker/volume",
             serde_json::json!({ "volume": v }),

@@ -86,6 +86,17 @@ impl Registry {
             .is_ok_and(|m| m.values().any(|e| e.addr == addr))
     }
 
+    /// A volume or mute change made through the controller, ahead of the speaker's next
+    /// heartbeat.
+    pub fn note_volume(&self, name: &str, volume: u8, muted: bool) {
+        if let Ok(mut m) = self.inner.lock() {
+            if let Some(e) = m.get_mut(name) {
+                e.heartbeat.volume = volume;
+                e.heartbeat.muted = muted;
+            }
+        }
+    }
+
     /// One speaker by name.
     pub fn get(&self, name: &str, now: ControllerNs) -> Option<SpeakerInfo> {
         self.list(now).into_iter().find(|s| s.name == name)
