@@ -33,7 +33,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Zone and speakers at a glance.
-    Status,
+    Status {
+        /// Keep the view up to date (twice a second) until interrupted: now playing with a
+        /// progress bar and each speaker's sync state. With --json: one status per line.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many views (for scripts and tests).
+        #[arg(long, hide = true)]
+        views: Option<u64>,
+    },
+    /// Print state changes as they happen (the API's event stream) until interrupted.
+    Events {
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// The speakers the controller knows.
     Speakers,
     /// Play a file, a folder or an .m3u playlist (a path on the controller's box).
@@ -145,7 +159,13 @@ fn main() -> ExitCode {
     let client = Client::new(&cli.controller, cli.token.clone());
     match run(&client, &cli) {
         Ok(v) => {
-            if cli.json {
+            let streamed = matches!(
+                cli.cmd,
+                Cmd::Status { watch: true, .. } | Cmd::Events { .. }
+            );
+            if streamed {
+                // Printed as it came.
+            } else if cli.json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 print!("{}", render(&cli.cmd, &v));
@@ -178,7 +198,9 @@ fn parse_volume(s: &str) -> Result<i64, Failure> {
 
 fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
     match &cli.cmd {
-        Cmd::Status => c.get("/api/v1/status"),
+        Cmd::Status { watch: true, views } => watch(c, cli.json, *views),
+        Cmd::Status { .. } => c.get("/api/v1/status"),
+        Cmd::Events { count } => events(c, cli.json, *count),
         Cmd::Speakers => c.get("/api/v1/speakers"),
         Cmd::Play { uri } => {
             // Relative paths mean the caller's directory (the controller is usually local).
@@ -242,6 +264,124 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
         }
         Cmd::Completions { .. } => Ok(Value::Null), // handled in main
     }
+}
+
+/// `status --watch`: the zone and its speakers, redrawn twice a second.
+fn watch(c: &Client, json: bool, views: Option<u64>) -> Result<Value, Failure> {
+    let mut shown = 0;
+    loop {
+        let v = c.get("/api/v1/status")?;
+        if json {
+            println!("{}", serde_json::to_string(&v).unwrap_or_default());
+        } else {
+            // Home the cursor and clear the screen, then draw.
+            print!("\x1b[H\x1b[2J{}", render_watch(&v));
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        shown += 1;
+        if views.is_some_and(|n| shown >= n) {
+            return Ok(Value::Null);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A progress bar of `width` cells.
+fn bar(pos: f64, dur: f64, width: usize) -> String {
+    let done = if dur > 0.0 {
+        ((pos / dur).clamp(0.0, 1.0) * width as f64).round() as usize
+    } else {
+        0
+    };
+    format!("[{}{}]", "#".repeat(done), "-".repeat(width - done))
+}
+
+fn render_watch(v: &Value) -> String {
+    let mut o = String::new();
+    let ctl = &v["controller"];
+    if ctl.is_object() {
+        let z = &ctl["zone"];
+        o += &format!(
+            "chorus  zone {}  {}\n\n",
+            z["zone"].as_str().unwrap_or("?"),
+            z["state"].as_str().unwrap_or("?").to_uppercase()
+        );
+        match z["title"].as_str() {
+            Some(t) => {
+                let pos = z["position_s"].as_f64().unwrap_or(0.0);
+                let dur = z["duration_s"].as_f64();
+                o += &format!("  {t}\n");
+                o += &format!(
+                    "  {} {} / {}\n\n",
+                    bar(pos, dur.unwrap_or(0.0), 40),
+                    fmt_time(pos),
+                    dur.map(fmt_time).unwrap_or_else(|| "?".into())
+                );
+            }
+            None => o += "  nothing playing\n\n",
+        }
+        o += "speakers:\n";
+        o += &render_speakers(
+            ctl["speakers"]
+                .as_array()
+                .map(|a| a.as_slice())
+                .unwrap_or(&[]),
+        );
+    }
+    if v["speaker"].is_object() {
+        o += &render_speaker_detail(&v["speaker"]);
+    }
+    o += "\n(Ctrl-C to quit)\n";
+    o
+}
+
+/// `events`: the API's event stream, one line per event.
+fn events(c: &Client, json: bool, count: Option<u64>) -> Result<Value, Failure> {
+    use std::io::BufRead;
+    let url = format!("{}/api/v1/events", c.base);
+    let mut req = ureq::AgentBuilder::new().build().get(&url);
+    if let Some(t) = &c.token {
+        req = req.set("Authorization", &format!("Bearer {}", t.trim()));
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(code, r)) => {
+            let text = r.into_string().unwrap_or_default();
+            return Err(Failure::Refused(format!("{text} (HTTP {code})")));
+        }
+        Err(e) => {
+            return Err(Failure::Unreachable(format!(
+                "cannot reach chorusd at {}: {e}",
+                c.base
+            )))
+        }
+    };
+    let mut name = String::new();
+    let mut seen = 0;
+    for line in std::io::BufReader::new(resp.into_reader()).lines() {
+        let Ok(line) = line else { break };
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.to_string();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            if json {
+                let mut v: Value = serde_json::from_str(d).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("event".into(), Value::String(name.clone()));
+                }
+                println!("{v}");
+            } else {
+                println!("{name} {d}");
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                break;
+            }
+        }
+    }
+    Ok(Value::Null)
 }
 
 fn enc(s: &str) -> String {
@@ -374,7 +514,8 @@ fn render_speaker_detail(s: &Value) -> String {
 
 fn render(cmd: &Cmd, v: &Value) -> String {
     match cmd {
-        Cmd::Status => {
+        Cmd::Status { watch: true, .. } | Cmd::Events { .. } => String::new(),
+        Cmd::Status { .. } => {
             let mut o = String::new();
             if v["controller"].is_object() {
                 o += &render_zone(&v["controller"]["zone"]);

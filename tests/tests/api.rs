@@ -476,3 +476,50 @@ fn events_arrive_within_200_ms() {
     c.stop();
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }
+
+#[test]
+fn chorusctl_watches_status_and_streams_events() {
+    let s = setup("ctlwatch", FAST);
+    let (code, out, err) = chorusctl(&s.controller.api, &["play", &s.track]);
+    assert_eq!(code, 0, "{out}{err}");
+    // status --watch: the now-playing view with a progress bar and the speakers, redrawn.
+    let (code, out, err) = chorusctl(&s.controller.api, &["status", "--watch", "--views", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches("(Ctrl-C to quit)").count(), 2, "{out}");
+    assert!(out.contains("counter") && out.contains("[#"), "{out}");
+    assert!(out.contains("den") && out.contains("locked"), "{out}");
+    // --json: one status a line.
+    let (code, out, err) = chorusctl(
+        &s.controller.api,
+        &["--json", "status", "--watch", "--views", "2"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines
+        .iter()
+        .all(|v| v["controller"]["zone"]["state"] == "playing"));
+    // events: what changes, as it changes.
+    let child = std::process::Command::new(bin("chorusctl"))
+        .args([
+            "--controller",
+            &s.controller.api,
+            "--json",
+            "events",
+            "--count",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, out, err) = chorusctl(&s.controller.api, &["volume", "den", "55"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let out = child.wait_with_output().unwrap();
+    let ev: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ev["event"], "volume", "{ev}");
+    assert_eq!(ev["volume"], 55, "{ev}");
+}
