@@ -1,7 +1,7 @@
 //! `chorusctl`: control a chorus zone from the command line.
 //!
-//! Talks to the controller's HTTP API (`--controller`, `$CHORUS_CONTROLLER`, or
-//! http://127.0.0.1:7780). Human-readable output by default, `--json` for scripts. Exit codes:
+//! Talks to the controller's HTTP API (`--controller`, `$CHORUS_CONTROLLER`, or the controller
+//! found with mDNS, or http://127.0.0.1:7780). Human-readable output by default, `--json` for scripts. Exit codes:
 //! 0 success, 1 the daemon refused the request, 2 usage, 3 the daemon is unreachable.
 
 use clap::{Parser, Subcommand};
@@ -12,14 +12,10 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "chorusctl", version, about = "Control chorus multiroom audio")]
 struct Cli {
-    /// Controller API URL.
-    #[arg(
-        long,
-        env = "CHORUS_CONTROLLER",
-        default_value = "http://127.0.0.1:7780",
-        global = true
-    )]
-    controller: String,
+    /// Controller API URL (default: the controller found with mDNS, else
+    /// http://127.0.0.1:7780).
+    #[arg(long, env = "CHORUS_CONTROLLER", global = true)]
+    controller: Option<String>,
     /// Print the API's JSON answer instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -81,6 +77,8 @@ enum Cmd {
         speaker: String,
         ms: f64,
     },
+    /// List the chorus daemons that announce themselves on the network (mDNS).
+    Discover,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         shell: clap_complete::Shell,
@@ -156,7 +154,38 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut cmd, "chorusctl", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
-    let client = Client::new(&cli.controller, cli.token.clone());
+    if let Cmd::Discover = cli.cmd {
+        let found = browse(Duration::from_millis(2000), false);
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&found).unwrap_or_default()
+            );
+        } else if found.is_empty() {
+            println!("nothing found (is mDNS allowed on this network? [api] mdns on the boxes?)");
+        } else {
+            for f in &found {
+                println!(
+                    "{:<32} {:<20} zone {:<12} {}",
+                    f["name"].as_str().unwrap_or("?"),
+                    f["role"].as_str().unwrap_or("?"),
+                    f["zone"].as_str().unwrap_or("?"),
+                    f["api_url"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let base = cli.controller.clone().unwrap_or_else(|| {
+        // A responder that just started is still probing its name (about 0.75 s): wait up to
+        // 3 s, but only until a controller answers.
+        browse(Duration::from_secs(3), true)
+            .iter()
+            .find(|f| f["role"].as_str().is_some_and(|r| r.contains("controller")))
+            .and_then(|f| f["api_url"].as_str().map(String::from))
+            .unwrap_or_else(|| "http://127.0.0.1:7780".into())
+    });
+    let client = Client::new(&base, cli.token.clone());
     match run(&client, &cli) {
         Ok(v) => {
             let streamed = matches!(
@@ -262,7 +291,7 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
                 Some(json!({ "extra_latency_ms": ms })),
             )
         }
-        Cmd::Completions { .. } => Ok(Value::Null), // handled in main
+        Cmd::Completions { .. } | Cmd::Discover => Ok(Value::Null), // handled in main
     }
 }
 
@@ -384,6 +413,51 @@ fn events(c: &Client, json: bool, count: Option<u64>) -> Result<Value, Failure> 
     Ok(Value::Null)
 }
 
+/// The chorus daemons that answer an mDNS browse within `timeout` (or, with `first_controller`,
+/// until a controller does): name, role, zone, api_url.
+fn browse(timeout: Duration, first_controller: bool) -> Vec<Value> {
+    use mdns_sd::{ServiceDaemon, ServiceEvent};
+    const SERVICE: &str = "_chorus._tcp.local.";
+    let Ok(daemon) = ServiceDaemon::new() else {
+        return vec![];
+    };
+    let Ok(rx) = daemon.browse(SERVICE) else {
+        return vec![];
+    };
+    let mut found = std::collections::BTreeMap::new();
+    let end = std::time::Instant::now() + timeout;
+    while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        let Ok(ev) = rx.recv_timeout(left) else { break };
+        if let ServiceEvent::ServiceResolved(s) = ev {
+            let Some(ip) = s
+                .addresses
+                .iter()
+                .map(|a| a.to_ip_addr())
+                .find(|a| a.is_ipv4())
+            else {
+                continue;
+            };
+            let prop = |k: &str| s.txt_properties.get_property_val_str(k).unwrap_or("");
+            let name = s.fullname.strip_suffix(SERVICE).unwrap_or(&s.fullname);
+            let controller = prop("role").contains("controller");
+            found.insert(
+                s.fullname.clone(),
+                json!({
+                    "name": name.trim_end_matches('.').replace("\\032", " ").replace("\\ ", " "),
+                    "role": prop("role"),
+                    "zone": prop("zone"),
+                    "api_url": format!("http://{}", std::net::SocketAddr::new(ip, s.port)),
+                }),
+            );
+            if first_controller && controller {
+                break;
+            }
+        }
+    }
+    let _ = daemon.shutdown();
+    found.into_values().collect()
+}
+
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -449,6 +523,19 @@ fn render_speakers(list: &[Value]) -> String {
                 "unlocked"
             },
             sync
+        );
+    }
+    o
+}
+
+/// Speakers that announce themselves (mDNS) but do not reach the controller.
+fn render_discovered(d: &Value) -> String {
+    let mut o = String::new();
+    for s in d.as_array().into_iter().flatten() {
+        o += &format!(
+            "  {:<16} NOT JOINED: announces itself at {} but sends no heartbeats here (check its key, group and firewall)\n",
+            s["name"].as_str().unwrap_or("?"),
+            s["api_url"].as_str().unwrap_or("?")
         );
     }
     o
@@ -532,12 +619,14 @@ fn render(cmd: &Cmd, v: &Value) -> String {
             }
             o
         }
-        Cmd::Speakers => render_speakers(
-            v["speakers"]
-                .as_array()
-                .map(|a| a.as_slice())
-                .unwrap_or(&[]),
-        ),
+        Cmd::Speakers => {
+            render_speakers(
+                v["speakers"]
+                    .as_array()
+                    .map(|a| a.as_slice())
+                    .unwrap_or(&[]),
+            ) + &render_discovered(&v["discovered"])
+        }
         Cmd::Volume { .. } | Cmd::Mute { .. } | Cmd::Latency { .. } => "ok\n".into(),
         _ => render_zone(v),
     }

@@ -106,6 +106,9 @@ pub struct ApiConfig {
     pub protect_reads: bool,
     /// Calls that change state accepted per client and second (twice that in a burst).
     pub mutating_per_second: u32,
+    /// Announce this daemon with mDNS/DNS-SD (`_chorus._tcp`), so that `chorusctl` finds the
+    /// controller by itself; a controller also lists the speakers it finds that way.
+    pub mdns: bool,
 }
 
 /// Shortest API token accepted, bytes.
@@ -272,6 +275,7 @@ impl Default for ApiConfig {
             token: String::new(),
             protect_reads: false,
             mutating_per_second: 20,
+            mdns: true,
         }
     }
 }

@@ -154,6 +154,8 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 .as_ref()
                 .map(|t| String::from_utf8_lossy(t).into_owned()),
             events: events.clone(),
+            discovery: std::sync::OnceLock::new(),
+            zone_name: z.name.clone(),
         });
         api::events::watch_controller(ctx.clone(), events.clone());
         roles.controller = Some(ctx);
@@ -234,6 +236,54 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
     let pulse = roles.speaker.clone();
     let reload_speaker = roles.speaker.clone();
     let running = cfg.clone();
+    // mDNS: announce the API; a controller also browses.
+    let discovery = if cfg.api.mdns {
+        let mut role = vec![];
+        if cfg.controller.enabled {
+            role.push("controller");
+        }
+        if cfg.speaker.enabled {
+            role.push("speaker");
+        }
+        let instance = if cfg.speaker.enabled {
+            cfg.speaker.name.clone()
+        } else {
+            format!(
+                "{} controller on {}",
+                z.name,
+                nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_default()
+            )
+        };
+        match crate::discovery::Discovery::start(
+            &instance,
+            &role.join("+"),
+            &z.name,
+            iface,
+            api_port,
+            cfg.controller.enabled,
+        ) {
+            Ok(d) => {
+                log::info!(
+                    "announced as {instance:?} (mDNS {})",
+                    crate::discovery::SERVICE
+                );
+                let d = Arc::new(d);
+                if let Some(c) = &roles.controller {
+                    let _ = c.discovery.set(d.clone());
+                }
+                Some(d)
+            }
+            Err(e) => {
+                log::warn!("no mDNS announcement: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let guard = Arc::new(api::guard::Guard::new(
         token,
         cfg.api.protect_reads,
@@ -280,6 +330,9 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         events.close();
     });
     let result = server.await.map_err(io("HTTP API"));
+    if let Some(d) = &discovery {
+        d.stop();
+    }
     let _ = crate::notify::notify("STOPPING=1");
     shutdown.store(true, Ordering::Relaxed);
     if let Some(t) = playout {

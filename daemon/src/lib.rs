@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod discovery;
 pub mod net;
 pub mod notify;
 pub mod speaker;

@@ -338,8 +338,9 @@ pub fn start_controller(dir: &Path, net: &Net, extra: &str) -> Daemon {
 pub fn start_controller_zone(dir: &Path, net: &Net, zone_extra: &str, extra: &str) -> Daemon {
     let port = free_tcp_port();
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\n{}{zone_extra}\n[controller]\nsync-port = {}\n{extra}\n[speaker]\nenabled = false\n",
+        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\nmdns = {}\n{}{zone_extra}\n[controller]\nsync-port = {}\n{extra}\n[speaker]\nenabled = false\n",
         net.api_host,
+        net.ns.is_some(),
         zone_toml(net),
         net.sync_port
     );
@@ -398,8 +399,9 @@ pub fn start_speaker(dir: &Path, net: &Net, s: &SpeakerSpec) -> Daemon {
     };
     let tap = dir.join(format!("{}.tap.wav", s.name));
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\n{}{}\n[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{}\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n{}",
+        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\nmdns = {}\n{}{}\n[controller]\nenabled = false\n[speaker]\nname = \"{}\"\n{}\n{out}[testing]\nclock-offset-ms = {}\nclock-ppm = {}\nstream-tap = \"{}\"\n{}",
         net.api_host,
+        net.ns.is_some(),
         zone_toml(net),
         s.zone_extra,
         s.name,

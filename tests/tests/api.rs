@@ -16,7 +16,7 @@ const FAST: &str = "mutating-per-second = 100000\n";
 fn controller_with_api(dir: &std::path::Path, net: &Net, api_extra: &str) -> Daemon {
     let port = free_tcp_port();
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{api_extra}\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nsync-port = {}\n[speaker]\nenabled = false\n",
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nmdns = false\n{api_extra}\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nsync-port = {}\n[speaker]\nenabled = false\n",
         net.group, net.port, net.sync_port
     );
     start_daemon(dir, "controller", &cfg)
@@ -25,7 +25,7 @@ fn controller_with_api(dir: &std::path::Path, net: &Net, api_extra: &str) -> Dae
 fn speaker_with_api(dir: &std::path::Path, net: &Net, name: &str, api_extra: &str) -> Daemon {
     let port = free_tcp_port();
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n{api_extra}\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nenabled = false\n[speaker]\nname = \"{name}\"\noutput = \"sim\"\npath = \"{}\"\n",
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nmdns = false\n{api_extra}\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nenabled = false\n[speaker]\nname = \"{name}\"\noutput = \"sim\"\npath = \"{}\"\n",
         net.group,
         net.port,
         dir.join(format!("{name}.wav")).display()

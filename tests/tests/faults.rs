@@ -604,3 +604,78 @@ fn heavy_loss_never_plays_a_wrong_sample() {
         "{heard} + {lost} + {fades} of {n}"
     );
 }
+
+#[test]
+fn mdns_finds_the_controller_and_lists_speakers_it_does_not_hear() {
+    // A LAN of three hosts: the controller, a speaker, and a speaker with a key the controller
+    // does not have (it announces itself with mDNS but can never join).
+    let lan = Lan::new(3);
+    let dir = scratch("mdns");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net.on(&lan, 1), "");
+    let _kitchen = start_speaker(
+        &dir,
+        &net.on(&lan, 2),
+        &SpeakerSpec::sim("kitchen", 10.0, 5.0),
+    );
+    let mut attic = SpeakerSpec::sim("attic", -10.0, -5.0);
+    attic.extra = KEY.into();
+    let _attic = start_speaker(&dir, &net.on(&lan, 3), &attic);
+    wait_locked(&controller, 1);
+    // chorusctl on the kitchen box, told nothing, finds the controller.
+    let ctl = |args: &[&str]| {
+        let out = net
+            .on(&lan, 2)
+            .command(&bin("chorusctl"))
+            .args(args)
+            .env_remove("CHORUS_CONTROLLER")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let st = ctl(&["--json", "status"]);
+    assert_eq!(st["controller"]["zone"]["zone"], "home", "{st}");
+    let found = ctl(&["--json", "discover"]);
+    let names: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    println!("discovered: {found}");
+    assert!(
+        names.contains(&"kitchen") && names.contains(&"attic"),
+        "{found}"
+    );
+    assert!(
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["role"] == "controller"
+                && f["api_url"]
+                    == format!("http://{}", controller.api.trim_start_matches("http://"))),
+        "{found}"
+    );
+    // The controller lists the attic speaker it has never heard from.
+    let url = format!("{}/api/v1/speakers", controller.api);
+    let listed = wait_until(Duration::from_secs(10), || {
+        let v = get(&url).ok()?;
+        let d = v["discovered"].as_array()?;
+        d.iter().any(|s| s["name"] == "attic").then_some(v)
+    })
+    .expect("the attic speaker was not listed as discovered");
+    println!("{listed}");
+    let heard: Vec<&str> = listed["speakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(heard, vec!["kitchen"], "{listed}");
+}

@@ -27,6 +27,9 @@ pub struct Ctx {
     pub token: Option<String>,
     /// Where state changes are published (volume changes made here at once).
     pub events: Arc<crate::api::events::Events>,
+    /// mDNS: what announces itself on the network (None: discovery off).
+    pub discovery: std::sync::OnceLock<Arc<crate::discovery::Discovery>>,
+    pub zone_name: String,
 }
 
 impl Ctx {
@@ -60,6 +63,30 @@ struct SeekBody {
 #[derive(Serialize)]
 struct SpeakerList {
     speakers: Vec<SpeakerInfo>,
+    /// Speakers of this zone that announce themselves (mDNS) but send no heartbeats here.
+    discovered: Vec<crate::discovery::Found>,
+}
+
+impl Ctx {
+    fn speaker_list(&self) -> SpeakerList {
+        let speakers = self.speakers();
+        let discovered = self
+            .discovery
+            .get()
+            .map(|d| d.found())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| {
+                f.role.contains("speaker")
+                    && f.zone == self.zone_name
+                    && !speakers.iter().any(|s| s.name == f.name)
+            })
+            .collect();
+        SpeakerList {
+            speakers,
+            discovered,
+        }
+    }
 }
 
 /// Routes of a controller.
@@ -86,9 +113,7 @@ async fn zone(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
 }
 
 async fn speakers(State(c): State<Arc<Ctx>>) -> Json<SpeakerList> {
-    Json(SpeakerList {
-        speakers: c.speakers(),
-    })
+    Json(c.speaker_list())
 }
 
 fn find(c: &Ctx, name: &str) -> Result<SpeakerInfo, ApiError> {
@@ -198,9 +223,7 @@ async fn all_volume(
         )
         .await?;
     }
-    Ok(Json(SpeakerList {
-        speakers: c.speakers(),
-    }))
+    Ok(Json(c.speaker_list()))
 }
 
 async fn send(c: &Ctx, cmd: Command) -> ApiResult<ZoneStatus> {
