@@ -192,6 +192,9 @@ pub struct ControllerConfig {
     /// Forward error correction: a parity datagram after every this many audio datagrams
     /// (overhead 1/n; a speaker rebuilds one lost datagram per group without asking). 0: off.
     pub fec_group: u32,
+    /// Format of raw PCM read from a FIFO played as an item (`rate:bits:channels`, as in
+    /// Snapcast's pipe source).
+    pub fifo_format: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Copy)]
@@ -304,6 +307,7 @@ impl Default for ControllerConfig {
             latency_ms: 100,
             fade_ms: 10,
             fec_group: 8,
+            fifo_format: "48000:16:2".into(),
         }
     }
 }
@@ -502,6 +506,9 @@ impl Config {
             }
             if c.fade_ms > 200 {
                 problem(&mut p, "controller.fade-ms", "must be at most 200");
+            }
+            if let Err(e) = c.fifo_format.parse::<crate::audio::pipe::PipeFormat>() {
+                problem(&mut p, "controller.fifo-format", e);
             }
             if c.fec_group as usize > crate::wire::fec::MAX_GROUP {
                 problem(

@@ -118,6 +118,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             latency_ms: c.latency_ms,
             fade_ms: c.fade_ms,
             fec_group: c.fec_group as usize,
+            fifo_format: c.fifo_format.parse().unwrap_or_default(),
             sync_port: c.sync_port,
         };
         let streamer = controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())

@@ -6,7 +6,7 @@
 //! on the host's common clock.
 
 use chorus_tests::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Checks that `cap` holds source frames `start..start+n` exactly once each, in one unbroken run.
 fn assert_sample_exact(name: &str, cap: &Capture, start: u32, n: u32) {
@@ -436,4 +436,69 @@ fn a_resync_mid_play_drops_frames_under_a_fade() {
         "a click: second difference {worst:.3} at frame {at} of the sound\n{}",
         s.log_text()
     );
+}
+
+#[test]
+fn a_fifo_fed_by_another_process_plays_on_two_speakers() {
+    // The way MPD, librespot or shairport-sync feed Snapcast: raw PCM into a named pipe, here
+    // written by `cat` (another process), paced by the controller reading it in real time.
+    let dir = scratch("fifo");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "fifo-format = \"48000:16:2\"\n");
+    let mut a = start_speaker(&dir, &net, &SpeakerSpec::sim("alpha", 220.0, 70.0));
+    let mut b = start_speaker(&dir, &net, &SpeakerSpec::sim("beta", -310.0, -95.0));
+    wait_locked(&controller, 2);
+    let fifo = dir.join("snapfifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let n = 48_000 * 3;
+    let raw = dir.join("counter.raw");
+    let mut bytes = Vec::with_capacity(n as usize * 4);
+    for k in 1..=n {
+        bytes.extend_from_slice(&((k & 0xffff) as u16).to_le_bytes());
+        bytes.extend_from_slice(&noise(k).to_le_bytes());
+    }
+    std::fs::write(&raw, bytes).unwrap();
+    let (code, out, err) = chorusctl(&controller.api, &["play", fifo.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let z = get(&format!("{}/api/v1/zone", controller.api)).unwrap();
+    assert_eq!(z["state"], "playing", "{z}");
+    assert_eq!(z["title"], "snapfifo", "{z}");
+    // Silence while nothing comes; then the writer.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("cat '{}' > '{}'", raw.display(), fifo.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Paced by the reader: cat cannot finish much before the audio has been read.
+    let took = started.elapsed();
+    assert!(took > Duration::from_millis(2_400), "cat took {took:?}");
+    std::thread::sleep(Duration::from_millis(1_000));
+    let (code, out, err) = chorusctl(&controller.api, &["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    a.stop();
+    b.stop();
+    // Both heard every frame, in order, once.
+    for name in ["alpha", "beta"] {
+        let runs = Capture::load_tap(&dir, name).counter_runs(1_000);
+        assert_eq!(runs.len(), 1, "{name}: {runs:?}");
+        assert_eq!((runs[0].1, runs[0].2), (1, n as usize), "{name}: {runs:?}");
+    }
+    // ... at the same time.
+    let (ca, cb) = (Capture::load(&dir, "alpha"), Capture::load(&dir, "beta"));
+    let first = ca
+        .frames
+        .iter()
+        .position(|f| f[1] != 0)
+        .expect("alpha heard nothing");
+    let skew = skew_us(&ca, &cb, first + 48_000).expect("beta's audio not found in alpha's");
+    println!("fifo: cat took {took:?}, skew {skew:.1} µs");
+    assert!(skew.abs() < 200.0, "{skew} µs");
 }

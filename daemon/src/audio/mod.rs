@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod measure;
+pub mod pipe;
 pub mod remix;
 pub mod resample;
 pub mod source;

@@ -1,15 +1,51 @@
 //! A playable item: decoder + remixer + resampler, producing frames in the zone's format.
 
 use super::decode::FileDecoder;
+use super::pipe::{PipeFormat, PipeReader};
 use super::remix::Remixer;
 use super::resample::StreamResampler;
 use super::AudioError;
 use std::path::{Path, PathBuf};
 
-/// An open file producing interleaved f32 frames at the zone's rate and channel count.
+/// Where a source's frames come from.
+enum Input {
+    File(FileDecoder),
+    /// A FIFO of raw PCM (never ends: silence while it is empty).
+    Pipe(PipeReader),
+}
+
+impl Input {
+    fn rate(&self) -> u32 {
+        match self {
+            Input::File(d) => d.rate,
+            Input::Pipe(p) => p.fmt.rate,
+        }
+    }
+    fn channels(&self) -> usize {
+        match self {
+            Input::File(d) => d.channels,
+            Input::Pipe(p) => p.fmt.channels as usize,
+        }
+    }
+    fn layout(&self) -> Option<symphonia::core::audio::Channels> {
+        match self {
+            Input::File(d) => d.layout,
+            Input::Pipe(_) => None,
+        }
+    }
+    fn next_chunk(&mut self, out: &mut Vec<f32>) -> Result<usize, AudioError> {
+        match self {
+            Input::File(d) => d.next_chunk(out),
+            Input::Pipe(p) => p.next_chunk(out),
+        }
+    }
+}
+
+/// An open file (or FIFO) producing interleaved f32 frames at the zone's rate and channel
+/// count.
 pub struct Source {
     path: PathBuf,
-    decoder: FileDecoder,
+    decoder: Input,
     remix: Remixer,
     resampler: Option<StreamResampler>,
     rate: u32,
@@ -26,10 +62,24 @@ pub struct Source {
 impl Source {
     /// Opens `path` for a zone of `rate` Hz and `channels` channels.
     pub fn open(path: &Path, rate: u32, channels: usize) -> Result<Source, AudioError> {
-        let decoder = FileDecoder::open(path)?;
+        Self::open_with(path, rate, channels, PipeFormat::default())
+    }
+
+    /// Opens `path`; a FIFO is read as raw PCM of `fifo` format.
+    pub fn open_with(
+        path: &Path,
+        rate: u32,
+        channels: usize,
+        fifo: PipeFormat,
+    ) -> Result<Source, AudioError> {
+        let decoder = if super::pipe::is_fifo(path) {
+            Input::Pipe(PipeReader::open(path, fifo)?)
+        } else {
+            Input::File(FileDecoder::open(path)?)
+        };
         let mut s = Source {
             path: path.into(),
-            remix: Remixer::new(decoder.channels.max(1), channels, decoder.layout),
+            remix: Remixer::new(decoder.channels().max(1), channels, decoder.layout()),
             resampler: None,
             decoder,
             rate,
@@ -46,9 +96,9 @@ impl Source {
     }
 
     fn reset_resampler(&mut self) -> Result<(), AudioError> {
-        self.resampler = if self.decoder.rate != self.rate {
+        self.resampler = if self.decoder.rate() != self.rate {
             Some(StreamResampler::new(
-                self.decoder.rate,
+                self.decoder.rate(),
                 self.rate,
                 self.channels,
             )?)
@@ -64,7 +114,11 @@ impl Source {
     }
     /// Title tag or file name.
     pub fn title(&self) -> String {
-        self.decoder.title().map(str::to_string).unwrap_or_else(|| {
+        let tag = match &self.decoder {
+            Input::File(d) => d.title(),
+            Input::Pipe(_) => None,
+        };
+        tag.map(str::to_string).unwrap_or_else(|| {
             self.path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -73,9 +127,10 @@ impl Source {
     }
     /// Duration in seconds, when the container announces it.
     pub fn duration_s(&self) -> Option<f64> {
-        self.decoder
-            .n_frames
-            .map(|n| n as f64 / self.decoder.rate as f64)
+        match &self.decoder {
+            Input::File(d) => d.n_frames.map(|n| n as f64 / d.rate as f64),
+            Input::Pipe(_) => None,
+        }
     }
     /// Position in seconds.
     pub fn position_s(&self) -> f64 {
@@ -83,7 +138,7 @@ impl Source {
     }
     /// Source sample rate and channel count.
     pub fn source_format(&self) -> (u32, usize) {
-        (self.decoder.rate, self.decoder.channels)
+        (self.decoder.rate(), self.decoder.channels())
     }
 
     /// Appends up to `frames` frames to `out`; returns how many. Fewer than asked means the
@@ -123,11 +178,11 @@ impl Source {
         };
         self.mixed.clear();
         // Some containers (AAC in MP4) only reveal the channel count with the first packet.
-        if self.remix.inputs() != self.decoder.channels {
+        if self.remix.inputs() != self.decoder.channels() {
             self.remix = Remixer::new(
-                self.decoder.channels.max(1),
+                self.decoder.channels().max(1),
                 self.channels,
-                self.decoder.layout,
+                self.decoder.layout(),
             );
         }
         if n == 0 {
@@ -147,7 +202,15 @@ impl Source {
 
     /// Seeks to `seconds`.
     pub fn seek(&mut self, seconds: f64) -> Result<(), AudioError> {
-        self.decoder.seek(seconds)?;
+        match &mut self.decoder {
+            Input::File(d) => d.seek(seconds)?,
+            Input::Pipe(p) => {
+                return Err(AudioError::Seek {
+                    path: p.path().into(),
+                    reason: "a FIFO is live: it cannot seek".into(),
+                })
+            }
+        }
         self.ready.clear();
         self.ready_pos = 0;
         self.ended = false;

@@ -105,6 +105,8 @@ pub struct StreamParams {
     pub fade_ms: u32,
     /// Parity after every this many audio datagrams; 0: none.
     pub fec_group: usize,
+    /// Format of raw PCM from a FIFO item.
+    pub fifo_format: crate::audio::pipe::PipeFormat,
     /// Announced so that speakers find the sync service.
     pub sync_port: u16,
 }
@@ -511,7 +513,12 @@ impl Streamer {
         self.source = None;
         while self.index < self.queue.len() {
             let path = self.queue[self.index].clone();
-            match Source::open(&path, self.p.rate, self.p.channels as usize) {
+            match Source::open_with(
+                &path,
+                self.p.rate,
+                self.p.channels as usize,
+                self.p.fifo_format,
+            ) {
                 Ok(s) => {
                     let (r, c) = s.source_format();
                     log::info!("playing {} ({} Hz, {} ch)", path.display(), r, c);
