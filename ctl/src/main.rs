@@ -79,6 +79,33 @@ enum Cmd {
     },
     /// List the chorus daemons that announce themselves on the network (mDNS).
     Discover,
+    /// Show the queue.
+    Queue,
+    /// Add a file, folder, .m3u or FIFO to the queue (at the end, or before item N).
+    Add {
+        uri: String,
+        /// 1-based position to insert at.
+        #[arg(long)]
+        at: Option<i64>,
+    },
+    /// Remove item N (1-based) from the queue.
+    Remove {
+        n: i64,
+    },
+    /// Move item FROM to position TO (1-based).
+    Move {
+        from: i64,
+        to: i64,
+    },
+    /// Empty the queue (and stop).
+    Clear,
+    /// Shuffle the queue (the item playing stays playing).
+    Shuffle,
+    /// Repeat: off, all (the queue) or one (the item).
+    Repeat {
+        #[arg(value_parser = ["off", "all", "one"])]
+        mode: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         shell: clap_complete::Shell,
@@ -231,18 +258,27 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
         Cmd::Status { .. } => c.get("/api/v1/status"),
         Cmd::Events { count } => events(c, cli.json, *count),
         Cmd::Speakers => c.get("/api/v1/speakers"),
-        Cmd::Play { uri } => {
-            // Relative paths mean the caller's directory (the controller is usually local).
-            let p = std::path::Path::new(uri);
-            let uri = if !uri.contains("://") && p.is_relative() && p.exists() {
-                std::fs::canonicalize(p)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| uri.clone())
-            } else {
-                uri.clone()
-            };
-            c.post("/api/v1/play", json!({ "uri": uri }))
+        Cmd::Play { uri } => c.post("/api/v1/play", json!({ "uri": absolute(uri) })),
+        Cmd::Queue => c.get("/api/v1/queue"),
+        Cmd::Add { uri, at } => {
+            let mut b = json!({ "uri": absolute(uri) });
+            if let Some(at) = at {
+                b["position"] = json!(at - 1);
+            }
+            c.post("/api/v1/queue", b)
         }
+        Cmd::Remove { n } => c.call(
+            "DELETE",
+            &format!("{}/api/v1/queue/{}", c.base, n - 1),
+            None,
+        ),
+        Cmd::Move { from, to } => c.post(
+            "/api/v1/queue/move",
+            json!({ "from": from - 1, "to": to - 1 }),
+        ),
+        Cmd::Clear => c.call("DELETE", &format!("{}/api/v1/queue", c.base), None),
+        Cmd::Shuffle => c.post("/api/v1/queue/shuffle", json!({})),
+        Cmd::Repeat { mode } => c.put("/api/v1/repeat", json!({ "mode": mode })),
         Cmd::Pause => c.post("/api/v1/pause", json!({})),
         Cmd::Resume => c.post("/api/v1/resume", json!({})),
         Cmd::Stop => c.post("/api/v1/stop", json!({})),
@@ -293,6 +329,36 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
         }
         Cmd::Completions { .. } | Cmd::Discover => Ok(Value::Null), // handled in main
     }
+}
+
+/// Relative paths mean the caller's directory (the controller is usually local).
+fn absolute(uri: &str) -> String {
+    let p = std::path::Path::new(uri);
+    if !uri.contains("://") && p.is_relative() && p.exists() {
+        std::fs::canonicalize(p)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| uri.to_string())
+    } else {
+        uri.to_string()
+    }
+}
+
+fn render_queue(q: &Value) -> String {
+    let mut o = format!("repeat {}\n", q["repeat"].as_str().unwrap_or("off"));
+    let items = q["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        o += "  (empty)\n";
+    }
+    for (i, item) in items.iter().enumerate() {
+        let here = q["index"].as_u64() == Some(i as u64);
+        o += &format!(
+            "{} {:>3}. {}\n",
+            if here { ">" } else { " " },
+            i + 1,
+            item.as_str().unwrap_or("?")
+        );
+    }
+    o
 }
 
 /// `status --watch`: the zone and its speakers, redrawn twice a second.
@@ -628,6 +694,13 @@ fn render(cmd: &Cmd, v: &Value) -> String {
             ) + &render_discovered(&v["discovered"])
         }
         Cmd::Volume { .. } | Cmd::Mute { .. } | Cmd::Latency { .. } => "ok\n".into(),
+        Cmd::Queue
+        | Cmd::Add { .. }
+        | Cmd::Remove { .. }
+        | Cmd::Move { .. }
+        | Cmd::Clear
+        | Cmd::Shuffle
+        | Cmd::Repeat { .. } => render_queue(v),
         _ => render_zone(v),
     }
 }

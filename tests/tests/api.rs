@@ -50,7 +50,8 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
             let Some((path, rest)) = part.split_once('"') else {
                 continue;
             };
-            let call = rest.split(')').next().unwrap_or("");
+            // `get(a).post(b))`: up to the end of the `.route(` call.
+            let call = rest.split("))").next().unwrap_or("");
             for m in ["get", "put", "post", "delete", "patch"] {
                 if call.contains(&format!("{m}(")) {
                     out.insert((m.to_string(), path.to_string()));
@@ -143,6 +144,8 @@ fn valid_body(schema: &Value, track: &str) -> Value {
         let v = match (k.as_str(), s["type"].as_str()) {
             ("uri", _) => json!(track),
             ("position_s", _) => json!(0.5),
+            ("position" | "from" | "to", _) => json!(0),
+            ("mode", _) => json!("off"),
             (_, Some("integer")) => json!(30),
             (_, Some("number")) => json!(0),
             (_, Some("boolean")) => json!(false),
@@ -215,7 +218,11 @@ fn every_route_is_documented_and_answers_as_documented() {
             // Endless: tested below (events_arrive_within_200_ms).
             continue;
         }
-        let url = format!("{}{}", base_for(&s, op), path.replace("{name}", "den"));
+        let url = format!(
+            "{}{}",
+            base_for(&s, op),
+            path.replace("{name}", "den").replace("{position}", "0")
+        );
         let body = op["requestBody"]["content"]["application/json"]["schema"]
             .as_object()
             .map(|sc| valid_body(&Value::Object(sc.clone()), &s.track).to_string());
@@ -334,6 +341,26 @@ fn hostile_input_gets_documented_json_errors_never_a_5xx() {
             check_answer(&doc, &op, &what, code, &answer);
             calls += 1;
         }
+    }
+    // Path parameters that are not positions.
+    let remove = operations(&doc)
+        .into_iter()
+        .find(|(m, p, _)| m == "delete" && p == "/api/v1/queue/{position}")
+        .unwrap()
+        .2;
+    for p in [
+        "-1",
+        "abc",
+        "99999999999999999999999",
+        "0.5",
+        "%00",
+        "1e3",
+        "4096",
+    ] {
+        let url = format!("{}/api/v1/queue/{p}", s.controller.api);
+        let (code, answer) = call("DELETE", &url, None, "", None);
+        check_answer(&doc, &remove, &format!("DELETE {url}"), code, &answer);
+        calls += 1;
     }
     println!("{calls} hostile calls, all answered as documented");
     assert!(calls > 300);

@@ -502,3 +502,84 @@ fn a_fifo_fed_by_another_process_plays_on_two_speakers() {
     println!("fifo: cat took {took:?}, skew {skew:.1} µs");
     assert!(skew.abs() < 200.0, "{skew} µs");
 }
+
+#[test]
+fn queue_edits_and_repeat_play_in_the_order_shown() {
+    let dir = scratch("queue");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let mut s = start_speaker(&dir, &net, &SpeakerSpec::sim("solo", 140.0, 45.0));
+    wait_locked(&controller, 1);
+    let n = 12_000u32; // 0.25 s each
+    let track = |name: &str, start: u32| {
+        let p = dir.join(format!("{name}.wav"));
+        write_counter_wav(&p, start, n);
+        p.display().to_string()
+    };
+    let (a, b, c) = (track("a", 1), track("b", 20_001), track("c", 40_001));
+    let ctl = |args: &[&str]| {
+        let (code, out, err) = chorusctl(&controller.api, args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        out
+    };
+    let items = || -> Vec<String> {
+        let q = get(&format!("{}/api/v1/queue", controller.api)).unwrap();
+        q["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                std::path::Path::new(i.as_str().unwrap())
+                    .file_stem()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    };
+    ctl(&["add", &a]);
+    ctl(&["add", &c]);
+    ctl(&["add", &b, "--at", "2"]);
+    assert_eq!(items(), ["a", "b", "c"]);
+    ctl(&["move", "3", "1"]);
+    assert_eq!(items(), ["c", "a", "b"]);
+    let shown = ctl(&["remove", "2"]);
+    assert_eq!(items(), ["c", "b"]);
+    assert!(shown.contains("1. ") && shown.contains("c.wav"), "{shown}");
+    // Out of range: refused, queue untouched.
+    let (code, _, err) = chorusctl(&controller.api, &["remove", "7"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not in the queue"), "{err}");
+    // Play the edited queue: c then b, gapless, then stop.
+    ctl(&["resume"]);
+    wait_stopped(&controller, Duration::from_secs(10));
+    // Repeat one: a plays again and again until repeat is off.
+    ctl(&["repeat", "one"]);
+    ctl(&["play", &a]);
+    std::thread::sleep(Duration::from_millis(700));
+    let q = get(&format!("{}/api/v1/queue", controller.api)).unwrap();
+    assert_eq!(q["repeat"], "one", "{q}");
+    ctl(&["repeat", "off"]);
+    wait_stopped(&controller, Duration::from_secs(10));
+    // Shuffle keeps the items.
+    ctl(&["add", &b]);
+    ctl(&["add", &c]);
+    ctl(&["shuffle"]);
+    let mut shuffled = items();
+    shuffled.sort();
+    assert_eq!(shuffled, ["a", "b", "c"]);
+    ctl(&["clear"]);
+    assert!(items().is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    s.stop();
+    let runs = Capture::load_tap(&dir, "solo").counter_runs(1_000);
+    let starts: Vec<u32> = runs.iter().map(|r| r.1).collect();
+    println!("runs: {runs:?}");
+    // c and b back to back (one run each, whole), then a again and again (at least twice).
+    assert!(runs.len() >= 4, "{runs:?}");
+    assert_eq!((runs[0].1, runs[0].2), (40_001, n as usize), "{runs:?}");
+    assert_eq!((runs[1].1, runs[1].2), (20_001, n as usize), "{runs:?}");
+    assert_eq!(runs[1].0, runs[0].0 + n as usize, "not gapless: {runs:?}");
+    assert!(starts[2..].iter().all(|&k| k == 1), "{runs:?}");
+    assert!(runs[2..].iter().all(|r| r.2 == n as usize), "{runs:?}");
+}

@@ -10,7 +10,7 @@ use crate::clock::{ControllerNs, SharedClock};
 use crate::speaker::api::{check_volume, MuteBody, VolumeBody};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -105,6 +105,14 @@ pub fn routes(ctx: Arc<Ctx>) -> Router {
         .route("/api/v1/next", post(next))
         .route("/api/v1/previous", post(previous))
         .route("/api/v1/seek", post(seek))
+        .route(
+            "/api/v1/queue",
+            get(queue_get).post(queue_add).delete(queue_clear),
+        )
+        .route("/api/v1/queue/{position}", delete(queue_remove))
+        .route("/api/v1/queue/move", post(queue_move))
+        .route("/api/v1/queue/shuffle", post(queue_shuffle))
+        .route("/api/v1/repeat", put(repeat))
         .with_state(ctx)
 }
 
@@ -240,12 +248,127 @@ async fn play(
     b: Result<Json<PlayBody>, JsonRejection>,
 ) -> ApiResult<ZoneStatus> {
     let uri = body(b)?.uri;
-    let items = queue::expand(&uri).map_err(|e| match e {
+    let items = expand(&uri)?;
+    send(&c, Command::Play { uri, items }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    uri: String,
+    /// 0-based position to insert at; absent: at the end.
+    position: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    from: i64,
+    to: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepeatBody {
+    mode: super::streamer::Repeat,
+}
+
+#[derive(Serialize)]
+struct QueueView {
+    items: Vec<String>,
+    /// The item playing or paused, 0-based.
+    index: Option<usize>,
+    repeat: super::streamer::Repeat,
+}
+
+fn queue_view(z: &ZoneStatus) -> QueueView {
+    QueueView {
+        items: z.queue.clone(),
+        index: z.index,
+        repeat: z.repeat,
+    }
+}
+
+/// A 0-based position that must name an item of a queue of `len` (or, `end_ok`, the end).
+fn position(p: i64, len: usize, end_ok: bool) -> Result<usize, ApiError> {
+    let max = if end_ok { len } else { len.saturating_sub(1) };
+    usize::try_from(p)
+        .ok()
+        .filter(|&p| p <= max && (end_ok || len > 0))
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "position {p} is not in the queue (0..={}{})",
+                max,
+                if len == 0 && !end_ok {
+                    ", and it is empty"
+                } else {
+                    ""
+                }
+            ))
+        })
+}
+
+async fn queue_get(State(c): State<Arc<Ctx>>) -> ApiResult<QueueView> {
+    Ok(Json(queue_view(&c.zone()?)))
+}
+
+async fn queue_cmd(c: &Ctx, cmd: Command) -> ApiResult<QueueView> {
+    let Json(z) = send(c, cmd).await?;
+    Ok(Json(queue_view(&z)))
+}
+
+async fn queue_add(
+    State(c): State<Arc<Ctx>>,
+    b: Result<Json<AddBody>, JsonRejection>,
+) -> ApiResult<QueueView> {
+    let b = body(b)?;
+    let len = c.zone()?.queue.len();
+    let at = b.position.map(|p| position(p, len, true)).transpose()?;
+    let items = expand(&b.uri)?;
+    queue_cmd(&c, Command::Add { at, items }).await
+}
+
+async fn queue_remove(State(c): State<Arc<Ctx>>, Path(p): Path<String>) -> ApiResult<QueueView> {
+    let p: i64 = p
+        .parse()
+        .map_err(|_| ApiError::unprocessable(format!("position {p:?} is not a number")))?;
+    let at = position(p, c.zone()?.queue.len(), false)?;
+    queue_cmd(&c, Command::Remove(at)).await
+}
+
+async fn queue_move(
+    State(c): State<Arc<Ctx>>,
+    b: Result<Json<MoveBody>, JsonRejection>,
+) -> ApiResult<QueueView> {
+    let b = body(b)?;
+    let len = c.zone()?.queue.len();
+    let (from, to) = (position(b.from, len, false)?, position(b.to, len, false)?);
+    queue_cmd(&c, Command::Move { from, to }).await
+}
+
+async fn queue_clear(State(c): State<Arc<Ctx>>) -> ApiResult<QueueView> {
+    queue_cmd(&c, Command::Clear).await
+}
+
+async fn queue_shuffle(State(c): State<Arc<Ctx>>) -> ApiResult<QueueView> {
+    queue_cmd(&c, Command::Shuffle).await
+}
+
+async fn repeat(
+    State(c): State<Arc<Ctx>>,
+    b: Result<Json<RepeatBody>, JsonRejection>,
+) -> ApiResult<QueueView> {
+    let mode = body(b)?.mode;
+    queue_cmd(&c, Command::SetRepeat(mode)).await
+}
+
+/// A URI's items, or the API error that says why there are none.
+fn expand(uri: &str) -> Result<Vec<std::path::PathBuf>, ApiError> {
+    queue::expand(uri).map_err(|e| match e {
         QueueError::NotFound(_) => ApiError::not_found(e.to_string()),
         QueueError::UnsupportedScheme(_) => ApiError::bad_request(e.to_string()),
         QueueError::Empty(_) | QueueError::Read { .. } => ApiError::unprocessable(e.to_string()),
-    })?;
-    send(&c, Command::Play { uri, items }).await
+    })
 }
 
 async fn pause(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {

@@ -37,6 +37,35 @@ pub enum Command {
     Previous,
     /// Seek within the current item, seconds.
     Seek(f64),
+    /// Queue editing. Positions are 0-based; the API checks them against the queue it sees,
+    /// and the streamer clamps them (the queue may have moved on meanwhile).
+    Add {
+        /// None: at the end.
+        at: Option<usize>,
+        items: Vec<PathBuf>,
+    },
+    Remove(usize),
+    Move {
+        from: usize,
+        to: usize,
+    },
+    Clear,
+    /// Shuffles the queue; the item playing stays playing and becomes the first.
+    Shuffle,
+    SetRepeat(Repeat),
+}
+
+/// What happens at the end of an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Repeat {
+    /// Play the queue once.
+    #[default]
+    Off,
+    /// Start the queue over after its last item.
+    All,
+    /// Play the current item again and again.
+    One,
 }
 
 /// Transport state.
@@ -65,6 +94,7 @@ pub struct ZoneStatus {
     pub uri: Option<String>,
     pub queue: Vec<String>,
     pub index: Option<usize>,
+    pub repeat: Repeat,
     pub title: Option<String>,
     /// Position heard by the speakers, seconds.
     pub position_s: f64,
@@ -217,6 +247,7 @@ pub fn spawn(
         uri: None,
         queue: vec![],
         index: None,
+        repeat: Repeat::Off,
         title: None,
         position_s: 0.0,
         duration_s: None,
@@ -256,6 +287,9 @@ pub fn spawn(
         state: TransportState::Stopped,
         uri: None,
         queue: vec![],
+        queue_version: 0,
+        published_queue: u64::MAX,
+        repeat: Repeat::Off,
         index: 0,
         source: None,
         fade: None,
@@ -302,6 +336,10 @@ struct Streamer {
     state: TransportState,
     uri: Option<String>,
     queue: Vec<PathBuf>,
+    /// Changes with every edit of the queue (the status copies it only then).
+    queue_version: u64,
+    published_queue: u64,
+    repeat: Repeat,
     index: usize,
     source: Option<Source>,
     fade: Option<Fade>,
@@ -384,9 +422,17 @@ impl Streamer {
 
     fn command(&mut self, cmd: Command) {
         log::info!("transport: {cmd:?}");
-        let needs_fade = self.state == TransportState::Playing
-            && self.source.is_some()
-            && !matches!(cmd, Command::Resume);
+        let touches_current = match &cmd {
+            Command::Resume
+            | Command::Add { .. }
+            | Command::Move { .. }
+            | Command::Shuffle
+            | Command::SetRepeat(_) => false,
+            Command::Remove(at) => *at == self.index,
+            _ => true,
+        };
+        let needs_fade =
+            self.state == TransportState::Playing && self.source.is_some() && touches_current;
         if needs_fade {
             // Fade out from the next frame on; the command takes effect when the fade ends.
             let done = match self.fade {
@@ -421,6 +467,7 @@ impl Streamer {
             Command::Play { uri, items } => {
                 self.uri = Some(uri);
                 self.queue = items;
+                self.queue_version += 1;
                 self.index = 0;
                 self.source = None;
                 self.fade = None;
@@ -464,8 +511,76 @@ impl Streamer {
             Command::Next => {
                 self.fade = None;
                 self.index += 1;
+                if self.repeat != Repeat::Off && self.index >= self.queue.len() {
+                    self.index = 0;
+                }
                 self.open_current();
             }
+            Command::Add { at, items } => {
+                let at = at.unwrap_or(self.queue.len()).min(self.queue.len());
+                let n = items.len();
+                self.queue.splice(at..at, items);
+                // The item playing stays the one playing.
+                if at <= self.index && self.source.is_some() {
+                    self.index += n;
+                }
+                self.queue_version += 1;
+            }
+            Command::Remove(at) => {
+                if at < self.queue.len() {
+                    self.queue.remove(at);
+                    self.queue_version += 1;
+                    if at < self.index {
+                        self.index -= 1;
+                    } else if at == self.index && self.source.is_some() {
+                        // The item playing went: the next one takes its place (after the fade).
+                        self.fade = None;
+                        if self.repeat == Repeat::All && self.index >= self.queue.len() {
+                            self.index = 0;
+                        }
+                        self.open_current();
+                    }
+                }
+            }
+            Command::Move { from, to } => {
+                if from < self.queue.len() && to < self.queue.len() {
+                    let item = self.queue.remove(from);
+                    self.queue.insert(to, item);
+                    self.queue_version += 1;
+                    if self.source.is_some() {
+                        self.index = if from == self.index {
+                            to
+                        } else if from < self.index && to >= self.index {
+                            self.index - 1
+                        } else if from > self.index && to <= self.index {
+                            self.index + 1
+                        } else {
+                            self.index
+                        };
+                    }
+                }
+            }
+            Command::Clear => {
+                self.queue.clear();
+                self.queue_version += 1;
+                self.state = TransportState::Stopped;
+                self.source = None;
+                self.index = 0;
+                self.fade = None;
+            }
+            Command::Shuffle => {
+                use rand::seq::SliceRandom;
+                if self.source.is_some() && self.index < self.queue.len() {
+                    let current = self.queue.remove(self.index);
+                    self.queue.shuffle(&mut rand::thread_rng());
+                    self.queue.insert(0, current);
+                    self.index = 0;
+                } else {
+                    self.queue.shuffle(&mut rand::thread_rng());
+                }
+                self.queue_version += 1;
+            }
+            Command::SetRepeat(r) => self.repeat = r,
             Command::Previous => {
                 self.fade = None;
                 let restart = self
@@ -539,6 +654,9 @@ impl Streamer {
     /// Reads up to `n` frames, moving on to the next item at the end of one (gapless).
     fn read_frames(&mut self, n: usize) -> usize {
         let mut got = 0;
+        // Items that ended without giving a frame, in a row: with repeat on, a queue of
+        // nothing but such items would go round for ever.
+        let mut empty = 0;
         while got < n {
             let Some(src) = &mut self.source else { break };
             let want = n - got;
@@ -546,6 +664,12 @@ impl Streamer {
                 Ok(k) => {
                     got += k;
                     if k < want {
+                        empty = if k == 0 { empty + 1 } else { 0 };
+                        if empty > self.queue.len() {
+                            self.source = None;
+                            self.state = TransportState::Stopped;
+                            break;
+                        }
                         self.advance();
                     }
                 }
@@ -561,8 +685,13 @@ impl Streamer {
         got
     }
 
+    /// The item playing ended: the next one (or the same one, or the first, by `repeat`).
     fn advance(&mut self) {
-        self.index += 1;
+        match self.repeat {
+            Repeat::One => {}
+            Repeat::All if self.index + 1 >= self.queue.len() => self.index = 0,
+            _ => self.index += 1,
+        }
         self.open_current();
     }
 
@@ -718,7 +847,9 @@ impl Streamer {
             return;
         };
         st.state = self.state;
-        if st.uri != self.uri || st.queue.len() != self.queue.len() {
+        st.repeat = self.repeat;
+        if st.uri != self.uri || self.published_queue != self.queue_version {
+            self.published_queue = self.queue_version;
             st.queue = self.queue.iter().map(|p| p.display().to_string()).collect();
             st.uri = self.uri.clone();
         }
