@@ -407,6 +407,15 @@ fn render_watch(v: &Value) -> String {
                 let pos = z["position_s"].as_f64().unwrap_or(0.0);
                 let dur = z["duration_s"].as_f64();
                 o += &format!("  {t}\n");
+                if let Some(a) = z["artist"].as_str() {
+                    o += &format!(
+                        "  {a}{}\n",
+                        z["album"]
+                            .as_str()
+                            .map(|b| format!(" — {b}"))
+                            .unwrap_or_default()
+                    );
+                }
                 o += &format!(
                     "  {} {} / {}\n\n",
                     bar(pos, dur.unwrap_or(0.0), 40),
@@ -554,6 +563,13 @@ fn render_zone(z: &Value) -> String {
         let idx = z["index"].as_u64().map(|i| i + 1).unwrap_or(0);
         let n = z["queue"].as_array().map(|q| q.len()).unwrap_or(0);
         o += &format!("  now playing: {t}  {pos} / {dur}  (item {idx} of {n})\n");
+        let by: Vec<&str> = [z["artist"].as_str(), z["album"].as_str()]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !by.is_empty() {
+            o += &format!("               {}\n", by.join(" — "));
+        }
     }
     if let Some(errs) = z["errors"].as_array() {
         for e in errs.iter().rev().take(3) {

@@ -123,3 +123,48 @@ fn seek_lands_on_the_requested_frame() {
     let frame = [(out[0] * 32768.0) as i16, (out[1] * 32768.0) as i16];
     assert_eq!(chorus_tests::counter(frame), 12_001);
 }
+
+#[test]
+fn title_artist_and_album_come_from_the_tags() {
+    // A WAV with a RIFF INFO list (INAM, IART, IPRD), written by hand.
+    let dir = chorus_tests::scratch("tags");
+    let path = dir.join("tagged.wav");
+    chorus_tests::write_counter_wav(&path, 1, 4_800);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut info = b"INFO".to_vec();
+    for (id, text) in [
+        (b"INAM", "Blue in Green"),
+        (b"IART", "Miles Davis"),
+        (b"IPRD", "Kind of Blue"),
+    ] {
+        let mut v = text.as_bytes().to_vec();
+        v.push(0);
+        if v.len() % 2 == 1 {
+            v.push(0);
+        }
+        info.extend_from_slice(id);
+        info.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        info.extend_from_slice(&v);
+    }
+    // Before the data chunk, where readers find it before the audio.
+    let at = bytes.windows(4).position(|w| w == b"data").unwrap();
+    let mut list = b"LIST".to_vec();
+    list.extend_from_slice(&(info.len() as u32).to_le_bytes());
+    list.extend_from_slice(&info);
+    bytes.splice(at..at, list);
+    let riff = (bytes.len() - 8) as u32;
+    bytes[4..8].copy_from_slice(&riff.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let s = Source::open(&path, 48_000, 2).unwrap();
+    assert_eq!(s.title(), "Blue in Green");
+    assert_eq!(
+        s.artist_album(),
+        (Some("Miles Davis".into()), Some("Kind of Blue".into()))
+    );
+    // Untagged: the file name, no artist or album.
+    let plain = dir.join("plain.wav");
+    chorus_tests::write_counter_wav(&plain, 1, 4_800);
+    let s = Source::open(&plain, 48_000, 2).unwrap();
+    assert_eq!(s.title(), "plain");
+    assert_eq!(s.artist_album(), (None, None));
+}

@@ -58,6 +58,8 @@ pub struct FileDecoder {
     discard: u64,
     sample_buf: Option<SampleBuffer<f32>>,
     title: Option<String>,
+    artist: Option<String>,
+    album: Option<String>,
 }
 
 impl FileDecoder {
@@ -86,17 +88,25 @@ impl FileDecoder {
                 path: path.into(),
                 reason: e.to_string(),
             })?;
-        let title = probed
+        let rev = probed
             .metadata
             .get()
             .and_then(|m| m.current().cloned())
-            .or_else(|| probed.format.metadata().current().cloned())
-            .and_then(|rev| {
+            .or_else(|| probed.format.metadata().current().cloned());
+        let tag = |key: symphonia::core::meta::StandardTagKey| {
+            rev.as_ref().and_then(|rev| {
                 rev.tags()
                     .iter()
-                    .find(|t| t.std_key == Some(symphonia::core::meta::StandardTagKey::TrackTitle))
-                    .map(|t| t.value.to_string())
-            });
+                    .find(|t| t.std_key == Some(key))
+                    // RIFF INFO strings keep their NUL terminator.
+                    .map(|t| t.value.to_string().trim_matches(['\0', ' ']).to_string())
+                    .filter(|v| !v.is_empty())
+            })
+        };
+        use symphonia::core::meta::StandardTagKey as K;
+        let title = tag(K::TrackTitle);
+        let artist = tag(K::Artist).or_else(|| tag(K::AlbumArtist));
+        let album = tag(K::Album);
         let format = probed.format;
         let track = format
             .tracks()
@@ -136,10 +146,18 @@ impl FileDecoder {
             discard: 0,
             sample_buf: None,
             title,
+            artist,
+            album,
         })
     }
 
     /// Title tag, if the file has one.
+    pub fn artist(&self) -> Option<&str> {
+        self.artist.as_deref()
+    }
+    pub fn album(&self) -> Option<&str> {
+        self.album.as_deref()
+    }
     pub fn title(&self) -> Option<&str> {
         self.title.as_deref()
     }

@@ -125,6 +125,13 @@ impl Source {
                 .unwrap_or_default()
         })
     }
+    /// Artist and album tags, when the file has them.
+    pub fn artist_album(&self) -> (Option<String>, Option<String>) {
+        match &self.decoder {
+            Input::File(d) => (d.artist().map(String::from), d.album().map(String::from)),
+            Input::Pipe(_) => (None, None),
+        }
+    }
     /// Duration in seconds, when the container announces it.
     pub fn duration_s(&self) -> Option<f64> {
         match &self.decoder {

@@ -96,6 +96,8 @@ pub struct ZoneStatus {
     pub index: Option<usize>,
     pub repeat: Repeat,
     pub title: Option<String>,
+    pub artist: Option<String>,
+    pub album: Option<String>,
     /// Position heard by the speakers, seconds.
     pub position_s: f64,
     pub duration_s: Option<f64>,
@@ -249,6 +251,8 @@ pub fn spawn(
         index: None,
         repeat: Repeat::Off,
         title: None,
+        artist: None,
+        album: None,
         position_s: 0.0,
         duration_s: None,
         stream: StreamInfo {
@@ -859,6 +863,11 @@ impl Streamer {
         if track != self.titled {
             self.titled = track;
             st.title = self.source.as_ref().map(|s| s.title());
+            (st.artist, st.album) = self
+                .source
+                .as_ref()
+                .map(|s| s.artist_album())
+                .unwrap_or_default();
         }
         st.duration_s = self.source.as_ref().and_then(|s| s.duration_s());
         let sent = self.source.as_ref().map(|s| s.position_s()).unwrap_or(0.0);
