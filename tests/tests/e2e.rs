@@ -583,3 +583,124 @@ fn queue_edits_and_repeat_play_in_the_order_shown() {
     assert!(starts[2..].iter().all(|&k| k == 1), "{runs:?}");
     assert!(runs[2..].iter().all(|r| r.2 == n as usize), "{runs:?}");
 }
+
+/// A local internet radio: MP3 with ICY metadata every 4096 bytes, a title per connection; the
+/// first connection is dropped after `drop_after`. Returns the URL and the connection count.
+fn radio_server(
+    titles: [&'static str; 2],
+    drop_after: Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let mut mp3 = std::fs::read(repo().join("tests/fixtures/tone_44k1_stereo.mp3")).unwrap();
+    // Loop the frames only: no ID3 tag in the middle of a stream.
+    if mp3.starts_with(b"ID3") {
+        let size = mp3[6..10]
+            .iter()
+            .fold(0usize, |a, &b| (a << 7) | (b & 0x7f) as usize);
+        mp3.drain(..10 + size);
+    }
+    if mp3.len() > 128 && &mp3[mp3.len() - 128..mp3.len() - 125] == b"TAG" {
+        mp3.truncate(mp3.len() - 128);
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/stream.mp3", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = count.clone();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mp3 = mp3.clone();
+            let title = titles[i.min(1)];
+            std::thread::spawn(move || {
+                let mut req = vec![0u8; 4096];
+                let got = conn.read(&mut req).unwrap_or(0);
+                let req = String::from_utf8_lossy(&req[..got]).to_ascii_lowercase();
+                assert!(req.contains("icy-metadata: 1"), "{req}");
+                let _ = conn.write_all(
+                    b"HTTP/1.0 200 OK\r\nContent-Type: audio/mpeg\r\nicy-metaint: 4096\r\nicy-name: Chorus Test FM\r\n\r\n",
+                );
+                let mut meta = format!("StreamTitle='{title}';").into_bytes();
+                meta.resize(meta.len().div_ceil(16) * 16, 0);
+                let mut block = vec![(meta.len() / 16) as u8];
+                block.extend_from_slice(&meta);
+                let started = Instant::now();
+                let mut sent = 0usize;
+                let mut k = 0usize;
+                loop {
+                    if i == 0 && started.elapsed() > drop_after {
+                        return; // the server drops the listener
+                    }
+                    let chunk: Vec<u8> = (0..4096).map(|j| mp3[(k + j) % mp3.len()]).collect();
+                    k += 4096;
+                    if conn.write_all(&chunk).is_err() || conn.write_all(&block).is_err() {
+                        return;
+                    }
+                    sent += 4096;
+                    // About 24 kB/s: ahead of a 128 kbit/s stream (the reader's back pressure
+                    // paces it from there).
+                    let due = Duration::from_secs_f64(sent as f64 / 24_000.0);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            });
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn internet_radio_shows_its_title_and_survives_a_dropped_connection() {
+    let dir = scratch("radio");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let mut s = start_speaker(&dir, &net, &SpeakerSpec::sim("radio", 90.0, -40.0));
+    wait_locked(&controller, 1);
+    let (url, connections) = radio_server(
+        ["Chorus Test - Song One", "Chorus Test - Song Two"],
+        Duration::from_secs(3),
+    );
+    let (code, out, err) = chorusctl(&controller.api, &["play", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    let zone = format!("{}/api/v1/zone", controller.api);
+    let title = |want: &str| {
+        wait_until(Duration::from_secs(8), || {
+            let z = get(&zone).ok()?;
+            (z["title"] == want).then_some(z)
+        })
+    };
+    let z = title("Chorus Test - Song One").expect("the stream title was not shown");
+    assert_eq!(z["state"], "playing", "{z}");
+    // The server drops the connection after 3 s: the controller connects again by itself.
+    let z = title("Chorus Test - Song Two").expect("no reconnect");
+    let reconnected = realtime_ns();
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(z["state"], "playing", "{z}");
+    std::thread::sleep(Duration::from_millis(2_000));
+    let (code, out, err) = chorusctl(&controller.api, &["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    s.stop();
+    // The tone was heard, and heard again after the reconnect.
+    let c = Capture::load(&dir, "radio");
+    let loud = |f: &[i16; 2]| f[0].unsigned_abs() > 3_000;
+    let first = c.frames.iter().position(loud).expect("nothing heard");
+    let last = c.frames.iter().rposition(loud).unwrap();
+    let after_s = (c.heard_ns(last as f64) - reconnected) / 1e9;
+    println!(
+        "radio: heard from frame {first} to {last}, the last {after_s:.2} s after the reconnect"
+    );
+    assert!(
+        after_s > 0.5,
+        "nothing heard after the reconnect ({after_s} s)"
+    );
+}
+
+/// Nanoseconds on the host's realtime clock (what the sim outputs' heard logs use).
+fn realtime_ns() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as f64
+}

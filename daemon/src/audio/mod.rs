@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod measure;
 pub mod pipe;
+pub mod radio;
 pub mod remix;
 pub mod resample;
 pub mod source;

@@ -2,6 +2,7 @@
 
 use super::decode::FileDecoder;
 use super::pipe::{PipeFormat, PipeReader};
+use super::radio::RadioReader;
 use super::remix::Remixer;
 use super::resample::StreamResampler;
 use super::AudioError;
@@ -12,6 +13,8 @@ enum Input {
     File(FileDecoder),
     /// A FIFO of raw PCM (never ends: silence while it is empty).
     Pipe(PipeReader),
+    /// Internet radio (never ends either).
+    Radio(RadioReader),
 }
 
 impl Input {
@@ -19,24 +22,27 @@ impl Input {
         match self {
             Input::File(d) => d.rate,
             Input::Pipe(p) => p.fmt.rate,
+            Input::Radio(r) => r.rate,
         }
     }
     fn channels(&self) -> usize {
         match self {
             Input::File(d) => d.channels,
             Input::Pipe(p) => p.fmt.channels as usize,
+            Input::Radio(r) => r.channels,
         }
     }
     fn layout(&self) -> Option<symphonia::core::audio::Channels> {
         match self {
             Input::File(d) => d.layout,
-            Input::Pipe(_) => None,
+            Input::Pipe(_) | Input::Radio(_) => None,
         }
     }
     fn next_chunk(&mut self, out: &mut Vec<f32>) -> Result<usize, AudioError> {
         match self {
             Input::File(d) => d.next_chunk(out),
             Input::Pipe(p) => p.next_chunk(out),
+            Input::Radio(r) => r.next_chunk(out),
         }
     }
 }
@@ -48,6 +54,8 @@ pub struct Source {
     decoder: Input,
     remix: Remixer,
     resampler: Option<StreamResampler>,
+    /// The input rate the resampler was made for (a radio stream's shows with its first audio).
+    res_rate: u32,
     rate: u32,
     channels: usize,
     ready: Vec<f32>,
@@ -72,7 +80,10 @@ impl Source {
         channels: usize,
         fifo: PipeFormat,
     ) -> Result<Source, AudioError> {
-        let decoder = if super::pipe::is_fifo(path) {
+        let uri = path.to_string_lossy();
+        let decoder = if super::radio::is_radio(&uri) {
+            Input::Radio(RadioReader::open(&uri, rate, channels)?)
+        } else if super::pipe::is_fifo(path) {
             Input::Pipe(PipeReader::open(path, fifo)?)
         } else {
             Input::File(FileDecoder::open(path)?)
@@ -81,6 +92,7 @@ impl Source {
             path: path.into(),
             remix: Remixer::new(decoder.channels().max(1), channels, decoder.layout()),
             resampler: None,
+            res_rate: 0,
             decoder,
             rate,
             channels,
@@ -96,6 +108,7 @@ impl Source {
     }
 
     fn reset_resampler(&mut self) -> Result<(), AudioError> {
+        self.res_rate = self.decoder.rate();
         self.resampler = if self.decoder.rate() != self.rate {
             Some(StreamResampler::new(
                 self.decoder.rate(),
@@ -117,6 +130,7 @@ impl Source {
         let tag = match &self.decoder {
             Input::File(d) => d.title(),
             Input::Pipe(_) => None,
+            Input::Radio(r) => return r.title(),
         };
         tag.map(str::to_string).unwrap_or_else(|| {
             self.path
@@ -129,14 +143,18 @@ impl Source {
     pub fn artist_album(&self) -> (Option<String>, Option<String>) {
         match &self.decoder {
             Input::File(d) => (d.artist().map(String::from), d.album().map(String::from)),
-            Input::Pipe(_) => (None, None),
+            Input::Pipe(_) | Input::Radio(_) => (None, None),
         }
+    }
+    /// The title changes while it plays (internet radio).
+    pub fn live_title(&self) -> bool {
+        matches!(self.decoder, Input::Radio(_))
     }
     /// Duration in seconds, when the container announces it.
     pub fn duration_s(&self) -> Option<f64> {
         match &self.decoder {
             Input::File(d) => d.n_frames.map(|n| n as f64 / d.rate as f64),
-            Input::Pipe(_) => None,
+            Input::Pipe(_) | Input::Radio(_) => None,
         }
     }
     /// Position in seconds.
@@ -199,6 +217,10 @@ impl Source {
             }
             return Ok(());
         }
+        if self.decoder.rate() != self.res_rate {
+            // A live stream's format shows with its first audio (and may change on reconnect).
+            self.reset_resampler()?;
+        }
         self.remix.process(&self.scratch, &mut self.mixed);
         match &mut self.resampler {
             Some(r) => r.push(&self.mixed, &mut self.ready)?,
@@ -211,10 +233,10 @@ impl Source {
     pub fn seek(&mut self, seconds: f64) -> Result<(), AudioError> {
         match &mut self.decoder {
             Input::File(d) => d.seek(seconds)?,
-            Input::Pipe(p) => {
+            Input::Pipe(_) | Input::Radio(_) => {
                 return Err(AudioError::Seek {
-                    path: p.path().into(),
-                    reason: "a FIFO is live: it cannot seek".into(),
+                    path: self.path.clone(),
+                    reason: "a live stream cannot seek".into(),
                 })
             }
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 pub enum QueueError {
     #[error("{0}: no such file or folder")]
     NotFound(String),
-    #[error("{0}: only local files, folders and .m3u playlists are supported")]
+    #[error("{0}: only local files, folders, .m3u playlists, FIFOs and http:// radio streams are supported")]
     UnsupportedScheme(String),
     #[error("{uri}: cannot read: {source}")]
     Read { uri: String, source: std::io::Error },
@@ -41,6 +41,15 @@ fn is_playlist(p: &Path) -> bool {
 
 /// Expands `uri` (a path or `file://` URL) into the files to play, in order.
 pub fn expand(uri: &str) -> Result<Vec<PathBuf>, QueueError> {
+    if crate::audio::radio::is_radio(uri) {
+        // A live stream: one item, the URL itself.
+        if uri.len() > 2048 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(QueueError::UnsupportedScheme(
+                uri.chars().take(80).collect(),
+            ));
+        }
+        return Ok(vec![PathBuf::from(uri)]);
+    }
     let path = match uri.strip_prefix("file://") {
         Some(p) => p,
         None if uri.contains("://") => return Err(QueueError::UnsupportedScheme(uri.into())),

@@ -860,7 +860,8 @@ impl Streamer {
         st.index = (self.state != TransportState::Stopped).then_some(self.index);
         // The title is built from tags or the file name: only when the track changed.
         let track = self.source.is_some().then_some(self.opened);
-        if track != self.titled {
+        let live = self.source.as_ref().is_some_and(|s| s.live_title());
+        if track != self.titled || live {
             self.titled = track;
             st.title = self.source.as_ref().map(|s| s.title());
             (st.artist, st.album) = self

@@ -1,0 +1,340 @@
+//! Internet radio: an HTTP stream (MP3, AAC, Ogg, FLAC) with ICY metadata (the stream title
+//! between the audio, every `icy-metaint` bytes), decoded on a thread of its own so that a slow
+//! server never holds up the zone. The source gives what has been decoded, after a prebuffer of
+//! a second (and after every underrun, again), and silence while there is nothing: the zone
+//! keeps time. A dropped connection is made again, after 1, 2, 4 ... 30 s; the stream never
+//! ends by itself.
+
+use super::AudioError;
+use std::io::Read;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::DecoderOptions;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::{MediaSourceStream, ReadOnlySource};
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// True for the URIs this source plays.
+pub fn is_radio(uri: &str) -> bool {
+    uri.starts_with("http://")
+}
+
+/// Decoded audio: interleaved samples, rate, channels.
+struct Chunk {
+    samples: Vec<f32>,
+    rate: u32,
+    channels: usize,
+}
+
+/// What the reader thread tells the source.
+#[derive(Default)]
+struct Shared {
+    /// The station (icy-name) and the current title (StreamTitle).
+    name: Option<String>,
+    title: Option<String>,
+    connections: u64,
+}
+
+/// The source side of a radio stream.
+pub struct RadioReader {
+    url: String,
+    rx: Receiver<Chunk>,
+    shared: Arc<Mutex<Shared>>,
+    pub rate: u32,
+    pub channels: usize,
+    /// Decoded audio waiting, and whether playback has (re)started after a prebuffer.
+    queue: std::collections::VecDeque<Chunk>,
+    queued_frames: usize,
+    flowing: bool,
+}
+
+/// Decoded audio held before playing starts (and again after an underrun).
+const PREBUFFER_S: f64 = 1.0;
+
+impl RadioReader {
+    /// Starts the reader thread; `rate` and `channels` are what silence is given in until the
+    /// stream says otherwise.
+    pub fn open(url: &str, rate: u32, channels: usize) -> Result<RadioReader, AudioError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (u, sh) = (url.to_string(), shared.clone());
+        std::thread::Builder::new()
+            .name("chorus-radio".into())
+            .spawn(move || run(&u, &tx, &sh))
+            .map_err(|source| AudioError::Open {
+                path: url.into(),
+                source,
+            })?;
+        Ok(RadioReader {
+            url: url.into(),
+            rx,
+            shared,
+            rate,
+            channels,
+            queue: Default::default(),
+            queued_frames: 0,
+            flowing: false,
+        })
+    }
+
+    /// The stream title (ICY StreamTitle), else the station name, else the URL.
+    pub fn title(&self) -> String {
+        let s = self.shared.lock();
+        s.ok()
+            .and_then(|s| s.title.clone().or_else(|| s.name.clone()))
+            .unwrap_or_else(|| self.url.clone())
+    }
+
+    /// Connections made so far (reconnects show here).
+    pub fn connections(&self) -> u64 {
+        self.shared.lock().map(|s| s.connections).unwrap_or(0)
+    }
+
+    /// Appends decoded audio (or 10 ms of silence); returns the frames appended (never 0).
+    pub fn next_chunk(&mut self, out: &mut Vec<f32>) -> Result<usize, AudioError> {
+        while let Ok(c) = self.rx.try_recv() {
+            if c.samples.is_empty() || c.channels == 0 || c.rate == 0 {
+                continue;
+            }
+            self.queued_frames += c.samples.len() / c.channels.max(1);
+            self.queue.push_back(c);
+        }
+        if !self.flowing {
+            let need = self.queue.front().map_or(u32::MAX as usize, |c| {
+                (c.rate as f64 * PREBUFFER_S) as usize
+            });
+            self.flowing = self.queued_frames >= need;
+        }
+        if self.flowing {
+            if let Some(c) = self.queue.pop_front() {
+                let frames = c.samples.len() / c.channels.max(1);
+                self.queued_frames -= frames;
+                (self.rate, self.channels) = (c.rate, c.channels);
+                out.extend_from_slice(&c.samples);
+                return Ok(frames);
+            }
+            // Ran dry: prebuffer again.
+            self.flowing = false;
+        }
+        let frames = (self.rate / 100).max(1) as usize;
+        out.resize(out.len() + frames * self.channels, 0.0);
+        Ok(frames)
+    }
+}
+
+/// The reader thread: connect, read, decode, hand over; reconnect on any failure. Ends when
+/// the source is gone.
+fn run(url: &str, tx: &SyncSender<Chunk>, shared: &Arc<Mutex<Shared>>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = std::time::Instant::now();
+        match stream_once(url, tx, shared) {
+            Ok(()) => return, // the source was dropped
+            Err(e) => log::warn!("radio {url}: {e}; reconnecting in {backoff:?}"),
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_secs(1);
+        }
+        // Sleep in steps, so that a dropped source ends the thread soon.
+        let until = std::time::Instant::now() + backoff;
+        while std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+            if let Err(TrySendError::Disconnected(_)) = tx.try_send(Chunk {
+                samples: vec![],
+                rate: 0,
+                channels: 0,
+            }) {
+                return;
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One connection: Ok when the receiver went away, Err why the stream stopped.
+fn stream_once(
+    url: &str,
+    tx: &SyncSender<Chunk>,
+    shared: &Arc<Mutex<Shared>>,
+) -> Result<(), String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(Duration::from_secs(10))
+        .build();
+    let resp = agent
+        .get(url)
+        .set("Icy-MetaData", "1")
+        .set("User-Agent", concat!("chorus/", env!("CARGO_PKG_VERSION")))
+        .call()
+        .map_err(|e| e.to_string())?;
+    let metaint = resp
+        .header("icy-metaint")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0 && n <= 1 << 20);
+    let ctype = resp
+        .header("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if let Ok(mut s) = shared.lock() {
+        s.connections += 1;
+        s.name = resp.header("icy-name").map(|n| n.trim().to_string());
+    }
+    log::info!("radio {url}: connected ({ctype}, metadata every {metaint:?} bytes)");
+    let body = IcyReader {
+        inner: resp.into_reader(),
+        metaint,
+        until_meta: metaint.unwrap_or(0),
+        shared: shared.clone(),
+    };
+    let mut hint = Hint::new();
+    let ext = match ctype.as_str() {
+        t if t.contains("mpeg") || t.contains("mp3") => "mp3",
+        t if t.contains("aac") => "aac",
+        t if t.contains("ogg") => "ogg",
+        t if t.contains("flac") => "flac",
+        _ => "mp3",
+    };
+    hint.with_extension(ext);
+    let mss = MediaSourceStream::new(Box::new(ReadOnlySource::new(body)), Default::default());
+    let mut probed = symphonia::default::get_probe()
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
+        .map_err(|e| format!("not a stream we can decode: {e}"))?;
+    let track = probed
+        .format
+        .default_track()
+        .ok_or("no audio track")?
+        .clone();
+    let mut dec = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut sb: Option<SampleBuffer<f32>> = None;
+    let mut bad = 0;
+    loop {
+        let packet = probed
+            .format
+            .next_packet()
+            .map_err(|e| format!("stream ended: {e}"))?;
+        let buf = match dec.decode(&packet) {
+            Ok(b) => b,
+            Err(e) => {
+                bad += 1;
+                if bad > 64 {
+                    return Err(format!("undecodable: {e}"));
+                }
+                continue;
+            }
+        };
+        bad = 0;
+        let spec = *buf.spec();
+        let frames = buf.frames();
+        if frames == 0 {
+            continue;
+        }
+        let s = match &mut sb {
+            Some(s) if s.capacity() >= buf.capacity() => s,
+            slot => slot.insert(SampleBuffer::new(buf.capacity() as u64, spec)),
+        };
+        s.copy_interleaved_ref(buf);
+        let channels = spec.channels.count();
+        let chunk = Chunk {
+            samples: s.samples()[..frames * channels].to_vec(),
+            rate: spec.rate,
+            channels,
+        };
+        if tx.send(chunk).is_err() {
+            return Ok(()); // the source is gone
+        }
+    }
+}
+
+/// The HTTP body without its ICY metadata blocks (a length byte ×16, then
+/// `StreamTitle='...';` padded with NULs, every `metaint` bytes of audio).
+struct IcyReader {
+    inner: Box<dyn Read + Send + Sync + 'static>,
+    metaint: Option<usize>,
+    until_meta: usize,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Read for IcyReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let Some(metaint) = self.metaint else {
+            return self.inner.read(out);
+        };
+        if self.until_meta == 0 {
+            let mut len = [0u8; 1];
+            self.inner.read_exact(&mut len)?;
+            let mut meta = vec![0u8; len[0] as usize * 16];
+            self.inner.read_exact(&mut meta)?;
+            if let Some(t) = stream_title(&meta) {
+                if let Ok(mut s) = self.shared.lock() {
+                    if s.title.as_deref() != Some(t.as_str()) {
+                        log::info!("radio: now playing {t:?}");
+                        s.title = Some(t);
+                    }
+                }
+            }
+            self.until_meta = metaint;
+        }
+        let n = out.len().min(self.until_meta);
+        let got = self.inner.read(&mut out[..n])?;
+        self.until_meta -= got;
+        Ok(got)
+    }
+}
+
+/// `StreamTitle='Artist - Song';StreamUrl='...';` → `Artist - Song` (None when empty).
+pub fn stream_title(meta: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(meta);
+    let rest = text.split("StreamTitle='").nth(1)?;
+    let title = rest.split("';").next()?.trim_matches(['\0', ' ']);
+    (!title.is_empty()).then(|| title.chars().take(256).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_titles_parse() {
+        assert_eq!(
+            stream_title(b"StreamTitle='Miles Davis - So What';StreamUrl='';\0\0"),
+            Some("Miles Davis - So What".into())
+        );
+        assert_eq!(stream_title(b"StreamTitle='';\0\0\0"), None);
+        assert_eq!(stream_title(b"\0\0\0\0"), None);
+        assert_eq!(stream_title(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn icy_blocks_are_cut_out() {
+        let meta = b"StreamTitle='A - B';";
+        let mut block = vec![2u8];
+        block.extend_from_slice(meta);
+        block.resize(1 + 32, 0);
+        let mut body = vec![1u8; 4];
+        body.extend_from_slice(&block);
+        body.extend_from_slice(&[2u8; 4]);
+        body.push(0); // an empty block
+        body.extend_from_slice(&[3u8; 2]);
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let mut r = IcyReader {
+            inner: Box::new(std::io::Cursor::new(body)),
+            metaint: Some(4),
+            until_meta: 4,
+            shared: shared.clone(),
+        };
+        let mut audio = vec![];
+        r.read_to_end(&mut audio).unwrap();
+        assert_eq!(audio, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
+        assert_eq!(shared.lock().unwrap().title.as_deref(), Some("A - B"));
+    }
+}
