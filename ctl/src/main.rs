@@ -101,6 +101,12 @@ enum Cmd {
     Clear,
     /// Shuffle the queue (the item playing stays playing).
     Shuffle,
+    /// Set the zone volume (0-100): scales every speaker of the zone.
+    ZoneVolume {
+        n: String,
+    },
+    /// Toggle mute of the whole zone.
+    ZoneMute,
     /// Repeat: off, all (the queue) or one (the item).
     Repeat {
         #[arg(value_parser = ["off", "all", "one"])]
@@ -260,6 +266,13 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
         Cmd::Speakers => c.get("/api/v1/speakers"),
         Cmd::Play { uri } => c.post("/api/v1/play", json!({ "uri": absolute(uri) })),
         Cmd::Queue => c.get("/api/v1/queue"),
+        Cmd::ZoneVolume { n } => {
+            c.put("/api/v1/zone/volume", json!({ "volume": parse_volume(n)? }))
+        }
+        Cmd::ZoneMute => {
+            let muted = c.get("/api/v1/zone")?["muted"] == true;
+            c.put("/api/v1/zone/mute", json!({ "muted": !muted }))
+        }
         Cmd::Add { uri, at } => {
             let mut b = json!({ "uri": absolute(uri) });
             if let Some(at) = at {
@@ -553,7 +566,16 @@ fn fmt_time(s: f64) -> String {
 fn render_zone(z: &Value) -> String {
     let mut o = String::new();
     let state = z["state"].as_str().unwrap_or("?");
-    o += &format!("zone {}: {}\n", z["zone"].as_str().unwrap_or("?"), state);
+    o += &format!(
+        "zone {}: {}{}\n",
+        z["zone"].as_str().unwrap_or("?"),
+        state,
+        match (z["volume"].as_u64(), z["muted"] == true) {
+            (_, true) => "  (zone muted)".to_string(),
+            (Some(v), false) if v < 100 => format!("  (zone volume {v})"),
+            _ => String::new(),
+        }
+    );
     if let Some(t) = z["title"].as_str() {
         let pos = fmt_time(z["position_s"].as_f64().unwrap_or(0.0));
         let dur = z["duration_s"]

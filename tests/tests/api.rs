@@ -46,14 +46,32 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
             continue;
         }
         let text = std::fs::read_to_string(&p).unwrap();
-        for part in text.split(".route(\"").skip(1) {
-            let Some((path, rest)) = part.split_once('"') else {
+        for part in text.split(".route(").skip(1) {
+            // `"/path", get(a).post(b))`, however rustfmt wrapped it: up to the `)` that
+            // closes `.route(`.
+            let Some(rest) = part.trim_start().strip_prefix('"') else {
                 continue;
             };
-            // `get(a).post(b))`: up to the end of the `.route(` call.
-            let call = rest.split("))").next().unwrap_or("");
+            let Some((path, rest)) = rest.split_once('"') else {
+                continue;
+            };
+            let mut depth = 1;
+            let call: String = rest
+                .chars()
+                .take_while(|&ch| {
+                    depth += match ch {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth > 0
+                })
+                .collect();
             for m in ["get", "put", "post", "delete", "patch"] {
-                if call.contains(&format!("{m}(")) {
+                let called = call
+                    .match_indices(&format!("{m}("))
+                    .any(|(i, _)| i == 0 || !call.as_bytes()[i - 1].is_ascii_alphanumeric());
+                if called {
                     out.insert((m.to_string(), path.to_string()));
                 }
             }

@@ -704,3 +704,62 @@ fn realtime_ns() -> f64 {
         .unwrap()
         .as_nanos() as f64
 }
+
+#[test]
+fn zone_volume_scales_every_speaker_and_glides() {
+    let dir = scratch("zonevol");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let mut a = start_speaker(&dir, &net, &SpeakerSpec::sim("one", 60.0, 25.0));
+    let mut b = start_speaker(&dir, &net, &SpeakerSpec::sim("two", -60.0, -25.0));
+    wait_locked(&controller, 2);
+    let tone = dir.join("tone.wav");
+    write_tone_wav(&tone, 1000.0, 0.5, 6, 16);
+    let ctl = |args: &[&str]| {
+        let (code, out, err) = chorusctl(&controller.api, args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        out
+    };
+    ctl(&["play", tone.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let out = ctl(&["zone-volume", "50"]);
+    assert!(out.contains("zone volume 50"), "{out}");
+    std::thread::sleep(Duration::from_millis(1_500));
+    ctl(&["zone-mute"]);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let z = get(&format!("{}/api/v1/zone", controller.api)).unwrap();
+    assert_eq!(
+        (z["volume"].as_u64(), z["muted"].as_bool()),
+        (Some(50), Some(true))
+    );
+    ctl(&["stop"]);
+    std::thread::sleep(Duration::from_millis(300));
+    a.stop();
+    b.stop();
+    for name in ["one", "two"] {
+        let c = Capture::load(&dir, name);
+        // Peaks over windows of 10 ms: full (0.5), then 0.5 * 0.5^3, then nothing.
+        let peaks: Vec<f64> = c
+            .frames
+            .chunks(480)
+            .map(|w| w.iter().map(|f| f[0].unsigned_abs()).max().unwrap_or(0) as f64 / 32_768.0)
+            .collect();
+        let count = |lo: f64, hi: f64| peaks.iter().filter(|&&p| p > lo && p < hi).count();
+        let full = count(0.45, 0.55);
+        let half = count(0.055, 0.07);
+        println!("{name}: {full} windows at full level, {half} at zone volume 50");
+        assert!(full > 100 && half > 100, "{name}: {full} {half}");
+        // Glides: never a step beyond the tone's own slope.
+        let worst = c
+            .frames
+            .windows(2)
+            .map(|w| (w[1][0] as i32 - w[0][0] as i32).abs())
+            .max()
+            .unwrap();
+        assert!(worst < (0.075 * 32_768.0) as i32, "{name}: step of {worst}");
+        // Muted at the end: the last second before the stop is silent.
+        let last_loud = peaks.iter().rposition(|&p| p > 0.01).unwrap();
+        let silent_tail = peaks.len() - last_loud;
+        assert!(silent_tail > 50, "{name}: muted only {silent_tail} windows");
+    }
+}

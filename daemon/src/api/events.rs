@@ -72,6 +72,7 @@ impl Events {
 struct ZoneSeen {
     state: Option<String>,
     track: Option<(Option<usize>, Option<String>)>,
+    volume: Option<(u8, bool)>,
     /// The newest error seen (time, item).
     last_error: Option<(i64, String)>,
     speakers: BTreeMap<String, SpeakerInfo>,
@@ -108,6 +109,16 @@ fn compare_zone(seen: &mut ZoneSeen, z: &crate::controller::streamer::ZoneStatus
             ev.publish("transport", json!({ "state": state }));
         }
         seen.state = state;
+    }
+    let vol = (z.volume, z.muted);
+    if seen.volume != Some(vol) {
+        if !first {
+            ev.publish(
+                "volume",
+                json!({ "zone": z.zone, "volume": z.volume, "muted": z.muted }),
+            );
+        }
+        seen.volume = Some(vol);
     }
     let track = (z.index, z.title.clone());
     if seen.track.as_ref() != Some(&track) {

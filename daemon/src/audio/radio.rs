@@ -1,4 +1,5 @@
-//! Internet radio: an HTTP stream (MP3, AAC, Ogg, FLAC) with ICY metadata (the stream title
+//! Internet radio: an HTTP(S) stream (MP3, AAC, Ogg, FLAC; TLS with rustls and the Mozilla
+//! roots) with ICY metadata (the stream title
 //! between the audio, every `icy-metaint` bytes), decoded on a thread of its own so that a slow
 //! server never holds up the zone. The source gives what has been decoded, after a prebuffer of
 //! a second (and after every underrun, again), and silence while there is nothing: the zone
@@ -19,7 +20,7 @@ use symphonia::core::probe::Hint;
 
 /// True for the URIs this source plays.
 pub fn is_radio(uri: &str) -> bool {
-    uri.starts_with("http://")
+    uri.starts_with("http://") || uri.starts_with("https://")
 }
 
 /// Decoded audio: interleaved samples, rate, channels.
@@ -302,6 +303,15 @@ pub fn stream_title(meta: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn radio_uris() {
+        assert!(is_radio("http://radio.example/stream.mp3"));
+        assert!(is_radio("https://radio.example/stream"));
+        assert!(!is_radio("/music/a.flac"));
+        assert!(!is_radio("file:///music/a.flac"));
+        assert!(!is_radio("ftp://radio.example/x"));
+    }
 
     #[test]
     fn stream_titles_parse() {

@@ -113,6 +113,8 @@ pub fn routes(ctx: Arc<Ctx>) -> Router {
         .route("/api/v1/queue/move", post(queue_move))
         .route("/api/v1/queue/shuffle", post(queue_shuffle))
         .route("/api/v1/repeat", put(repeat))
+        .route("/api/v1/zone/volume", put(zone_volume))
+        .route("/api/v1/zone/mute", put(zone_mute))
         .with_state(ctx)
 }
 
@@ -369,6 +371,22 @@ fn expand(uri: &str) -> Result<Vec<std::path::PathBuf>, ApiError> {
         QueueError::UnsupportedScheme(_) => ApiError::bad_request(e.to_string()),
         QueueError::Empty(_) | QueueError::Read { .. } => ApiError::unprocessable(e.to_string()),
     })
+}
+
+async fn zone_volume(
+    State(c): State<Arc<Ctx>>,
+    b: Result<Json<VolumeBody>, JsonRejection>,
+) -> ApiResult<ZoneStatus> {
+    let v = check_volume(body(b)?.volume)?;
+    send(&c, Command::ZoneVolume(v)).await
+}
+
+async fn zone_mute(
+    State(c): State<Arc<Ctx>>,
+    b: Result<Json<MuteBody>, JsonRejection>,
+) -> ApiResult<ZoneStatus> {
+    let m = body(b)?.muted;
+    send(&c, Command::ZoneMute(m)).await
 }
 
 async fn pause(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 pub enum QueueError {
     #[error("{0}: no such file or folder")]
     NotFound(String),
-    #[error("{0}: only local files, folders, .m3u playlists, FIFOs and http:// radio streams are supported")]
+    #[error("{0}: only local files, folders, .m3u playlists, FIFOs and http(s):// radio streams are supported")]
     UnsupportedScheme(String),
     #[error("{uri}: cannot read: {source}")]
     Read { uri: String, source: std::io::Error },

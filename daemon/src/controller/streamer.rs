@@ -53,6 +53,9 @@ pub enum Command {
     /// Shuffles the queue; the item playing stays playing and becomes the first.
     Shuffle,
     SetRepeat(Repeat),
+    /// Zone volume (0..=100, scales every speaker of the zone) and mute, gliding.
+    ZoneVolume(u8),
+    ZoneMute(bool),
 }
 
 /// What happens at the end of an item.
@@ -95,6 +98,9 @@ pub struct ZoneStatus {
     pub queue: Vec<String>,
     pub index: Option<usize>,
     pub repeat: Repeat,
+    /// Zone volume 0..=100 and mute (applied to the stream: every speaker follows).
+    pub volume: u8,
+    pub muted: bool,
     pub title: Option<String>,
     pub artist: Option<String>,
     pub album: Option<String>,
@@ -250,6 +256,8 @@ pub fn spawn(
         queue: vec![],
         index: None,
         repeat: Repeat::Off,
+        volume: 100,
+        muted: false,
         title: None,
         artist: None,
         album: None,
@@ -274,6 +282,7 @@ pub fn spawn(
     let recent = Arc::new(Mutex::new(RecentDatagrams::new(session)));
     let epoch = clock.now().0;
     let fec = (params.fec_group > 0).then(|| ParityBuilder::new(params.fec_group));
+    let gain = crate::speaker::volume::VolumeRamp::new(1.0, params.rate as usize * 30 / 1000);
     let mut s = Streamer {
         opened: 0,
         titled: None,
@@ -294,6 +303,9 @@ pub fn spawn(
         queue_version: 0,
         published_queue: u64::MAX,
         repeat: Repeat::Off,
+        volume: 100,
+        muted: false,
+        gain,
         index: 0,
         source: None,
         fade: None,
@@ -344,6 +356,10 @@ struct Streamer {
     queue_version: u64,
     published_queue: u64,
     repeat: Repeat,
+    volume: u8,
+    muted: bool,
+    /// The zone's gain, gliding over 30 ms (unity: samples untouched).
+    gain: crate::speaker::volume::VolumeRamp,
     index: usize,
     source: Option<Source>,
     fade: Option<Fade>,
@@ -431,7 +447,9 @@ impl Streamer {
             | Command::Add { .. }
             | Command::Move { .. }
             | Command::Shuffle
-            | Command::SetRepeat(_) => false,
+            | Command::SetRepeat(_)
+            | Command::ZoneVolume(_)
+            | Command::ZoneMute(_) => false,
             Command::Remove(at) => *at == self.index,
             _ => true,
         };
@@ -585,6 +603,8 @@ impl Streamer {
                 self.queue_version += 1;
             }
             Command::SetRepeat(r) => self.repeat = r,
+            Command::ZoneVolume(v) => self.volume = v.min(100),
+            Command::ZoneMute(m) => self.muted = m,
             Command::Previous => {
                 self.fade = None;
                 let restart = self
@@ -786,6 +806,9 @@ impl Streamer {
     }
 
     fn send_packet(&mut self, pts: ControllerNs, frames: usize) {
+        let target = crate::speaker::volume::gain_for(self.volume, self.muted);
+        let ch = self.p.channels as usize;
+        self.gain.apply(target, &mut self.buf[..frames * ch], ch);
         let h = AudioHeader {
             session: self.session,
             seq: self.seq,
@@ -852,6 +875,8 @@ impl Streamer {
         };
         st.state = self.state;
         st.repeat = self.repeat;
+        st.volume = self.volume;
+        st.muted = self.muted;
         if st.uri != self.uri || self.published_queue != self.queue_version {
             self.published_queue = self.queue_version;
             st.queue = self.queue.iter().map(|p| p.display().to_string()).collect();
