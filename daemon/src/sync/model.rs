@@ -254,13 +254,18 @@ impl ClockModel {
         let mut rtts = std::mem::take(&mut self.scratch);
         rtts.clear();
         rtts.extend(self.history.iter().map(Exchange::rtt));
-        let min_rtt = rtts.iter().copied().min().unwrap_or(0);
-        self.min_rtt = min_rtt;
         // Keep exchanges close to the fastest, and never more than the fastest tenth (at least
         // six): on a jittery path the fastest few are the ones whose two directions were both
         // quick, so their asymmetry — the offset error — is smallest.
         let k = (rtts.len() / 10).max(5).min(rtts.len() - 1);
         let tenth = *rtts.select_nth_unstable(k).1;
+        // The floor is the third fastest, not the fastest: an exchange can look faster than
+        // the path is when the controller's user-space send stamp (t3) comes late, and one such
+        // exchange as the floor left fewer than three within reach of it: the model unlocked
+        // for a minute (seen under a loaded test run: a 0.13 µs round trip on loopback).
+        let third = 2.min(k);
+        let min_rtt = *rtts[..=k].select_nth_unstable(third).1;
+        self.min_rtt = min_rtt;
         self.tenth_rtt = tenth;
         // Quiet from 256 exchanges on; it stays quiet down to 128, because at the quiet poll
         // (4 a second) the 60 s window holds only 240: without the margin it flipped back to
@@ -270,7 +275,14 @@ impl ClockModel {
         self.scratch = rtts;
         let limit = ((min_rtt as f64 * self.params.rtt_factor) as i64 + self.params.rtt_slack_ns)
             .min(tenth.max(min_rtt));
-        let good: Vec<&Exchange> = self.history.iter().filter(|e| e.rtt() <= limit).collect();
+        // ... and none that looks faster than the floor by more than the slack: it is not a
+        // fast exchange but a misstamped one (its offset is off by half the stamp's delay).
+        let floor = min_rtt - self.params.rtt_slack_ns;
+        let good: Vec<&Exchange> = self
+            .history
+            .iter()
+            .filter(|e| (floor..=limit).contains(&e.rtt()))
+            .collect();
         self.accepted = good.len();
         let Some(last) = good.last() else { return };
         let t_ref = last.mid();
@@ -319,7 +331,9 @@ impl ClockModel {
     fn envelope_correction(&self, s: &ClockSnapshot) -> Option<(i64, f64, i64)> {
         let mut fwd = Vec::with_capacity(self.history.len());
         let mut bwd = Vec::with_capacity(self.history.len());
-        for e in &self.history {
+        // Not the misstamped ones (faster than the path): they would be the envelope.
+        let floor = self.min_rtt - self.params.rtt_slack_ns;
+        for e in self.history.iter().filter(|e| e.rtt() >= floor) {
             let f = e.t2.0 - s.to_controller(e.t1).0;
             let b = s.to_controller(e.t4).0 - e.t3.0;
             fwd.push((e.t1.since(s.t_ref) as f64 * 1e-9, f as f64));
@@ -416,6 +430,36 @@ mod tests {
         assert!((s.freq * 1e6 - 150.0).abs() < 2.0, "freq {}", s.freq * 1e6);
         let back = s.to_local(ControllerNs(t));
         assert!((back.0 - sim.local(t).0).abs() < 2, "to_local inverse");
+    }
+
+    #[test]
+    fn one_exchange_faster_than_the_path_does_not_unlock() {
+        // The controller's send stamp t3 came 70 µs late once: that exchange's round trip
+        // looks like 10 µs on an 80 µs path. The model stays locked and on time.
+        let sim = Sim {
+            offset: -2_000_000_000,
+            ppm: 90.0,
+        };
+        let mut m = ClockModel::new(ModelParams::default());
+        let mut t = 0;
+        for i in 0..400 {
+            let mut ex = sim.exchange(t, 40_000 + (i * 7_919) % 9_000, 40_000);
+            if i == 300 {
+                ex.t3 = ControllerNs(ex.t3.0 + 70_000);
+            }
+            m.handle_exchange(ex);
+            assert!(i < 10 || m.locked(), "unlocked at exchange {i}");
+            t += 25_000_000;
+        }
+        let s = m.snapshot().unwrap();
+        let err = s.to_controller(sim.local(t)).0 - t;
+        assert!(
+            err.abs() < 10_000,
+            "offset error {err} ns, min rtt {} accepted {} freq {}",
+            m.min_rtt(),
+            m.accepted,
+            s.freq * 1e6
+        );
     }
 
     #[test]
