@@ -106,6 +106,11 @@ fn read_m3u(list: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        if crate::audio::radio::is_radio(line) {
+            // A station in a playlist (the way most radio directories hand them out).
+            out.push(PathBuf::from(line));
+            continue;
+        }
         let entry = line.strip_prefix("file://").unwrap_or(line);
         let p = Path::new(entry);
         // Entries are kept even when missing: the streamer reports them and moves on.
@@ -131,7 +136,7 @@ mod tests {
         }
         std::fs::write(
             dir.join("list.m3u"),
-            "#EXTM3U\nsub/c.mp3\n\n# comment\n/abs/x.wav\n",
+            "#EXTM3U\nsub/c.mp3\n\n# comment\n/abs/x.wav\nhttps://radio.example/live\n",
         )
         .unwrap();
         let q = expand(dir.to_str().unwrap()).unwrap();
@@ -141,15 +146,29 @@ mod tests {
             .collect();
         assert_eq!(names, ["a.wav", "b.flac", "sub/c.mp3"]);
         let l = expand(dir.join("list.m3u").to_str().unwrap()).unwrap();
-        assert_eq!(l, vec![dir.join("sub/c.mp3"), PathBuf::from("/abs/x.wav")]);
+        assert_eq!(
+            l,
+            vec![
+                dir.join("sub/c.mp3"),
+                PathBuf::from("/abs/x.wav"),
+                PathBuf::from("https://radio.example/live")
+            ]
+        );
         assert!(matches!(
             expand("/nonexistent/x.wav"),
             Err(QueueError::NotFound(_))
         ));
-        assert!(matches!(
-            expand("http://radio/x"),
-            Err(QueueError::UnsupportedScheme(_))
-        ));
+        // Radio: one item, the URL; other schemes and broken URLs are refused.
+        assert_eq!(
+            expand("http://radio/x").unwrap(),
+            vec![PathBuf::from("http://radio/x")]
+        );
+        for bad in ["ftp://radio/x", "http://radio/a b", "smb://nas/music"] {
+            assert!(
+                matches!(expand(bad), Err(QueueError::UnsupportedScheme(_))),
+                "{bad}"
+            );
+        }
         std::fs::create_dir_all(dir.join("empty")).unwrap();
         assert!(matches!(
             expand(dir.join("empty").to_str().unwrap()),
