@@ -72,6 +72,14 @@ impl JitterBuffer {
         }
     }
 
+    /// Allocates `n` spare buffers of `samples` capacity now, so that the playout thread does
+    /// not allocate when more audio than ever before is waiting (after a stall, say).
+    pub fn reserve_spares(&mut self, n: usize, samples: usize) {
+        while self.spare.len() < n.min(self.spare.capacity()) {
+            self.spare.push(Vec::with_capacity(samples));
+        }
+    }
+
     /// An empty sample buffer to decode a datagram into: one that a chunk left behind, or a new
     /// one while the buffer is filling for the first time.
     pub fn take_spare(&mut self) -> Vec<f32> {

@@ -150,6 +150,13 @@ fn run(
     // least one).
     let low_water = (period * (buffer / period / 2).max(1)).min(buffer - period) as i64;
     let mut jb = JitterBuffer::new(rate, ch, 4096);
+    // Half a second of datagrams of the format with the most frames per datagram (16-bit).
+    let per_datagram =
+        crate::wire::AudioHeader::max_frames(ch as u8, crate::wire::SampleFormat::S16);
+    jb.reserve_spares(
+        rate as usize / 2 / per_datagram.max(1) + 8,
+        per_datagram * ch,
+    );
     let mut sched = Scheduler::new(rate, ch);
     let mut servo = RateServo::new(rate);
     let mut rs = FracResampler::new(ch, 2 * period + 4 * TAPS);
