@@ -34,6 +34,40 @@ pub struct SecurityConfig {
     pub key: String,
 }
 
+/// A config problem: the key and what is wrong with it.
+type KeyedError = (String, String);
+
+/// A secret given inline (`<section>.<name>`) or in a file (`<section>.<name>-file`), trimmed:
+/// None when neither is set; with the key it came from, for messages.
+fn load_secret(
+    section: &str,
+    name: &str,
+    inline: &str,
+    file: &str,
+) -> Result<Option<(Vec<u8>, String)>, KeyedError> {
+    match (inline.is_empty(), file.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Err((
+            section.into(),
+            format!("set {name}-file or {name}, not both"),
+        )),
+        (false, true) => Ok(Some((
+            inline.trim().as_bytes().to_vec(),
+            format!("{section}.{name}"),
+        ))),
+        (true, false) => match read_small(file) {
+            Ok(bytes) => Ok(Some((
+                String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec(),
+                format!("{section}.{name}-file"),
+            ))),
+            Err(e) => Err((
+                format!("{section}.{name}-file"),
+                format!("cannot read {file}: {e}"),
+            )),
+        },
+    }
+}
+
 /// Reads at most 4 KiB of a file: a key file is small, and a path such as /dev/zero must not
 /// hang the daemon or `check-config`.
 fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
@@ -48,30 +82,12 @@ fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
 impl SecurityConfig {
     /// The key, read and checked, if one is configured.
     pub fn load_key(&self) -> Result<Option<Vec<u8>>, (String, String)> {
-        let key = match (self.key.is_empty(), self.key_file.is_empty()) {
-            (true, true) => return Ok(None),
-            (false, false) => {
-                return Err(("security".into(), "set key-file or key, not both".into()))
-            }
-            (false, true) => self.key.trim().as_bytes().to_vec(),
-            (true, false) => match read_small(&self.key_file) {
-                Ok(bytes) => String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec(),
-                Err(e) => {
-                    return Err((
-                        "security.key-file".into(),
-                        format!("cannot read {}: {e}", self.key_file),
-                    ))
-                }
-            },
+        let Some((key, name)) = load_secret("security", "key", &self.key, &self.key_file)? else {
+            return Ok(None);
         };
         if key.len() < crate::wire::auth::MIN_KEY_LEN {
-            let what = if self.key.is_empty() {
-                "security.key-file"
-            } else {
-                "security.key"
-            };
             return Err((
-                what.into(),
+                name,
                 format!(
                     "the key is {} bytes; use at least {} (e.g. `openssl rand -hex 32`)",
                     key.len(),
@@ -117,30 +133,12 @@ pub const MIN_TOKEN_LEN: usize = 16;
 impl ApiConfig {
     /// The token, read and checked, if one is configured.
     pub fn load_token(&self) -> Result<Option<Vec<u8>>, (String, String)> {
-        let token = match (self.token.is_empty(), self.token_file.is_empty()) {
-            (true, true) => return Ok(None),
-            (false, false) => {
-                return Err(("api".into(), "set token-file or token, not both".into()))
-            }
-            (false, true) => self.token.trim().as_bytes().to_vec(),
-            (true, false) => match read_small(&self.token_file) {
-                Ok(bytes) => String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec(),
-                Err(e) => {
-                    return Err((
-                        "api.token-file".into(),
-                        format!("cannot read {}: {e}", self.token_file),
-                    ))
-                }
-            },
-        };
-        let key = if self.token.is_empty() {
-            "api.token-file"
-        } else {
-            "api.token"
+        let Some((token, key)) = load_secret("api", "token", &self.token, &self.token_file)? else {
+            return Ok(None);
         };
         if token.len() < MIN_TOKEN_LEN {
             return Err((
-                key.into(),
+                key,
                 format!(
                     "the token is {} bytes; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 24`)",
                     token.len()
@@ -149,7 +147,7 @@ impl ApiConfig {
         }
         if token.iter().any(|b| !b.is_ascii_graphic()) {
             return Err((
-                key.into(),
+                key,
                 "the token must be printable ASCII without spaces".into(),
             ));
         }

@@ -440,6 +440,14 @@ pub fn send(method: &str, url: &str, body: &str) -> (u16, Value) {
     )
 }
 
+/// Nanoseconds on the host's realtime clock (what the sim outputs' heard logs use).
+pub fn realtime_ns() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as f64
+}
+
 /// Polls `f` until it returns Some or the timeout passes.
 pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
 where

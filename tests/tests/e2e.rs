@@ -697,14 +697,6 @@ fn internet_radio_shows_its_title_and_survives_a_dropped_connection() {
     );
 }
 
-/// Nanoseconds on the host's realtime clock (what the sim outputs' heard logs use).
-fn realtime_ns() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as f64
-}
-
 #[test]
 fn zone_volume_scales_every_speaker_and_glides() {
     let dir = scratch("zonevol");

@@ -127,14 +127,6 @@ fn a_speaker_without_the_key_hears_nothing_and_says_why() {
     assert_eq!(st["locked"], false, "{st}");
 }
 
-/// Nanoseconds on the host's realtime clock (what the sim outputs' heard logs use).
-fn realtime_ns() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as f64
-}
-
 #[test]
 fn a_killed_controller_fades_out_and_a_restarted_one_plays_in_sync() {
     let dir = scratch("kill9");
