@@ -224,6 +224,7 @@ fn broken_files_are_reported_and_the_queue_moves_on() {
     wait_stopped(&controller, Duration::from_secs(15));
     let zone = get(&format!("{}/api/v1/zone", controller.api)).unwrap();
     std::thread::sleep(Duration::from_millis(400));
+    let status = get(&format!("{}/api/v1/speaker", a.api)).unwrap();
     a.stop();
     let errors: Vec<String> = zone["errors"]
         .as_array()
@@ -243,11 +244,32 @@ fn broken_files_are_reported_and_the_queue_moves_on() {
             "no clear error for {file} ({what}): {errors:?}"
         );
     }
-    let cap = Capture::load_tap(&dir, "alpha");
-    let runs = cap.counter_runs(1_000);
-    assert_eq!(runs.len(), 2, "{runs:?}");
-    assert_eq!((runs[0].1, runs[0].2), (1, 24_000));
-    assert_eq!((runs[1].1, runs[1].2), (100_001, 24_000));
+    // What this test is about: the two good files play whole and in order. A playout thread
+    // starved on a loaded machine re-anchors (it drops a few ms under a fade and counts a
+    // resync): a run may then split in two, by at most that much, and only as often as the
+    // speaker says it happened. (The sync tests hold resyncs at zero.)
+    let resyncs = status["playout"]["resyncs"].as_u64().unwrap_or(0) as usize;
+    let runs = Capture::load_tap(&dir, "alpha").counter_runs(100);
+    assert!(
+        runs.len() >= 2 && runs.len() <= 2 + resyncs,
+        "{runs:?} ({resyncs} resyncs)"
+    );
+    for (start, len) in [(1u32, 24_000u32), (100_001, 24_000)] {
+        let end = start + len - 1;
+        let mine: Vec<_> = runs.iter().filter(|r| r.1 >= start && r.1 <= end).collect();
+        assert!(!mine.is_empty(), "track from {start} missing: {runs:?}");
+        assert_eq!(mine[0].1, start, "{runs:?}");
+        let last = mine[mine.len() - 1];
+        assert_eq!(last.1 + last.2 as u32 - 1, end, "{runs:?}");
+        let heard: usize = mine.iter().map(|r| r.2).sum();
+        assert!(
+            heard + 960 * (mine.len() - 1) >= len as usize,
+            "track from {start}: {heard} of {len} frames ({runs:?})"
+        );
+        if mine.len() > 1 {
+            println!("track from {start} split by a resync: {runs:?}");
+        }
+    }
 }
 
 #[test]
