@@ -22,6 +22,10 @@ struct Cli {
     /// API token, when the daemon requires one (`[api] token-file`).
     #[arg(long, env = "CHORUS_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// The zone that playback, queue and zone commands act on (default: the controller's
+    /// first zone).
+    #[arg(long, env = "CHORUS_ZONE", global = true)]
+    zone: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -112,6 +116,13 @@ enum Cmd {
         #[arg(value_parser = ["off", "all", "one"])]
         mode: String,
     },
+    /// The controller's zones: what each plays and which speakers play it.
+    Zones,
+    /// Move a speaker to another zone (it switches when that zone's stream is due: no gap).
+    Assign {
+        speaker: String,
+        zone: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
         shell: clap_complete::Shell,
@@ -128,10 +139,11 @@ struct Client {
     base: String,
     agent: ureq::Agent,
     token: Option<String>,
+    zone: Option<String>,
 }
 
 impl Client {
-    fn new(base: &str, token: Option<String>) -> Client {
+    fn new(base: &str, token: Option<String>, zone: Option<String>) -> Client {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(5))
             .build();
@@ -139,6 +151,7 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             agent,
             token,
+            zone,
         }
     }
 
@@ -169,14 +182,32 @@ impl Client {
             ))),
         }
     }
+    /// The URL of `path`, with `?zone=` for calls that act on a zone.
+    fn url(&self, path: &str) -> String {
+        let zoned = ![
+            "/api/v1/speaker",
+            "/api/v1/volume",
+            "/api/v1/zones",
+            "/api/v1/events",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p));
+        match &self.zone {
+            Some(z) if zoned => format!("{}{}?zone={}", self.base, path, enc(z)),
+            _ => format!("{}{}", self.base, path),
+        }
+    }
     fn get(&self, path: &str) -> Result<Value, Failure> {
-        self.call("GET", &format!("{}{}", self.base, path), None)
+        self.call("GET", &self.url(path), None)
     }
     fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
-        self.call("POST", &format!("{}{}", self.base, path), Some(body))
+        self.call("POST", &self.url(path), Some(body))
     }
     fn put(&self, path: &str, body: Value) -> Result<Value, Failure> {
-        self.call("PUT", &format!("{}{}", self.base, path), Some(body))
+        self.call("PUT", &self.url(path), Some(body))
+    }
+    fn delete(&self, path: &str) -> Result<Value, Failure> {
+        self.call("DELETE", &self.url(path), None)
     }
 }
 
@@ -218,7 +249,7 @@ fn main() -> ExitCode {
             .and_then(|f| f["api_url"].as_str().map(String::from))
             .unwrap_or_else(|| "http://127.0.0.1:7780".into())
     });
-    let client = Client::new(&base, cli.token.clone());
+    let client = Client::new(&base, cli.token.clone(), cli.zone.clone());
     match run(&client, &cli) {
         Ok(v) => {
             let streamed = matches!(
@@ -280,16 +311,17 @@ fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
             }
             c.post("/api/v1/queue", b)
         }
-        Cmd::Remove { n } => c.call(
-            "DELETE",
-            &format!("{}/api/v1/queue/{}", c.base, n - 1),
-            None,
-        ),
+        Cmd::Remove { n } => c.delete(&format!("/api/v1/queue/{}", n - 1)),
         Cmd::Move { from, to } => c.post(
             "/api/v1/queue/move",
             json!({ "from": from - 1, "to": to - 1 }),
         ),
-        Cmd::Clear => c.call("DELETE", &format!("{}/api/v1/queue", c.base), None),
+        Cmd::Clear => c.delete("/api/v1/queue"),
+        Cmd::Zones => c.get("/api/v1/zones"),
+        Cmd::Assign { speaker, zone } => c.put(
+            &format!("/api/v1/speakers/{}/zone", enc(speaker)),
+            json!({ "zone": zone }),
+        ),
         Cmd::Shuffle => c.post("/api/v1/queue/shuffle", json!({})),
         Cmd::Repeat { mode } => c.put("/api/v1/repeat", json!({ "mode": mode })),
         Cmd::Pause => c.post("/api/v1/pause", json!({})),
@@ -601,6 +633,31 @@ fn render_zone(z: &Value) -> String {
     o
 }
 
+fn render_zones(v: &Value) -> String {
+    let mut o = String::new();
+    for z in v["zones"].as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
+        let speakers: Vec<&str> = z["speakers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        o += &format!(
+            "{:<16} {:<22} {:<8} volume {:>3}{}  {}\n    speakers: {}\n",
+            z["name"].as_str().unwrap_or("?"),
+            z["stream"].as_str().unwrap_or("?"),
+            z["state"].as_str().unwrap_or("?"),
+            z["volume"],
+            if z["muted"] == true { " (muted)" } else { "" },
+            z["title"].as_str().unwrap_or("-"),
+            if speakers.is_empty() {
+                "none".to_string()
+            } else {
+                speakers.join(", ")
+            }
+        );
+    }
+    o
+}
+
 fn render_speakers(list: &[Value]) -> String {
     if list.is_empty() {
         return "  no speakers yet\n".into();
@@ -612,7 +669,7 @@ fn render_speakers(list: &[Value]) -> String {
             None => "not playing".into(),
         };
         o += &format!(
-            "  {:<16} {:<8} volume {:>3}{}  {}  {}\n",
+            "  {:<16} {:<8} volume {:>3}{}  {}  {}{}\n",
             s["name"].as_str().unwrap_or("?"),
             if s["online"] == true {
                 "online"
@@ -626,7 +683,11 @@ fn render_speakers(list: &[Value]) -> String {
             } else {
                 "unlocked"
             },
-            sync
+            sync,
+            s["zone"]
+                .as_str()
+                .map(|z| format!("  zone {z}"))
+                .unwrap_or_default()
         );
     }
     o
@@ -732,6 +793,8 @@ fn render(cmd: &Cmd, v: &Value) -> String {
             ) + &render_discovered(&v["discovered"])
         }
         Cmd::Volume { .. } | Cmd::Mute { .. } | Cmd::Latency { .. } => "ok\n".into(),
+        Cmd::Assign { speaker, zone } => format!("{speaker} moves to zone {zone}\n"),
+        Cmd::Zones => render_zones(v),
         Cmd::Queue
         | Cmd::Add { .. }
         | Cmd::Remove { .. }

@@ -193,7 +193,34 @@ pub struct ControllerConfig {
     /// Format of raw PCM read from a FIFO played as an item (`rate:bits:channels`, as in
     /// Snapcast's pipe source).
     pub fifo_format: String,
+    /// Format an `alsa:DEVICE` (line-in) item is captured in (`rate:bits:channels`).
+    pub capture_format: String,
+    /// More zones this controller streams, each its own queue on its own group (`[zone]` is
+    /// the first; the others share its format, interface and TTL).
+    pub zones: Vec<ExtraZone>,
 }
+
+/// A further zone of a controller (`[[controller.zones]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ExtraZone {
+    pub name: String,
+    /// IPv4 multicast group of the zone's stream.
+    pub group: String,
+    /// UDP port of the stream (0: `zone.port`).
+    pub port: u16,
+}
+
+/// A zone a controller streams, resolved: name, group, port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneAddr {
+    pub name: String,
+    pub group: Ipv4Addr,
+    pub port: u16,
+}
+
+/// Most zones one controller streams.
+pub const MAX_ZONES: usize = 16;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Copy)]
 #[serde(rename_all = "lowercase")]
@@ -306,6 +333,8 @@ impl Default for ControllerConfig {
             fade_ms: 10,
             fec_group: 8,
             fifo_format: "48000:16:2".into(),
+            capture_format: "48000:16:2".into(),
+            zones: vec![],
         }
     }
 }
@@ -508,6 +537,10 @@ impl Config {
             if let Err(e) = c.fifo_format.parse::<crate::audio::pipe::PipeFormat>() {
                 problem(&mut p, "controller.fifo-format", e);
             }
+            if let Err(e) = c.capture_format.parse::<crate::audio::pipe::PipeFormat>() {
+                problem(&mut p, "controller.capture-format", e);
+            }
+            self.check_zones(&mut p);
             if c.fec_group as usize > crate::wire::fec::MAX_GROUP {
                 problem(
                     &mut p,
@@ -610,6 +643,62 @@ impl Config {
             problem(&mut p, "testing.clock-ppm", "must be within ±2000");
         }
         p
+    }
+
+    fn check_zones(&self, p: &mut Vec<Problem>) {
+        let zones = &self.controller.zones;
+        if zones.len() + 1 > MAX_ZONES {
+            problem(
+                p,
+                "controller.zones",
+                format!("{} zones: at most {MAX_ZONES} in all", zones.len() + 1),
+            );
+        }
+        let mut seen = vec![(self.zone.name.clone(), self.group(), self.zone.port)];
+        for (i, z) in zones.iter().enumerate() {
+            let key = |k: &str| format!("controller.zones[{i}].{k}");
+            if z.name.is_empty() || z.name.len() > 64 {
+                problem(p, &key("name"), "must be 1..=64 bytes");
+            }
+            let group = match z.group.parse::<Ipv4Addr>() {
+                Ok(a) if a.is_multicast() => a,
+                _ => {
+                    problem(
+                        p,
+                        &key("group"),
+                        format!("{:?} is not an IPv4 multicast address", z.group),
+                    );
+                    continue;
+                }
+            };
+            let port = if z.port == 0 { self.zone.port } else { z.port };
+            if let Some(other) = seen.iter().find(|s| s.0 == z.name) {
+                problem(p, &key("name"), format!("{:?} names two zones", other.0));
+            } else if let Some(other) = seen.iter().find(|s| (s.1, s.2) == (group, port)) {
+                problem(
+                    p,
+                    &key("group"),
+                    format!("{group}:{port} is zone {:?}'s stream already", other.0),
+                );
+            }
+            seen.push((z.name.clone(), group, port));
+        }
+    }
+
+    /// Every zone the controller streams, the first being `[zone]` (validated).
+    pub fn zones(&self) -> Vec<ZoneAddr> {
+        let first = ZoneAddr {
+            name: self.zone.name.clone(),
+            group: self.group(),
+            port: self.zone.port,
+        };
+        std::iter::once(first)
+            .chain(self.controller.zones.iter().map(|z| ZoneAddr {
+                name: z.name.clone(),
+                group: z.group.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                port: if z.port == 0 { self.zone.port } else { z.port },
+            }))
+            .collect()
     }
 
     /// The zone's multicast group (validated).

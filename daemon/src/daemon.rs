@@ -107,22 +107,40 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
     };
     if cfg.controller.enabled {
         let c = &cfg.controller;
-        let sock = multicast_sender(iface, z.ttl, z.loopback).map_err(io("multicast sender"))?;
-        let params = controller::streamer::StreamParams {
-            zone: z.name.clone(),
-            auth: auth.clone(),
-            dest: SocketAddr::V4(SocketAddrV4::new(group, z.port)),
-            rate: z.rate,
-            channels: z.channels,
-            format: z.sample_format,
-            latency_ms: c.latency_ms,
-            fade_ms: c.fade_ms,
-            fec_group: c.fec_group as usize,
-            fifo_format: c.fifo_format.parse().unwrap_or_default(),
-            sync_port: c.sync_port,
-        };
-        let streamer = controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())
-            .map_err(io("streamer thread"))?;
+        let mut zones = vec![];
+        for addr in cfg.zones() {
+            let sock =
+                multicast_sender(iface, z.ttl, z.loopback).map_err(io("multicast sender"))?;
+            let params = controller::streamer::StreamParams {
+                zone: addr.name.clone(),
+                auth: auth.clone(),
+                dest: SocketAddr::V4(SocketAddrV4::new(addr.group, addr.port)),
+                rate: z.rate,
+                channels: z.channels,
+                format: z.sample_format,
+                latency_ms: c.latency_ms,
+                fade_ms: c.fade_ms,
+                fec_group: c.fec_group as usize,
+                raw_formats: crate::audio::source::RawFormats {
+                    fifo: c.fifo_format.parse().unwrap_or_default(),
+                    capture: c.capture_format.parse().unwrap_or_default(),
+                },
+                sync_port: c.sync_port,
+            };
+            let streamer =
+                controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())
+                    .map_err(io("streamer thread"))?;
+            log::info!(
+                "controller: zone {} on {}:{} ({} Hz, {} ch, {:?})",
+                addr.name,
+                addr.group,
+                addr.port,
+                z.rate,
+                z.channels,
+                z.sample_format,
+            );
+            zones.push(controller::api::ZoneHandle { addr, streamer });
+        }
         let registry = Arc::new(Registry::default());
         let sync_stats = Arc::new(ServerStats::default());
         let sync_sock = tokio::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
@@ -133,21 +151,12 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             auth.clone(),
             clock.clone(),
             registry.clone(),
-            streamer.recent.clone(),
+            zones.iter().map(|z| z.streamer.recent.clone()).collect(),
             sync_stats.clone(),
         ));
-        log::info!(
-            "controller: zone {} on {}:{} ({} Hz, {} ch, {:?}), sync on UDP {}",
-            z.name,
-            group,
-            z.port,
-            z.rate,
-            z.channels,
-            z.sample_format,
-            c.sync_port
-        );
+        log::info!("controller: clock sync on UDP {}", c.sync_port);
         let ctx = Arc::new(controller::api::Ctx {
-            streamer,
+            zones,
             registry,
             clock: clock.clone(),
             sync_stats,
@@ -156,7 +165,6 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 .map(|t| String::from_utf8_lossy(t).into_owned()),
             events: events.clone(),
             discovery: std::sync::OnceLock::new(),
-            zone_name: z.name.clone(),
         });
         api::events::watch_controller(ctx.clone(), events.clone());
         roles.controller = Some(ctx);
@@ -167,7 +175,11 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         let s = &cfg.speaker;
         let shared = Arc::new(Shared::new(
             s.name.clone(),
-            z.name.clone(),
+            speaker::ZoneNow {
+                name: z.name.clone(),
+                group,
+                port: z.port,
+            },
             z.rate,
             s.volume,
             s.extra_latency_ms,
@@ -209,6 +221,12 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         let rx = speaker::net::StreamReceiver::open(group, z.port, iface, expect, fixed)
             .map(|r| r.with_auth(auth.clone()))
             .map_err(io("multicast receiver"))?;
+        let _ = shared.receiving.set(speaker::Receiving {
+            interface: iface,
+            expect,
+            fixed_controller: fixed,
+            auth: auth.clone(),
+        });
         let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
         playout = Some(
             std::thread::Builder::new()
@@ -464,12 +482,32 @@ async fn metrics(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoRe
     )
 }
 
-async fn status(State(roles): State<Arc<Roles>>) -> Json<serde_json::Value> {
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    zone: Option<String>,
+}
+
+async fn status(
+    State(roles): State<Arc<Roles>>,
+    q: Result<axum::extract::Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, api::ApiError> {
+    let q = q.map_err(|e| api::ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    let zone = match (&roles.controller, &q.zone) {
+        (Some(c), Some(name)) => c.find_zone(name)?,
+        (None, Some(_)) => {
+            return Err(api::ApiError::not_found(
+                "no zones here: this daemon is not a controller",
+            ))
+        }
+        _ => controller::api::Zoned(0),
+    };
     let mut names = vec![];
     let controller = roles.controller.as_ref().map(|c| {
         names.push("controller");
         json!({
-            "zone": c.zone().ok(),
+            "zone": c.zone_status(zone).ok(),
+            "zones": c.zones.iter().map(|z| z.addr.name.clone()).collect::<Vec<_>>(),
             "speakers": c.speakers(),
             "clock_ns": ControllerNs(c.clock.now().0).0,
             "sync_service": c.sync_stats.snapshot(),
@@ -488,7 +526,7 @@ async fn status(State(roles): State<Arc<Roles>>) -> Json<serde_json::Value> {
         .as_ref()
         .and_then(|s| s.snapshot.lock().ok().and_then(|g| *g))
         .map(|snap| snap.to_controller(local).0);
-    Json(json!({
+    Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "roles": names,
         "controller": controller,
@@ -498,5 +536,5 @@ async fn status(State(roles): State<Arc<Roles>>) -> Json<serde_json::Value> {
             "clock_ns": local.0,
             "controller_estimate_ns": estimate,
         },
-    }))
+    })))
 }

@@ -15,6 +15,11 @@ pub fn multicast_receiver(
     s.set_reuse_port(true)?;
     s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
     s.join_multicast_v4(&group, &interface)?;
+    // Only the group joined here: Linux otherwise hands a socket bound to the port the
+    // datagrams of every group any socket of the host joined on it (two zones on one port,
+    // or a speaker moving between them, would hear both streams).
+    #[cfg(target_os = "linux")]
+    s.set_multicast_all_v4(false)?;
     s.set_recv_buffer_size(1 << 20)?;
     s.set_nonblocking(true)?;
     Ok(s.into())

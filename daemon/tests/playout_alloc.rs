@@ -65,14 +65,19 @@ fn steady_state_playout_allocates_nothing_per_packet() {
     let dir = std::env::temp_dir().join(format!("chorus-alloc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let clock: SharedClock = Arc::new(MonotonicRaw);
-    let shared = Arc::new(Shared::new("alloc".into(), "z".into(), RATE, 80, 0.0));
+    let group = Ipv4Addr::new(239, 255, 101, (std::process::id() % 200) as u8 + 1);
+    let zone = chorus::speaker::ZoneNow {
+        name: "z".into(),
+        group,
+        port: 0,
+    };
+    let shared = Arc::new(Shared::new("alloc".into(), zone, RATE, 80, 0.0));
     // The speaker's clock is the controller's: identity model.
     *shared.snapshot.lock().unwrap() = Some(ClockSnapshot {
         t_ref: LocalNs(0),
         offset_ref: 0,
         freq: 0.0,
     });
-    let group = Ipv4Addr::new(239, 255, 101, (std::process::id() % 200) as u8 + 1);
     let port = 40_000 + (std::process::id() % 20_000) as u16;
     let lo = Ipv4Addr::LOCALHOST;
     let expect = Expect {

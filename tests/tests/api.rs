@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 /// Loose limits for tests that fire many calls.
 const FAST: &str = "mutating-per-second = 100000\n";
 
-fn controller_with_api(dir: &std::path::Path, net: &Net, api_extra: &str) -> Daemon {
+/// A controller with a second zone, "kitchen", on `kitchen`'s group.
+fn controller_with_api(dir: &std::path::Path, net: &Net, kitchen: &str, api_extra: &str) -> Daemon {
     let port = free_tcp_port();
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nmdns = false\n{api_extra}\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nsync-port = {}\n[speaker]\nenabled = false\n",
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nmdns = false\n{api_extra}\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nsync-port = {}\n[[controller.zones]]\nname = \"kitchen\"\ngroup = \"{kitchen}\"\n[speaker]\nenabled = false\n",
         net.group, net.port, net.sync_port
     );
     start_daemon(dir, "controller", &cfg)
@@ -156,11 +157,15 @@ fn check_answer(doc: &Value, op: &Value, what: &str, code: u16, body: &Value) {
 }
 
 /// A valid body for an operation, from its schema.
-fn valid_body(schema: &Value, track: &str) -> Value {
+fn valid_body(schema: &Value, s: &Setup) -> Value {
+    let track = &s.track;
     let mut o = serde_json::Map::new();
-    for (k, s) in schema["properties"].as_object().into_iter().flatten() {
-        let v = match (k.as_str(), s["type"].as_str()) {
+    for (k, sc) in schema["properties"].as_object().into_iter().flatten() {
+        let v = match (k.as_str(), sc["type"].as_str()) {
             ("uri", _) => json!(track),
+            ("zone", _) => json!("kitchen"),
+            ("group", _) => json!(s.kitchen),
+            ("port", _) => json!(s.port),
             ("position_s", _) => json!(0.5),
             ("position" | "from" | "to", _) => json!(0),
             ("mode", _) => json!("off"),
@@ -176,6 +181,9 @@ fn valid_body(schema: &Value, track: &str) -> Value {
 
 struct Setup {
     _dir: std::path::PathBuf,
+    /// The second zone's group, and the stream port.
+    kitchen: String,
+    port: u16,
     controller: Daemon,
     speaker: Daemon,
     track: String,
@@ -184,13 +192,16 @@ struct Setup {
 fn setup(tag: &str, api_extra: &str) -> Setup {
     let dir = scratch(tag);
     let net = Net::new();
-    let controller = controller_with_api(&dir, &net, api_extra);
+    let kitchen = Net::new().group;
+    let controller = controller_with_api(&dir, &net, &kitchen, api_extra);
     let speaker = speaker_with_api(&dir, &net, "den", api_extra);
     wait_locked(&controller, 1);
     let track = dir.join("counter.wav");
     write_counter_wav(&track, 1, 48_000 * 30);
     Setup {
         track: track.display().to_string(),
+        kitchen,
+        port: net.port,
         _dir: dir,
         controller,
         speaker,
@@ -243,7 +254,7 @@ fn every_route_is_documented_and_answers_as_documented() {
         );
         let body = op["requestBody"]["content"]["application/json"]["schema"]
             .as_object()
-            .map(|sc| valid_body(&Value::Object(sc.clone()), &s.track).to_string());
+            .map(|sc| valid_body(&Value::Object(sc.clone()), &s).to_string());
         let (code, answer) = if path == "/metrics" {
             let r = ureq::get(&url).call().unwrap();
             (r.status(), Value::Null)
@@ -321,7 +332,7 @@ fn hostile_input_gets_documented_json_errors_never_a_5xx() {
         };
         let schema = Value::Object(schema.clone());
         let base = base_for(&s, &op).to_string();
-        let good = valid_body(&schema, &s.track);
+        let good = valid_body(&schema, &s);
         for round in 0..40 {
             let name = if round % 5 == 4 { "nobody" } else { "den" };
             let url = format!("{base}{}", path.replace("{name}", name));

@@ -24,7 +24,15 @@ fn metrics(s: &Daemon) -> impl Fn(&str) -> f64 {
         .unwrap();
     move |name: &str| {
         text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .find_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                // Labelled (`name{zone="..."} v`) or not.
+                let value = match rest.strip_prefix('{') {
+                    Some(r) => r.split_once("} ")?.1,
+                    None => rest.strip_prefix(' ')?,
+                };
+                value.parse().ok()
+            })
             .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
     }
 }

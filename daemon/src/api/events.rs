@@ -3,12 +3,12 @@
 //! state every 50 ms and publishes what changed; handlers that change state publish at once.
 //!
 //! Events (SSE `event:` name, JSON `data:`):
-//! - `transport` `{"state"}`: playing, paused, stopped
-//! - `track` `{"index", "title", "uri", "duration_s"}`: now playing changed
-//! - `volume` `{"speaker", "volume", "muted"}`
+//! - `transport` `{"zone", "state"}`: playing, paused, stopped
+//! - `track` `{"zone", "index", "title", "uri", "duration_s"}`: now playing changed
+//! - `volume` `{"speaker", "volume", "muted"}` or `{"zone", "volume", "muted"}`
 //! - `speaker` `{"speaker", "event"}`: joined, left (no heartbeat for a while), locked,
-//!   lost_sync
-//! - `error` `{"item", "message"}`: an item that could not be played
+//!   lost_sync; moved (with `"zone"`: it now plays that zone)
+//! - `error` `{"zone", "item", "message"}`: an item that could not be played
 
 use crate::controller::registry::SpeakerInfo;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -75,26 +75,30 @@ struct ZoneSeen {
     volume: Option<(u8, bool)>,
     /// The newest error seen (time, item).
     last_error: Option<(i64, String)>,
-    speakers: BTreeMap<String, SpeakerInfo>,
 }
 
 /// Watches a controller's zone and speaker list.
 pub fn watch_controller(ctx: Arc<crate::controller::api::Ctx>, events: Arc<Events>) {
     tokio::spawn(async move {
-        let mut seen = ZoneSeen::default();
+        let fresh = || -> Vec<ZoneSeen> { ctx.zones.iter().map(|_| ZoneSeen::default()).collect() };
+        let mut seen = fresh();
+        let mut speakers = BTreeMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tick.tick().await;
             if events.tx.receiver_count() == 0 {
                 // Nobody listens: keep the picture current without building events.
-                seen = ZoneSeen::default();
+                seen = fresh();
+                speakers.clear();
                 continue;
             }
-            if let Ok(z) = ctx.zone() {
-                compare_zone(&mut seen, &z, &events);
+            for (i, s) in seen.iter_mut().enumerate() {
+                if let Ok(z) = ctx.zone_status(crate::controller::api::Zoned(i)) {
+                    compare_zone(s, &z, &events);
+                }
             }
-            compare_speakers(&mut seen.speakers, ctx.speakers(), &events);
+            compare_speakers(&mut speakers, ctx.speakers(), &events);
         }
     });
 }
@@ -106,7 +110,7 @@ fn compare_zone(seen: &mut ZoneSeen, z: &crate::controller::streamer::ZoneStatus
     let first = seen.state.is_none();
     if seen.state != state {
         if !first {
-            ev.publish("transport", json!({ "state": state }));
+            ev.publish("transport", json!({ "zone": z.zone, "state": state }));
         }
         seen.state = state;
     }
@@ -125,7 +129,13 @@ fn compare_zone(seen: &mut ZoneSeen, z: &crate::controller::streamer::ZoneStatus
         if !first && (track.1.is_some() || seen.track.as_ref().is_some_and(|t| t.1.is_some())) {
             ev.publish(
                 "track",
-                json!({ "index": z.index, "title": z.title, "uri": z.uri, "duration_s": z.duration_s }),
+                json!({
+                    "zone": z.zone,
+                    "index": z.index,
+                    "title": z.title,
+                    "uri": z.uri,
+                    "duration_s": z.duration_s
+                }),
             );
         }
         seen.track = Some(track);
@@ -141,7 +151,7 @@ fn compare_zone(seen: &mut ZoneSeen, z: &crate::controller::streamer::ZoneStatus
         for e in &z.errors[after.min(z.errors.len())..] {
             ev.publish(
                 "error",
-                json!({ "item": e.item, "message": e.message, "at_ms": e.at_ms }),
+                json!({ "zone": z.zone, "item": e.item, "message": e.message, "at_ms": e.at_ms }),
             );
         }
     }
@@ -161,6 +171,12 @@ fn compare_speakers(seen: &mut BTreeMap<String, SpeakerInfo>, now: Vec<SpeakerIn
             Some(old) => {
                 if old.online != s.online {
                     ev.publish("speaker", speaker(if s.online { "joined" } else { "left" }));
+                }
+                if old.zone != s.zone && s.zone.is_some() {
+                    ev.publish(
+                        "speaker",
+                        json!({ "speaker": name, "event": "moved", "zone": s.zone }),
+                    );
                 }
                 if old.locked != s.locked {
                     let what = if s.locked { "locked" } else { "lost_sync" };

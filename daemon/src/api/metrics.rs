@@ -119,35 +119,52 @@ pub fn render(
     let flag = |b: bool| f64::from(u8::from(b));
     let mut m = Metrics::default();
     if let Some(c) = controller {
-        if let Ok(z) = c.zone() {
-            m.counters(&[
-                (
-                    "chorus_controller_packets_sent_total",
-                    "Audio datagrams sent.",
-                    z.packets_sent,
-                ),
-                (
-                    "chorus_controller_parity_sent_total",
-                    "Parity datagrams sent (forward error correction).",
-                    z.parity_sent,
-                ),
-                (
-                    "chorus_controller_frames_sent_total",
-                    "Audio frames sent.",
-                    z.frames_sent,
-                ),
-                (
-                    "chorus_controller_send_errors_total",
-                    "Failed multicast sends.",
-                    z.send_errors,
-                ),
-            ]);
-            let playing = z.state == crate::controller::streamer::TransportState::Playing;
-            m.gauge(
+        // One sample per zone, labelled with its name.
+        let zones: Vec<_> = (0..c.zones.len())
+            .filter_map(|i| c.zone_status(crate::controller::api::Zoned(i)).ok())
+            .collect();
+        type Field = fn(&crate::controller::streamer::ZoneStatus) -> f64;
+        let table: [(&str, &str, &str, Field); 5] = [
+            (
+                "chorus_controller_packets_sent_total",
+                "Audio datagrams sent.",
+                "counter",
+                |z| z.packets_sent as f64,
+            ),
+            (
+                "chorus_controller_parity_sent_total",
+                "Parity datagrams sent (forward error correction).",
+                "counter",
+                |z| z.parity_sent as f64,
+            ),
+            (
+                "chorus_controller_frames_sent_total",
+                "Audio frames sent.",
+                "counter",
+                |z| z.frames_sent as f64,
+            ),
+            (
+                "chorus_controller_send_errors_total",
+                "Failed multicast sends.",
+                "counter",
+                |z| z.send_errors as f64,
+            ),
+            (
                 "chorus_controller_playing",
                 "1 while the zone plays.",
-                flag(playing),
-            );
+                "gauge",
+                |z| {
+                    f64::from(u8::from(
+                        z.state == crate::controller::streamer::TransportState::Playing,
+                    ))
+                },
+            ),
+        ];
+        for (name, help, kind, field) in table {
+            m.header(name, help, kind);
+            for z in &zones {
+                m.sample(name, &[("zone", &z.zone)], field(z));
+            }
         }
         let st = &c.sync_stats;
         m.counters(&[

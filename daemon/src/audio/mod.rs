@@ -1,6 +1,7 @@
 //! Audio sources for the controller: decoding (symphonia), channel remixing and resampling
 //! (rubato) into the zone's stream format.
 
+pub mod capture;
 pub mod decode;
 pub mod measure;
 pub mod pipe;

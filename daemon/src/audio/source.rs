@@ -1,5 +1,6 @@
 //! A playable item: decoder + remixer + resampler, producing frames in the zone's format.
 
+use super::capture::CaptureReader;
 use super::decode::FileDecoder;
 use super::pipe::{PipeFormat, PipeReader};
 use super::radio::RadioReader;
@@ -15,6 +16,8 @@ enum Input {
     Pipe(PipeReader),
     /// Internet radio (never ends either).
     Radio(RadioReader),
+    /// ALSA capture, line-in (never ends).
+    Capture(CaptureReader),
 }
 
 impl Input {
@@ -23,6 +26,7 @@ impl Input {
             Input::File(d) => d.rate,
             Input::Pipe(p) => p.fmt.rate,
             Input::Radio(r) => r.rate,
+            Input::Capture(c) => c.fmt.rate,
         }
     }
     fn channels(&self) -> usize {
@@ -30,12 +34,13 @@ impl Input {
             Input::File(d) => d.channels,
             Input::Pipe(p) => p.fmt.channels as usize,
             Input::Radio(r) => r.channels,
+            Input::Capture(c) => c.fmt.channels as usize,
         }
     }
     fn layout(&self) -> Option<symphonia::core::audio::Channels> {
         match self {
             Input::File(d) => d.layout,
-            Input::Pipe(_) | Input::Radio(_) => None,
+            Input::Pipe(_) | Input::Radio(_) | Input::Capture(_) => None,
         }
     }
     fn next_chunk(&mut self, out: &mut Vec<f32>) -> Result<usize, AudioError> {
@@ -43,8 +48,16 @@ impl Input {
             Input::File(d) => d.next_chunk(out),
             Input::Pipe(p) => p.next_chunk(out),
             Input::Radio(r) => r.next_chunk(out),
+            Input::Capture(c) => c.next_chunk(out),
         }
     }
+}
+
+/// Formats of the sources that carry none: FIFOs and capture devices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawFormats {
+    pub fifo: PipeFormat,
+    pub capture: PipeFormat,
 }
 
 /// An open file (or FIFO) producing interleaved f32 frames at the zone's rate and channel
@@ -70,18 +83,22 @@ pub struct Source {
 impl Source {
     /// Opens `path` for a zone of `rate` Hz and `channels` channels.
     pub fn open(path: &Path, rate: u32, channels: usize) -> Result<Source, AudioError> {
-        Self::open_with(path, rate, channels, PipeFormat::default())
+        Self::open_with(path, rate, channels, RawFormats::default())
     }
 
-    /// Opens `path`; a FIFO is read as raw PCM of `fifo` format.
+    /// Opens `path`; a FIFO is read as raw PCM of `raw.fifo` format, an `alsa:` capture device
+    /// in `raw.capture` format.
     pub fn open_with(
         path: &Path,
         rate: u32,
         channels: usize,
-        fifo: PipeFormat,
+        raw: RawFormats,
     ) -> Result<Source, AudioError> {
         let uri = path.to_string_lossy();
-        let decoder = if super::radio::is_radio(&uri) {
+        let fifo = raw.fifo;
+        let decoder = if super::capture::is_capture(&uri) {
+            Input::Capture(CaptureReader::open(&uri, raw.capture)?)
+        } else if super::radio::is_radio(&uri) {
             Input::Radio(RadioReader::open(&uri, rate, channels)?)
         } else if super::pipe::is_fifo(path) {
             Input::Pipe(PipeReader::open(path, fifo)?)
@@ -131,6 +148,7 @@ impl Source {
             Input::File(d) => d.title(),
             Input::Pipe(_) => None,
             Input::Radio(r) => return r.title(),
+            Input::Capture(c) => return c.title(),
         };
         tag.map(str::to_string).unwrap_or_else(|| {
             self.path
@@ -143,7 +161,7 @@ impl Source {
     pub fn artist_album(&self) -> (Option<String>, Option<String>) {
         match &self.decoder {
             Input::File(d) => (d.artist().map(String::from), d.album().map(String::from)),
-            Input::Pipe(_) | Input::Radio(_) => (None, None),
+            Input::Pipe(_) | Input::Radio(_) | Input::Capture(_) => (None, None),
         }
     }
     /// The title changes while it plays (internet radio).
@@ -154,7 +172,7 @@ impl Source {
     pub fn duration_s(&self) -> Option<f64> {
         match &self.decoder {
             Input::File(d) => d.n_frames.map(|n| n as f64 / d.rate as f64),
-            Input::Pipe(_) | Input::Radio(_) => None,
+            Input::Pipe(_) | Input::Radio(_) | Input::Capture(_) => None,
         }
     }
     /// Position in seconds.
@@ -233,7 +251,7 @@ impl Source {
     pub fn seek(&mut self, seconds: f64) -> Result<(), AudioError> {
         match &mut self.decoder {
             Input::File(d) => d.seek(seconds)?,
-            Input::Pipe(_) | Input::Radio(_) => {
+            Input::Pipe(_) | Input::Radio(_) | Input::Capture(_) => {
                 return Err(AudioError::Seek {
                     path: self.path.clone(),
                     reason: "a live stream cannot seek".into(),

@@ -7,18 +7,27 @@ use super::streamer::{Command, ZoneStatus};
 use super::{Registry, StreamerHandle};
 use crate::api::{body, ApiError, ApiResult};
 use crate::clock::{ControllerNs, SharedClock};
+use crate::config::ZoneAddr;
 use crate::speaker::api::{check_volume, MuteBody, VolumeBody};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A zone the controller streams.
+pub struct ZoneHandle {
+    pub addr: ZoneAddr,
+    pub streamer: Arc<StreamerHandle>,
+}
+
 /// What the controller's handlers share.
 pub struct Ctx {
-    pub streamer: Arc<StreamerHandle>,
+    /// The zones, `[zone]` first (the one calls without `?zone=` act on).
+    pub zones: Vec<ZoneHandle>,
     pub registry: Arc<Registry>,
     pub clock: SharedClock,
     /// Counters of the clock-sync service.
@@ -29,22 +38,69 @@ pub struct Ctx {
     pub events: Arc<crate::api::events::Events>,
     /// mDNS: what announces itself on the network (None: discovery off).
     pub discovery: std::sync::OnceLock<Arc<crate::discovery::Discovery>>,
-    pub zone_name: String,
 }
 
 impl Ctx {
     fn now(&self) -> ControllerNs {
         ControllerNs(self.clock.now().0)
     }
-    /// Zone status.
+    /// Status of the first zone.
     pub fn zone(&self) -> Result<ZoneStatus, ApiError> {
-        self.streamer
+        self.zone_status(Zoned(0))
+    }
+    /// Status of a zone.
+    pub fn zone_status(&self, z: Zoned) -> Result<ZoneStatus, ApiError> {
+        self.zones[z.0]
+            .streamer
             .status()
             .ok_or_else(|| ApiError::internal("streamer state unavailable"))
     }
-    /// Known speakers.
+    /// Known speakers, each with the zone whose stream it plays.
     pub fn speakers(&self) -> Vec<SpeakerInfo> {
-        self.registry.list(self.now())
+        let mut list = self.registry.list(self.now());
+        for s in &mut list {
+            s.zone = s.stream.as_deref().and_then(|st| {
+                self.zones
+                    .iter()
+                    .find(|z| format!("{}:{}", z.addr.group, z.addr.port) == st)
+                    .map(|z| z.addr.name.clone())
+            });
+        }
+        list
+    }
+    /// The zone named `name`.
+    pub fn find_zone(&self, name: &str) -> Result<Zoned, ApiError> {
+        self.zones
+            .iter()
+            .position(|z| z.addr.name == name)
+            .map(Zoned)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.zones.iter().map(|z| z.addr.name.as_str()).collect();
+                ApiError::not_found(format!("no zone named {name:?} (zones: {names:?})"))
+            })
+    }
+}
+
+/// The zone a call acts on: `?zone=NAME`, or the first zone without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zoned(pub usize);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneQuery {
+    zone: Option<String>,
+}
+
+impl FromRequestParts<Arc<Ctx>> for Zoned {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Arc<Ctx>) -> Result<Self, ApiError> {
+        let Query(q) = Query::<ZoneQuery>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+        match q.zone {
+            None => Ok(Zoned(0)),
+            Some(name) => c.find_zone(&name),
+        }
     }
 }
 
@@ -78,7 +134,7 @@ impl Ctx {
             .into_iter()
             .filter(|f| {
                 f.role.contains("speaker")
-                    && f.zone == self.zone_name
+                    && self.zones.iter().any(|z| z.addr.name == f.zone)
                     && !speakers.iter().any(|s| s.name == f.name)
             })
             .collect();
@@ -115,11 +171,92 @@ pub fn routes(ctx: Arc<Ctx>) -> Router {
         .route("/api/v1/repeat", put(repeat))
         .route("/api/v1/zone/volume", put(zone_volume))
         .route("/api/v1/zone/mute", put(zone_mute))
+        .route("/api/v1/zones", get(zones))
+        .route("/api/v1/speakers/{name}/zone", put(speaker_zone))
         .with_state(ctx)
 }
 
-async fn zone(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
-    Ok(Json(c.zone()?))
+async fn zone(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
+    Ok(Json(c.zone_status(z)?))
+}
+
+/// A zone in the list of zones.
+#[derive(Serialize)]
+struct ZoneEntry {
+    name: String,
+    /// The zone's stream, `group:port`.
+    stream: String,
+    state: Option<super::streamer::TransportState>,
+    title: Option<String>,
+    volume: Option<u8>,
+    muted: Option<bool>,
+    /// Speakers playing this zone's stream.
+    speakers: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ZoneList {
+    zones: Vec<ZoneEntry>,
+}
+
+async fn zones(State(c): State<Arc<Ctx>>) -> Json<ZoneList> {
+    let speakers = c.speakers();
+    Json(ZoneList {
+        zones: c
+            .zones
+            .iter()
+            .map(|z| {
+                let st = z.streamer.status();
+                ZoneEntry {
+                    name: z.addr.name.clone(),
+                    stream: format!("{}:{}", z.addr.group, z.addr.port),
+                    state: st.as_ref().map(|s| s.state),
+                    title: st.as_ref().and_then(|s| s.title.clone()),
+                    volume: st.as_ref().map(|s| s.volume),
+                    muted: st.as_ref().map(|s| s.muted),
+                    speakers: speakers
+                        .iter()
+                        .filter(|s| s.zone.as_deref() == Some(z.addr.name.as_str()))
+                        .map(|s| s.name.clone())
+                        .collect(),
+                }
+            })
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpeakerZoneBody {
+    zone: String,
+}
+
+/// Moves a speaker to another zone: the speaker joins that zone's stream and switches to it at
+/// a frame boundary once it is due (no gap, a short crossing fade).
+async fn speaker_zone(
+    State(c): State<Arc<Ctx>>,
+    Path(name): Path<String>,
+    b: Result<Json<SpeakerZoneBody>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let want = body(b)?.zone;
+    let z = c.find_zone(&want)?;
+    let info = find(&c, &name)?;
+    let addr = &c.zones[z.0].addr;
+    let answer = forward(
+        &c,
+        &info,
+        "/api/v1/speaker/zone",
+        serde_json::json!({
+            "zone": addr.name,
+            "group": addr.group.to_string(),
+            "port": addr.port,
+        }),
+    )
+    .await?;
+    // The event watcher reports the move ("moved") from here on.
+    c.registry
+        .note_stream(&info.name, format!("{}:{}", addr.group, addr.port));
+    Ok(Json(answer))
 }
 
 async fn speakers(State(c): State<Arc<Ctx>>) -> Json<SpeakerList> {
@@ -127,8 +264,9 @@ async fn speakers(State(c): State<Arc<Ctx>>) -> Json<SpeakerList> {
 }
 
 fn find(c: &Ctx, name: &str) -> Result<SpeakerInfo, ApiError> {
-    c.registry
-        .get(name, c.now())
+    c.speakers()
+        .into_iter()
+        .find(|s| s.name == name)
         .ok_or_else(|| ApiError::not_found(format!("no speaker named {name:?}")))
 }
 
@@ -236,22 +374,23 @@ async fn all_volume(
     Ok(Json(c.speaker_list()))
 }
 
-async fn send(c: &Ctx, cmd: Command) -> ApiResult<ZoneStatus> {
-    if !c.streamer.send(cmd) {
+async fn send(c: &Ctx, z: Zoned, cmd: Command) -> ApiResult<ZoneStatus> {
+    if !c.zones[z.0].streamer.send(cmd) {
         return Err(ApiError::internal("streamer is not running"));
     }
     // Give the streamer a moment so the answer reflects the command.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    Ok(Json(c.zone()?))
+    Ok(Json(c.zone_status(z)?))
 }
 
 async fn play(
     State(c): State<Arc<Ctx>>,
+    z: Zoned,
     b: Result<Json<PlayBody>, JsonRejection>,
 ) -> ApiResult<ZoneStatus> {
     let uri = body(b)?.uri;
     let items = expand(&uri)?;
-    send(&c, Command::Play { uri, items }).await
+    send(&c, z, Command::Play { uri, items }).await
 }
 
 #[derive(Deserialize)]
@@ -310,58 +449,65 @@ fn position(p: i64, len: usize, end_ok: bool) -> Result<usize, ApiError> {
         })
 }
 
-async fn queue_get(State(c): State<Arc<Ctx>>) -> ApiResult<QueueView> {
-    Ok(Json(queue_view(&c.zone()?)))
+async fn queue_get(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<QueueView> {
+    Ok(Json(queue_view(&c.zone_status(z)?)))
 }
 
-async fn queue_cmd(c: &Ctx, cmd: Command) -> ApiResult<QueueView> {
-    let Json(z) = send(c, cmd).await?;
-    Ok(Json(queue_view(&z)))
+async fn queue_cmd(c: &Ctx, z: Zoned, cmd: Command) -> ApiResult<QueueView> {
+    let Json(status) = send(c, z, cmd).await?;
+    Ok(Json(queue_view(&status)))
 }
 
 async fn queue_add(
     State(c): State<Arc<Ctx>>,
+    z: Zoned,
     b: Result<Json<AddBody>, JsonRejection>,
 ) -> ApiResult<QueueView> {
     let b = body(b)?;
-    let len = c.zone()?.queue.len();
+    let len = c.zone_status(z)?.queue.len();
     let at = b.position.map(|p| position(p, len, true)).transpose()?;
     let items = expand(&b.uri)?;
-    queue_cmd(&c, Command::Add { at, items }).await
+    queue_cmd(&c, z, Command::Add { at, items }).await
 }
 
-async fn queue_remove(State(c): State<Arc<Ctx>>, Path(p): Path<String>) -> ApiResult<QueueView> {
+async fn queue_remove(
+    State(c): State<Arc<Ctx>>,
+    z: Zoned,
+    Path(p): Path<String>,
+) -> ApiResult<QueueView> {
     let p: i64 = p
         .parse()
         .map_err(|_| ApiError::unprocessable(format!("position {p:?} is not a number")))?;
-    let at = position(p, c.zone()?.queue.len(), false)?;
-    queue_cmd(&c, Command::Remove(at)).await
+    let at = position(p, c.zone_status(z)?.queue.len(), false)?;
+    queue_cmd(&c, z, Command::Remove(at)).await
 }
 
 async fn queue_move(
     State(c): State<Arc<Ctx>>,
+    z: Zoned,
     b: Result<Json<MoveBody>, JsonRejection>,
 ) -> ApiResult<QueueView> {
     let b = body(b)?;
-    let len = c.zone()?.queue.len();
+    let len = c.zone_status(z)?.queue.len();
     let (from, to) = (position(b.from, len, false)?, position(b.to, len, false)?);
-    queue_cmd(&c, Command::Move { from, to }).await
+    queue_cmd(&c, z, Command::Move { from, to }).await
 }
 
-async fn queue_clear(State(c): State<Arc<Ctx>>) -> ApiResult<QueueView> {
-    queue_cmd(&c, Command::Clear).await
+async fn queue_clear(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<QueueView> {
+    queue_cmd(&c, z, Command::Clear).await
 }
 
-async fn queue_shuffle(State(c): State<Arc<Ctx>>) -> ApiResult<QueueView> {
-    queue_cmd(&c, Command::Shuffle).await
+async fn queue_shuffle(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<QueueView> {
+    queue_cmd(&c, z, Command::Shuffle).await
 }
 
 async fn repeat(
     State(c): State<Arc<Ctx>>,
+    z: Zoned,
     b: Result<Json<RepeatBody>, JsonRejection>,
 ) -> ApiResult<QueueView> {
     let mode = body(b)?.mode;
-    queue_cmd(&c, Command::SetRepeat(mode)).await
+    queue_cmd(&c, z, Command::SetRepeat(mode)).await
 }
 
 /// A URI's items, or the API error that says why there are none.
@@ -375,38 +521,41 @@ fn expand(uri: &str) -> Result<Vec<std::path::PathBuf>, ApiError> {
 
 async fn zone_volume(
     State(c): State<Arc<Ctx>>,
+    z: Zoned,
     b: Result<Json<VolumeBody>, JsonRejection>,
 ) -> ApiResult<ZoneStatus> {
     let v = check_volume(body(b)?.volume)?;
-    send(&c, Command::ZoneVolume(v)).await
+    send(&c, z, Command::ZoneVolume(v)).await
 }
 
 async fn zone_mute(
     State(c): State<Arc<Ctx>>,
+    z: Zoned,
     b: Result<Json<MuteBody>, JsonRejection>,
 ) -> ApiResult<ZoneStatus> {
     let m = body(b)?.muted;
-    send(&c, Command::ZoneMute(m)).await
+    send(&c, z, Command::ZoneMute(m)).await
 }
 
-async fn pause(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
-    send(&c, Command::Pause).await
+async fn pause(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
+    send(&c, z, Command::Pause).await
 }
-async fn resume(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
-    send(&c, Command::Resume).await
+async fn resume(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
+    send(&c, z, Command::Resume).await
 }
-async fn stop(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
-    send(&c, Command::Stop).await
+async fn stop(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
+    send(&c, z, Command::Stop).await
 }
-async fn next(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
-    send(&c, Command::Next).await
+async fn next(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
+    send(&c, z, Command::Next).await
 }
-async fn previous(State(c): State<Arc<Ctx>>) -> ApiResult<ZoneStatus> {
-    send(&c, Command::Previous).await
+async fn previous(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
+    send(&c, z, Command::Previous).await
 }
 
 async fn seek(
     State(c): State<Arc<Ctx>>,
+    z: Zoned,
     b: Result<Json<SeekBody>, JsonRejection>,
 ) -> ApiResult<ZoneStatus> {
     let pos = body(b)?.position_s;
@@ -415,18 +564,18 @@ async fn seek(
             "position {pos} must be a non-negative number of seconds"
         )));
     }
-    let z = c.zone()?;
-    if z.title.is_none() {
+    let status = c.zone_status(z)?;
+    if status.title.is_none() {
         return Err(ApiError::conflict(
             "nothing to seek in: the queue is stopped",
         ));
     }
-    if let Some(d) = z.duration_s {
+    if let Some(d) = status.duration_s {
         if pos > d {
             return Err(ApiError::unprocessable(format!(
                 "position {pos} s is past the end ({d:.3} s)"
             )));
         }
     }
-    send(&c, Command::Seek(pos)).await
+    send(&c, z, Command::Seek(pos)).await
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 pub enum QueueError {
     #[error("{0}: no such file or folder")]
     NotFound(String),
-    #[error("{0}: only local files, folders, .m3u playlists, FIFOs and http(s):// radio streams are supported")]
+    #[error("{0}: only local files, folders, .m3u playlists, FIFOs, http(s):// radio streams and alsa:DEVICE line-in are supported")]
     UnsupportedScheme(String),
     #[error("{uri}: cannot read: {source}")]
     Read { uri: String, source: std::io::Error },
@@ -41,6 +41,20 @@ fn is_playlist(p: &Path) -> bool {
 
 /// Expands `uri` (a path or `file://` URL) into the files to play, in order.
 pub fn expand(uri: &str) -> Result<Vec<PathBuf>, QueueError> {
+    if crate::audio::capture::is_capture(uri) {
+        // Line-in: one item, the device (opened, or refused with the device's reason, when
+        // it plays).
+        let device = &uri[crate::audio::capture::SCHEME.len()..];
+        if device.is_empty()
+            || device.len() > 256
+            || device.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(QueueError::UnsupportedScheme(
+                uri.chars().take(80).collect(),
+            ));
+        }
+        return Ok(vec![PathBuf::from(uri)]);
+    }
     if crate::audio::radio::is_radio(uri) {
         // A live stream: one item, the URL itself.
         if uri.len() > 2048 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {

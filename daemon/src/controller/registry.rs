@@ -26,6 +26,10 @@ pub struct SpeakerInfo {
     pub muted: bool,
     pub locked: bool,
     pub sync_error_us: Option<f64>,
+    /// The zone whose stream it plays (None: a stream this controller does not send).
+    pub zone: Option<String>,
+    /// That stream, `group:port`, as the speaker reports it.
+    pub stream: Option<String>,
     pub online: bool,
     pub last_seen_ms_ago: i64,
 }
@@ -72,6 +76,8 @@ impl Registry {
                     muted: e.heartbeat.muted,
                     locked: e.heartbeat.locked,
                     sync_error_us: e.heartbeat.sync_error_us,
+                    zone: None,
+                    stream: e.heartbeat.stream.clone(),
                     online: ago < LOST_AFTER_NS,
                     last_seen_ms_ago: ago / 1_000_000,
                 }
@@ -93,6 +99,15 @@ impl Registry {
             if let Some(e) = m.get_mut(name) {
                 e.heartbeat.volume = volume;
                 e.heartbeat.muted = muted;
+            }
+        }
+    }
+
+    /// A move to another zone made through the controller, ahead of the next heartbeat.
+    pub fn note_stream(&self, name: &str, stream: String) {
+        if let Ok(mut m) = self.inner.lock() {
+            if let Some(e) = m.get_mut(name) {
+                e.heartbeat.stream = Some(stream);
             }
         }
     }

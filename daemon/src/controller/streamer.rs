@@ -143,8 +143,8 @@ pub struct StreamParams {
     pub fade_ms: u32,
     /// Parity after every this many audio datagrams; 0: none.
     pub fec_group: usize,
-    /// Format of raw PCM from a FIFO item.
-    pub fifo_format: crate::audio::pipe::PipeFormat,
+    /// Formats of raw PCM from FIFO and capture items.
+    pub raw_formats: crate::audio::source::RawFormats,
     /// Announced so that speakers find the sync service.
     pub sync_port: u16,
 }
@@ -184,6 +184,11 @@ impl RecentDatagrams {
         slot.0 = Some(seq);
         slot.1.clear();
         slot.1.extend_from_slice(datagram);
+    }
+
+    /// The session whose datagrams these are.
+    pub fn session(&self) -> u32 {
+        self.session
     }
 
     /// Datagram `seq` of `session`, if it is still held.
@@ -321,6 +326,7 @@ pub fn spawn(
         fec,
         fec_pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
         last_announce: i64::MIN / 2,
+        tail: None,
         recent: recent.clone(),
     };
     std::thread::Builder::new()
@@ -376,6 +382,9 @@ struct Streamer {
     fec: Option<ParityBuilder>,
     fec_pkt: Vec<u8>,
     last_announce: i64,
+    /// After the stream stops: the last datagram's sequence number, when to send it again,
+    /// and how many times more.
+    tail: Option<(u32, i64, u8)>,
 }
 
 /// Interval of the announce beacon.
@@ -397,7 +406,11 @@ impl Streamer {
                 let due = self.pts(self.next_slot).0 - self.latency_ns - self.clock.now().0;
                 Duration::from_nanos(due.clamp(0, 50_000_000) as u64)
             } else {
-                Duration::from_millis(50)
+                // Until the stream's tail is sent again, if it is to be.
+                let until_tail = self
+                    .tail
+                    .map_or(50_000_000, |(_, due, _)| due - self.clock.now().0);
+                Duration::from_nanos(until_tail.clamp(0, 50_000_000) as u64)
             };
             match rx.recv_timeout(wait) {
                 Ok(cmd) => self.command(cmd),
@@ -413,6 +426,7 @@ impl Streamer {
             if self.state == TransportState::Playing {
                 self.send_due();
             }
+            self.repeat_tail();
             self.announce();
             self.publish();
         }
@@ -656,7 +670,7 @@ impl Streamer {
                 &path,
                 self.p.rate,
                 self.p.channels as usize,
-                self.p.fifo_format,
+                self.p.raw_formats,
             ) {
                 Ok(s) => {
                     let (r, c) = s.source_format();
@@ -768,7 +782,34 @@ impl Streamer {
         if self.state != TransportState::Playing {
             // The stream stops here: protect the last, partial group too.
             self.send_parity();
+            // Nothing follows the last datagrams to show a speaker that they went missing
+            // (a loss burst at the very end): send the last one again twice, a quarter and
+            // half the latency later, so a gap shows while there is time to repair it. A
+            // speaker that has it drops the copies as duplicates.
+            let step = (self.latency_ns / 4).max(5_000_000);
+            self.tail = Some((self.seq.wrapping_sub(1), self.clock.now().0 + step, 2));
         }
+    }
+
+    /// Sends the stream's last datagram again, when due (see `send_due`).
+    fn repeat_tail(&mut self) {
+        let Some((seq, due, left)) = self.tail else {
+            return;
+        };
+        if self.state == TransportState::Playing {
+            self.tail = None;
+            return;
+        }
+        if self.clock.now().0 < due {
+            return;
+        }
+        if let Ok(r) = self.recent.lock() {
+            if let Some(d) = r.get(self.session, seq) {
+                let _ = self.socket.send_to(d, self.p.dest);
+            }
+        }
+        let step = (self.latency_ns / 4).max(5_000_000);
+        self.tail = (left > 1).then_some((seq, due + step, left - 1));
     }
 
     /// Sends the parity of the datagrams added to the group since the last one, if any.

@@ -1,12 +1,13 @@
 //! The speaker's HTTP routes (under /api/v1/speaker).
 
-use super::{Shared, SpeakerStatus};
+use super::{Shared, SpeakerStatus, ZoneNow};
 use crate::api::{body, ApiError, ApiResult};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
+use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .route("/api/v1/speaker/volume", put(volume))
         .route("/api/v1/speaker/mute", put(mute))
         .route("/api/v1/speaker/latency", put(latency))
+        .route("/api/v1/speaker/zone", put(zone))
         .with_state(shared)
 }
 
@@ -67,6 +69,77 @@ async fn mute(
     let m = body(b)?.muted;
     s.muted.store(m, Ordering::Relaxed);
     log::info!("muted {m}");
+    Ok(Json(s.status()))
+}
+
+/// A move to another zone's stream (the controller sends these: it knows where each zone is).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneBody {
+    pub zone: String,
+    pub group: String,
+    pub port: u16,
+}
+
+async fn zone(
+    State(s): State<Arc<Shared>>,
+    b: Result<Json<ZoneBody>, JsonRejection>,
+) -> ApiResult<SpeakerStatus> {
+    let b = body(b)?;
+    if b.zone.is_empty() || b.zone.len() > 64 {
+        return Err(ApiError::unprocessable("zone must be 1..=64 bytes"));
+    }
+    let group = b
+        .group
+        .parse::<Ipv4Addr>()
+        .ok()
+        .filter(|g| g.is_multicast())
+        .ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "group {:?} is not an IPv4 multicast address",
+                b.group
+            ))
+        })?;
+    if b.port == 0 {
+        return Err(ApiError::unprocessable("port must not be 0"));
+    }
+    let now = s.zone();
+    if (now.group, now.port) == (group, b.port) {
+        // Already there (a renamed zone keeps its stream).
+        if let Ok(mut z) = s.zone.lock() {
+            z.name = b.zone;
+        }
+        return Ok(Json(s.status()));
+    }
+    if s.receiving.get().is_none() {
+        return Err(ApiError::conflict("the speaker is not receiving yet"));
+    }
+    let (sh, port) = (s.clone(), b.port);
+    let switch = tokio::task::spawn_blocking(move || match sh.receiving.get() {
+        Some(r) => r.open(group, port),
+        None => Err(std::io::Error::other("not receiving")),
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(format!("cannot join {group}:{}: {e}", b.port)))?;
+    log::info!(
+        "moving to zone {} ({group}:{}) from {} ({})",
+        b.zone,
+        b.port,
+        now.name,
+        now.stream()
+    );
+    if let Ok(mut pending) = s.switch.lock() {
+        // A move asked before this one and not done yet is dropped.
+        *pending = Some(switch);
+    }
+    if let Ok(mut z) = s.zone.lock() {
+        *z = ZoneNow {
+            name: b.zone,
+            group,
+            port: b.port,
+        };
+    }
     Ok(Json(s.status()))
 }
 

@@ -14,9 +14,60 @@ pub mod volume;
 use crate::sync::{ClockModel, ClockSnapshot};
 use output::OutputInfo;
 use serde::Serialize;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+/// The zone a speaker plays: its name and where its stream is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneNow {
+    pub name: String,
+    pub group: Ipv4Addr,
+    pub port: u16,
+}
+
+impl ZoneNow {
+    /// `group:port`, as heartbeats carry it.
+    pub fn stream(&self) -> String {
+        format!("{}:{}", self.group, self.port)
+    }
+}
+
+/// A move to another zone's stream, waiting for the playout thread: the new stream is already
+/// received into its own jitter buffer, so the switch needs no gap.
+pub struct Switch {
+    pub rx: net::StreamReceiver,
+    pub jb: jitter::JitterBuffer,
+    /// When the move was asked for.
+    pub asked: std::time::Instant,
+}
+
+/// What a speaker needs to open a zone's stream.
+pub struct Receiving {
+    pub interface: Ipv4Addr,
+    pub expect: net::Expect,
+    pub fixed_controller: bool,
+    pub auth: crate::wire::auth::Auth,
+}
+
+impl Receiving {
+    /// Joins `group` and listens on `port`, with a jitter buffer ready to fill.
+    pub fn open(&self, group: Ipv4Addr, port: u16) -> std::io::Result<Switch> {
+        let rx = net::StreamReceiver::open(
+            group,
+            port,
+            self.interface,
+            self.expect,
+            self.fixed_controller,
+        )?
+        .with_auth(self.auth.clone());
+        Ok(Switch {
+            rx,
+            jb: playout::jitter_buffer(self.expect.rate, self.expect.channels as usize),
+            asked: std::time::Instant::now(),
+        })
+    }
+}
 
 /// Counters and gauges, written by the network tasks and the playout thread, read by the API.
 #[derive(Default, Debug)]
@@ -65,7 +116,12 @@ pub struct Stats {
 /// State shared between a speaker's tasks, its playout thread and its API.
 pub struct Shared {
     pub name: String,
-    pub zone: String,
+    /// The zone playing (or being switched to).
+    pub zone: Mutex<ZoneNow>,
+    /// A move to another zone, until the playout thread takes it.
+    pub switch: Mutex<Option<Switch>>,
+    /// How to open another zone's stream (set once at start).
+    pub receiving: OnceLock<Receiving>,
     pub rate: u32,
     pub volume: AtomicU8,
     pub muted: AtomicBool,
@@ -85,12 +141,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(name: String, zone: String, rate: u32, volume: u8, extra_latency_ms: f64) -> Self {
+    pub fn new(name: String, zone: ZoneNow, rate: u32, volume: u8, extra_latency_ms: f64) -> Self {
         let stats = Stats::default();
         stats.sync_error_ns.store(i64::MIN, Ordering::Relaxed);
         Shared {
             name,
-            zone,
+            zone: Mutex::new(zone),
+            switch: Mutex::new(None),
+            receiving: OnceLock::new(),
             rate,
             volume: AtomicU8::new(volume),
             muted: AtomicBool::new(false),
@@ -103,6 +161,14 @@ impl Shared {
             output: Mutex::new(None),
             output_problem: Mutex::new(None),
             output_opens: AtomicU64::new(0),
+        }
+    }
+
+    /// The zone playing (or being switched to).
+    pub fn zone(&self) -> ZoneNow {
+        match self.zone.lock() {
+            Ok(z) => z.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 
@@ -137,7 +203,9 @@ impl Shared {
             .map(|o| o.buffer_frames as f64 * 1000.0 / o.rate as f64);
         SpeakerStatus {
             name: self.name.clone(),
-            zone: self.zone.clone(),
+            zone: self.zone().name,
+            stream: self.zone().stream(),
+            switching: self.switch.lock().is_ok_and(|s| s.is_some()),
             controller: self
                 .controller
                 .lock()
@@ -193,6 +261,10 @@ impl Shared {
 pub struct SpeakerStatus {
     pub name: String,
     pub zone: String,
+    /// The zone's stream, `group:port`.
+    pub stream: String,
+    /// A move to another zone is under way (the old stream plays until the new one is due).
+    pub switching: bool,
     pub controller: Option<String>,
     pub volume: u8,
     pub muted: bool,

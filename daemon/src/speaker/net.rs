@@ -621,6 +621,7 @@ pub async fn sync_client(
                 muted: shared.muted.load(Ordering::Relaxed),
                 locked: shared.locked.load(Ordering::Relaxed),
                 sync_error_us: shared.sync_error_us(),
+                stream: Some(shared.zone().stream()),
             };
             let mut d = encode_heartbeat(&hb);
             auth.seal(&mut d);

@@ -15,7 +15,7 @@ use super::resampler::{FracResampler, TAPS};
 use super::schedule::Scheduler;
 use super::servo::RateServo;
 use super::volume::{gain_for, VolumeRamp};
-use super::Shared;
+use super::{Shared, Switch};
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
 use crate::sync::ClockSnapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,6 +114,10 @@ fn idle(
 ) {
     let end = std::time::Instant::now() + span;
     while std::time::Instant::now() < end && !shutdown.load(Ordering::Relaxed) {
+        // A move to another zone: nothing plays, take its stream at once.
+        if let Some(n) = shared.switch.try_lock().ok().and_then(|mut s| s.take()) {
+            *rx = n.rx;
+        }
         shared
             .stats
             .playout_alive_ns
@@ -149,14 +153,11 @@ fn run(
     // Queued frames at which a full device is refilled: half the buffer (whole periods, at
     // least one).
     let low_water = (period * (buffer / period / 2).max(1)).min(buffer - period) as i64;
-    let mut jb = JitterBuffer::new(rate, ch, 4096);
-    // Half a second of datagrams of the format with the most frames per datagram (16-bit).
-    let per_datagram =
-        crate::wire::AudioHeader::max_frames(ch as u8, crate::wire::SampleFormat::S16);
-    jb.reserve_spares(
-        rate as usize / 2 / per_datagram.max(1) + 8,
-        per_datagram * ch,
-    );
+    let mut jb = jitter_buffer(rate, ch);
+    // A move to another zone: its stream, received alongside until it is due.
+    let mut next: Option<Switch> = None;
+    // This period fades the old zone out; the next plays the new one.
+    let mut switching = false;
     let mut sched = Scheduler::new(rate, ch);
     let mut servo = RateServo::new(rate);
     let mut rs = FracResampler::new(ch, 2 * period + 4 * TAPS);
@@ -220,6 +221,14 @@ fn run(
                 // Re-anchor on the new session's presentation grid.
                 sched.reset_timeline();
             }
+            if next.is_none() {
+                if let Ok(mut s) = shared.switch.try_lock() {
+                    next = s.take();
+                }
+            }
+            if let Some(n) = next.as_mut() {
+                n.rx.drain(shared, local.0, now, Some(&mut n.jb));
+            }
         }
         let delay = match out.delay() {
             Ok(d) => d,
@@ -271,9 +280,28 @@ fn run(
             drained = false;
             continue;
         }
+        if let (Some(n), false) = (&next, switching) {
+            if switch_due(n, measured) {
+                if sched.anchor_time().is_some() && stats.playing.load(Ordering::Relaxed) {
+                    // The old zone fades out over this period; the new one is anchored and
+                    // fades in with the next.
+                    switching = true;
+                    fade = Fade::Out;
+                } else if let Some(n) = next.take() {
+                    // Nothing playing: take the new stream at once.
+                    *rx = n.rx;
+                    jb = n.jb;
+                    sched.reset_stream();
+                    sched.reset_timeline();
+                    fade = Fade::None;
+                }
+            }
+        }
         let step = match (measured, sched.anchor_time()) {
             // The last period before stopping: on the timeline as it is, whatever the error.
             _ if stopping => servo.step(),
+            // The old zone's last period, faded out on its timeline.
+            _ if switching => servo.step(),
             (None, _) => {
                 sched.reset_timeline();
                 1.0
@@ -366,6 +394,19 @@ fn run(
             continue;
         }
         failed_recoveries = 0;
+        if switching {
+            if let Some(n) = next.take() {
+                log::info!("switched to the new zone's stream");
+                *rx = n.rx;
+                // The old buffer is freed here: once per move, not per packet.
+                jb = n.jb;
+                sched.reset_stream();
+                // Anchored afresh (not a resync): the next period fades in on the new grid.
+                sched.reset_timeline();
+            }
+            switching = false;
+            fade = Fade::None;
+        }
         if let Some((_, n)) = &mut own_timeline {
             *n += period as i64;
         }
@@ -448,6 +489,37 @@ fn anchor(t0: ControllerNs, sched: &mut Scheduler, rs: &mut FracResampler, servo
     sched.anchor(t0);
     rs.reset(0.0);
     servo.restart();
+}
+
+/// A jitter buffer with half a second of spare sample buffers (of the format with the most
+/// frames per datagram, 16-bit): allocated here, never on the playout thread's way.
+pub fn jitter_buffer(rate: u32, ch: usize) -> JitterBuffer {
+    let mut jb = JitterBuffer::new(rate, ch, 4096);
+    let per_datagram =
+        crate::wire::AudioHeader::max_frames(ch as u8, crate::wire::SampleFormat::S16);
+    jb.reserve_spares(
+        rate as usize / 2 / per_datagram.max(1) + 8,
+        per_datagram * ch,
+    );
+    jb
+}
+
+/// A move waits at most this long for the new zone's stream to be due (it may be stopped, or
+/// its latency long): then the old one fades out and the new one plays what it has.
+const SWITCH_WAIT_NS: i64 = 1_500_000_000;
+/// A move to a zone that sends nothing at all waits this long.
+const SWITCH_IDLE_NS: i64 = 300_000_000;
+
+/// Whether the move to another zone happens with the next period: when the new stream has a
+/// frame due by the time it would be heard (so it plays on without a gap), or when waiting
+/// longer would not help.
+fn switch_due(n: &Switch, measured: Option<ControllerNs>) -> bool {
+    let waited = n.asked.elapsed().as_nanos() as i64;
+    match (n.jb.grid(), measured) {
+        (Some((_, first)), Some(m)) => first <= m || waited > SWITCH_WAIT_NS,
+        (None, _) => waited > SWITCH_IDLE_NS,
+        (Some(_), None) => true,
+    }
 }
 
 /// A fade around a jump of the timeline.

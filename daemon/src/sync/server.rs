@@ -97,7 +97,7 @@ pub async fn serve(
     auth: Auth,
     clock: SharedClock,
     registry: Arc<Registry>,
-    recent: Arc<std::sync::Mutex<RecentDatagrams>>,
+    recent: Vec<Arc<std::sync::Mutex<RecentDatagrams>>>,
     stats: Arc<ServerStats>,
 ) {
     if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
@@ -161,14 +161,18 @@ pub async fn serve(
                     stats.repairs_refused.fetch_add(wanted, Ordering::Relaxed);
                     continue;
                 }
-                let held: Vec<Vec<u8>> = match recent.lock() {
-                    Ok(r) => q
-                        .seqs()
-                        .iter()
-                        .filter_map(|&s| r.get(q.session, s).map(<[u8]>::to_vec))
-                        .collect(),
-                    Err(_) => vec![],
-                };
+                // The zone whose session it is (each zone's stream has its own).
+                let held: Vec<Vec<u8>> = recent
+                    .iter()
+                    .filter_map(|r| r.lock().ok())
+                    .find(|r| r.session() == q.session)
+                    .map(|r| {
+                        q.seqs()
+                            .iter()
+                            .filter_map(|&s| r.get(q.session, s).map(<[u8]>::to_vec))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let mut sent = 0;
                 for d in &held {
                     if !repairs.allow(from.ip(), t2.0) {

@@ -220,6 +220,9 @@ pub struct Heartbeat {
     pub locked: bool,
     /// Last measured playout error, microseconds (None until playing).
     pub sync_error_us: Option<f64>,
+    /// The stream the speaker plays, `group:port` (absent from older speakers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
 }
 
 /// Largest heartbeat body accepted.
@@ -244,9 +247,13 @@ fn parse_heartbeat(buf: &[u8]) -> Result<Heartbeat, WireError> {
     }
     let hb: Heartbeat =
         serde_json::from_slice(body).map_err(|e| WireError::BadHeartbeat(e.to_string()))?;
-    if hb.name.is_empty() || hb.name.len() > 64 || hb.volume > 100 {
+    if hb.name.is_empty()
+        || hb.name.len() > 64
+        || hb.volume > 100
+        || hb.stream.as_ref().is_some_and(|s| s.len() > 32)
+    {
         return Err(WireError::BadHeartbeat(
-            "name must be 1..=64 bytes, volume 0..=100".into(),
+            "name must be 1..=64 bytes, volume 0..=100, stream at most 32 bytes".into(),
         ));
     }
     Ok(hb)
@@ -461,6 +468,7 @@ mod tests {
             muted: false,
             locked: true,
             sync_error_us: Some(3.5),
+            stream: Some("239.255.77.1:4010".into()),
         };
         assert_eq!(
             parse(&encode_heartbeat(&hb)).unwrap(),
@@ -469,11 +477,26 @@ mod tests {
         let mut bad = encode_heartbeat(&hb);
         bad.truncate(bad.len() - 3);
         assert!(matches!(parse(&bad), Err(WireError::BadHeartbeat(_))));
-        let loud = Heartbeat { volume: 101, ..hb };
+        let loud = Heartbeat {
+            volume: 101,
+            ..hb.clone()
+        };
         assert!(matches!(
             parse(&encode_heartbeat(&loud)),
             Err(WireError::BadHeartbeat(_))
         ));
+        let long = Heartbeat {
+            stream: Some("x".repeat(33)),
+            ..hb.clone()
+        };
+        assert!(matches!(
+            parse(&encode_heartbeat(&long)),
+            Err(WireError::BadHeartbeat(_))
+        ));
+        // An older speaker's heartbeat has no stream.
+        let legacy = encode_heartbeat(&Heartbeat { stream: None, ..hb });
+        assert!(!String::from_utf8_lossy(&legacy).contains("stream"));
+        assert!(matches!(parse(&legacy), Ok(Packet::Heartbeat(h)) if h.stream.is_none()));
     }
 
     /// Mutations of valid datagrams of every kind (bit flips, byte overwrites with extreme
@@ -496,6 +519,7 @@ mod tests {
             muted: false,
             locked: true,
             sync_error_us: Some(-3.5),
+            stream: Some("239.255.77.2:4010".into()),
         }));
         valid.push(encode_announce(&Announce {
             session: 9,
