@@ -1,4 +1,4 @@
-//! Expanding a URI into a queue of files: a file, a folder (sorted, recursively), or an .m3u
+//! Expanding a URI into a queue of files: a file, a folder (sorted, recursively), or an .m3u or .pls
 //! playlist (relative entries resolve against the playlist's folder).
 
 use std::path::{Path, PathBuf};
@@ -29,14 +29,14 @@ fn is_audio(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+fn extension(p: &Path) -> Option<String> {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+}
+
 fn is_playlist(p: &Path) -> bool {
-    matches!(
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .as_deref(),
-        Some("m3u" | "m3u8")
-    )
+    matches!(extension(p).as_deref(), Some("m3u" | "m3u8" | "pls"))
 }
 
 /// Expands `uri` (a path or `file://` URL) into the files to play, in order.
@@ -111,15 +111,30 @@ fn scan_dir(dir: &Path, out: &mut Vec<PathBuf>, depth: u32) -> std::io::Result<(
     Ok(())
 }
 
+/// Reads an .m3u (one entry per line, `#` comments) or .pls (`FileN=entry`, in the order of N)
+/// playlist. Relative entries resolve against the playlist's folder.
 fn read_m3u(list: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let bytes = std::fs::read(list)?;
     let text = String::from_utf8_lossy(&bytes);
     let base = list.parent().unwrap_or(Path::new("."));
-    for line in text.lines() {
-        let line = line.trim().trim_start_matches('\u{feff}');
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
+    let lines = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches('\u{feff}'));
+    let entries: Vec<&str> = if extension(list).as_deref() == Some("pls") {
+        let mut numbered: Vec<(u32, &str)> = lines
+            .filter_map(|l| {
+                let (key, value) = l.split_once('=')?;
+                let n = key.trim().to_ascii_lowercase();
+                let n = n.strip_prefix("file")?.parse().ok()?;
+                Some((n, value.trim()))
+            })
+            .collect();
+        numbered.sort_by_key(|e| e.0);
+        numbered.into_iter().map(|e| e.1).collect()
+    } else {
+        lines.filter(|l| !l.starts_with('#')).collect()
+    };
+    for line in entries.into_iter().filter(|l| !l.is_empty()) {
         if crate::audio::radio::is_radio(line) {
             // A station in a playlist (the way most radio directories hand them out).
             out.push(PathBuf::from(line));
@@ -183,6 +198,25 @@ mod tests {
                 "{bad}"
             );
         }
+        // .pls: FileN entries in the order of N, other keys ignored.
+        std::fs::write(
+            dir.join("radio.PLS"),
+            "[playlist]\nNumberOfEntries=3\nFile2=sub/c.mp3\nTitle2=x\nfile1=https://radio.example/pls\nLength1=-1\nFile10=/abs/y.flac\nVersion=2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            expand(dir.join("radio.PLS").to_str().unwrap()).unwrap(),
+            vec![
+                PathBuf::from("https://radio.example/pls"),
+                dir.join("sub/c.mp3"),
+                PathBuf::from("/abs/y.flac")
+            ]
+        );
+        std::fs::write(dir.join("bad.pls"), "[playlist]\nFileX=a\nnothing\n").unwrap();
+        assert!(matches!(
+            expand(dir.join("bad.pls").to_str().unwrap()),
+            Err(QueueError::Empty(_))
+        ));
         std::fs::create_dir_all(dir.join("empty")).unwrap();
         assert!(matches!(
             expand(dir.join("empty").to_str().unwrap()),
