@@ -26,6 +26,9 @@ const CLOSE: &str = "\u{0}close";
 /// The publisher. Cheap to clone-share; publishing without subscribers costs nothing.
 pub struct Events {
     tx: broadcast::Sender<(&'static str, String)>,
+    /// Wakes the watchers when a client subscribes (with nobody listening they sleep: a
+    /// speaker on a small board should not wake 20 times a second for nobody).
+    subscribed: tokio::sync::Notify,
 }
 
 impl Default for Events {
@@ -33,6 +36,7 @@ impl Default for Events {
         Events {
             // A slow client that falls 256 events behind misses some (and is told so).
             tx: broadcast::channel(256).0,
+            subscribed: tokio::sync::Notify::new(),
         }
     }
 }
@@ -40,6 +44,17 @@ impl Default for Events {
 impl Events {
     pub fn publish(&self, kind: &'static str, data: Value) {
         let _ = self.tx.send((kind, data.to_string()));
+    }
+
+    /// Returns once a client is subscribed (at once if one is).
+    async fn idle(&self) {
+        loop {
+            let woken = self.subscribed.notified();
+            if self.tx.receiver_count() > 0 {
+                return;
+            }
+            woken.await;
+        }
     }
 
     /// Ends every open stream.
@@ -53,6 +68,7 @@ impl Events {
         &self,
     ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>> + use<>> {
         let rx = self.tx.subscribe();
+        self.subscribed.notify_waiters();
         let s = futures_util::stream::unfold(rx, |mut rx| async move {
             let ev = match rx.recv().await {
                 Ok((CLOSE, _)) | Err(broadcast::error::RecvError::Closed) => return None,
@@ -88,9 +104,10 @@ pub fn watch_controller(ctx: Arc<crate::controller::api::Ctx>, events: Arc<Event
         loop {
             tick.tick().await;
             if events.tx.receiver_count() == 0 {
-                // Nobody listens: keep the picture current without building events.
+                // Nobody listens: sleep until somebody does, then start from a fresh picture.
                 seen = fresh();
                 speakers.clear();
+                events.idle().await;
                 continue;
             }
             for (i, s) in seen.iter_mut().enumerate() {
@@ -210,6 +227,11 @@ pub fn watch_speaker(shared: Arc<crate::speaker::Shared>, events: Arc<Events>) {
         let mut last = read(&shared);
         loop {
             tick.tick().await;
+            if events.tx.receiver_count() == 0 {
+                events.idle().await;
+                last = read(&shared);
+                continue;
+            }
             let now = read(&shared);
             if (now.0, now.1) != (last.0, last.1) {
                 events.publish(
