@@ -731,6 +731,16 @@ impl Capture {
     }
 }
 
+/// The largest second difference of the left channel (full scale 1.0) and where it is: a click
+/// is broadband, a tone's own second difference small (0.5 (2 pi f / rate)^2 at amplitude 0.5).
+pub fn largest_second_difference(frames: &[[i16; 2]]) -> (usize, f64) {
+    frames
+        .windows(3)
+        .map(|w| (w[2][0] as f64 - 2.0 * w[1][0] as f64 + w[0][0] as f64).abs() / 32_768.0)
+        .enumerate()
+        .fold((0, 0.0f64), |b, (i, d)| if d > b.1 { (i, d) } else { b })
+}
+
 /// Inter-speaker skew at output frame `ia` of `a`, µs on the host's common clock: where the
 /// audio `a` played at `ia` appears in `b`, found by cross-correlating the noise channel (with
 /// sub-sample interpolation of the peak), and how much earlier `a` played it. None when the

@@ -440,18 +440,10 @@ fn a_resync_mid_play_drops_frames_under_a_fade() {
     let (first, last) = cap.sound_span().unwrap();
     assert!(last - first > 100_000, "played {} frames", last - first);
     // The file itself starts and ends mid-wave: leave its first and last 10 ms out.
-    let x: Vec<f64> = cap.frames[first + 480..last - 480]
-        .iter()
-        .map(|f| f[0] as f64 / 32_768.0)
-        .collect();
     // A click is broadband: the second difference of a 997 Hz tone at 0.5 never exceeds
     // 0.5 * (2 pi 997 / 48000)^2 = 0.0085; a cut, even smoothed by the resampler's kernel,
     // makes it tens of times larger; a 10 ms raised-cosine fade adds well under 0.001.
-    let (at, worst) = x
-        .windows(3)
-        .map(|w| (w[2] - 2.0 * w[1] + w[0]).abs())
-        .enumerate()
-        .fold((0, 0.0f64), |b, (i, d)| if d > b.1 { (i, d) } else { b });
+    let (at, worst) = largest_second_difference(&cap.frames[first + 480..last - 480]);
     println!("largest second difference: {worst:.4} at frame {at} (the tone alone: 0.0085)");
     assert!(
         worst < 0.02,

@@ -174,17 +174,9 @@ fn a_speaker_moves_between_zones_at_a_frame_boundary_without_a_click() {
         "the crossing should be one dip of at most 20 ms: {low:?}"
     );
     let switch_at = first + low[0] * 240;
-    let x: Vec<f64> = heard.frames[first + 480..last - 480]
-        .iter()
-        .map(|f| f[0] as f64 / 32_768.0)
-        .collect();
     // The tones' own second differences: 0.5 (2 pi f / 48000)^2 = 0.0016 and 0.0037; a cut
     // is tens of times more.
-    let (at, worst) = x
-        .windows(3)
-        .map(|w| (w[2] - 2.0 * w[1] + w[0]).abs())
-        .enumerate()
-        .fold((0, 0.0f64), |b, (i, d)| if d > b.1 { (i, d) } else { b });
+    let (at, worst) = largest_second_difference(&heard.frames[first + 480..last - 480]);
     println!(
         "largest second difference: {worst:.4} at frame {}",
         first + 480 + at
