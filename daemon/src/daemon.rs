@@ -143,17 +143,24 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         }
         let registry = Arc::new(Registry::default());
         let sync_stats = Arc::new(ServerStats::default());
-        let sync_sock = tokio::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
-            .await
+        let sync_sock = std::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
             .map_err(io(format!("sync service on UDP port {}", c.sync_port)))?;
-        tokio::spawn(crate::sync::server::serve(
-            sync_sock,
-            auth.clone(),
-            clock.clone(),
-            registry.clone(),
-            zones.iter().map(|z| z.streamer.recent.clone()).collect(),
-            sync_stats.clone(),
-        ));
+        {
+            let (auth, clock, registry, stats) = (
+                auth.clone(),
+                clock.clone(),
+                registry.clone(),
+                sync_stats.clone(),
+            );
+            let recent = zones.iter().map(|z| z.streamer.recent.clone()).collect();
+            std::thread::Builder::new()
+                .name("chorus-sync".into())
+                .stack_size(256 * 1024)
+                .spawn(move || {
+                    crate::sync::server::serve(sync_sock, auth, clock, registry, recent, stats)
+                })
+                .map_err(io("sync service thread"))?;
+        }
         log::info!("controller: clock sync on UDP {}", c.sync_port);
         let ctx = Arc::new(controller::api::Ctx {
             zones,
