@@ -243,11 +243,17 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 .map_err(io("playout thread"))?,
         );
         let (sh, ck, au) = (shared.clone(), clock.clone(), auth.clone());
-        tokio::spawn(async move {
-            if let Err(e) = speaker::net::sync_client(sh, ck, api_port, au).await {
-                log::error!("sync client failed: {e}");
-            }
-        });
+        // A thread of its own, blocking on its socket: one wake-up per exchange, no runtime
+        // in between (the tokio thread then serves only the API).
+        std::thread::Builder::new()
+            .name("chorus-sync".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                if let Err(e) = speaker::net::sync_client(sh, ck, api_port, au) {
+                    log::error!("sync client failed: {e}");
+                }
+            })
+            .map_err(io("sync client thread"))?;
         log::info!(
             "speaker {}: joined {}:{} via {}",
             s.name,

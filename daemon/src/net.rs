@@ -87,33 +87,9 @@ fn stamp_on(clock: &crate::clock::SharedClock, stamp: Option<i64>) -> crate::clo
     }
 }
 
-/// Receives one datagram with its kernel receive timestamp, converted at once from
-/// `CLOCK_REALTIME` (what the kernel stamps) to `clock`. Without a stamp (not enabled, or not
-/// supported) the time of the call is used.
-pub async fn recv_stamped(
-    socket: &tokio::net::UdpSocket,
-    buf: &mut [u8],
-    clock: &crate::clock::SharedClock,
-) -> std::io::Result<(usize, std::net::SocketAddr, crate::clock::LocalNs, bool)> {
-    use std::os::fd::AsRawFd;
-    loop {
-        socket.readable().await?;
-        let res = socket.try_io(tokio::io::Interest::READABLE, || {
-            recvmsg_stamped(
-                socket.as_raw_fd(),
-                buf,
-                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-            )
-        });
-        match res {
-            Ok((n, from, stamp)) => return Ok((n, from, stamp_on(clock, stamp), stamp.is_some())),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The same on a blocking socket (a thread of its own).
+/// Receives one datagram (blocking, within the socket's read timeout) with its kernel receive
+/// timestamp, converted at once from `CLOCK_REALTIME` (what the kernel stamps) to `clock`.
+/// Without a stamp (not enabled, or not supported) the time of the call is used.
 pub fn recv_stamped_blocking(
     socket: &std::net::UdpSocket,
     buf: &mut [u8],

@@ -16,7 +16,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UdpSocket;
 
 /// The zone's stream format, as this speaker expects it.
 #[derive(Debug, Clone, Copy)]
@@ -589,13 +588,13 @@ const POLL_QUIET: Duration = Duration::from_millis(250);
 
 /// Exchanges sync datagrams with the controller every 25 ms (lock after six, about 0.15 s), and
 /// sends the heartbeat once a second.
-pub async fn sync_client(
+pub fn sync_client(
     shared: Arc<Shared>,
     clock: SharedClock,
     api_port: u16,
     auth: Auth,
 ) -> std::io::Result<()> {
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?;
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
     if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
         log::warn!("no kernel receive timestamps for clock sync ({e}); using user-space times");
     }
@@ -608,7 +607,7 @@ pub async fn sync_client(
     loop {
         let controller = shared.controller.lock().ok().and_then(|c| *c);
         let Some(ctl) = controller else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(Duration::from_millis(50));
             continue;
         };
         let now = clock.now();
@@ -625,7 +624,7 @@ pub async fn sync_client(
             };
             let mut d = encode_heartbeat(&hb);
             auth.seal(&mut d);
-            let _ = socket.send_to(&d, ctl).await;
+            let _ = socket.send_to(&d, ctl);
         }
         next_id += 1;
         let t1 = clock.now();
@@ -635,18 +634,24 @@ pub async fn sync_client(
         outstanding.insert(next_id, t1);
         let mut req = SyncRequest { id: next_id, t1 }.encode();
         auth.seal(&mut req);
-        if let Err(e) = socket.send_to(&req, ctl).await {
+        if let Err(e) = socket.send_to(&req, ctl) {
             log::debug!("sync request to {ctl} failed: {e}");
         }
         // 40 exchanges a second (40-byte datagrams): enough fast ones for the filter to pick
         // from even on a jittery path.
-        let deadline = tokio::time::Instant::now() + if quiet { POLL_QUIET } else { POLL };
-        while let Ok(Ok((len, from, t4, _))) = tokio::time::timeout_at(
-            deadline,
-            crate::net::recv_stamped(&socket, &mut buf, &clock),
-        )
-        .await
-        {
+        let deadline = std::time::Instant::now() + if quiet { POLL_QUIET } else { POLL };
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            let (len, from, t4) = match crate::net::recv_stamped_blocking(&socket, &mut buf, &clock)
+            {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
+                Err(_) => break,
+            };
             if from != ctl {
                 continue;
             }
