@@ -132,6 +132,7 @@ async fn zone(
     if let Ok(mut pending) = s.switch.lock() {
         // A move asked before this one and not done yet is dropped.
         *pending = Some(switch);
+        s.moving.store(true, Ordering::Relaxed);
     }
     if let Ok(mut z) = s.zone.lock() {
         *z = ZoneNow {

@@ -120,6 +120,8 @@ pub struct Shared {
     pub zone: Mutex<ZoneNow>,
     /// A move to another zone, until the playout thread takes it.
     pub switch: Mutex<Option<Switch>>,
+    /// A move is under way: asked for, the new stream not playing yet.
+    pub moving: AtomicBool,
     /// How to open another zone's stream (set once at start).
     pub receiving: OnceLock<Receiving>,
     pub rate: u32,
@@ -148,6 +150,7 @@ impl Shared {
             name,
             zone: Mutex::new(zone),
             switch: Mutex::new(None),
+            moving: AtomicBool::new(false),
             receiving: OnceLock::new(),
             rate,
             volume: AtomicU8::new(volume),
@@ -205,7 +208,7 @@ impl Shared {
             name: self.name.clone(),
             zone: self.zone().name,
             stream: self.zone().stream(),
-            switching: self.switch.lock().is_ok_and(|s| s.is_some()),
+            switching: self.moving.load(Ordering::Relaxed),
             controller: self
                 .controller
                 .lock()

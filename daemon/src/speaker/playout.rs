@@ -51,6 +51,8 @@ pub fn supervise(
     realtime::promote_current_thread();
     let mut failures: u64 = 0;
     let mut last_problem = String::new();
+    // A move to another zone under way (kept across device reopenings).
+    let mut next: Option<Switch> = None;
     while !shutdown.load(Ordering::Relaxed) {
         match open() {
             Ok(out) => {
@@ -66,7 +68,9 @@ pub fn supervise(
                 if let Ok(mut p) = shared.output_problem.lock() {
                     *p = None;
                 }
-                match run(out, &mut rx, &shared, &clock, &shutdown, &mut tap) {
+                match run(
+                    out, &mut rx, &mut next, &shared, &clock, &shutdown, &mut tap,
+                ) {
                     Stop::Shutdown => break,
                     Stop::DeviceLost(why) => {
                         log::error!("output lost ({why}); reopening it every 2 s");
@@ -83,7 +87,7 @@ pub fn supervise(
                     last_problem = why.clone();
                 }
                 set_problem(&shared, why);
-                idle(&mut rx, &shared, &clock, &shutdown, REOPEN_EVERY);
+                idle(&mut rx, &mut next, &shared, &clock, &shutdown, REOPEN_EVERY);
             }
         }
     }
@@ -107,6 +111,7 @@ fn set_problem(shared: &Shared, why: String) {
 /// is healthy, the hardware is not).
 fn idle(
     rx: &mut StreamReceiver,
+    next: &mut Option<Switch>,
     shared: &Shared,
     clock: &SharedClock,
     shutdown: &AtomicBool,
@@ -115,8 +120,12 @@ fn idle(
     let end = std::time::Instant::now() + span;
     while std::time::Instant::now() < end && !shutdown.load(Ordering::Relaxed) {
         // A move to another zone: nothing plays, take its stream at once.
-        if let Some(n) = shared.switch.try_lock().ok().and_then(|mut s| s.take()) {
+        if let Some(n) = next
+            .take()
+            .or_else(|| shared.switch.try_lock().ok().and_then(|mut s| s.take()))
+        {
             *rx = n.rx;
+            shared.moving.store(false, Ordering::Relaxed);
         }
         shared
             .stats
@@ -138,6 +147,7 @@ fn idle(
 fn run(
     mut out: Box<dyn Output>,
     rx: &mut StreamReceiver,
+    next: &mut Option<Switch>,
     shared: &Arc<Shared>,
     clock: &SharedClock,
     shutdown: &AtomicBool,
@@ -154,8 +164,6 @@ fn run(
     // least one).
     let low_water = (period * (buffer / period / 2).max(1)).min(buffer - period) as i64;
     let mut jb = jitter_buffer(rate, ch);
-    // A move to another zone: its stream, received alongside until it is due.
-    let mut next: Option<Switch> = None;
     // This period fades the old zone out; the next plays the new one.
     let mut switching = false;
     let mut sched = Scheduler::new(rate, ch);
@@ -221,9 +229,10 @@ fn run(
                 // Re-anchor on the new session's presentation grid.
                 sched.reset_timeline();
             }
-            if next.is_none() {
-                if let Ok(mut s) = shared.switch.try_lock() {
-                    next = s.take();
+            // A move asked for (the newest one wins over one still waiting to be due).
+            if let Ok(mut s) = shared.switch.try_lock() {
+                if let Some(newer) = s.take() {
+                    *next = Some(newer);
                 }
             }
             if let Some(n) = next.as_mut() {
@@ -294,6 +303,7 @@ fn run(
                     sched.reset_stream();
                     sched.reset_timeline();
                     fade = Fade::None;
+                    shared.moving.store(false, Ordering::Relaxed);
                 }
             }
         }
@@ -403,6 +413,7 @@ fn run(
                 sched.reset_stream();
                 // Anchored afresh (not a resync): the next period fades in on the new grid.
                 sched.reset_timeline();
+                shared.moving.store(false, Ordering::Relaxed);
             }
             switching = false;
             fade = Fade::None;
