@@ -211,12 +211,20 @@ pub struct ExtraZone {
     pub port: u16,
 }
 
-/// A zone a controller streams, resolved: name, group, port.
+/// A zone, resolved: its name and where its stream is (what a controller streams, what a
+/// speaker plays).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZoneAddr {
     pub name: String,
     pub group: Ipv4Addr,
     pub port: u16,
+}
+
+impl ZoneAddr {
+    /// `group:port`, as heartbeats carry it.
+    pub fn stream(&self) -> String {
+        format!("{}:{}", self.group, self.port)
+    }
 }
 
 /// Most zones one controller streams.

@@ -182,7 +182,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         let s = &cfg.speaker;
         let shared = Arc::new(Shared::new(
             s.name.clone(),
-            speaker::ZoneNow {
+            speaker::ZoneAddr {
                 name: z.name.clone(),
                 group,
                 port: z.port,

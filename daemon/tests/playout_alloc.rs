@@ -66,7 +66,7 @@ fn steady_state_playout_allocates_nothing_per_packet() {
     std::fs::create_dir_all(&dir).unwrap();
     let clock: SharedClock = Arc::new(MonotonicRaw);
     let group = Ipv4Addr::new(239, 255, 101, (std::process::id() % 200) as u8 + 1);
-    let zone = chorus::speaker::ZoneNow {
+    let zone = chorus::speaker::ZoneAddr {
         name: "z".into(),
         group,
         port: 0,

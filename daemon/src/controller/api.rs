@@ -44,10 +44,6 @@ impl Ctx {
     fn now(&self) -> ControllerNs {
         ControllerNs(self.clock.now().0)
     }
-    /// Status of the first zone.
-    pub fn zone(&self) -> Result<ZoneStatus, ApiError> {
-        self.zone_status(Zoned(0))
-    }
     /// Status of a zone.
     pub fn zone_status(&self, z: Zoned) -> Result<ZoneStatus, ApiError> {
         self.zones[z.0]
@@ -62,7 +58,7 @@ impl Ctx {
             s.zone = s.stream.as_deref().and_then(|st| {
                 self.zones
                     .iter()
-                    .find(|z| format!("{}:{}", z.addr.group, z.addr.port) == st)
+                    .find(|z| z.addr.stream() == st)
                     .map(|z| z.addr.name.clone())
             });
         }
@@ -209,7 +205,7 @@ async fn zones(State(c): State<Arc<Ctx>>) -> Json<ZoneList> {
                 let st = z.streamer.status();
                 ZoneEntry {
                     name: z.addr.name.clone(),
-                    stream: format!("{}:{}", z.addr.group, z.addr.port),
+                    stream: z.addr.stream(),
                     state: st.as_ref().map(|s| s.state),
                     title: st.as_ref().and_then(|s| s.title.clone()),
                     volume: st.as_ref().map(|s| s.volume),
@@ -254,8 +250,7 @@ async fn speaker_zone(
     )
     .await?;
     // The event watcher reports the move ("moved") from here on.
-    c.registry
-        .note_stream(&info.name, format!("{}:{}", addr.group, addr.port));
+    c.registry.note_stream(&info.name, addr.stream());
     Ok(Json(answer))
 }
 

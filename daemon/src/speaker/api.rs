@@ -1,6 +1,6 @@
 //! The speaker's HTTP routes (under /api/v1/speaker).
 
-use super::{Shared, SpeakerStatus, ZoneNow};
+use super::{Shared, SpeakerStatus, ZoneAddr};
 use crate::api::{body, ApiError, ApiResult};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -135,7 +135,7 @@ async fn zone(
         s.moving.store(true, Ordering::Relaxed);
     }
     if let Ok(mut z) = s.zone.lock() {
-        *z = ZoneNow {
+        *z = ZoneAddr {
             name: b.zone,
             group,
             port: b.port,

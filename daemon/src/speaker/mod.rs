@@ -18,20 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-/// The zone a speaker plays: its name and where its stream is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZoneNow {
-    pub name: String,
-    pub group: Ipv4Addr,
-    pub port: u16,
-}
-
-impl ZoneNow {
-    /// `group:port`, as heartbeats carry it.
-    pub fn stream(&self) -> String {
-        format!("{}:{}", self.group, self.port)
-    }
-}
+pub use crate::config::ZoneAddr;
 
 /// A move to another zone's stream, waiting for the playout thread: the new stream is already
 /// received into its own jitter buffer, so the switch needs no gap.
@@ -117,7 +104,7 @@ pub struct Stats {
 pub struct Shared {
     pub name: String,
     /// The zone playing (or being switched to).
-    pub zone: Mutex<ZoneNow>,
+    pub zone: Mutex<ZoneAddr>,
     /// A move to another zone, until the playout thread takes it.
     pub switch: Mutex<Option<Switch>>,
     /// A move is under way: asked for, the new stream not playing yet.
@@ -143,7 +130,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(name: String, zone: ZoneNow, rate: u32, volume: u8, extra_latency_ms: f64) -> Self {
+    pub fn new(name: String, zone: ZoneAddr, rate: u32, volume: u8, extra_latency_ms: f64) -> Self {
         let stats = Stats::default();
         stats.sync_error_ns.store(i64::MIN, Ordering::Relaxed);
         Shared {
@@ -168,7 +155,7 @@ impl Shared {
     }
 
     /// The zone playing (or being switched to).
-    pub fn zone(&self) -> ZoneNow {
+    pub fn zone(&self) -> ZoneAddr {
         match self.zone.lock() {
             Ok(z) => z.clone(),
             Err(p) => p.into_inner().clone(),
@@ -204,10 +191,11 @@ impl Shared {
         let device_ms = output
             .as_ref()
             .map(|o| o.buffer_frames as f64 * 1000.0 / o.rate as f64);
+        let zone = self.zone();
         SpeakerStatus {
             name: self.name.clone(),
-            zone: self.zone().name,
-            stream: self.zone().stream(),
+            stream: zone.stream(),
+            zone: zone.name,
             switching: self.moving.load(Ordering::Relaxed),
             controller: self
                 .controller
