@@ -45,22 +45,35 @@ pub fn enable_rx_timestamps(socket: &impl std::os::fd::AsFd) -> std::io::Result<
         .map_err(std::io::Error::from)
 }
 
-/// One `recvmsg` with the kernel's receive stamp (`CLOCK_REALTIME` ns), if any.
-fn recvmsg_stamped(
-    fd: std::os::fd::RawFd,
+/// Receives one datagram (blocking, within the socket's read timeout) with its kernel receive
+/// timestamp, converted at once from `CLOCK_REALTIME` (what the kernel stamps) to `clock`: the
+/// time elapsed since the stamp is measured on the realtime clock and taken off `clock.now()`.
+/// Without a stamp (not enabled, or not supported) the time of the call is used.
+pub fn recv_stamped_blocking(
+    socket: &std::net::UdpSocket,
     buf: &mut [u8],
-    flags: nix::sys::socket::MsgFlags,
-) -> std::io::Result<(usize, std::net::SocketAddr, Option<i64>)> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, SockaddrStorage};
+    clock: &crate::clock::SharedClock,
+) -> std::io::Result<(usize, std::net::SocketAddr, crate::clock::LocalNs)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
-    let msg = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), flags)
-        .map_err(std::io::Error::from)?;
-    let mut stamp = None;
+    let msg = recvmsg::<SockaddrStorage>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .map_err(std::io::Error::from)?;
+    let now = clock.now();
+    let mut t = now;
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
             if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                stamp = Some(crate::clock::timespec_ns(&ts));
+                let stamp = crate::clock::timespec_ns(&ts);
+                let age =
+                    (crate::clock::realtime_ns_for_measurement() - stamp).clamp(0, 1_000_000_000);
+                t = now.plus(-age);
             }
         }
     }
@@ -71,32 +84,5 @@ fn recvmsg_stamped(
                 .map(|v4| std::net::SocketAddr::V4((*v4).into()))
         })
         .ok_or_else(|| std::io::Error::other("datagram without an IPv4 source"))?;
-    Ok((msg.bytes, from, stamp))
-}
-
-/// A kernel receive stamp (realtime ns) on `clock`: the time elapsed since the stamp is
-/// measured on the realtime clock and taken off `clock.now()`; without one, now.
-fn stamp_on(clock: &crate::clock::SharedClock, stamp: Option<i64>) -> crate::clock::LocalNs {
-    let now = clock.now();
-    match stamp {
-        Some(ts) => {
-            let age = (crate::clock::realtime_ns_for_measurement() - ts).clamp(0, 1_000_000_000);
-            now.plus(-age)
-        }
-        None => now,
-    }
-}
-
-/// Receives one datagram (blocking, within the socket's read timeout) with its kernel receive
-/// timestamp, converted at once from `CLOCK_REALTIME` (what the kernel stamps) to `clock`.
-/// Without a stamp (not enabled, or not supported) the time of the call is used.
-pub fn recv_stamped_blocking(
-    socket: &std::net::UdpSocket,
-    buf: &mut [u8],
-    clock: &crate::clock::SharedClock,
-) -> std::io::Result<(usize, std::net::SocketAddr, crate::clock::LocalNs)> {
-    use std::os::fd::AsRawFd;
-    let (n, from, stamp) =
-        recvmsg_stamped(socket.as_raw_fd(), buf, nix::sys::socket::MsgFlags::empty())?;
-    Ok((n, from, stamp_on(clock, stamp)))
+    Ok((msg.bytes, from, t))
 }

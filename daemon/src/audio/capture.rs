@@ -22,9 +22,17 @@ use std::time::Duration;
 /// The prefix of a capture item.
 pub const SCHEME: &str = "alsa:";
 
-/// True if `uri` names an ALSA capture device.
+/// True if `uri` is a capture item (`alsa:...`), well-formed or not.
 pub fn is_capture(uri: &str) -> bool {
     uri.starts_with(SCHEME)
+}
+
+/// The ALSA device a capture item names, if it names one plausibly (not empty, at most 256
+/// bytes, no blanks or control characters).
+pub fn device(uri: &str) -> Option<&str> {
+    uri.strip_prefix(SCHEME).filter(|d| {
+        !d.is_empty() && d.len() <= 256 && !d.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
 }
 
 /// Frames per device read.
@@ -42,14 +50,9 @@ const PACE_MS: f64 = 10.0;
 /// The ring never holds more than this, ms (older frames are dropped and counted).
 const RING_MS: usize = 1000;
 
-struct Ring {
-    samples: VecDeque<f32>,
-    /// Why the device stopped (it is reopened every 2 s).
-    error: Option<String>,
-}
-
 struct Shared {
-    ring: Mutex<Ring>,
+    /// Interleaved samples read and not yet taken.
+    ring: Mutex<VecDeque<f32>>,
     stop: AtomicBool,
     /// Frames dropped because the ring was full, and frames of silence given because it was
     /// empty.
@@ -77,24 +80,22 @@ impl CaptureReader {
     /// reason, if it cannot be opened in that format; later trouble (unplugged) gives silence
     /// while the device is reopened.
     pub fn open(uri: &str, fmt: PipeFormat) -> Result<CaptureReader, AudioError> {
-        let device = uri.strip_prefix(SCHEME).unwrap_or(uri).to_string();
         let path = PathBuf::from(uri);
-        if device.is_empty() || device.len() > 256 || device.chars().any(char::is_control) {
+        let Some(device) = device(uri).map(str::to_string) else {
             return Err(AudioError::Open {
                 path,
                 source: std::io::Error::other("no ALSA device named after alsa:"),
             });
-        }
+        };
         let pcm = open_pcm(&device, fmt).map_err(|e| AudioError::Open {
             path: path.clone(),
             source: std::io::Error::other(e),
         })?;
         let ch = fmt.channels as usize;
         let shared = Arc::new(Shared {
-            ring: Mutex::new(Ring {
-                samples: VecDeque::with_capacity(fmt.rate as usize * RING_MS / 1000 * ch),
-                error: None,
-            }),
+            ring: Mutex::new(VecDeque::with_capacity(
+                fmt.rate as usize * RING_MS / 1000 * ch,
+            )),
             stop: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             starved: AtomicU64::new(0),
@@ -136,14 +137,14 @@ impl CaptureReader {
         let start = out.len();
         out.resize(start + PERIOD * ch, 0.0);
         if let Ok(mut r) = self.shared.ring.lock() {
-            let held_ms = r.samples.len() as f64 / ch as f64 * 1000.0 / rate;
+            let held_ms = r.len() as f64 / ch as f64 * 1000.0 / rate;
             self.primed |= held_ms >= TARGET_MS;
             if !self.primed {
                 return Ok(PERIOD);
             }
             self.step = step_for(held_ms);
-            let take = (need * ch).min(r.samples.len());
-            self.input.extend(r.samples.drain(..take));
+            let take = (need * ch).min(r.len());
+            self.input.extend(r.drain(..take));
         }
         if self.input.len() < need * ch {
             self.primed = false;
@@ -240,7 +241,7 @@ fn capture(mut pcm: PCM, device: &str, fmt: PipeFormat, shared: &Shared) {
     let pace = ((TARGET_MS + PACE_MS) * fmt.rate as f64 / 1000.0) as usize * ch;
     while !shared.stop.load(Ordering::Relaxed) {
         // Well ahead of the stream (a device faster than real time): wait for it to catch up.
-        let held = shared.ring.lock().map(|r| r.samples.len()).unwrap_or(0);
+        let held = shared.ring.lock().map(|r| r.len()).unwrap_or(0);
         if held > pace {
             std::thread::sleep(Duration::from_millis(2));
             continue;
@@ -267,12 +268,11 @@ fn capture(mut pcm: PCM, device: &str, fmt: PipeFormat, shared: &Shared) {
                 fmt.format
                     .decode(&bytes[..frames * frame_bytes], &mut samples);
                 if let Ok(mut r) = shared.ring.lock() {
-                    r.error = None;
-                    r.samples.extend(samples.iter().copied());
-                    if r.samples.len() > max {
-                        let over = r.samples.len() - max;
-                        let over = (over.div_ceil(ch) * ch).min(r.samples.len());
-                        r.samples.drain(..over);
+                    r.extend(samples.iter().copied());
+                    if r.len() > max {
+                        let over = r.len() - max;
+                        let over = (over.div_ceil(ch) * ch).min(r.len());
+                        r.drain(..over);
                         shared
                             .dropped
                             .fetch_add((over / ch) as u64, Ordering::Relaxed);
@@ -285,9 +285,6 @@ fn capture(mut pcm: PCM, device: &str, fmt: PipeFormat, shared: &Shared) {
                     continue;
                 }
                 log::warn!("capture from {device} failed ({err}); reopening it every 2 s");
-                if let Ok(mut r) = shared.ring.lock() {
-                    r.error = Some(err.to_string());
-                }
                 loop {
                     for _ in 0..20 {
                         std::thread::sleep(Duration::from_millis(100));

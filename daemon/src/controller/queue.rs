@@ -44,11 +44,7 @@ pub fn expand(uri: &str) -> Result<Vec<PathBuf>, QueueError> {
     if crate::audio::capture::is_capture(uri) {
         // Line-in: one item, the device (opened, or refused with the device's reason, when
         // it plays).
-        let device = &uri[crate::audio::capture::SCHEME.len()..];
-        if device.is_empty()
-            || device.len() > 256
-            || device.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if crate::audio::capture::device(uri).is_none() {
             return Err(QueueError::UnsupportedScheme(
                 uri.chars().take(80).collect(),
             ));

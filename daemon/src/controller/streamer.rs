@@ -791,8 +791,8 @@ impl Streamer {
             // half the latency later: what a burst took is back at once, and a longer gap
             // shows while there is time to repair it. A speaker that has them drops the copies
             // as duplicates.
-            let step = (self.latency_ns / 4).max(5_000_000);
-            self.tail = Some((self.seq.wrapping_sub(1), self.clock.now().0 + step, 2));
+            let first = self.clock.now().0 + self.tail_step();
+            self.tail = Some((self.seq.wrapping_sub(1), first, 2));
         }
     }
 
@@ -815,8 +815,12 @@ impl Streamer {
                 }
             }
         }
-        let step = (self.latency_ns / 4).max(5_000_000);
-        self.tail = (left > 1).then_some((seq, due + step, left - 1));
+        self.tail = (left > 1).then_some((seq, due + self.tail_step(), left - 1));
+    }
+
+    /// Time between the sends of a stream's tail: a quarter of the latency (5 ms at least).
+    fn tail_step(&self) -> i64 {
+        (self.latency_ns / 4).max(5_000_000)
     }
 
     /// Sends the parity of the datagrams added to the group since the last one, if any.

@@ -298,12 +298,8 @@ fn run(
                     fade = Fade::Out;
                 } else if let Some(n) = next.take() {
                     // Nothing playing: take the new stream at once.
-                    *rx = n.rx;
-                    jb = n.jb;
-                    sched.reset_stream();
-                    sched.reset_timeline();
+                    adopt(n, rx, &mut jb, &mut sched, shared);
                     fade = Fade::None;
-                    shared.moving.store(false, Ordering::Relaxed);
                 }
             }
         }
@@ -406,14 +402,7 @@ fn run(
         failed_recoveries = 0;
         if switching {
             if let Some(n) = next.take() {
-                log::info!("switched to the new zone's stream");
-                *rx = n.rx;
-                // The old buffer is freed here: once per move, not per packet.
-                jb = n.jb;
-                sched.reset_stream();
-                // Anchored afresh (not a resync): the next period fades in on the new grid.
-                sched.reset_timeline();
-                shared.moving.store(false, Ordering::Relaxed);
+                adopt(n, rx, &mut jb, &mut sched, shared);
             }
             switching = false;
             fade = Fade::None;
@@ -513,6 +502,24 @@ pub fn jitter_buffer(rate: u32, ch: usize) -> JitterBuffer {
         per_datagram * ch,
     );
     jb
+}
+
+/// Plays the new zone's stream from now on: its receiver and buffer replace the old ones (freed
+/// here: once per move, not per packet), and the timeline is anchored afresh on its grid with
+/// the next period (not counted as a resync).
+fn adopt(
+    n: Switch,
+    rx: &mut StreamReceiver,
+    jb: &mut JitterBuffer,
+    sched: &mut Scheduler,
+    shared: &Shared,
+) {
+    log::info!("switched to the new zone's stream");
+    *rx = n.rx;
+    *jb = n.jb;
+    sched.reset_stream();
+    sched.reset_timeline();
+    shared.moving.store(false, Ordering::Relaxed);
 }
 
 /// A move waits at most this long for the new zone's stream to be due (it may be stopped, or
