@@ -252,7 +252,8 @@ pub struct SpeakerConfig {
     pub device: String,
     /// WAV file written (output = "file" or "sim").
     pub path: String,
-    /// Period and buffer sizes asked of the device, frames.
+    /// Period and buffer sizes asked of the device, frames; 0: sized by time at the stream's
+    /// rate (`device_frames`).
     pub period_frames: u32,
     pub buffer_frames: u32,
     /// Latency after the DAC (amplifier, DSP), ms; subtracted from the playout schedule.
@@ -347,6 +348,30 @@ impl Default for ControllerConfig {
     }
 }
 
+/// Device period when not configured: 10 ms.
+const AUTO_PERIOD_MS: u32 = 10;
+/// Device buffer when not configured: 60 ms. The playout thread refills it when 20 ms are
+/// left, so it wakes every 40 ms, and a frame is written 60 ms before it is heard at most:
+/// with the default latency (100 ms), 40 ms are left for repairs.
+const AUTO_BUFFER_MS: u32 = 60;
+
+impl SpeakerConfig {
+    /// Period and buffer to ask of the device at `rate`, frames: as configured, or sized by
+    /// time (10 ms and 60 ms, whole periods) where the config says 0.
+    pub fn device_frames(&self, rate: u32) -> (u32, u32) {
+        let ms = |n: u32| rate as u64 * n as u64 / 1000;
+        let period = match self.period_frames {
+            0 => ms(AUTO_PERIOD_MS).clamp(32, 16_384),
+            p => p as u64,
+        };
+        let buffer = match self.buffer_frames {
+            0 => period * ms(AUTO_BUFFER_MS).div_ceil(period).max(2),
+            b => (b as u64).max(2 * period),
+        };
+        (period as u32, buffer.min(2 * 65_536) as u32)
+    }
+}
+
 impl Default for SpeakerConfig {
     fn default() -> Self {
         SpeakerConfig {
@@ -356,8 +381,8 @@ impl Default for SpeakerConfig {
             output: OutputKind::Alsa,
             device: "default".into(),
             path: String::new(),
-            period_frames: 480,
-            buffer_frames: 1920,
+            period_frames: 0,
+            buffer_frames: 0,
             extra_latency_ms: 0.0,
             volume: 100,
             dac_ppm: 0.0,
@@ -583,14 +608,20 @@ impl Config {
                     format!("{} is outside 0..=100", s.volume),
                 );
             }
-            if !(32..=16_384).contains(&s.period_frames) {
-                problem(&mut p, "speaker.period-frames", "must be 32..=16384");
+            if s.period_frames != 0 && !(32..=16_384).contains(&s.period_frames) {
+                problem(
+                    &mut p,
+                    "speaker.period-frames",
+                    "must be 0 (auto) or 32..=16384",
+                );
             }
-            if s.buffer_frames < 2 * s.period_frames || s.buffer_frames > 65_536 {
+            if s.buffer_frames != 0
+                && (s.buffer_frames < 2 * s.period_frames.max(32) || s.buffer_frames > 65_536)
+            {
                 problem(
                     &mut p,
                     "speaker.buffer-frames",
-                    "must be at least two periods and at most 65536",
+                    "must be 0 (auto) or at least two periods and at most 65536",
                 );
             }
             if !(0.0..=1_000.0).contains(&s.extra_latency_ms) {
@@ -723,7 +754,7 @@ impl Config {
 }
 
 fn latency_budget_too_small(latency_ms: u32, s: &SpeakerConfig, rate: u32) -> bool {
-    let buffer_ms = s.buffer_frames as f64 * 1000.0 / rate as f64;
+    let buffer_ms = s.device_frames(rate).1 as f64 * 1000.0 / rate as f64;
     buffer_ms + s.extra_latency_ms > latency_ms as f64
 }
 

@@ -26,6 +26,11 @@ use std::time::Duration;
 /// being pulled in by the resampler.
 pub const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
 
+/// Audio left in the device when the playout thread refills it.
+const LOW_WATER_NS: i64 = 20_000_000;
+/// While repairs are outstanding, the playout thread wakes this often to take them in.
+const REPAIR_POLL_NS: i64 = 5_000_000;
+
 /// Time between attempts to open a missing output.
 const REOPEN_EVERY: Duration = Duration::from_secs(2);
 /// Failed recoveries in a row after which the device counts as lost and is reopened.
@@ -160,9 +165,11 @@ fn run(
     // A raw timing error beyond this is not a late position report: re-anchor at once.
     let gross_ns = (4 * frames_to_ns(period as i64, rate)).max(4 * RESYNC_THRESHOLD_NS) as f64;
     let buffer = info.buffer_frames.max(2 * period);
-    // Queued frames at which a full device is refilled: half the buffer (whole periods, at
-    // least one).
-    let low_water = (period * (buffer / period / 2).max(1)).min(buffer - period) as i64;
+    // Queued frames at which a full device is refilled: 20 ms against an underrun (whole
+    // periods, at least one, at most half the buffer). With the default 60 ms buffer the
+    // thread wakes every 40 ms.
+    let guard = (ns_to_frames(LOW_WATER_NS, rate) as usize / period).max(1);
+    let low_water = (period * guard.min((buffer / period / 2).max(1))).min(buffer - period) as i64;
     let mut jb = jitter_buffer(rate, ch);
     // This period fades the old zone out; the next plays the new one.
     let mut switching = false;
@@ -271,19 +278,26 @@ fn run(
                 (queued, s.map(|_| next))
             }
         };
-        if queued as usize + period > buffer {
-            // Full: sleep until it has drained to the low-water mark, then write periods back
-            // to back until it is full again: two periods per wake-up with the default buffer
-            // of four, half the wake-ups of refilling one period at a time (on small machines
-            // a wake-up costs more CPU than rendering a period), with half the buffer (20 ms)
-            // still queued against an underrun. (A quarter saved another 0.7 ms/s but
-            // underran under load: a loaded test machine heard it.)
+        // Full, or (while datagrams are being repaired) the next frames to write are missing
+        // and the device holds more than the low-water mark: they may still come.
+        let full = queued as usize + period > buffer;
+        let waiting_repair = !full
+            && queued > low_water
+            && rx.repairing()
+            && sched.anchor_time().is_some()
+            && !sched.ready(&jb, 2 * period + TAPS);
+        if full || waiting_repair {
+            // Sleep until the device has drained to the low-water mark, then write periods
+            // back to back until it is full again: four periods per wake-up with the default
+            // buffer (on small machines a wake-up costs more CPU than rendering a period),
+            // with 20 ms still queued against an underrun. (10 ms saved more but underran
+            // under load: a loaded test machine heard it.)
             let wait = frames_to_ns(queued - low_water, rate);
             // While datagrams are being repaired, wake every 5 ms to take them in.
             let longest = if rx.repairing() {
-                5_000_000
+                REPAIR_POLL_NS
             } else {
-                40_000_000
+                1_000_000_000
             };
             std::thread::sleep(Duration::from_nanos(wait.clamp(200_000, longest) as u64));
             drained = false;

@@ -113,6 +113,11 @@ impl Scheduler {
         self.stats
     }
 
+    /// Whether the next `n` frames of the stream are all held (no gap to conceal yet).
+    pub fn ready(&self, jb: &JitterBuffer, n: usize) -> bool {
+        jb.contiguous(self.cursor, n as u64) >= n as u64
+    }
+
     /// Fills `out` (interleaved) with the frames due in the next slots, silence where none is.
     /// Without a timeline (clock not locked yet) it writes silence.
     pub fn fill(&mut self, jb: &mut JitterBuffer, out: &mut [f32]) {

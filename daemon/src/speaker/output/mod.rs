@@ -74,14 +74,16 @@ pub fn open(
     format: SampleFormat,
     clock: SharedClock,
 ) -> Result<Box<dyn Output>, OutputError> {
+    let (period, buffer) = cfg.device_frames(rate);
+    let (period_frames, buffer_frames) = (period as usize, buffer as usize);
     match cfg.output {
         OutputKind::Alsa => Ok(Box::new(alsa::AlsaOutput::open(
             &cfg.device,
             rate,
             channels,
             format,
-            cfg.period_frames as usize,
-            cfg.buffer_frames as usize,
+            period_frames,
+            buffer_frames,
             clock,
         )?)),
         OutputKind::File => Ok(Box::new(sim::SimDac::open(sim::SimParams {
@@ -96,8 +98,8 @@ pub fn open(
             stale_stamps: false,
             timestamp_noise_us: 0.0,
             xrun_every_frames: 0,
-            period_frames: cfg.period_frames as usize,
-            buffer_frames: cfg.buffer_frames as usize,
+            period_frames,
+            buffer_frames,
             clock,
         })?)),
         OutputKind::Sim => Ok(Box::new(sim::SimDac::open(sim::SimParams {
@@ -112,8 +114,8 @@ pub fn open(
             stale_stamps: cfg.sim_stale_stamps,
             timestamp_noise_us: cfg.sim_timestamp_noise_us,
             xrun_every_frames: cfg.sim_xrun_every_ms as u64 * rate as u64 / 1000,
-            period_frames: cfg.period_frames as usize,
-            buffer_frames: cfg.buffer_frames as usize,
+            period_frames,
+            buffer_frames,
             clock,
         })?)),
     }
