@@ -351,8 +351,11 @@ impl Default for ControllerConfig {
 /// Device period when not configured: 10 ms.
 const AUTO_PERIOD_MS: u32 = 10;
 /// Device buffer when not configured: 60 ms. The playout thread refills it when 20 ms are
-/// left, so it wakes every 40 ms, and a frame is written 60 ms before it is heard at most:
-/// with the default latency (100 ms), 40 ms are left for repairs.
+/// left, so it wakes every 40 ms. A hole in the stream shows at the first wake-up after the
+/// audio that follows it came, up to 40 ms later, and the frames after that are written 60 ms
+/// before they are heard: at the default latency (100 ms), that leaves 20 ms at least for the
+/// repair. (80 ms, waking every 60 ms, let a hole show too late: a test with 20 ms loss bursts
+/// concealed some.)
 const AUTO_BUFFER_MS: u32 = 60;
 
 impl SpeakerConfig {
@@ -753,7 +756,13 @@ impl Config {
     }
 }
 
+/// A configured device buffer must leave room for the latency after the DAC. (The automatic
+/// one may not at a short latency: the playout thread only writes ahead audio that has come,
+/// waking more often to do so.)
 fn latency_budget_too_small(latency_ms: u32, s: &SpeakerConfig, rate: u32) -> bool {
+    if s.buffer_frames == 0 {
+        return false;
+    }
     let buffer_ms = s.device_frames(rate).1 as f64 * 1000.0 / rate as f64;
     buffer_ms + s.extra_latency_ms > latency_ms as f64
 }
@@ -786,6 +795,26 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_sizes_follow_the_rate_unless_configured() {
+        let mut s = SpeakerConfig::default();
+        assert_eq!(s.device_frames(48_000), (480, 2880));
+        assert_eq!(s.device_frames(96_000), (960, 5760));
+        assert_eq!(s.device_frames(44_100), (441, 2646));
+        // A configured period: the buffer is 60 ms or more, in whole periods.
+        s.period_frames = 1024;
+        assert_eq!(s.device_frames(48_000), (1024, 3072));
+        // A configured buffer is kept (at least two periods).
+        s.buffer_frames = 1500;
+        assert_eq!(s.device_frames(48_000), (1024, 2048));
+        s.period_frames = 0;
+        assert_eq!(s.device_frames(48_000), (480, 1500));
+        // Rates nobody plays stay within what the device API takes.
+        s.buffer_frames = 0;
+        let (p, b) = s.device_frames(u32::MAX);
+        assert!(p <= 16_384 && b >= 2 * p, "{p} {b}");
+    }
 
     #[test]
     fn defaults_are_valid() {

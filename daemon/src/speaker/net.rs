@@ -45,6 +45,8 @@ pub struct StreamReceiver {
     window: ReplayWindow,
     /// Unicast socket repair requests leave from and repaired datagrams arrive on.
     repair_socket: std::net::UdpSocket,
+    /// Local time of the last drain that found stream datagrams.
+    last_datagrams_ns: i64,
     /// Sequence number expected next, and the ones found missing (capacity reserved).
     next_seq: Option<u32>,
     missing: Vec<Missing>,
@@ -214,6 +216,7 @@ impl StreamReceiver {
     ) -> std::io::Result<StreamReceiver> {
         Ok(StreamReceiver {
             socket: multicast_receiver(group, port, interface)?,
+            last_datagrams_ns: i64::MIN / 2,
             expect,
             fixed_controller,
             // One slot more than a batch: where a datagram rebuilt from parity is parsed.
@@ -262,6 +265,9 @@ impl StreamReceiver {
                 let mut lens = [0usize; BATCH];
                 let mut from = [None; BATCH];
                 let n = self.recv_batch(*fd, &mut lens, &mut from, &shared.stats);
+                if n > 0 && *fd == fds[0] {
+                    self.last_datagrams_ns = local_ns;
+                }
                 for i in 0..n {
                     let (off, len) = (i * SLOT, lens[i]);
                     let chunk = self.accept(
@@ -291,6 +297,12 @@ impl StreamReceiver {
     /// often enough to pick the repairs up in time).
     pub fn repairing(&self) -> bool {
         !self.missing.is_empty()
+    }
+
+    /// True while the stream is coming in (datagrams found in the last 50 ms): frames not here
+    /// yet are late, not absent (a loss burst under way, or a send burst still to come).
+    pub fn flowing(&self, local_ns: i64) -> bool {
+        local_ns - self.last_datagrams_ns < 50_000_000
     }
 
     /// Asks the controller for missing datagrams (new ones at once, then again every 15 ms, a
@@ -595,21 +607,39 @@ pub fn sync_client(
     auth: Auth,
 ) -> std::io::Result<()> {
     let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-    if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
-        log::warn!("no kernel receive timestamps for clock sync ({e}); using user-space times");
-    }
+    let stamped = match crate::net::enable_rx_timestamps(&socket) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("no kernel receive timestamps for clock sync ({e}); using user-space times");
+            false
+        }
+    };
+    let mut rate = crate::net::RealtimeRate::new();
     let mut outstanding: HashMap<u64, LocalNs> = HashMap::new();
     let mut next_id: u64 = rand::random::<u32>() as u64;
     let mut buf = [0u8; 256];
     let mut last_heartbeat = LocalNs(i64::MIN / 2);
     // The model's verdict after the last exchange (read under the lock taken for it).
     let mut quiet = false;
+    // The answer to the last request is read at this wake-up, not when it came.
+    let mut late = false;
     loop {
         let controller = shared.controller.lock().ok().and_then(|c| *c);
         let Some(ctl) = controller else {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
+        if late {
+            while let Ok((len, from, t4)) =
+                crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false)
+            {
+                if let Some(q) =
+                    take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
+                {
+                    quiet = q;
+                }
+            }
+        }
         let now = clock.now();
         if now.since(last_heartbeat) >= 1_000_000_000 {
             last_heartbeat = now;
@@ -637,6 +667,15 @@ pub fn sync_client(
         if let Err(e) = socket.send_to(&req, ctl) {
             log::debug!("sync request to {ctl} failed: {e}");
         }
+        // On a quiet path the answer waits in the socket, its kernel stamp saying when it
+        // came, and is read at the next poll: one wake-up per exchange instead of two (the
+        // answer, then the poll). This needs the stamps, and the realtime clock's rate
+        // against ours to convert their age.
+        late = quiet && stamped && rate.known();
+        if late {
+            std::thread::sleep(POLL_QUIET);
+            continue;
+        }
         // 40 exchanges a second (40-byte datagrams): enough fast ones for the filter to pick
         // from even on a jittery path.
         let deadline = std::time::Instant::now() + if quiet { POLL_QUIET } else { POLL };
@@ -645,53 +684,70 @@ pub fn sync_client(
             if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
                 break;
             }
-            let (len, from, t4) = match crate::net::recv_stamped_blocking(&socket, &mut buf, &clock)
+            let (len, from, t4) =
+                match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true) {
+                    Ok(r) => r,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
+                    Err(_) => break,
+                };
+            if let Some(q) =
+                take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
             {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
-                Err(_) => break,
-            };
-            if from != ctl {
-                continue;
-            }
-            let Ok(body) = auth.open(&buf[..len]) else {
-                shared.stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let Ok(Packet::SyncResponse(resp)) = parse(body) else {
-                continue;
-            };
-            // Only answers to our own requests, with the t1 we sent.
-            if outstanding.remove(&resp.id) != Some(resp.t1) {
-                continue;
-            }
-            let ex = Exchange {
-                t1: resp.t1,
-                t2: resp.t2,
-                t3: resp.t3,
-                t4,
-            };
-            if let Ok(mut m) = shared.model.lock() {
-                m.handle_exchange(ex);
-                quiet = m.quiet();
-                let locked = m.locked();
-                if locked && !shared.locked.swap(true, Ordering::Relaxed) {
-                    if let Some(s) = m.snapshot() {
-                        log::info!(
-                            "clock locked to {ctl}: offset_ns={} ppm={:.1} rtt_us={:.0}",
-                            s.offset_ref,
-                            s.freq * 1e6,
-                            m.last_rtt() as f64 / 1000.0
-                        );
-                    }
-                }
-                if locked {
-                    if let Ok(mut snap) = shared.snapshot.lock() {
-                        *snap = m.snapshot();
-                    }
-                }
+                quiet = q;
             }
         }
     }
+}
+
+/// Hands an answer to one of our requests to the clock model (and publishes the snapshot
+/// once locked); anything else is dropped. Returns the model's verdict on the path (quiet).
+fn take_answer(
+    shared: &Shared,
+    auth: &Auth,
+    outstanding: &mut HashMap<u64, LocalNs>,
+    ctl: SocketAddr,
+    datagram: &[u8],
+    from: SocketAddr,
+    t4: LocalNs,
+) -> Option<bool> {
+    if from != ctl {
+        return None;
+    }
+    let Ok(body) = auth.open(datagram) else {
+        shared.stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let Ok(Packet::SyncResponse(resp)) = parse(body) else {
+        return None;
+    };
+    // Only answers to our own requests, with the t1 we sent.
+    if outstanding.remove(&resp.id) != Some(resp.t1) {
+        return None;
+    }
+    let ex = Exchange {
+        t1: resp.t1,
+        t2: resp.t2,
+        t3: resp.t3,
+        t4,
+    };
+    let mut m = shared.model.lock().ok()?;
+    m.handle_exchange(ex);
+    let locked = m.locked();
+    if locked && !shared.locked.swap(true, Ordering::Relaxed) {
+        if let Some(s) = m.snapshot() {
+            log::info!(
+                "clock locked to {ctl}: offset_ns={} ppm={:.1} rtt_us={:.0}",
+                s.offset_ref,
+                s.freq * 1e6,
+                m.last_rtt() as f64 / 1000.0
+            );
+        }
+    }
+    if locked {
+        if let Ok(mut snap) = shared.snapshot.lock() {
+            *snap = m.snapshot();
+        }
+    }
+    Some(m.quiet())
 }

@@ -30,6 +30,8 @@ pub const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
 const LOW_WATER_NS: i64 = 20_000_000;
 /// While repairs are outstanding, the playout thread wakes this often to take them in.
 const REPAIR_POLL_NS: i64 = 5_000_000;
+/// While the next frames to write are late (not here, nothing known lost), it wakes this often.
+const LATE_POLL_NS: i64 = 20_000_000;
 
 /// Time between attempts to open a missing output.
 const REOPEN_EVERY: Duration = Duration::from_secs(2);
@@ -278,24 +280,31 @@ fn run(
                 (queued, s.map(|_| next))
             }
         };
-        // Full, or (while datagrams are being repaired) the next frames to write are missing
-        // and the device holds more than the low-water mark: they may still come.
+        // Full, or the next frames to write are not here while the stream is coming in (lost
+        // and being repaired, or late) and the device holds more than the low-water mark: they
+        // may still come. A frame is written early only if it is here: the write horizon is
+        // the buffer or the newest audio, whichever is nearer.
         let full = queued as usize + period > buffer;
-        let waiting_repair = !full
+        let waiting = !full
             && queued > low_water
-            && rx.repairing()
             && sched.anchor_time().is_some()
+            && (rx.repairing() || rx.flowing(clock.now().0))
+            // What the resampler reads for a period, and the concealment fade's look-ahead
+            // beyond it (a period is more than both).
             && !sched.ready(&jb, 2 * period + TAPS);
-        if full || waiting_repair {
+        if full || waiting {
             // Sleep until the device has drained to the low-water mark, then write periods
             // back to back until it is full again: four periods per wake-up with the default
             // buffer (on small machines a wake-up costs more CPU than rendering a period),
             // with 20 ms still queued against an underrun. (10 ms saved more but underran
             // under load: a loaded test machine heard it.)
             let wait = frames_to_ns(queued - low_water, rate);
-            // While datagrams are being repaired, wake every 5 ms to take them in.
+            // While datagrams are being repaired, wake every 5 ms to take them in; while audio
+            // is late, every 20 ms (a loss burst under way shows as a gap then).
             let longest = if rx.repairing() {
                 REPAIR_POLL_NS
+            } else if waiting {
+                LATE_POLL_NS
             } else {
                 1_000_000_000
             };

@@ -112,17 +112,19 @@ pub fn serve(
     let mut per_host = RateLimiter::<IpAddr>::new(5000.0, 2500.0);
     // Datagrams sent again per speaker: 1000/s (1.4 MB/s) is a third of a 48 kHz stream lost.
     let mut repairs = RateLimiter::<IpAddr>::new(1000.0, 500.0);
+    let mut rate = crate::net::RealtimeRate::new();
     loop {
         // t2 is the kernel's receive timestamp, on our clock.
-        let (len, from, t2) = match crate::net::recv_stamped_blocking(&socket, &mut buf, &clock) {
-            Ok((n, from, t)) => (n, from, ControllerNs(t.0)),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::warn!("sync service receive failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
-            }
-        };
+        let (len, from, t2) =
+            match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true) {
+                Ok((n, from, t)) => (n, from, ControllerNs(t.0)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("sync service receive failed: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+            };
         if !per_host.allow(from.ip(), t2.0) || !per_source.allow(from, t2.0) {
             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             continue;
