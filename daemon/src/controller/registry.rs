@@ -61,6 +61,11 @@ impl Registry {
         }
     }
 
+    /// Speakers heard from (whether still online or not).
+    pub fn count(&self) -> usize {
+        self.inner.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
     /// All known speakers, as of `now`.
     pub fn list(&self, now: ControllerNs) -> Vec<SpeakerInfo> {
         let Ok(m) = self.inner.lock() else {

@@ -597,6 +597,8 @@ const POLL: Duration = Duration::from_millis(25);
 /// Exchange interval on a quiet path once locked: a sharp delay floor needs few exchanges, and
 /// a controller with 32 speakers answers 128 exchanges a second instead of 1280.
 const POLL_QUIET: Duration = Duration::from_millis(250);
+/// Speakers' quiet polls spread over this much after each point of the controller's grid.
+const POLL_PHASE_SPREAD_NS: i64 = 2_000_000;
 
 /// Exchanges sync datagrams with the controller every 25 ms (lock after six, about 0.15 s), and
 /// sends the heartbeat once a second.
@@ -623,6 +625,8 @@ pub fn sync_client(
     let mut quiet = false;
     // The answer to the last request is read at this wake-up, not when it came.
     let mut late = false;
+    // This speaker's place on the controller's poll grid.
+    let phase_ns = (rand::random::<u32>() as i64) % POLL_PHASE_SPREAD_NS;
     loop {
         let controller = shared.controller.lock().ok().and_then(|c| *c);
         let Some(ctl) = controller else {
@@ -673,7 +677,7 @@ pub fn sync_client(
         // against ours to convert their age.
         late = quiet && stamped && rate.known();
         if late {
-            std::thread::sleep(POLL_QUIET);
+            std::thread::sleep(until_next_poll(&shared, &clock, phase_ns));
             continue;
         }
         // 40 exchanges a second (40-byte datagrams): enough fast ones for the filter to pick
@@ -698,6 +702,25 @@ pub fn sync_client(
             }
         }
     }
+}
+
+/// Time until the next poll on a quiet path: on the controller's 250 ms grid, plus this
+/// speaker's phase (under 2 ms), so that a controller with many speakers takes their requests
+/// and heartbeats in a few wake-ups instead of one each (its sync service lingers a moment
+/// after a wake-up for the rest of the burst). Until the clock is locked: one poll from now.
+fn until_next_poll(shared: &Shared, clock: &SharedClock, phase_ns: i64) -> Duration {
+    let Some(s) = shared.snapshot.lock().ok().and_then(|s| *s) else {
+        return POLL_QUIET;
+    };
+    let now = s.to_controller(clock.now()).0;
+    Duration::from_nanos((next_grid_point(now, phase_ns) - now) as u64)
+}
+
+/// The first point of the poll grid (shifted by `phase_ns`) more than half a poll after `now`
+/// (controller time): the same interval from one aligned poll to the next.
+fn next_grid_point(now: i64, phase_ns: i64) -> i64 {
+    let p = POLL_QUIET.as_nanos() as i64;
+    (now - phase_ns + p / 2).div_euclid(p) * p + p + phase_ns
 }
 
 /// Hands an answer to one of our requests to the clock model (and publishes the snapshot
@@ -750,4 +773,39 @@ fn take_answer(
         }
     }
     Some(m.quiet())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next_grid_point, POLL_QUIET};
+
+    #[test]
+    fn quiet_polls_land_on_the_grid_a_poll_apart() {
+        let p = POLL_QUIET.as_nanos() as i64;
+        let phase = 1_234_567;
+        // From anywhere, the first poll is on the grid, half a poll to one and a half away.
+        for now in [
+            -7 * p - 3,
+            -1,
+            0,
+            1,
+            p / 2,
+            12_345_678_901,
+            12_345_678_901 + p / 2,
+        ] {
+            let next = next_grid_point(now, phase);
+            assert_eq!((next - phase).rem_euclid(p), 0, "{now}");
+            assert!(
+                next - now > p / 2 && next - now <= 3 * p / 2,
+                "{now} -> {next}"
+            );
+        }
+        // Then, woken a little late each time, a poll apart exactly.
+        let mut t = next_grid_point(5 * p + 77, phase);
+        for late in [0, 50_000, 3_000_000, 20_000_000] {
+            let next = next_grid_point(t + late, phase);
+            assert_eq!(next - t, p);
+            t = next;
+        }
+    }
 }

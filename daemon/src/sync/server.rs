@@ -41,6 +41,11 @@ pub struct RateLimiter<K> {
     burst: f64,
 }
 
+/// How long the service waits after a wake-up for the rest of a burst of requests (speakers'
+/// polls spread over 2 ms after each point of the grid). A repair request that comes meanwhile
+/// waits as long at most.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(3);
+
 /// Sources tracked at most; when full, buckets idle for 10 s are forgotten first.
 const MAX_SOURCES: usize = 4096;
 
@@ -113,18 +118,33 @@ pub fn serve(
     // Datagrams sent again per speaker: 1000/s (1.4 MB/s) is a third of a 48 kHz stream lost.
     let mut repairs = RateLimiter::<IpAddr>::new(1000.0, 500.0);
     let mut rate = crate::net::RealtimeRate::new();
+    // This wake-up already waited for the rest of a burst.
+    let mut lingered = false;
     loop {
-        // t2 is the kernel's receive timestamp, on our clock.
-        let (len, from, t2) =
-            match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true) {
-                Ok((n, from, t)) => (n, from, ControllerNs(t.0)),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("sync service receive failed: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
+        // t2 is the kernel's receive timestamp, on our clock. What is waiting first; then,
+        // with several speakers, once per wake-up a moment for the rest of their burst (their
+        // quiet polls are on a common grid): a few wake-ups a poll instead of one a datagram.
+        let got = match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if !lingered && registry.count() > 1 {
+                    lingered = true;
+                    std::thread::sleep(LINGER);
                     continue;
                 }
-            };
+                lingered = false;
+                crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true)
+            }
+            r => r,
+        };
+        let (len, from, t2) = match got {
+            Ok((n, from, t)) => (n, from, ControllerNs(t.0)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("sync service receive failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+        };
         if !per_host.allow(from.ip(), t2.0) || !per_source.allow(from, t2.0) {
             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             continue;
