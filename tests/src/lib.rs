@@ -745,6 +745,11 @@ pub fn largest_second_difference(frames: &[[i16; 2]]) -> (usize, f64) {
 /// audio `a` played at `ia` appears in `b`, found by cross-correlating the noise channel (with
 /// sub-sample interpolation of the peak), and how much earlier `a` played it. None when the
 /// window is silent or the match is poor.
+///
+/// The two DACs run at different rates (each speaker resamples the stream to its own), so the
+/// window's content is stretched differently on each: the correlation aligns the windows'
+/// middles, and that is where the skew is read. (Read at their starts, it was off by half the
+/// window times the DACs' rate difference: 21 µs for 2048 frames at 48 kHz and 1000 ppm.)
 pub fn skew_us(a: &Capture, b: &Capture, ia: usize) -> Option<f64> {
     const W: usize = 2048;
     const L: i64 = 96;
@@ -788,7 +793,8 @@ pub fn skew_us(a: &Capture, b: &Capture, ia: usize) -> Option<f64> {
         0.0
     };
     let pos_b = (jb + best) as f64 + frac;
-    Some((a.heard_ns(ia as f64) - b.heard_ns(pos_b)) / 1000.0)
+    let mid = (W / 2) as f64;
+    Some((a.heard_ns(ia as f64 + mid) - b.heard_ns(pos_b + mid)) / 1000.0)
 }
 
 pub use chorus::audio::measure::thd_n_db;

@@ -596,9 +596,7 @@ fn file(chunk: Chunk, shared: &Shared, jb: Option<&mut JitterBuffer>) -> bool {
 const POLL: Duration = Duration::from_millis(25);
 /// Exchange interval on a quiet path once locked: a sharp delay floor needs few exchanges, and
 /// a controller with 32 speakers answers 128 exchanges a second instead of 1280.
-const POLL_QUIET: Duration = Duration::from_millis(250);
-/// Speakers' quiet polls spread over this much after each point of the controller's grid.
-const POLL_PHASE_SPREAD_NS: i64 = 2_000_000;
+const POLL_QUIET: Duration = Duration::from_nanos(crate::sync::QUIET_POLL_NS as u64);
 
 /// Exchanges sync datagrams with the controller every 25 ms (lock after six, about 0.15 s), and
 /// sends the heartbeat once a second.
@@ -626,7 +624,7 @@ pub fn sync_client(
     // The answer to the last request is read at this wake-up, not when it came.
     let mut late = false;
     // This speaker's place on the controller's poll grid.
-    let phase_ns = (rand::random::<u32>() as i64) % POLL_PHASE_SPREAD_NS;
+    let phase_ns = (rand::random::<u32>() as i64) % crate::sync::QUIET_POLL_SPREAD_NS;
     loop {
         let controller = shared.controller.lock().ok().and_then(|c| *c);
         let Some(ctl) = controller else {

@@ -260,12 +260,16 @@ fn run(
         };
         let extra = shared.extra_latency_us.load(Ordering::Relaxed) * 1000;
         // How much is queued in the device, and when will the next written frame be heard?
+        // The queue drains at the DAC's rate, which the resampler's ratio matches to the
+        // stream's: 50 ms queued on a DAC 500 ppm slow take 25 µs more than nominal, an error
+        // that would follow the fill level (and the servo's lower envelope would keep its
+        // extreme as a steady offset).
         let (queued, measured) = match (delay, snapshot) {
             (Some(d), Some(s)) => (
                 d.frames,
                 Some(
                     s.to_controller(d.at)
-                        .plus(frames_to_ns(d.frames, rate) + extra),
+                        .plus((frames_to_ns(d.frames, rate) as f64 * servo.step()) as i64 + extra),
                 ),
             ),
             (Some(d), None) => (d.frames, None),

@@ -46,6 +46,12 @@ pub struct RateLimiter<K> {
 /// waits as long at most.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(3);
 
+/// Whether `t` (controller time) is within the speakers' phase spread and a network's delay
+/// after a point of their quiet poll grid.
+fn just_after_grid(t: i64) -> bool {
+    t.rem_euclid(crate::sync::QUIET_POLL_NS) < crate::sync::QUIET_POLL_SPREAD_NS + 3_000_000
+}
+
 /// Sources tracked at most; when full, buckets idle for 10 s are forgotten first.
 const MAX_SOURCES: usize = 4096;
 
@@ -120,19 +126,25 @@ pub fn serve(
     let mut rate = crate::net::RealtimeRate::new();
     // This wake-up already waited for the rest of a burst.
     let mut lingered = false;
+    // The first datagram of this wake-up came just after a point of the speakers' poll grid.
+    let mut on_grid = false;
     loop {
         // t2 is the kernel's receive timestamp, on our clock. What is waiting first; then,
-        // with several speakers, once per wake-up a moment for the rest of their burst (their
-        // quiet polls are on a common grid): a few wake-ups a poll instead of one a datagram.
+        // when the wake-up came with the speakers' quiet polls (just after a point of their
+        // grid) and there are several, a moment for the rest of the burst: a few wake-ups a
+        // poll instead of one a datagram. Exchanges off the grid (speakers still locking, or
+        // on a jittery path) are answered at once.
         let got = match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if !lingered && registry.count() > 1 {
+                if !lingered && on_grid && registry.count() > 1 {
                     lingered = true;
                     std::thread::sleep(LINGER);
                     continue;
                 }
                 lingered = false;
-                crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true)
+                let r = crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true);
+                on_grid = matches!(&r, Ok((_, _, t)) if just_after_grid(t.0));
+                r
             }
             r => r,
         };
