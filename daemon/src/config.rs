@@ -371,7 +371,7 @@ impl SpeakerConfig {
             0 => period * ms(AUTO_BUFFER_MS).div_ceil(period).max(2),
             b => (b as u64).max(2 * period),
         };
-        (period as u32, buffer.min(2 * 65_536) as u32)
+        (period as u32, buffer.min(65_536) as u32)
     }
 }
 

@@ -222,16 +222,14 @@ fn run(
             let _ = out.finish();
             return Stop::DeviceLost(format!("{failed_recoveries} recoveries failed"));
         }
-        stats
-            .playout_alive_ns
-            .store(clock.now().0, Ordering::Relaxed);
+        let local = clock.now();
+        stats.playout_alive_ns.store(local.0, Ordering::Relaxed);
         if let Ok(s) = shared.snapshot.try_lock() {
             snapshot = *s;
         }
         // Once per wake-up: the periods written back to back after it were sent long before.
         if !drained {
             drained = true;
-            let local = clock.now();
             let now = snapshot.map(|s| s.to_controller(local));
             if rx.drain(shared, local.0, now, Some(&mut jb)) {
                 sched.reset_stream();
@@ -292,7 +290,7 @@ fn run(
         let waiting = !full
             && queued > low_water
             && sched.anchor_time().is_some()
-            && (rx.repairing() || rx.flowing(clock.now().0))
+            && (rx.repairing() || rx.flowing(local.0))
             // What the resampler reads for a period, and the concealment fade's look-ahead
             // beyond it (a period is more than both).
             && !sched.ready(&jb, 2 * period + TAPS);

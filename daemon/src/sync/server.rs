@@ -124,9 +124,8 @@ pub fn serve(
     // Datagrams sent again per speaker: 1000/s (1.4 MB/s) is a third of a 48 kHz stream lost.
     let mut repairs = RateLimiter::<IpAddr>::new(1000.0, 500.0);
     let mut rate = crate::net::RealtimeRate::new();
-    // This wake-up already waited for the rest of a burst.
-    let mut lingered = false;
-    // The first datagram of this wake-up came just after a point of the speakers' poll grid.
+    // The first datagram of this wake-up came just after a point of the speakers' poll grid,
+    // and the service has not waited for the rest of the burst yet.
     let mut on_grid = false;
     loop {
         // t2 is the kernel's receive timestamp, on our clock. What is waiting first; then,
@@ -136,12 +135,11 @@ pub fn serve(
         // on a jittery path) are answered at once.
         let got = match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if !lingered && on_grid && registry.count() > 1 {
-                    lingered = true;
+                if on_grid && registry.count() > 1 {
+                    on_grid = false;
                     std::thread::sleep(LINGER);
                     continue;
                 }
-                lingered = false;
                 let r = crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true);
                 on_grid = matches!(&r, Ok((_, _, t)) if just_after_grid(t.0));
                 r
