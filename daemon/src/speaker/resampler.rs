@@ -8,11 +8,24 @@
 //! Kaiser window, 512 phases with linear interpolation between them): about −110 dB of
 //! interpolation error for audio-band tones, no allocation after construction. At a ratio of
 //! exactly one and an integer position it copies frames bit-exact.
+//!
+//! Cost: a real DAC is never exactly at the controller's rate, so every period of a speaker's
+//! life runs the interpolating path. It keeps each channel's history in its own contiguous lane
+//! and does the kernel blend and the dot products in 4-lane vectors (`wide`: SSE2 on x86-64,
+//! NEON on arm64, plain code elsewhere); the read position is 32.32 fixed point. A 480-frame
+//! stereo period: 13.5 µs with interleaved history and f64 positions, 6.0 µs now (this machine).
 
-/// Taps of the interpolation kernel (even).
+use wide::f32x4;
+
+/// Taps of the interpolation kernel (a multiple of 8).
 pub const TAPS: usize = 32;
 const HALF: usize = TAPS / 2;
-const PHASES: usize = 512;
+const PHASE_BITS: u32 = 9;
+const PHASES: usize = 1 << PHASE_BITS;
+/// One frame in the 32.32 fixed-point read position.
+const FRAC_ONE: f64 = (1u64 << 32) as f64;
+/// From the bits below the phase index to the blend between two phases, in [0, 1).
+const BLEND_SCALE: f32 = 1.0 / (1u32 << (32 - PHASE_BITS)) as f32;
 
 fn bessel_i0(x: f64) -> f64 {
     let mut sum = 1.0;
@@ -27,12 +40,50 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
+/// The kernel for fractional offset `p / PHASES`, normalised to unit gain. Phases 0 and
+/// PHASES are exact unit impulses, so integer positions copy input unchanged.
+fn kernel(p: usize) -> [f32; TAPS] {
+    let mut out = [0.0f32; TAPS];
+    if p == 0 || p == PHASES {
+        out[if p == 0 { HALF - 1 } else { HALF }] = 1.0;
+        return out;
+    }
+    let beta = 9.0;
+    let cutoff = 0.92; // of Nyquist: flat to 20 kHz at 48 kHz
+    let frac = p as f64 / PHASES as f64;
+    let mut row = [0.0f64; TAPS];
+    for (k, r) in row.iter_mut().enumerate() {
+        // tap k sits at input offset (k - HALF + 1) from floor(x); distance from x:
+        let t = (k as f64 - HALF as f64 + 1.0) - frac;
+        let sinc = if t.abs() < 1e-12 {
+            1.0
+        } else {
+            (std::f64::consts::PI * cutoff * t).sin() / (std::f64::consts::PI * t)
+        };
+        let w = t / HALF as f64;
+        let win = if w.abs() >= 1.0 {
+            0.0
+        } else {
+            bessel_i0(beta * (1.0 - w * w).sqrt()) / bessel_i0(beta)
+        };
+        *r = sinc * win;
+    }
+    let sum: f64 = row.iter().sum();
+    for (o, r) in out.iter_mut().zip(row) {
+        *o = (r / sum) as f32;
+    }
+    out
+}
+
 /// Fractional-position resampler over a ring of input frames.
 pub struct FracResampler {
     channels: usize,
-    /// `(PHASES + 1) x TAPS` kernel table; row p is the kernel for fractional offset p / PHASES.
-    table: Vec<f32>,
-    /// Input history: frames for absolute input positions `[base, base + len)`.
+    /// `PHASES + 1` kernels; row p is the kernel for fractional offset p / PHASES.
+    table: Vec<[f32x4; TAPS / 4]>,
+    /// Input history, planar: channel `ch` holds the samples of absolute input positions
+    /// `[base, base + len)` at `hist[ch * cap..]`. Planar so that each channel's dot product
+    /// reads contiguous samples (interleaved, the compiler could not vectorise the stereo case:
+    /// 28 ns per frame before, measured by the criterion bench).
     hist: Vec<f32>,
     cap: usize,
     base: i64,
@@ -44,40 +95,16 @@ pub struct FracResampler {
 impl FracResampler {
     /// `capacity`: input frames kept (must exceed the largest output chunk × 1.01 + TAPS).
     pub fn new(channels: usize, capacity: usize) -> Self {
-        let beta = 9.0;
-        let cutoff = 0.92; // of Nyquist: flat to 20 kHz at 48 kHz
-        let mut table = vec![0.0f32; (PHASES + 1) * TAPS];
-        for p in 0..=PHASES {
-            let frac = p as f64 / PHASES as f64;
-            let mut row = [0.0f64; TAPS];
-            let mut sum = 0.0;
-            for (k, r) in row.iter_mut().enumerate() {
-                // tap k sits at input offset (k - HALF + 1) from floor(x); distance from x:
-                let t = (k as f64 - HALF as f64 + 1.0) - frac;
-                let sinc = if t.abs() < 1e-12 {
-                    1.0
-                } else {
-                    (std::f64::consts::PI * cutoff * t).sin() / (std::f64::consts::PI * t)
-                };
-                let w = t / HALF as f64;
-                let win = if w.abs() >= 1.0 {
-                    0.0
-                } else {
-                    bessel_i0(beta * (1.0 - w * w).sqrt()) / bessel_i0(beta)
-                };
-                *r = sinc * win;
-                sum += *r;
-            }
-            for (k, r) in row.iter().enumerate() {
-                table[p * TAPS + k] = (r / sum) as f32;
-            }
-        }
-        // Phase 0 and PHASES are exact unit impulses, so integer positions copy input unchanged.
-        for p in [0, PHASES] {
-            let row = &mut table[p * TAPS..(p + 1) * TAPS];
-            row.fill(0.0);
-            row[if p == 0 { HALF - 1 } else { HALF }] = 1.0;
-        }
+        let table = (0..=PHASES)
+            .map(|p| {
+                let row = kernel(p);
+                let mut v = [f32x4::ZERO; TAPS / 4];
+                for (v, k) in v.iter_mut().zip(row.chunks_exact(4)) {
+                    *v = f32x4::new([k[0], k[1], k[2], k[3]]);
+                }
+                v
+            })
+            .collect();
         FracResampler {
             channels,
             table,
@@ -94,7 +121,9 @@ impl FracResampler {
     pub fn reset(&mut self, x: f64) {
         self.base = x.floor() as i64 - HALF as i64;
         self.len = HALF;
-        self.hist[..HALF * self.channels].fill(0.0);
+        for ch in 0..self.channels {
+            self.hist[ch * self.cap..ch * self.cap + HALF].fill(0.0);
+        }
         self.x = x;
     }
 
@@ -118,20 +147,39 @@ impl FracResampler {
 
     /// Appends interleaved input frames.
     pub fn push(&mut self, input: &[f32]) {
-        let n = input.len() / self.channels;
+        let c = self.channels;
+        let cap = self.cap;
         // Keep only what can still be read: from floor(x) - HALF on.
         let keep_from = (floor_i64(self.x) - HALF as i64).max(self.base);
         let drop = ((keep_from - self.base) as usize).min(self.len);
         if drop > 0 {
-            let c = self.channels;
-            self.hist.copy_within(drop * c..self.len * c, 0);
+            for ch in 0..c {
+                let lane = &mut self.hist[ch * cap..(ch + 1) * cap];
+                lane.copy_within(drop..self.len, 0);
+            }
             self.base += drop as i64;
             self.len -= drop;
         }
-        let room = self.cap - self.len;
-        let n = n.min(room);
-        let c = self.channels;
-        self.hist[self.len * c..(self.len + n) * c].copy_from_slice(&input[..n * c]);
+        let n = (input.len() / c).min(cap - self.len);
+        let len = self.len;
+        if c == 2 {
+            let (l, r) = self.hist.split_at_mut(cap);
+            for ((frame, l), r) in input[..2 * n]
+                .chunks_exact(2)
+                .zip(&mut l[len..len + n])
+                .zip(&mut r[len..len + n])
+            {
+                *l = frame[0];
+                *r = frame[1];
+            }
+        } else {
+            for ch in 0..c {
+                let lane = &mut self.hist[ch * cap + len..ch * cap + len + n];
+                for (v, frame) in lane.iter_mut().zip(input.chunks_exact(c)) {
+                    *v = frame[ch];
+                }
+            }
+        }
         self.len += n;
     }
 
@@ -139,67 +187,75 @@ impl FracResampler {
     /// Frames whose input is missing come out silent.
     pub fn process(&mut self, step: f64, out: &mut [f32]) {
         let c = self.channels;
+        let cap = self.cap;
         if step == 1.0 && self.x.fract() == 0.0 {
-            // At unity on a whole frame: a bit-exact copy of the input, in one piece.
+            // At unity on a whole frame: a bit-exact copy of the input.
             let frames = out.len() / c;
             let start = self.x as i64 - self.base;
             let lo = (-start).clamp(0, frames as i64) as usize;
             let hi = (self.len as i64 - start).clamp(lo as i64, frames as i64) as usize;
             out[..lo * c].fill(0.0);
             if hi > lo {
-                let from = (start + lo as i64) as usize * c;
-                out[lo * c..hi * c].copy_from_slice(&self.hist[from..from + (hi - lo) * c]);
+                let from = (start + lo as i64) as usize;
+                for ch in 0..c {
+                    let lane = &self.hist[ch * cap + from..ch * cap + from + (hi - lo)];
+                    for (frame, v) in out[lo * c..hi * c].chunks_exact_mut(c).zip(lane) {
+                        frame[ch] = *v;
+                    }
+                }
             }
             out[hi * c..].fill(0.0);
             self.x += frames as f64;
             return;
         }
+        // The read position relative to the history's first frame in 32.32 fixed point: the
+        // per-frame index, phase and blend come from shifts and masks rather than from f64
+        // conversions. The step is quantised to 2^-32 frames (0.0002 ppb), and the position
+        // after the period is exactly what was read.
+        let q = |v: f64| (v * FRAC_ONE).round() as i64;
+        let stepq = q(step);
+        let mut pos = q(self.x - self.base as f64);
+        let len = self.len as i64;
         for frame in out.chunks_exact_mut(c) {
-            let i0 = floor_i64(self.x);
-            let fl = i0 as f64;
-            {
-                let start = i0 - HALF as i64 + 1 - self.base;
-                if start < 0 || start as usize + TAPS > self.len {
-                    frame.fill(0.0);
-                } else {
-                    let pf = (self.x - fl) * PHASES as f64;
-                    let p = (pf as usize).min(PHASES - 1);
-                    let a = (pf - p as f64) as f32;
-                    let r0 = &self.table[p * TAPS..(p + 1) * TAPS];
-                    let r1 = &self.table[(p + 1) * TAPS..(p + 2) * TAPS];
-                    // The kernel for this position, then one dot product per channel with
-                    // eight partial sums (fixed sizes and independent lanes: the compiler
-                    // vectorises both loops).
-                    let mut h = [0.0f32; TAPS];
-                    for ((hk, &x0), &x1) in h.iter_mut().zip(r0).zip(r1) {
-                        *hk = x0 + a * (x1 - x0);
-                    }
-                    let s = start as usize;
-                    let win = &self.hist[s * c..(s + TAPS) * c];
-                    if c == 2 {
-                        let (mut l, mut r) = ([0.0f32; 8], [0.0f32; 8]);
-                        for (hs, xs) in h.chunks_exact(8).zip(win.chunks_exact(16)) {
-                            for j in 0..8 {
-                                l[j] += hs[j] * xs[2 * j];
-                                r[j] += hs[j] * xs[2 * j + 1];
-                            }
-                        }
-                        frame[0] = l.iter().sum();
-                        frame[1] = r.iter().sum();
-                    } else {
-                        for (ch, o) in frame.iter_mut().enumerate() {
-                            let mut acc = [0.0f32; 8];
-                            for (k, hk) in h.iter().enumerate() {
-                                acc[k % 8] += hk * win[k * c + ch];
-                            }
-                            *o = acc.iter().sum();
-                        }
-                    }
+            let i0 = pos >> 32;
+            let start = i0 - HALF as i64 + 1;
+            if start < 0 || start + TAPS as i64 > len {
+                frame.fill(0.0);
+            } else {
+                let frac = (pos & 0xffff_ffff) as u32;
+                let p = (frac >> (32 - PHASE_BITS)) as usize;
+                let a = (frac & ((1 << (32 - PHASE_BITS)) - 1)) as f32 * BLEND_SCALE;
+                // The kernel for this position (a blend of the two nearest phases), then one
+                // dot product per channel over its contiguous lane.
+                let (r0, r1) = (&self.table[p], &self.table[p + 1]);
+                let av = f32x4::splat(a);
+                let mut h = [f32x4::ZERO; TAPS / 4];
+                for ((hk, &x0), &x1) in h.iter_mut().zip(r0).zip(r1) {
+                    *hk = x0 + av * (x1 - x0);
+                }
+                let s = start as usize;
+                for (ch, o) in frame.iter_mut().enumerate() {
+                    *o = match self.hist[ch * cap + s..].first_chunk::<TAPS>() {
+                        Some(x) => dot(&h, x),
+                        None => 0.0,
+                    };
                 }
             }
-            self.x += step;
+            pos += stepq;
         }
+        self.x = self.base as f64 + pos as f64 / FRAC_ONE;
     }
+}
+
+/// `h · x` in two vectors of partial sums.
+#[inline(always)]
+fn dot(h: &[f32x4; TAPS / 4], x: &[f32; TAPS]) -> f32 {
+    let mut acc = [f32x4::ZERO; 2];
+    for (hs, xs) in h.chunks_exact(2).zip(x.chunks_exact(8)) {
+        acc[0] += hs[0] * f32x4::new([xs[0], xs[1], xs[2], xs[3]]);
+        acc[1] += hs[1] * f32x4::new([xs[4], xs[5], xs[6], xs[7]]);
+    }
+    (acc[0] + acc[1]).reduce_add()
 }
 
 /// `x.floor() as i64` without the libm call `f64::floor` is on baseline x86-64.
