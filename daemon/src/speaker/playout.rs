@@ -522,8 +522,12 @@ pub fn jitter_buffer(rate: u32, ch: usize) -> JitterBuffer {
     let mut jb = JitterBuffer::new(rate, ch, 4096);
     let per_datagram =
         crate::wire::AudioHeader::max_frames(ch as u8, crate::wire::SampleFormat::S16);
+    // Spare sample buffers for 150 ms of datagrams, enough for the default 100 ms latency: a
+    // deeper buffer (a higher latency) allocates the rest in its first second, and from then
+    // on the buffers that leave are recycled. Each spare is resident memory (0.5 s of them was
+    // 0.19 MiB at 48 kHz stereo).
     jb.reserve_spares(
-        rate as usize / 2 / per_datagram.max(1) + 8,
+        rate as usize * 3 / 20 / per_datagram.max(1) + 8,
         per_datagram * ch,
     );
     jb
