@@ -1,5 +1,5 @@
 //! The hot paths, with criterion: packet encode and parse, the playout resampler, decoding per
-//! format. Run: `cargo bench -p chorusd` (add `-- --quick` for a fast pass). Each prints its
+//! format, and the playout thread's work per period. Run: `cargo bench -p chorusd` (add `-- --quick` for a fast pass). Each prints its
 //! time; the decode and resampler benches also print how many times real time that is.
 
 use chorus::audio::decode::FileDecoder;
@@ -126,5 +126,110 @@ fn decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, packets, resampler, decode);
+/// The playout thread's work for one 10 ms period at 48 kHz/16-bit stereo, as in steady state
+/// with a DAC 300 ppm fast: the datagrams that period needs parsed and decoded into the jitter
+/// buffer's recycled buffers, the scheduler's slots filled, the resampler interpolating, the
+/// volume applied and the period converted and written to ALSA's `null` device. Not timed:
+/// encoding the datagrams (the controller's work) and the sleeps between wake-ups.
+fn playout(c: &mut Criterion) {
+    use chorus::speaker::jitter::Chunk;
+    use chorus::speaker::output::{alsa::AlsaOutput, Output};
+    use chorus::speaker::playout::jitter_buffer;
+    use chorus::speaker::resampler::TAPS;
+    use chorus::speaker::schedule::Scheduler;
+    use chorus::speaker::volume::VolumeRamp;
+    const RATE: u32 = 48_000;
+    const PERIOD: usize = 480;
+    const STEP: f64 = 1.0003;
+    let mut out = match AlsaOutput::open(
+        "null",
+        RATE,
+        2,
+        SampleFormat::S16,
+        PERIOD,
+        6 * PERIOD,
+        chorus::clock::process_clock(0.0, 0.0),
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("playout bench skipped: ALSA null device: {e}");
+            return;
+        }
+    };
+    let fpp = AudioHeader::max_frames(2, SampleFormat::S16);
+    let mut jb = jitter_buffer(RATE, 2);
+    let mut sched = Scheduler::new(RATE, 2);
+    let mut rs = FracResampler::new(2, 2 * PERIOD + 4 * TAPS);
+    let mut volume = VolumeRamp::new(0.5, RATE as usize * 30 / 1000);
+    let mut input = vec![0.0f32; (2 * PERIOD + 4 * TAPS) * 2];
+    let mut chunk = vec![0.0f32; PERIOD * 2];
+    let mut samples = Vec::with_capacity(2 * fpp);
+    let mut datagrams: Vec<Vec<u8>> = (0..4).map(|_| Vec::with_capacity(1500)).collect();
+    let frame_ns = |f: u64| (f as i64) * 1_000_000_000 / RATE as i64;
+    let t0 = ControllerNs(1_000_000_000);
+    sched.anchor(t0);
+    rs.reset(0.0);
+    let (mut seq, mut sent, mut taken) = (0u32, 0u64, 0u64);
+    let mut g = c.benchmark_group("playout");
+    g.throughput(Throughput::Elements(PERIOD as u64));
+    g.bench_function(
+        "one 480-frame period, 48k/16 stereo, DAC +300 ppm, to ALSA null",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut spent = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    // Untimed: the controller's datagrams covering what this period reads.
+                    let need = rs.input_needed(PERIOD, STEP).min(input.len() / 2);
+                    let mut n = 0;
+                    while sent < taken + need as u64 + TAPS as u64 {
+                        samples.clear();
+                        for i in 0..fpp as u64 {
+                            let v = ((sent + i) as f32 * 0.0575).sin() * 0.4;
+                            samples.extend_from_slice(&[v, -v]);
+                        }
+                        let h = AudioHeader {
+                            session: 1,
+                            seq,
+                            frame_index: sent,
+                            pts: t0.plus(frame_ns(sent)),
+                            rate: RATE,
+                            channels: 2,
+                            format: SampleFormat::S16,
+                            frames: fpp as u16,
+                        };
+                        encode_audio(&h, &samples, &mut datagrams[n]);
+                        n += 1;
+                        seq += 1;
+                        sent += fpp as u64;
+                    }
+                    let t = Instant::now();
+                    for d in &datagrams[..n] {
+                        if let Ok(Packet::Audio(a)) = parse(d) {
+                            let mut v = jb.take_spare();
+                            a.header.format.decode(a.payload, &mut v);
+                            jb.insert(Chunk {
+                                session: a.header.session,
+                                frame_index: a.header.frame_index,
+                                pts: a.header.pts,
+                                samples: v,
+                            });
+                        }
+                    }
+                    sched.fill(&mut jb, &mut input[..need * 2]);
+                    rs.push(&input[..need * 2]);
+                    rs.process(STEP, &mut chunk);
+                    volume.apply(0.5, &mut chunk, 2);
+                    let written = out.write(&chunk);
+                    spent += t.elapsed();
+                    assert!(written.is_ok(), "ALSA null refused a write");
+                    taken += need as u64;
+                }
+                spent
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, packets, resampler, decode, playout);
 criterion_main!(benches);
