@@ -336,6 +336,35 @@ fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
 }
 
 #[test]
+fn a_sessions_first_datagrams_are_asked_for_again() {
+    // The first three audio datagrams of the controller's session never reach one speaker.
+    // Nothing came before them to show the gap, but a session's sequence numbers start at 0:
+    // the speaker asks for the ones before the first it saw and plays the track whole.
+    let dir = scratch("first");
+    let (net, lossy_net) = (Net::new(), Net::new());
+    let controller = start_controller(&dir, &net, "");
+    let mut relay = lossy_relay(&net, &lossy_net, &["--drop-first-audio", "3"]);
+    let mut spec = SpeakerSpec::sim("lossy", 120.0, -40.0);
+    spec.speaker_extra = format!("controller = \"127.0.0.1:{}\"", net.sync_port);
+    let mut lossy = start_speaker(&dir, &lossy_net, &spec);
+    wait_locked(&controller, 1);
+    let n = 48_000 * 2;
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, n);
+    play_to_end(&controller, &track, Duration::from_secs(20));
+    let st = playout(&lossy);
+    lossy.stop();
+    let _ = relay.kill();
+    let _ = relay.wait();
+    println!("lossy: {}\n{}", st["network"], st["playout"]);
+    assert!(st["network"]["repaired"].as_u64().unwrap() >= 3, "{st}");
+    assert_eq!(st["playout"]["frames_lost"], 0, "{st}");
+    let runs = Capture::load_tap(&dir, "lossy").counter_runs(1_000);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!((runs[0].1, runs[0].2), (1, n as usize), "{runs:?}");
+}
+
+#[test]
 fn parity_rebuilds_single_losses_without_asking() {
     // Every 5th datagram lost (parity included), parity after every 3: each group misses at
     // most one, and each is rebuilt from the parity, mostly before a request would go out

@@ -482,7 +482,11 @@ impl StreamReceiver {
             }
             self.session = Some(h.session);
             self.window.reset();
-            self.next_seq = None;
+            // A session's sequence numbers and frames start at 0. If this is one of its first
+            // datagrams (its first quarter second), the ones before it were lost and nothing
+            // else would show it: they are missing too, and asked for like any other.
+            let early = (h.seq as usize) < MAX_MISSING && h.frame_index < u64::from(h.rate) / 4;
+            self.next_seq = early.then_some(0);
             self.missing.clear();
             self.fec.reset();
         }

@@ -2,9 +2,10 @@
 //!
 //! - `chorus-rig gen-counter PATH SECONDS`: a 48 kHz stereo WAV whose frames count up.
 //! - `chorus-rig relay --listen ADDR --to ADDR [--delay-ms D] [--jitter-ms J] [--loss-pct L]
-//!   [--burst-ms B --burst-every-ms E --burst-offset-ms O] [--drop-every N] [--max-seconds S]`: a user-space UDP
-//!   relay that delays, jitters (and so reorders) and drops datagrams in both directions (no
-//!   netem on these machines); `--drop-every N` drops exactly every Nth datagram.
+//!   [--burst-ms B --burst-every-ms E --burst-offset-ms O] [--drop-every N] [--drop-first-audio N]
+//!   [--max-seconds S]`: a user-space UDP relay that delays, jitters (and so reorders) and drops
+//!   datagrams in both directions (no netem on these machines); `--drop-every N` drops exactly
+//!   every Nth datagram, `--drop-first-audio N` the first N chorus audio datagrams.
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
 
 use chorus_tests::{skew_us, stats_abs, write_counter_wav, Capture};
@@ -96,7 +97,11 @@ fn relay(args: &[String]) -> Result<(), String> {
     let drop_every = flag(args, "--drop-every", "0")
         .parse::<u64>()
         .map_err(|e| e.to_string())?;
+    let drop_first_audio = flag(args, "--drop-first-audio", "0")
+        .parse::<u64>()
+        .map_err(|e| e.to_string())?;
     let mut seen = 0u64;
+    let mut audio_dropped = 0u64;
     // A multicast address to listen on is joined (on loopback), one to send to is sent to
     // from a multicast socket: a lossy copy of a zone's stream on another group.
     let join_if: std::net::Ipv4Addr = flag(args, "--join-interface", "127.0.0.1")
@@ -145,7 +150,15 @@ fn relay(args: &[String]) -> Result<(), String> {
                 let in_burst = burst > 0.0 && since >= 0.0 && since % burst_every < burst;
                 seen += 1;
                 let nth = drop_every > 0 && seen.is_multiple_of(drop_every);
-                if in_burst || nth || rng.gen::<f64>() < loss {
+                // A chorus audio datagram: the magic, then the kind (1) after the version.
+                let first_audio = upstream
+                    && audio_dropped < drop_first_audio
+                    && buf[..n].starts_with(&chorus::wire::MAGIC)
+                    && buf.get(5) == Some(&chorus::wire::kind::AUDIO);
+                if first_audio {
+                    audio_dropped += 1;
+                }
+                if in_burst || nth || first_audio || rng.gen::<f64>() < loss {
                     dropped += 1;
                     continue;
                 }
