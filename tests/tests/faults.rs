@@ -4,6 +4,7 @@
 
 use chorus_tests::*;
 use serde_json::Value;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -253,6 +254,21 @@ fn lossy_relay(from: &Net, to: &Net, args: &[&str]) -> std::process::Child {
         .expect("spawn chorus-rig relay")
 }
 
+/// Plays a counter track of `seconds` (48 kHz stereo, frames counting from 1) to its end;
+/// returns its length in frames.
+fn play_counter(controller: &Daemon, dir: &Path, seconds: u32) -> u32 {
+    let n = 48_000 * seconds;
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, n);
+    play_to_end(controller, &track, Duration::from_secs(20));
+    n
+}
+
+fn stop_relay(relay: &mut std::process::Child) {
+    let _ = relay.kill();
+    let _ = relay.wait();
+}
+
 fn playout(s: &Daemon) -> Value {
     get(&format!("{}/api/v1/speaker", s.api)).unwrap()
 }
@@ -294,10 +310,7 @@ fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
     );
     let mut lossy = start_speaker(&dir, &lossy_net, &lossy_spec);
     wait_locked(&controller, 2);
-    let n = 48_000 * 6;
-    let track = dir.join("counter.wav");
-    write_counter_wav(&track, 1, n);
-    play_to_end(&controller, &track, Duration::from_secs(20));
+    let n = play_counter(&controller, &dir, 6);
     let (sc, sl) = (playout(&clean), playout(&lossy));
     let (ml, mc) = (metrics(&lossy), metrics(&controller));
     assert_eq!(
@@ -307,8 +320,7 @@ fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
     assert!(mc("chorus_repairs_sent_total") >= ml("chorus_repaired_total"));
     clean.stop();
     lossy.stop();
-    let _ = relay.kill();
-    let _ = relay.wait();
+    stop_relay(&mut relay);
     println!("clean: {}\nlossy: {}", sc["network"], sl["network"]);
     println!("lossy playout: {}", sl["playout"]);
 
@@ -348,14 +360,10 @@ fn a_sessions_first_datagrams_are_asked_for_again() {
     spec.speaker_extra = format!("controller = \"127.0.0.1:{}\"", net.sync_port);
     let mut lossy = start_speaker(&dir, &lossy_net, &spec);
     wait_locked(&controller, 1);
-    let n = 48_000 * 2;
-    let track = dir.join("counter.wav");
-    write_counter_wav(&track, 1, n);
-    play_to_end(&controller, &track, Duration::from_secs(20));
+    let n = play_counter(&controller, &dir, 2);
     let st = playout(&lossy);
     lossy.stop();
-    let _ = relay.kill();
-    let _ = relay.wait();
+    stop_relay(&mut relay);
     println!("lossy: {}\n{}", st["network"], st["playout"]);
     assert!(st["network"]["repaired"].as_u64().unwrap() >= 3, "{st}");
     assert_eq!(st["playout"]["frames_lost"], 0, "{st}");
@@ -376,17 +384,13 @@ fn parity_rebuilds_single_losses_without_asking() {
     let mut relay = lossy_relay(&net, &lossy_net, &["--drop-every", "5"]);
     let mut lossy = start_speaker(&dir, &lossy_net, &SpeakerSpec::sim("lossy", 170.0, -55.0));
     wait_locked(&controller, 2);
-    let n = 48_000 * 4;
-    let track = dir.join("counter.wav");
-    write_counter_wav(&track, 1, n);
-    play_to_end(&controller, &track, Duration::from_secs(20));
+    let n = play_counter(&controller, &dir, 4);
     let st = playout(&lossy);
     let sent = get(&format!("{}/api/v1/zone", controller.api)).unwrap();
     let mc = metrics(&controller);
     clean.stop();
     lossy.stop();
-    let _ = relay.kill();
-    let _ = relay.wait();
+    stop_relay(&mut relay);
     println!("{}\n{}", st["network"], st["playout"]);
     let net_ = &st["network"];
     let parity_sent = sent["parity_sent"].as_u64().unwrap();
@@ -458,8 +462,7 @@ fn a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once() {
     for d in [clean, stalled, cut].iter_mut() {
         d.stop();
     }
-    let _ = relay.kill();
-    let _ = relay.wait();
+    stop_relay(&mut relay);
     println!("stalled: {}\ncut: {}", ss["playout"], su["playout"]);
     for st in [&sc, &ss, &su] {
         assert_eq!(st["locked"], true, "{st}");
@@ -520,10 +523,7 @@ fn device_errors_are_recovered_counted_and_in_sync_at_once() {
     spec.speaker_extra = "sim-xrun-every-ms = 1500".into();
     let mut x = start_speaker(&dir, &net, &spec);
     wait_locked(&controller, 2);
-    let n = 48_000 * 6;
-    let track = dir.join("counter.wav");
-    write_counter_wav(&track, 1, n);
-    play_to_end(&controller, &track, Duration::from_secs(20));
+    play_counter(&controller, &dir, 6);
     let st = playout(&x);
     assert!(x.running(), "the speaker exited:\n{}", x.log_text());
     let errors = st["playout"]["output_errors"].as_u64().unwrap();
@@ -598,14 +598,10 @@ fn heavy_loss_never_plays_a_wrong_sample() {
     let mut relay = lossy_relay(&net, &lossy_net, &["--loss-pct", "30"]);
     let mut s = start_speaker(&dir, &lossy_net, &SpeakerSpec::sim("lossy", 120.0, 35.0));
     wait_locked(&controller, 1);
-    let n = 48_000 * 4;
-    let track = dir.join("counter.wav");
-    write_counter_wav(&track, 1, n);
-    play_to_end(&controller, &track, Duration::from_secs(20));
+    let n = play_counter(&controller, &dir, 4);
     let st = playout(&s);
     s.stop();
-    let _ = relay.kill();
-    let _ = relay.wait();
+    stop_relay(&mut relay);
     println!("{}\n{}", st["network"], st["playout"]);
     assert!(st["network"]["repaired"].as_u64().unwrap() > 50, "{st}");
     // One timeline: every run of source frames sits where the first one puts it.
