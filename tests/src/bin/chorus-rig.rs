@@ -150,11 +150,9 @@ fn relay(args: &[String]) -> Result<(), String> {
                 let in_burst = burst > 0.0 && since >= 0.0 && since % burst_every < burst;
                 seen += 1;
                 let nth = drop_every > 0 && seen.is_multiple_of(drop_every);
-                // A chorus audio datagram: the magic, then the kind (1) after the version.
                 let first_audio = upstream
                     && audio_dropped < drop_first_audio
-                    && buf[..n].starts_with(&chorus::wire::MAGIC)
-                    && buf.get(5) == Some(&chorus::wire::kind::AUDIO);
+                    && chorus::wire::check_prefix(&buf[..n]) == Ok(chorus::wire::kind::AUDIO);
                 if first_audio {
                     audio_dropped += 1;
                 }
