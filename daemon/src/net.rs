@@ -48,7 +48,7 @@ pub fn enable_rx_timestamps(socket: &impl std::os::fd::AsFd) -> std::io::Result<
 /// How fast a local clock runs against `CLOCK_REALTIME`, the clock of the kernel's receive
 /// timestamps, learnt from the pairs of readings every receive takes. A stamp's age is measured
 /// on the realtime clock; read long after the datagram arrived (clock sync reads its answers a
-/// poll later), the age must be converted: 250 ms on a clock 100 ppm off is 25 µs of error.
+/// poll later), the age must be converted: 500 ms on a clock 100 ppm off is 50 µs of error.
 #[derive(Debug, Clone, Copy)]
 pub struct RealtimeRate {
     /// Readings (realtime, local) the rate is measured from.

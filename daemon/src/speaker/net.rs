@@ -599,7 +599,7 @@ fn file(chunk: Chunk, shared: &Shared, jb: Option<&mut JitterBuffer>) -> bool {
 /// grows with the number of exchanges it sees.
 const POLL: Duration = Duration::from_millis(25);
 /// Exchange interval on a quiet path once locked: a sharp delay floor needs few exchanges, and
-/// a controller with 32 speakers answers 128 exchanges a second instead of 1280.
+/// a controller with 32 speakers answers 64 exchanges a second instead of 1280.
 const POLL_QUIET: Duration = Duration::from_nanos(crate::sync::QUIET_POLL_NS as u64);
 
 /// Exchanges sync datagrams with the controller every 25 ms (lock after six, about 0.15 s), and
@@ -647,8 +647,8 @@ pub fn sync_client(
             }
         }
         let now = clock.now();
-        // About once a second: with every fourth quiet poll (polls a hair under 250 ms apart
-        // must not push it to the fifth).
+        // About once a second: with every second quiet poll (polls a hair under 500 ms apart
+        // must not push it to the third).
         if now.since(last_heartbeat) >= 900_000_000 {
             last_heartbeat = now;
             let hb = Heartbeat {
@@ -708,7 +708,7 @@ pub fn sync_client(
     }
 }
 
-/// Time until the next poll on a quiet path: on the controller's 250 ms grid, plus this
+/// Time until the next poll on a quiet path: on the controller's 500 ms grid, plus this
 /// speaker's phase (under 2 ms), so that a controller with many speakers takes their requests
 /// and heartbeats in a few wake-ups instead of one each (its sync service lingers a moment
 /// after a wake-up for the rest of the burst). Until the clock is locked: one poll from now.

@@ -102,7 +102,9 @@ impl Default for ModelParams {
             rtt_slack_ns: 20_000,
             envelope_after: 120,
             step_after: 12,
-            max_age_ns: 60_000_000_000,
+            // At the quiet poll (2 a second) 140 exchanges: above `envelope_after`, so that the
+            // filter does not switch between the envelope and the plain fit.
+            max_age_ns: 70_000_000_000,
         }
     }
 }
@@ -228,10 +230,11 @@ impl ClockModel {
         }
         self.history.push_back(ex);
         // Every exchange while the window fills (lock, and the first seconds after it) and on a
-        // jittery path; on a quiet one every fourth: there one exchange more or less moves the
-        // fit by next to nothing, and the refit was most of a speaker's CPU.
+        // jittery path; on a quiet one every second (once a second at the quiet poll): there
+        // one exchange more or less moves the fit by next to nothing, and the refit was most of
+        // a speaker's CPU.
         self.since_refit += 1;
-        if !self.quiet() || self.since_refit >= 4 || self.snapshot.is_none() {
+        if !self.quiet() || self.since_refit >= 2 || self.snapshot.is_none() {
             self.since_refit = 0;
             self.refit();
         }
@@ -267,10 +270,10 @@ impl ClockModel {
         let min_rtt = *rtts[..=k].select_nth_unstable(third).1;
         self.min_rtt = min_rtt;
         self.tenth_rtt = tenth;
-        // Quiet from 256 exchanges on; it stays quiet down to 128, because at the quiet poll
-        // (4 a second) the 60 s window holds only 240: without the margin it flipped back to
+        // Quiet from 256 exchanges on; it stays quiet down to 96, because at the quiet poll
+        // (2 a second) the 70 s window holds only 140: without the margin it flipped back to
         // the fast poll every minute.
-        let enough = if self.quiet { 128 } else { 256 };
+        let enough = if self.quiet { 96 } else { 256 };
         self.quiet = self.history.len() >= enough && tenth - min_rtt < 100_000;
         self.scratch = rtts;
         let limit = ((min_rtt as f64 * self.params.rtt_factor) as i64 + self.params.rtt_slack_ns)
@@ -464,8 +467,8 @@ mod tests {
 
     #[test]
     fn quiet_path_stays_quiet_at_the_slow_poll() {
-        // 40 exchanges a second until quiet, then 4 a second (what the sync client does) for
-        // three minutes: the 60 s window then holds 240, fewer than it took to become quiet.
+        // 40 exchanges a second until quiet, then 2 a second (what the sync client does) for
+        // three minutes: the 70 s window then holds 140, fewer than it took to become quiet.
         let sim = Sim {
             offset: 1_000_000,
             ppm: 40.0,
@@ -477,9 +480,9 @@ mod tests {
             t += 25_000_000;
             assert!(t < 20_000_000_000, "never quiet");
         }
-        for _ in 0..4 * 180 {
+        for _ in 0..2 * 180 {
             m.handle_exchange(sim.exchange(t, 30_000 + t % 7_000, 30_000));
-            t += 250_000_000;
+            t += crate::sync::QUIET_POLL_NS;
             assert!(
                 m.quiet(),
                 "fell back to the fast poll at {} s",
