@@ -467,6 +467,19 @@ mod tests {
         );
     }
 
+    /// A model fed 40 exchanges a second (forward delay `up(t)`, 30 µs back) until it calls the
+    /// path quiet, and the time of the next exchange.
+    fn quiet_model(sim: &Sim, up: impl Fn(i64) -> i64) -> (ClockModel, i64) {
+        let mut m = ClockModel::new(ModelParams::default());
+        let mut t = 0;
+        while !m.quiet() {
+            m.handle_exchange(sim.exchange(t, up(t), 30_000));
+            t += 25_000_000;
+            assert!(t < 20_000_000_000, "never quiet");
+        }
+        (m, t)
+    }
+
     #[test]
     fn quiet_path_stays_quiet_at_the_slow_poll() {
         // 40 exchanges a second until quiet, then 2 a second (what the sync client does) for
@@ -475,13 +488,7 @@ mod tests {
             offset: 1_000_000,
             ppm: 40.0,
         };
-        let mut m = ClockModel::new(ModelParams::default());
-        let mut t = 0;
-        while !m.quiet() {
-            m.handle_exchange(sim.exchange(t, 30_000 + t % 7_000, 30_000));
-            t += 25_000_000;
-            assert!(t < 20_000_000_000, "never quiet");
-        }
+        let (mut m, mut t) = quiet_model(&sim, |t| 30_000 + t % 7_000);
         for _ in 0..2 * 180 {
             m.handle_exchange(sim.exchange(t, 30_000 + t % 7_000, 30_000));
             t += crate::sync::QUIET_POLL_NS;
@@ -506,13 +513,7 @@ mod tests {
             offset: 1_000_000,
             ppm: 40.0,
         };
-        let mut m = ClockModel::new(ModelParams::default());
-        let mut t = 0;
-        while !m.quiet() {
-            m.handle_exchange(sim.exchange(t, 30_000, 30_000));
-            t += 25_000_000;
-            assert!(t < 20_000_000_000, "never quiet");
-        }
+        let (mut m, mut t) = quiet_model(&sim, |_| 30_000);
         for _ in 0..20 {
             t += crate::sync::QUIET_POLL_NS;
             m.handle_exchange(sim.exchange(t, 30_000, 30_000));
