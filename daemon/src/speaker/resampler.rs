@@ -196,7 +196,19 @@ impl FracResampler {
             let lo = (-start).clamp(0, frames as i64) as usize;
             let hi = (self.len as i64 - start).clamp(lo as i64, frames as i64) as usize;
             out[..lo * c].fill(0.0);
-            if hi > lo {
+            if hi > lo && c == 2 {
+                // Stereo, the usual case: both lanes in one pass.
+                let from = (start + lo as i64) as usize;
+                let (l, r) = self.hist.split_at(cap);
+                for ((frame, l), r) in out[lo * 2..hi * 2]
+                    .chunks_exact_mut(2)
+                    .zip(&l[from..from + (hi - lo)])
+                    .zip(&r[from..from + (hi - lo)])
+                {
+                    frame[0] = *l;
+                    frame[1] = *r;
+                }
+            } else if hi > lo {
                 let from = (start + lo as i64) as usize;
                 for ch in 0..c {
                     let lane = &self.hist[ch * cap + from..ch * cap + from + (hi - lo)];

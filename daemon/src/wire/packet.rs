@@ -85,10 +85,30 @@ impl SampleFormat {
                     .chunks_exact(2)
                     .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 * inv32),
             ),
-            SampleFormat::S24 => out.extend(bytes.chunks_exact(3).map(|b| {
-                let v = i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8;
-                v as f32 * inv32
-            })),
+            SampleFormat::S24 => {
+                // Four samples (12 bytes) from three 32-bit loads, each shifted into the top
+                // of an i32 and back down to sign-extend it: no per-byte work.
+                // Written straight into the vector's spare room (no zeroing pass first).
+                let n = bytes.len() / 3;
+                out.reserve(n);
+                let dst = &mut out.spare_capacity_mut()[..n];
+                let mut quads = bytes.chunks_exact(12);
+                let mut o = dst.chunks_exact_mut(4);
+                for (q, d) in (&mut quads).zip(&mut o) {
+                    let w = |i: usize| u32::from_le_bytes([q[i], q[i + 1], q[i + 2], q[i + 3]]);
+                    let (a, b, c) = (w(0), w(4), w(8));
+                    d[0].write(((a << 8) as i32 >> 8) as f32 * inv32);
+                    d[1].write(((a >> 16 | b << 16) as i32 >> 8) as f32 * inv32);
+                    d[2].write(((b >> 8 | c << 24) as i32 >> 8) as f32 * inv32);
+                    d[3].write((c as i32 >> 8) as f32 * inv32);
+                }
+                for (b, d) in quads.remainder().chunks_exact(3).zip(o.into_remainder()) {
+                    d.write((i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 * inv32);
+                }
+                // SAFETY: the quads and the remainder together are the `n` samples: every
+                // element of `dst` was written above.
+                unsafe { out.set_len(out.len() + n) };
+            }
             SampleFormat::S32 => out.extend(
                 bytes
                     .chunks_exact(4)
@@ -356,6 +376,31 @@ mod tests {
                 want.extend_from_slice(&v.to_le_bytes()[..format.bytes()]);
             }
             assert!(got == want, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn decode_gives_each_value_exactly_at_any_length() {
+        // 24-bit: extremes, signs and every byte pattern position, in runs of 0 to 9 samples
+        // (the decoder takes four at a time and the rest one by one).
+        let values: Vec<i32> = [-(1 << 23), (1 << 23) - 1, -1, 0, 1, 0x12_3456, -0x65_4321]
+            .into_iter()
+            .chain((0..200).map(|i| (i * 83_117 % (1 << 24)) - (1 << 23)))
+            .collect();
+        for n in 0..10 {
+            for start in 0..values.len() - n {
+                let run = &values[start..start + n];
+                let bytes: Vec<u8> = run
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes()[..3].to_vec())
+                    .collect();
+                let mut out = vec![9.0];
+                SampleFormat::S24.decode(&bytes, &mut out);
+                let want: Vec<f32> = std::iter::once(9.0)
+                    .chain(run.iter().map(|&v| v as f32 / 8_388_608.0))
+                    .collect();
+                assert_eq!(out, want, "{run:?}");
+            }
         }
     }
 

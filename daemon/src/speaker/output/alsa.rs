@@ -150,12 +150,17 @@ impl Output for AlsaOutput {
     fn write(&mut self, samples: &[f32]) -> Result<(), OutputError> {
         let ch = self.channels as usize;
         let mut off = 0;
+        // Converted in place over buffers of the period's length (resized only when it changes).
         if self.s16 {
-            self.buf16.clear();
-            self.buf16.extend(samples.iter().map(|&s| to_i16(s)));
+            self.buf16.resize(samples.len(), 0);
+            for (o, &s) in self.buf16.iter_mut().zip(samples) {
+                *o = to_i16(s);
+            }
         } else {
-            self.buf32.clear();
-            self.buf32.extend(samples.iter().map(|&s| to_i32(s)));
+            self.buf32.resize(samples.len(), 0);
+            for (o, &s) in self.buf32.iter_mut().zip(samples) {
+                *o = to_i32(s);
+            }
         }
         while off < samples.len() {
             // SAFETY: `open` set the hardware format to S16 or S32 (native endian) and recorded
@@ -246,20 +251,33 @@ impl Output for AlsaOutput {
     }
 }
 
-/// A sample in [-1, 1) to 16 bits, rounded half away from zero and clipped. Truncation of
-/// `v ± 0.5` is `round` without the libm call `f32::round` costs on baseline x86-64 (no SSE4.1);
-/// `as` saturates, so the clip is an integer clamp.
+/// A sample in [-1, 1) to 16 bits, rounded half away from zero and clipped.
 #[inline]
 pub fn to_i16(s: f32) -> i16 {
-    let v = s * 32_768.0;
-    ((v + 0.5f32.copysign(v)) as i32).clamp(-32_768, 32_767) as i16
+    round_within(s * 32_768.0, -32_768.0, 32_767.0) as i16
 }
 
-/// A sample in [-1, 1) to 32 bits, the same way (in f64: f32 cannot hold 32-bit integers).
+/// A sample in [-1, 1) to 32 bits, the same way. Scaling by 2^31 is exact in f32, and f32
+/// holds what a 24-bit stream carries: no f64 needed.
 #[inline]
 pub fn to_i32(s: f32) -> i32 {
-    let v = s as f64 * 2_147_483_648.0;
-    (v + 0.5f64.copysign(v)) as i32
+    // The largest f32 below 2^31.
+    round_within(s * 2_147_483_648.0, -2_147_483_648.0, 2_147_483_520.0)
+}
+
+/// `v` clipped to [lo, hi] (integers an i32 holds; NaN gives `lo`) and rounded half away from
+/// zero, in operations that vectorise on baseline x86-64 as on NEON: no libm call (`f32::round`
+/// is one without SSE4.1) and no saturating cast (scalar there). The truncation is exact, and so
+/// is the remainder it leaves, so the rounding is exactly that of `round`.
+#[inline]
+fn round_within(v: f32, lo: f32, hi: f32) -> i32 {
+    let v = v.max(lo).min(hi);
+    // SAFETY: `v` is finite and within i32's range (clipped to integers it holds; `max`
+    // returns `lo` for NaN).
+    let t: i32 = unsafe { v.to_int_unchecked() };
+    let rest = v - t as f32;
+    // Within [lo, hi] a remainder only exists below 2^23: the step never leaves i32.
+    t + i32::from(rest >= 0.5) - i32::from(rest <= -0.5)
 }
 
 /// Makes alsa-lib read its configuration again at the next open. It only notices changes to
@@ -281,10 +299,12 @@ mod tests {
     #[test]
     fn conversion_rounds_like_round_and_clips() {
         let reference16 = |s: f32| (s * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16;
+        // Above full scale, 32 bits clip at 2^31 - 128, the largest f32 below 2^31 (the bits
+        // under a 24-bit DAC's).
         let reference32 = |s: f32| {
             (s as f64 * 2_147_483_648.0)
                 .round()
-                .clamp(-2_147_483_648.0, 2_147_483_647.0) as i32
+                .clamp(-2_147_483_648.0, 2_147_483_520.0) as i32
         };
         // Every 16-bit value exactly, the half-way points between them, and a sweep.
         let mut inputs: Vec<f32> = (-32_768..32_768).map(|k| k as f32 / 32_768.0).collect();
@@ -301,7 +321,22 @@ mod tests {
             -1e-9,
             f32::MAX,
             f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            32_767.5 / 32_768.0,
+            -32_768.5 / 32_768.0,
+            0.5 / 2_147_483_648.0,
+            -0.5 / 2_147_483_648.0,
+            1.5 / 2_147_483_648.0,
+            0.49999997 / 2_147_483_648.0,
         ]);
+        // Every 24-bit value lands on its 32-bit one exactly (24-bit streams play bit-exact).
+        for v in (-(1 << 23)..(1 << 23))
+            .step_by(97)
+            .chain([-(1 << 23), (1 << 23) - 1])
+        {
+            assert_eq!(to_i32(v as f32 / 8_388_608.0), v << 8, "{v}");
+        }
         for &s in &inputs {
             assert_eq!(to_i16(s), reference16(s), "{s}");
             assert_eq!(to_i32(s), reference32(s), "{s}");
