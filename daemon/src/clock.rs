@@ -21,11 +21,12 @@ pub struct LocalNs(pub i64);
 impl ControllerNs {
     /// `self - other` in nanoseconds.
     pub fn since(self, other: ControllerNs) -> i64 {
-        self.0 - other.0
+        // Saturating: presentation times come off the network.
+        self.0.saturating_sub(other.0)
     }
     /// This instant shifted by `ns` nanoseconds.
     pub fn plus(self, ns: i64) -> ControllerNs {
-        ControllerNs(self.0 + ns)
+        ControllerNs(self.0.saturating_add(ns))
     }
 }
 

@@ -338,7 +338,7 @@ impl Default for ControllerConfig {
         ControllerConfig {
             enabled: true,
             sync_port: 7701,
-            latency_ms: 100,
+            latency_ms: 150,
             fade_ms: 10,
             fec_group: 8,
             fifo_format: "48000:16:2".into(),
@@ -350,13 +350,14 @@ impl Default for ControllerConfig {
 
 /// Device period when not configured: 10 ms.
 const AUTO_PERIOD_MS: u32 = 10;
-/// Device buffer when not configured: 60 ms. The playout thread refills it when 20 ms are
-/// left, so it wakes every 40 ms. A hole in the stream shows at the first wake-up after the
-/// audio that follows it came, up to 40 ms later, and the frames after that are written 60 ms
-/// before they are heard: at the default latency (100 ms), that leaves 20 ms at least for the
-/// repair. (80 ms, waking every 60 ms, let a hole show too late: a test with 20 ms loss bursts
-/// concealed some.)
-const AUTO_BUFFER_MS: u32 = 60;
+/// Device buffer when not configured: 100 ms. The playout thread refills it when 20 ms are
+/// left, so it wakes every 80 ms, but it fills it only as far ahead as the stream's lead (the
+/// zone's latency) less 40 ms: a hole in the stream shows at the first wake-up after the audio
+/// that follows it came, and its repair must come before the device drains to 20 ms. At the
+/// default latency (150 ms) that leaves 30 ms for the repair of a 20 ms loss burst; at 100 ms
+/// latency the thread fills 60 ms and wakes every 40 ms, leaving 20 ms. (Filling 80 ms at
+/// 100 ms latency let a hole show too late: a test with 20 ms loss bursts concealed some.)
+const AUTO_BUFFER_MS: u32 = 100;
 
 impl SpeakerConfig {
     /// Period and buffer to ask of the device at `rate`, frames: as configured, or sized by
@@ -799,12 +800,12 @@ mod tests {
     #[test]
     fn device_sizes_follow_the_rate_unless_configured() {
         let mut s = SpeakerConfig::default();
-        assert_eq!(s.device_frames(48_000), (480, 2880));
-        assert_eq!(s.device_frames(96_000), (960, 5760));
-        assert_eq!(s.device_frames(44_100), (441, 2646));
-        // A configured period: the buffer is 60 ms or more, in whole periods.
+        assert_eq!(s.device_frames(48_000), (480, 4800));
+        assert_eq!(s.device_frames(96_000), (960, 9600));
+        assert_eq!(s.device_frames(44_100), (441, 4410));
+        // A configured period: the buffer is 100 ms or more, in whole periods.
         s.period_frames = 1024;
-        assert_eq!(s.device_frames(48_000), (1024, 3072));
+        assert_eq!(s.device_frames(48_000), (1024, 5120));
         // A configured buffer is kept (at least two periods).
         s.buffer_frames = 1500;
         assert_eq!(s.device_frames(48_000), (1024, 2048));

@@ -538,6 +538,9 @@ fn chorusctl_watches_status_and_streams_events() {
     let s = setup("ctlwatch", FAST);
     let (code, out, err) = chorusctl(&s.controller.api, &["play", &s.track]);
     assert_eq!(code, 0, "{out}{err}");
+    // Heard a latency (150 ms) after the command; a cell of the bar is 0.75 s of the track,
+    // drawn from half of it on: the second view (0.5 s after the first) shows it from here.
+    std::thread::sleep(Duration::from_millis(600));
     // status --watch: the now-playing view with a progress bar and the speakers, redrawn.
     let (code, out, err) = chorusctl(&s.controller.api, &["status", "--watch", "--views", "2"]);
     assert_eq!(code, 0, "{err}");

@@ -214,11 +214,12 @@ fn a_killed_controller_fades_out_and_a_restarted_one_plays_in_sync() {
             .max()
             .unwrap();
         assert!(worst < (0.075 * 32_768.0) as i32, "{name}: step of {worst}");
-        // The fade ended within the speaker's buffer (100 ms) of the crash.
+        // The fade ended within the zone's latency (150 ms: the audio sent before the crash)
+        // of it.
         let after_ms = (c.heard_ns(last as f64) - killed_at) / 1e6;
         println!("{name}: silent {after_ms:.1} ms after the kill, largest step {worst}");
         assert!(
-            after_ms < 150.0,
+            after_ms < 200.0,
             "{name}: played {after_ms} ms after the kill"
         );
         // The counter track whole, sample for sample.
@@ -277,7 +278,7 @@ fn playout(s: &Daemon) -> Value {
 fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
     // Three hosts: the controller; a speaker that hears the zone directly; one that hears it
     // through a relay on its host that drops 5 % of the datagrams at random and everything for
-    // 20 ms twice a second. Default latency (100 ms).
+    // 20 ms twice a second. Default latency (150 ms).
     let lan = Lan::new(3);
     let dir = scratch("loss");
     let net = Net::new();

@@ -47,6 +47,8 @@ pub struct StreamReceiver {
     repair_socket: std::net::UdpSocket,
     /// Local time of the last drain that found stream datagrams.
     last_datagrams_ns: i64,
+    /// How long before their presentation time datagrams arrive.
+    lead: Lead,
     /// Sequence number expected next, and the ones found missing (capacity reserved).
     next_seq: Option<u32>,
     missing: Vec<Missing>,
@@ -217,6 +219,7 @@ impl StreamReceiver {
         Ok(StreamReceiver {
             socket: multicast_receiver(group, port, interface)?,
             last_datagrams_ns: i64::MIN / 2,
+            lead: Lead::default(),
             expect,
             fixed_controller,
             // One slot more than a batch: where a datagram rebuilt from parity is parsed.
@@ -276,7 +279,7 @@ impl StreamReceiver {
                         shared,
                         (local_ns, now),
                         jb.as_deref_mut(),
-                        None,
+                        (*fd != fds[0]).then_some(Origin::Repair),
                     );
                     if let Some(chunk) = chunk {
                         new_session |= file(chunk, shared, jb.as_deref_mut());
@@ -303,6 +306,15 @@ impl StreamReceiver {
     /// yet are late, not absent (a loss burst under way, or a send burst still to come).
     pub fn flowing(&self, local_ns: i64) -> bool {
         local_ns - self.last_datagrams_ns < 50_000_000
+    }
+
+    /// How long before its presentation time the stream's audio is here, at the most: the
+    /// largest of the last one to two seconds, found when datagrams are read (not counting
+    /// those sent again or rebuilt). The controller sends each datagram between the zone's
+    /// latency and a 20 ms burst ahead of its time, and a wake-up soon after a burst finds
+    /// it almost that much ahead. None while no audio comes (or before the clock is locked).
+    pub fn lead_ns(&self, local_ns: i64) -> Option<i64> {
+        self.lead.get(local_ns)
     }
 
     /// Asks the controller for missing datagrams (new ones at once, then again every 15 ms, a
@@ -403,8 +415,8 @@ impl StreamReceiver {
     /// Checks and parses one datagram (in slot `off`, `len` bytes): an announcement updates
     /// the controller address; audio of the expected format, of the session playing (or of a
     /// fresh new one) and not seen before is decoded into a spare buffer and returned; a parity
-    /// that rebuilds a lost datagram returns that one (`rebuilt`: its sequence number, when
-    /// called again for it).
+    /// that rebuilds a lost datagram returns that one (`again`: `Rebuilt` with its sequence
+    /// number when called again for it; `Repair`: sent again on request).
     fn accept(
         &mut self,
         (off, len): (usize, usize),
@@ -412,8 +424,12 @@ impl StreamReceiver {
         shared: &Shared,
         (local_ns, now): (i64, Option<ControllerNs>),
         jb: Option<&mut JitterBuffer>,
-        rebuilt: Option<u32>,
+        again: Option<Origin>,
     ) -> Option<Chunk> {
+        let rebuilt = match again {
+            Some(Origin::Rebuilt(seq)) => Some(seq),
+            _ => None,
+        };
         let stats = &shared.stats;
         let from = from?;
         let d = match self.auth.open(&self.bufs[off..off + len]) {
@@ -440,7 +456,7 @@ impl StreamReceiver {
                     shared,
                     (local_ns, now),
                     jb,
-                    Some(seq),
+                    Some(Origin::Rebuilt(seq)),
                 );
             }
             Ok(Packet::Announce(a)) if rebuilt.is_none() => {
@@ -506,6 +522,9 @@ impl StreamReceiver {
             stats.fec_recovered.fetch_add(1, Ordering::Relaxed);
         }
         self.fec.store(h.seq, &self.bufs[off..off + len]);
+        if let (Some(now), None) = (now, again) {
+            self.lead.note(local_ns, h.pts.since(now));
+        }
         let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
         track(
             &mut self.next_seq,
@@ -525,6 +544,62 @@ impl StreamReceiver {
             pts: h.pts,
             samples,
         })
+    }
+}
+
+/// Where a datagram that is not the stream's own first copy came from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// Rebuilt from parity: its sequence number.
+    Rebuilt(u32),
+    /// Sent again on request.
+    Repair,
+}
+
+/// The largest of a quantity over the last one to two seconds (two one-second buckets).
+#[derive(Debug, Clone, Copy)]
+struct Lead {
+    /// Start of the current bucket, local ns, and the largest values of it and the one before.
+    since: i64,
+    current: i64,
+    previous: i64,
+}
+
+impl Default for Lead {
+    fn default() -> Self {
+        Lead {
+            since: i64::MIN / 2,
+            current: i64::MIN,
+            previous: i64::MIN,
+        }
+    }
+}
+
+impl Lead {
+    const BUCKET_NS: i64 = 1_000_000_000;
+
+    fn note(&mut self, local_ns: i64, value: i64) {
+        let age = local_ns - self.since;
+        if age >= Self::BUCKET_NS {
+            self.previous = if age < 2 * Self::BUCKET_NS {
+                self.current
+            } else {
+                i64::MIN
+            };
+            self.current = i64::MIN;
+            self.since = local_ns;
+        }
+        self.current = self.current.max(value);
+    }
+
+    fn get(&self, local_ns: i64) -> Option<i64> {
+        let age = local_ns - self.since;
+        let v = match age {
+            a if a < Self::BUCKET_NS => self.current.max(self.previous),
+            a if a < 2 * Self::BUCKET_NS => self.current,
+            _ => i64::MIN,
+        };
+        (v != i64::MIN).then_some(v)
     }
 }
 
@@ -781,7 +856,35 @@ fn take_answer(
 
 #[cfg(test)]
 mod tests {
-    use super::{next_grid_point, POLL_QUIET};
+    use super::{next_grid_point, Lead, POLL_QUIET};
+
+    #[test]
+    fn the_lead_is_the_largest_of_the_last_one_to_two_seconds() {
+        const S: i64 = 1_000_000_000;
+        let mut l = Lead::default();
+        assert_eq!(l.get(0), None);
+        l.note(0, 150);
+        l.note(S / 2, 120);
+        l.note(S / 2, 170);
+        assert_eq!(l.get(S / 2), Some(170));
+        // A new bucket: the last one's largest still counts for a second.
+        l.note(S + 1, 160);
+        assert_eq!(l.get(S + 1), Some(170));
+        l.note(2 * S + 2, 140);
+        assert_eq!(l.get(2 * S + 2), Some(160));
+        l.note(3 * S + 3, 130);
+        assert_eq!(l.get(3 * S + 3), Some(140));
+        // Nothing noted for a while: the current bucket alone, then nothing (the stream
+        // stopped).
+        assert_eq!(l.get(4 * S + 10), Some(130));
+        assert_eq!(l.get(5 * S + 10), None);
+        // After a pause, older values are forgotten.
+        l.note(10 * S, 90);
+        l.note(10 * S + S / 2, 95);
+        assert_eq!(l.get(10 * S + S / 2), Some(95));
+        l.note(11 * S + 1, 80);
+        assert_eq!(l.get(11 * S + 1), Some(95));
+    }
 
     #[test]
     fn quiet_polls_land_on_the_grid_a_poll_apart() {

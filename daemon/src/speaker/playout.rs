@@ -28,6 +28,15 @@ pub const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
 
 /// Audio left in the device when the playout thread refills it.
 const LOW_WATER_NS: i64 = 20_000_000;
+/// Room a hole in the stream needs between the arrival of the audio after it and the frames
+/// the device holds: a loss burst (20 ms tested) and the repair's round trips. The device is
+/// filled no further ahead than the zone's latency less this.
+const REPAIR_ROOM_NS: i64 = 40_000_000;
+/// How much further ahead than the zone's latency the controller sends audio (its bursts).
+/// The newest datagram at a wake-up came with the last burst, so the largest lead found is
+/// between the latency and this much more: found short, the device is filled less far (more
+/// wake-ups), never with less room for a repair.
+const SEND_BURST_NS: i64 = 20_000_000;
 /// While repairs are outstanding, the playout thread wakes this often to take them in.
 const REPAIR_POLL_NS: i64 = 5_000_000;
 /// While the next frames to write are late (not here, nothing known lost), it wakes this often.
@@ -168,8 +177,8 @@ fn run(
     let gross_ns = (4 * frames_to_ns(period as i64, rate)).max(4 * RESYNC_THRESHOLD_NS) as f64;
     let buffer = info.buffer_frames.max(2 * period);
     // Queued frames at which a full device is refilled: 20 ms against an underrun (whole
-    // periods, at least one, at most half the buffer). With the default 60 ms buffer the
-    // thread wakes every 40 ms.
+    // periods, at least one, at most half the buffer). With the default 100 ms buffer and
+    // 150 ms latency the thread wakes every 80 ms.
     let guard = (ns_to_frames(LOW_WATER_NS, rate) as usize / period).max(1);
     let low_water = (period * guard.min((buffer / period / 2).max(1))).min(buffer - period) as i64;
     let mut jb = jitter_buffer(rate, ch);
@@ -285,8 +294,17 @@ fn run(
         // Full, or the next frames to write are not here while the stream is coming in (lost
         // and being repaired, or late) and the device holds more than the low-water mark: they
         // may still come. A frame is written early only if it is here: the write horizon is
-        // the buffer or the newest audio, whichever is nearer.
-        let full = queued as usize + period > buffer;
+        // the buffer or the newest audio, whichever is nearer. And the device is filled only
+        // as far ahead as leaves a hole in the stream time to show and be repaired before its
+        // frames are due: the zone's latency (the stream's lead less the controller's send
+        // burst) less `REPAIR_ROOM_NS`, in whole periods above the low-water mark. At 100 ms
+        // latency that is 60 ms (a wake-up every 40 ms), at 150 ms the whole 100 ms buffer
+        // (every 80 ms): on small boards a wake-up costs more CPU than rendering a period.
+        let fill = rx.lead_ns(local.0).map_or(buffer, |lead| {
+            fill_frames(lead, extra, rate, (low_water as usize, period, buffer))
+        });
+        let full = queued as usize + period > fill;
+
         let waiting = !full
             && queued > low_water
             && sched.anchor_time().is_some()
@@ -296,9 +314,8 @@ fn run(
             && !sched.ready(&jb, 2 * period + TAPS);
         if full || waiting {
             // Sleep until the device has drained to the low-water mark, then write periods
-            // back to back until it is full again: four periods per wake-up with the default
-            // buffer (on small machines a wake-up costs more CPU than rendering a period),
-            // with 20 ms still queued against an underrun. (10 ms saved more but underran
+            // back to back until it is full again: eight periods per wake-up with the
+            // defaults, with 20 ms still queued against an underrun. (10 ms saved more but underran
             // under load: a loaded test machine heard it.)
             let wait = frames_to_ns(queued - low_water, rate);
             // While datagrams are being repaired, wake every 5 ms to take them in; while audio
@@ -516,18 +533,34 @@ fn anchor(t0: ControllerNs, sched: &mut Scheduler, rs: &mut FracResampler, servo
     servo.restart();
 }
 
+/// How far ahead to fill the device, frames, for a stream that arrives `lead_ns` before its
+/// presentation time at the most (and `extra_ns` of latency after the DAC): the zone's latency
+/// less `REPAIR_ROOM_NS`, in whole periods above the low-water mark, at least one, at most
+/// the buffer.
+fn fill_frames(
+    lead_ns: i64,
+    extra_ns: i64,
+    rate: u32,
+    (low_water, period, buffer): (usize, usize, usize),
+) -> usize {
+    let room = (SEND_BURST_NS + REPAIR_ROOM_NS).saturating_add(extra_ns);
+    let ahead = ns_to_frames(lead_ns.saturating_sub(room), rate);
+    let above = (ahead - low_water as i64).max(0) as usize;
+    (low_water + period * above.div_ceil(period).max(1)).min(buffer)
+}
+
 /// A jitter buffer with half a second of spare sample buffers (of the format with the most
 /// frames per datagram, 16-bit): allocated here, never on the playout thread's way.
 pub fn jitter_buffer(rate: u32, ch: usize) -> JitterBuffer {
     let mut jb = JitterBuffer::new(rate, ch, 4096);
     let per_datagram =
         crate::wire::AudioHeader::max_frames(ch as u8, crate::wire::SampleFormat::S16);
-    // Spare sample buffers for 150 ms of datagrams, enough for the default 100 ms latency: a
+    // Spare sample buffers for 200 ms of datagrams, enough for the default 150 ms latency: a
     // deeper buffer (a higher latency) allocates the rest in its first second, and from then
     // on the buffers that leave are recycled. Each spare is resident memory (0.5 s of them was
     // 0.19 MiB at 48 kHz stereo).
     jb.reserve_spares(
-        rate as usize * 3 / 20 / per_datagram.max(1) + 8,
+        rate as usize / 5 / per_datagram.max(1) + 8,
         per_datagram * ch,
     );
     jb
@@ -664,5 +697,35 @@ pub mod realtime {
                 std::io::Error::last_os_error()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill_frames;
+
+    #[test]
+    fn the_device_is_filled_to_the_latency_less_the_room_a_repair_needs() {
+        const MS: i64 = 1_000_000;
+        // 48 kHz, the default device: 10 ms periods, 100 ms buffer, refilled at 20 ms.
+        let dev = (960, 480, 4800);
+        let fill =
+            |lead_ms: i64, extra_ms: i64| fill_frames(lead_ms * MS, extra_ms * MS, 48_000, dev);
+        // Default latency (150 ms, found as up to 170 ms of lead): the whole buffer.
+        assert_eq!(fill(168, 0), 4800);
+        assert_eq!(fill(150 + 20, 0), 4800);
+        // 100 ms: 60 ms, as the 60 ms buffer of before (a wake-up every 40 ms), also when the
+        // lead found falls short of the burst by a little.
+        assert_eq!(fill(120, 0), 2880);
+        assert_eq!(fill(112, 0), 2880);
+        // 120 ms: 80 ms. An extra latency after the DAC comes off.
+        assert_eq!(fill(140, 0), 3840);
+        assert_eq!(fill(140, 20), 2880);
+        // Short latencies: one period above the low-water mark, whatever the lead.
+        assert_eq!(fill(70, 0), 1440);
+        assert_eq!(fill(-5_000, 0), 1440);
+        assert_eq!(fill_frames(i64::MIN, i64::MAX, 48_000, dev), 1440);
+        // A lead from a forged datagram: no more than the buffer.
+        assert_eq!(fill_frames(i64::MAX, 0, 48_000, dev), 4800);
     }
 }
