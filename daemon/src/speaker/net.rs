@@ -62,8 +62,8 @@ pub struct StreamReceiver {
 const FEC_RING: usize = 64;
 /// A missing datagram is asked for at the latest this long after it was found missing while
 /// its group's parity is still to come (the parity may rebuild it without a request). Short:
-/// what arrives lands only 60 to 80 ms before it is written to the device (100 ms latency less
-/// the device buffer), and a request may need a second try.
+/// what arrives lands only 40 to 70 ms before it is written to the device (the latency less
+/// the device's fill, which leaves 40 ms), and a request may need a second try.
 const FEC_HOLD_MAX_NS: i64 = 25_000_000;
 
 /// The session's audio datagrams as received (sealed), by sequence number, once the controller
