@@ -37,6 +37,10 @@ const REPAIR_ROOM_NS: i64 = 40_000_000;
 /// between the latency and this much more: found short, the device is filled less far (more
 /// wake-ups), never with less room for a repair.
 const SEND_BURST_NS: i64 = 20_000_000;
+/// The device is filled at least this far ahead (the 60 ms buffer of before: 25 wake-ups a
+/// second), whatever the latency: with one too short for the room a repair needs (or a large
+/// latency after the DAC), repairs get less room rather than the thread more wake-ups.
+const MIN_FILL_NS: i64 = 60_000_000;
 /// While repairs are outstanding, the playout thread wakes this often to take them in.
 const REPAIR_POLL_NS: i64 = 5_000_000;
 /// While the next frames to write are late (not here, nothing known lost), it wakes this often.
@@ -304,7 +308,6 @@ fn run(
             fill_frames(lead, extra, rate, (low_water as usize, period, buffer))
         });
         let full = queued as usize + period > fill;
-
         let waiting = !full
             && queued > low_water
             && sched.anchor_time().is_some()
@@ -535,8 +538,8 @@ fn anchor(t0: ControllerNs, sched: &mut Scheduler, rs: &mut FracResampler, servo
 
 /// How far ahead to fill the device, frames, for a stream that arrives `lead_ns` before its
 /// presentation time at the most (and `extra_ns` of latency after the DAC): the zone's latency
-/// less `REPAIR_ROOM_NS`, in whole periods above the low-water mark, at least one, at most
-/// the buffer.
+/// less `REPAIR_ROOM_NS`, at least `MIN_FILL_NS`, in whole periods above the low-water mark
+/// (at least one), at most the buffer.
 fn fill_frames(
     lead_ns: i64,
     extra_ns: i64,
@@ -544,7 +547,8 @@ fn fill_frames(
     (low_water, period, buffer): (usize, usize, usize),
 ) -> usize {
     let room = (SEND_BURST_NS + REPAIR_ROOM_NS).saturating_add(extra_ns);
-    let ahead = ns_to_frames(lead_ns.saturating_sub(room), rate);
+    let ahead =
+        ns_to_frames(lead_ns.saturating_sub(room), rate).max(ns_to_frames(MIN_FILL_NS, rate));
     let above = (ahead - low_water as i64).max(0) as usize;
     (low_water + period * above.div_ceil(period).max(1)).min(buffer)
 }
@@ -721,10 +725,16 @@ mod tests {
         // 120 ms: 80 ms. An extra latency after the DAC comes off.
         assert_eq!(fill(140, 0), 3840);
         assert_eq!(fill(140, 20), 2880);
-        // Short latencies: one period above the low-water mark, whatever the lead.
-        assert_eq!(fill(70, 0), 1440);
-        assert_eq!(fill(-5_000, 0), 1440);
-        assert_eq!(fill_frames(i64::MIN, i64::MAX, 48_000, dev), 1440);
+        // Shorter latencies, or more after the DAC: never less than 60 ms (25 wake-ups a
+        // second, as before), whatever the lead.
+        assert_eq!(fill(170, 80), 2880);
+        assert_eq!(fill(70, 0), 2880);
+        assert_eq!(fill(-5_000, 0), 2880);
+        assert_eq!(fill_frames(i64::MIN, i64::MAX, 48_000, dev), 2880);
+        // A configured buffer smaller than that is filled whole; a configured period of 1024
+        // frames: whole periods above the low-water mark (one period), 64 ms at least.
+        assert_eq!(fill_frames(0, 0, 48_000, (960, 480, 1920)), 1920);
+        assert_eq!(fill_frames(0, 0, 48_000, (1024, 1024, 8192)), 3072);
         // A lead from a forged datagram: no more than the buffer.
         assert_eq!(fill_frames(i64::MAX, 0, 48_000, dev), 4800);
     }
