@@ -47,8 +47,8 @@ pub struct StreamReceiver {
     repair_socket: std::net::UdpSocket,
     /// Local time of the last drain that found stream datagrams.
     last_datagrams_ns: i64,
-    /// How long before their presentation time datagrams arrive.
-    lead: Lead,
+    /// How long before their presentation time datagrams arrive (the largest lately).
+    lead: RecentMax,
     /// Sequence number expected next, and the ones found missing (capacity reserved).
     next_seq: Option<u32>,
     missing: Vec<Missing>,
@@ -219,7 +219,7 @@ impl StreamReceiver {
         Ok(StreamReceiver {
             socket: multicast_receiver(group, port, interface)?,
             last_datagrams_ns: i64::MIN / 2,
-            lead: Lead::default(),
+            lead: RecentMax::default(),
             expect,
             fixed_controller,
             // One slot more than a batch: where a datagram rebuilt from parity is parsed.
@@ -558,16 +558,16 @@ enum Origin {
 
 /// The largest of a quantity over the last one to two seconds (two one-second buckets).
 #[derive(Debug, Clone, Copy)]
-struct Lead {
+struct RecentMax {
     /// Start of the current bucket, local ns, and the largest values of it and the one before.
     since: i64,
     current: i64,
     previous: i64,
 }
 
-impl Default for Lead {
+impl Default for RecentMax {
     fn default() -> Self {
-        Lead {
+        RecentMax {
             since: i64::MIN / 2,
             current: i64::MIN,
             previous: i64::MIN,
@@ -575,7 +575,7 @@ impl Default for Lead {
     }
 }
 
-impl Lead {
+impl RecentMax {
     const BUCKET_NS: i64 = 1_000_000_000;
 
     fn note(&mut self, local_ns: i64, value: i64) {
@@ -856,12 +856,12 @@ fn take_answer(
 
 #[cfg(test)]
 mod tests {
-    use super::{next_grid_point, Lead, POLL_QUIET};
+    use super::{next_grid_point, RecentMax, POLL_QUIET};
 
     #[test]
     fn the_lead_is_the_largest_of_the_last_one_to_two_seconds() {
         const S: i64 = 1_000_000_000;
-        let mut l = Lead::default();
+        let mut l = RecentMax::default();
         assert_eq!(l.get(0), None);
         l.note(0, 150);
         l.note(S / 2, 120);
