@@ -1,19 +1,49 @@
 //! The jitter buffer: received audio keyed by frame index, until the playout thread takes it.
 
 use crate::clock::{frames_to_ns, ControllerNs};
+use crate::wire::SampleFormat;
 use std::collections::VecDeque;
 
-/// Spare sample buffers kept beyond the ring's size (a batch of datagrams in flight).
+/// Spare datagram buffers kept beyond the ring's size (a batch of datagrams in flight).
 const SPARE_EXTRA: usize = 64;
 
-/// A run of decoded frames from one datagram.
+/// The frames of one datagram, kept as they came: the datagram's own buffer, which the
+/// receiver read it into, so that they are decoded once, straight into the period they play in
+/// (`Available::decode`), and never copied on the way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk {
     pub session: u32,
     pub frame_index: u64,
     pub pts: ControllerNs,
-    /// Interleaved samples.
-    pub samples: Vec<f32>,
+    /// Frames held, and their encoding (interleaved, the buffer's channels).
+    pub frames: u32,
+    pub format: SampleFormat,
+    /// The datagram's buffer; the frames start `offset` bytes in.
+    pub data: Vec<u8>,
+    pub offset: usize,
+}
+
+impl Chunk {
+    /// A chunk holding `samples` (interleaved, `channels` of them a frame) encoded as
+    /// `format`, as a datagram of them would arrive (tests, benches).
+    pub fn encode(
+        (session, frame_index, pts): (u32, u64, ControllerNs),
+        format: SampleFormat,
+        channels: usize,
+        samples: &[f32],
+    ) -> Chunk {
+        let mut data = vec![0xA5; 3];
+        format.encode(samples, &mut data);
+        Chunk {
+            session,
+            frame_index,
+            pts,
+            frames: (samples.len() / channels.max(1)) as u32,
+            format,
+            data,
+            offset: 3,
+        }
+    }
 }
 
 /// What happened to an inserted chunk.
@@ -37,13 +67,26 @@ pub struct Available<'a> {
     pub frame_index: u64,
     /// Its presentation time.
     pub pts: ControllerNs,
-    /// Contiguous interleaved samples from it.
-    pub samples: &'a [f32],
+    /// Contiguous frames from it (in one datagram).
+    pub frames: usize,
+    format: SampleFormat,
+    /// Their encoded samples.
+    bytes: &'a [u8],
+}
+
+impl Available<'_> {
+    /// Decodes the first `out.len()` samples (whole frames, at most `frames` of them) into
+    /// `out`.
+    pub fn decode(&self, out: &mut [f32]) {
+        let n = self.format.decode_into(self.bytes, out);
+        debug_assert_eq!(n, out.len(), "more samples asked for than available");
+        out[n..].fill(0.0);
+    }
 }
 
 /// Chunks in order of their first frame, in a ring allocated once: inserting, finding and
-/// discarding never allocate, and the sample buffers of chunks that leave are kept for the
-/// receiver to decode the next datagrams into (`take_spare`) instead of being freed — this runs
+/// discarding never allocate, and the datagram buffers of chunks that leave are kept for the
+/// receiver to read the next datagrams into (`take_spare`) instead of being freed — this runs
 /// on the real-time playout thread.
 pub struct JitterBuffer {
     channels: usize,
@@ -53,9 +96,9 @@ pub struct JitterBuffer {
     max_chunks: usize,
     floor: u64,
     frames: u64,
-    /// Sample buffers of chunks that left, for reuse (capacity reserved: pushing never
+    /// Datagram buffers of chunks that left, for reuse (capacity reserved: pushing never
     /// allocates).
-    spare: Vec<Vec<f32>>,
+    spare: Vec<Vec<u8>>,
 }
 
 impl JitterBuffer {
@@ -72,35 +115,35 @@ impl JitterBuffer {
         }
     }
 
-    /// Allocates `n` spare buffers of `samples` capacity now, so that the playout thread does
-    /// not allocate when more audio than ever before is waiting (after a stall, say).
-    pub fn reserve_spares(&mut self, n: usize, samples: usize) {
+    /// Allocates `n` spare buffers of `len` bytes now, so that the playout thread does not
+    /// allocate when more audio than ever before is waiting (after a stall, say).
+    pub fn reserve_spares(&mut self, n: usize, len: usize) {
         while self.spare.len() < n.min(self.spare.capacity()) {
-            self.spare.push(Vec::with_capacity(samples));
+            self.spare.push(vec![0; len]);
         }
     }
 
-    /// An empty sample buffer to decode a datagram into: one that a chunk left behind, or a new
-    /// one while the buffer is filling for the first time.
-    pub fn take_spare(&mut self) -> Vec<f32> {
+    /// A buffer of `len` bytes to read a datagram into: one that a chunk left behind, or a new
+    /// one while the buffer is filling for the first time. Its contents are left as they were.
+    pub fn take_spare(&mut self, len: usize) -> Vec<u8> {
         let mut v = self.spare.pop().unwrap_or_default();
-        v.clear();
+        v.resize(len, 0);
         v
     }
 
     /// Takes back a buffer that was not inserted after all.
-    pub fn give_back(&mut self, samples: Vec<f32>) {
+    pub fn give_back(&mut self, data: Vec<u8>) {
         if self.spare.len() < self.spare.capacity() {
-            self.spare.push(samples);
+            self.spare.push(data);
         }
     }
 
     fn frames(&self, c: &Chunk) -> u64 {
-        (c.samples.len() / self.channels) as u64
+        u64::from(c.frames)
     }
 
     fn recycle(&mut self, c: Chunk) {
-        self.give_back(c.samples);
+        self.give_back(c.data);
     }
 
     /// Inserts a chunk.
@@ -151,18 +194,25 @@ impl JitterBuffer {
             let end = c.frame_index + self.frames(c);
             if cursor < end {
                 let off = cursor - c.frame_index;
-                return Some(Available {
-                    frame_index: cursor,
-                    pts: c.pts.plus(frames_to_ns(off as i64, self.rate)),
-                    samples: &c.samples[off as usize * self.channels..],
-                });
+                return Some(self.available(c, off));
             }
         }
-        self.chunks.get(after).map(|c| Available {
-            frame_index: c.frame_index,
-            pts: c.pts,
-            samples: &c.samples,
-        })
+        self.chunks.get(after).map(|c| self.available(c, 0))
+    }
+
+    /// The frames of `c` from its `off`-th on.
+    fn available<'a>(&self, c: &'a Chunk, off: u64) -> Available<'a> {
+        let start = c.offset + off as usize * self.channels * c.format.bytes();
+        let end = c.offset + c.frames as usize * self.channels * c.format.bytes();
+        Available {
+            frame_index: c.frame_index + off,
+            pts: c.pts.plus(frames_to_ns(off as i64, self.rate)),
+            frames: (u64::from(c.frames) - off) as usize,
+            format: c.format,
+            // The receiver made the chunk from a datagram that holds its frames (a range
+            // outside it would be a bug; it yields no audio rather than a panic).
+            bytes: c.data.get(start..end).unwrap_or_default(),
+        }
     }
 
     /// Frames held without a gap from `cursor` on, counting at most `max`.
@@ -212,15 +262,19 @@ impl JitterBuffer {
 mod tests {
     use super::*;
 
+    /// Sample values n / 32768 (exact in 16 bits), counting up from 2 × idx.
     fn chunk(session: u32, idx: u64, frames: usize) -> Chunk {
-        Chunk {
-            session,
-            frame_index: idx,
-            pts: ControllerNs(idx as i64 * 1_000_000),
-            samples: (0..frames * 2)
-                .map(|i| (idx as usize * 2 + i) as f32)
-                .collect(),
-        }
+        let samples: Vec<f32> = (0..frames * 2)
+            .map(|i| (idx as usize * 2 + i) as f32 / 32768.0)
+            .collect();
+        let pts = ControllerNs(idx as i64 * 1_000_000);
+        Chunk::encode((session, idx, pts), SampleFormat::S16, 2, &samples)
+    }
+
+    fn decoded(a: &Available<'_>) -> Vec<f32> {
+        let mut out = vec![9.0; a.frames * 2];
+        a.decode(&mut out);
+        out.iter().map(|v| v * 32768.0).collect()
     }
 
     #[test]
@@ -231,10 +285,10 @@ mod tests {
         assert_eq!(jb.insert(chunk(1, 20, 5)), Insert::Duplicate);
         let a = jb.find(12).unwrap();
         assert_eq!(
-            (a.frame_index, a.pts, a.samples.len()),
-            (12, ControllerNs(12_000_000), 6)
+            (a.frame_index, a.pts, a.frames),
+            (12, ControllerNs(12_000_000), 3)
         );
-        assert_eq!(a.samples[0], 24.0);
+        assert_eq!(decoded(&a), [24.0, 25.0, 26.0, 27.0, 28.0, 29.0]);
         assert_eq!(jb.find(15).unwrap().frame_index, 20);
         assert_eq!(jb.contiguous(12, 100), 3);
         assert_eq!(jb.contiguous(15, 100), 0);
@@ -263,9 +317,9 @@ mod tests {
         assert_eq!(jb.buffered_frames(), 5);
         assert_eq!(jb.find(0).unwrap().frame_index, 30);
         // the duplicate and the two discarded chunks came back, their memory kept
-        let back: Vec<Vec<f32>> = (0..4).map(|_| jb.take_spare()).collect();
-        assert!(back[..3].iter().all(|v| v.is_empty() && v.capacity() >= 10));
-        assert_eq!(back[3].capacity(), 0, "only three were given back");
+        let back: Vec<Vec<u8>> = (0..4).map(|_| jb.take_spare(8)).collect();
+        assert!(back[..3].iter().all(|v| v.len() == 8 && v.capacity() >= 23));
+        assert!(back[3].capacity() < 23, "only three were given back");
     }
 
     #[test]

@@ -27,18 +27,23 @@ pub struct Expect {
 /// Datagrams read per `recvmmsg` call.
 const BATCH: usize = 16;
 /// Room per datagram: more than `MAX_DATAGRAM`, so a longer one shows up as truncated.
-const SLOT: usize = 2048;
+pub const SLOT: usize = 2048;
 
 /// The zone's multicast stream, read by the playout thread itself between two writes to the
 /// device: one non-blocking `recvmmsg` takes every datagram that arrived since (a few per
 /// period), so receiving costs no thread wake-ups of its own and no hand-over between threads.
-/// Decoded samples go straight into the jitter buffer, in buffers it recycles.
+/// Datagrams are read into buffers the jitter buffer recycles, and an audio datagram's buffer
+/// goes into it as it is: its frames are decoded only when they are played, with no copy on
+/// the way.
 pub struct StreamReceiver {
     socket: std::net::UdpSocket,
     expect: Expect,
     /// The controller address is configured: announcements do not move it.
     fixed_controller: bool,
-    bufs: Box<[u8]>,
+    /// Buffers a batch is read into (`SLOT` bytes each), and one more where a datagram rebuilt
+    /// from parity is parsed. The buffer of an audio datagram leaves with it for the jitter
+    /// buffer, which hands a spare one back.
+    slots: Vec<Vec<u8>>,
     auth: Auth,
     /// Session of the stream being played, and the datagrams of it already received.
     session: Option<u32>,
@@ -222,8 +227,7 @@ impl StreamReceiver {
             lead: RecentMax::default(),
             expect,
             fixed_controller,
-            // One slot more than a batch: where a datagram rebuilt from parity is parsed.
-            bufs: vec![0u8; (BATCH + 1) * SLOT].into_boxed_slice(),
+            slots: (0..=BATCH).map(|_| vec![0u8; SLOT]).collect(),
             auth: Auth::none(),
             session: None,
             window: ReplayWindow::default(),
@@ -271,10 +275,9 @@ impl StreamReceiver {
                 if n > 0 && *fd == fds[0] {
                     self.last_datagrams_ns = local_ns;
                 }
-                for i in 0..n {
-                    let (off, len) = (i * SLOT, lens[i]);
+                for (i, &len) in lens.iter().enumerate().take(n) {
                     let chunk = self.accept(
-                        (off, len),
+                        (i, len),
                         from[i],
                         shared,
                         (local_ns, now),
@@ -369,9 +372,9 @@ impl StreamReceiver {
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, slot) in self.bufs.chunks_exact_mut(SLOT).take(BATCH).enumerate() {
+        for (i, slot) in self.slots.iter_mut().take(BATCH).enumerate() {
             iov[i].iov_base = slot.as_mut_ptr().cast();
-            iov[i].iov_len = SLOT;
+            iov[i].iov_len = slot.len();
             hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
             hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
             hdrs[i].msg_hdr.msg_iov = &mut iov[i];
@@ -412,14 +415,14 @@ impl StreamReceiver {
         n
     }
 
-    /// Checks and parses one datagram (in slot `off`, `len` bytes): an announcement updates
+    /// Checks and parses one datagram (in slot `slot`, `len` bytes): an announcement updates
     /// the controller address; audio of the expected format, of the session playing (or of a
-    /// fresh new one) and not seen before is decoded into a spare buffer and returned; a parity
+    /// fresh new one) and not seen before is returned, in its buffer; a parity
     /// that rebuilds a lost datagram returns that one (`again`: `Rebuilt` with its sequence
     /// number when called again for it; `Repair`: sent again on request).
     fn accept(
         &mut self,
-        (off, len): (usize, usize),
+        (slot, len): (usize, usize),
         from: Option<SocketAddr>,
         shared: &Shared,
         (local_ns, now): (i64, Option<ControllerNs>),
@@ -432,7 +435,7 @@ impl StreamReceiver {
         };
         let stats = &shared.stats;
         let from = from?;
-        let d = match self.auth.open(&self.bufs[off..off + len]) {
+        let d = match self.auth.open(&self.slots[slot][..len]) {
             Ok(d) => d,
             Err(_) => {
                 stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
@@ -448,10 +451,9 @@ impl StreamReceiver {
                 }
                 let seq = self.fec.take(&p, &mut self.missing, stats)?;
                 let n = self.fec.out.len();
-                let spare = BATCH * SLOT;
-                self.bufs[spare..spare + n].copy_from_slice(&self.fec.out);
+                self.slots[BATCH][..n].copy_from_slice(&self.fec.out);
                 return self.accept(
-                    (spare, n),
+                    (BATCH, n),
                     Some(from),
                     shared,
                     (local_ns, now),
@@ -521,7 +523,9 @@ impl StreamReceiver {
         if rebuilt.is_some() {
             stats.fec_recovered.fetch_add(1, Ordering::Relaxed);
         }
-        self.fec.store(h.seq, &self.bufs[off..off + len]);
+        // Where the frames start in the buffer (the payload is a part of it).
+        let offset = pkt.payload.as_ptr() as usize - self.slots[slot].as_ptr() as usize;
+        self.fec.store(h.seq, &self.slots[slot][..len]);
         if let (Some(now), None) = (now, again) {
             self.lead.note(local_ns, h.pts.since(now));
         }
@@ -535,14 +539,15 @@ impl StreamReceiver {
             stats,
         );
         let jb = jb?;
-        let mut samples = jb.take_spare();
-        samples.reserve(h.frames as usize * h.channels as usize);
-        h.format.decode(pkt.payload, &mut samples);
+        let data = std::mem::replace(&mut self.slots[slot], jb.take_spare(SLOT));
         Some(Chunk {
             session: h.session,
             frame_index: h.frame_index,
             pts: h.pts,
-            samples,
+            frames: u32::from(h.frames),
+            format: h.format,
+            data,
+            offset,
         })
     }
 }

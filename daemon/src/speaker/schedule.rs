@@ -147,16 +147,16 @@ impl Scheduler {
             } else if lead < 0 {
                 // Its time has passed: skip to the frame due now.
                 let skip = (-lead) as u64;
-                self.stats.late += skip.min((av.samples.len() / ch) as u64);
+                self.stats.late += skip.min(av.frames as u64);
                 self.cursor = av.frame_index + skip;
                 jb.discard_before(self.cursor);
             } else {
                 if av.frame_index > self.cursor {
                     self.stats.lost += av.frame_index - self.cursor;
                 }
-                let k = (av.samples.len() / ch).min(n - i);
+                let k = av.frames.min(n - i);
                 let run = &mut out[i * ch..(i + k) * ch];
-                run.copy_from_slice(&av.samples[..k * ch]);
+                av.decode(run);
                 self.stats.played += k as u64;
                 self.cursor = av.frame_index + k as u64;
                 i += k;
@@ -232,26 +232,28 @@ impl Scheduler {
 mod tests {
     use super::super::jitter::Chunk;
     use super::*;
+    use crate::wire::SampleFormat;
 
     const RATE: u32 = 1000; // 1 ms per frame keeps the arithmetic readable
 
+    /// Frame k of the stream holds (k + 1) / 32768 (exact in 16 bits).
     fn chunk(idx: u64, pts_ms: i64, frames: usize) -> Chunk {
-        Chunk {
-            session: 1,
-            frame_index: idx,
-            pts: ControllerNs(pts_ms * 1_000_000),
-            samples: (0..frames).map(|i| (idx as usize + i + 1) as f32).collect(),
-        }
+        let samples: Vec<f32> = (0..frames)
+            .map(|i| (idx as usize + i + 1) as f32 / 32768.0)
+            .collect();
+        let pts = ControllerNs(pts_ms * 1_000_000);
+        Chunk::encode((1, idx, pts), SampleFormat::S16, 1, &samples)
     }
 
     fn sched() -> Scheduler {
         Scheduler::new(RATE, 1).with_conceal_fade(0)
     }
 
+    /// `n` slots filled, in the units of `chunk`'s values.
     fn run(s: &mut Scheduler, jb: &mut JitterBuffer, n: usize) -> Vec<f32> {
         let mut out = vec![9.0; n];
         s.fill(jb, &mut out);
-        out
+        out.iter().map(|v| v * 32768.0).collect()
     }
 
     #[test]
@@ -296,12 +298,13 @@ mod tests {
         let ms = |f: u64| 100_000_000 + f as i64 * 1_000_000_000 / R as i64;
         let mut jb = JitterBuffer::new(R, 1, 64);
         for (idx, n) in [(0u64, 1000usize), (1200, 800)] {
-            jb.insert(Chunk {
-                session: 1,
-                frame_index: idx,
-                pts: ControllerNs(ms(idx)),
-                samples: vec![0.5; n],
-            });
+            let pts = ControllerNs(ms(idx));
+            jb.insert(Chunk::encode(
+                (1, idx, pts),
+                SampleFormat::S16,
+                1,
+                &vec![0.5; n],
+            ));
         }
         let mut s = Scheduler::new(R, 1);
         s.anchor(ControllerNs(ms(0)));
@@ -336,12 +339,8 @@ mod tests {
         for _ in 0..200 {
             while next < s.cursor + 5_000 {
                 let pts = ControllerNs(frames_to_ns(next as i64, R));
-                jb.insert(Chunk {
-                    session: 1,
-                    frame_index: next,
-                    pts,
-                    samples: vec![0.5; 336 * 2],
-                });
+                let half = [0.5; 336 * 2];
+                jb.insert(Chunk::encode((1, next, pts), SampleFormat::S16, 2, &half));
                 next += 336;
             }
             let mut buf = vec![0.0f32; 480 * 2];

@@ -76,22 +76,44 @@ impl SampleFormat {
     /// Decodes bytes of this format to float samples, appending to `out`. A trailing partial
     /// sample is ignored (callers check lengths first).
     pub fn decode(self, bytes: &[u8], out: &mut Vec<f32>) {
+        let n = bytes.len() / self.bytes();
+        out.reserve(n);
+        let written = self.decode_uninit(bytes, &mut out.spare_capacity_mut()[..n]);
+        // SAFETY: `decode_uninit` wrote the first `written` (= n) elements of the spare room.
+        unsafe { out.set_len(out.len() + written) };
+    }
+
+    /// Decodes bytes of this format into `out`, as many samples as both hold (the speaker
+    /// decodes a datagram's frames straight into the period being filled). Returns the count.
+    pub fn decode_into(self, bytes: &[u8], out: &mut [f32]) -> usize {
+        // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the decoder only writes
+        // initialised values: every element stays a valid f32.
+        let out = unsafe {
+            std::slice::from_raw_parts_mut(
+                out.as_mut_ptr().cast::<std::mem::MaybeUninit<f32>>(),
+                out.len(),
+            )
+        };
+        self.decode_uninit(bytes, out)
+    }
+
+    /// Writes the first `min(bytes / sample size, out.len())` samples of `out`; returns that
+    /// count.
+    fn decode_uninit(self, bytes: &[u8], out: &mut [std::mem::MaybeUninit<f32>]) -> usize {
         // 16 and 24-bit values and the power-of-two scale are exact in f32: no need for f64.
         let inv32 = 1.0 / self.scale();
         let inv = 1.0 / self.scale() as f64;
+        let n = (bytes.len() / self.bytes()).min(out.len());
+        let (bytes, dst) = (&bytes[..n * self.bytes()], &mut out[..n]);
         match self {
-            SampleFormat::S16 => out.extend(
-                bytes
-                    .chunks_exact(2)
-                    .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 * inv32),
-            ),
+            SampleFormat::S16 => {
+                for (b, d) in bytes.chunks_exact(2).zip(dst) {
+                    d.write(i16::from_le_bytes([b[0], b[1]]) as f32 * inv32);
+                }
+            }
             SampleFormat::S24 => {
                 // Four samples (12 bytes) from three 32-bit loads, each shifted into the top
                 // of an i32 and back down to sign-extend it: no per-byte work.
-                // Written straight into the vector's spare room (no zeroing pass first).
-                let n = bytes.len() / 3;
-                out.reserve(n);
-                let dst = &mut out.spare_capacity_mut()[..n];
                 let mut quads = bytes.chunks_exact(12);
                 let mut o = dst.chunks_exact_mut(4);
                 for (q, d) in (&mut quads).zip(&mut o) {
@@ -105,16 +127,14 @@ impl SampleFormat {
                 for (b, d) in quads.remainder().chunks_exact(3).zip(o.into_remainder()) {
                     d.write((i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as f32 * inv32);
                 }
-                // SAFETY: the quads and the remainder together are the `n` samples: every
-                // element of `dst` was written above.
-                unsafe { out.set_len(out.len() + n) };
             }
-            SampleFormat::S32 => out.extend(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| (i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 * inv) as f32),
-            ),
+            SampleFormat::S32 => {
+                for (b, d) in bytes.chunks_exact(4).zip(dst) {
+                    d.write((i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 * inv) as f32);
+                }
+            }
         }
+        n
     }
 }
 
@@ -400,6 +420,16 @@ mod tests {
                     .chain(run.iter().map(|&v| v as f32 / 8_388_608.0))
                     .collect();
                 assert_eq!(out, want, "{run:?}");
+                // Into a slice: as many as it holds, the rest of it untouched.
+                let mut into = vec![7.0f32; n + 1];
+                assert_eq!(SampleFormat::S24.decode_into(&bytes, &mut into), n);
+                assert_eq!(&into[..n], &want[1..]);
+                assert_eq!(into[n], 7.0);
+                if n > 0 {
+                    let mut short = vec![7.0f32; n - 1];
+                    assert_eq!(SampleFormat::S24.decode_into(&bytes, &mut short), n - 1);
+                    assert_eq!(&short[..], &want[1..n]);
+                }
             }
         }
     }
