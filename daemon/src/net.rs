@@ -39,6 +39,194 @@ pub fn multicast_sender(
     Ok(s.into())
 }
 
+/// Datagrams to one destination, sent together at the end of a burst: a run of datagrams of
+/// one size (the last may be shorter) leaves in one `sendmsg` with UDP generic segmentation
+/// offload (`UDP_SEGMENT`), which the kernel cuts into those same datagrams on the wire. One
+/// trip through the socket, routing and (on a real network) the driver's queue instead of one
+/// per datagram. Where the kernel or the route refuses it, every datagram is sent alone.
+pub struct SendBatch {
+    /// The datagrams queued, back to back.
+    buf: Vec<u8>,
+    /// Size of each (the last may be shorter), and how many.
+    seg: usize,
+    count: usize,
+    /// The last one queued was shorter than `seg`: nothing more can join.
+    closed: bool,
+    gso: bool,
+}
+
+/// What a batch of datagrams failed with, and how many of them did not leave.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: std::io::Error,
+    pub lost: usize,
+}
+
+impl SendBatch {
+    /// The kernel's limit of segments per send (`UDP_MAX_SEGMENTS`).
+    const MAX_SEGMENTS: usize = 64;
+    /// Bytes per send: one UDP datagram's worth, with room for the headers.
+    const MAX_BYTES: usize = 60_000;
+
+    /// A batch; `segmentation` false sends every datagram on its own.
+    pub fn new(segmentation: bool) -> Self {
+        SendBatch {
+            buf: Vec::with_capacity(Self::MAX_BYTES),
+            seg: 0,
+            count: 0,
+            closed: false,
+            gso: segmentation && cfg!(target_os = "linux"),
+        }
+    }
+
+    /// Datagrams queued.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether runs of datagrams still leave in one send (false once the kernel refused it).
+    pub fn segmenting(&self) -> bool {
+        self.gso
+    }
+
+    /// Queues `datagram` for `dest`, first sending what is queued if it cannot join them.
+    /// Errors are those of that send.
+    pub fn push(
+        &mut self,
+        socket: &UdpSocket,
+        dest: std::net::SocketAddr,
+        datagram: &[u8],
+    ) -> Result<(), SendError> {
+        let joins = self.count > 0
+            && !self.closed
+            && !datagram.is_empty()
+            && datagram.len() <= self.seg
+            && self.count < Self::MAX_SEGMENTS
+            && self.buf.len() + datagram.len() <= Self::MAX_BYTES;
+        let flushed = if joins || self.count == 0 {
+            Ok(())
+        } else {
+            self.flush(socket, dest)
+        };
+        if self.count == 0 {
+            self.seg = datagram.len();
+        }
+        self.closed = datagram.len() < self.seg;
+        self.buf.extend_from_slice(datagram);
+        self.count += 1;
+        if !self.gso || datagram.is_empty() {
+            return flushed.and(self.flush(socket, dest));
+        }
+        flushed
+    }
+
+    /// Sends everything queued to `dest`.
+    pub fn flush(
+        &mut self,
+        socket: &UdpSocket,
+        dest: std::net::SocketAddr,
+    ) -> Result<(), SendError> {
+        let (count, seg) = (self.count, self.seg);
+        self.count = 0;
+        self.closed = false;
+        let r = match count {
+            0 => Ok(()),
+            1 => socket.send_to(&self.buf, dest).map(drop),
+            _ => match send_segmented(socket, dest, &self.buf, seg) {
+                Ok(()) => Ok(()),
+                // Refused (no offload for this route, a small MTU, an old kernel): one send
+                // per datagram from now on.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                    ) =>
+                {
+                    log::info!("sending datagrams one by one: segmentation offload refused ({e})");
+                    self.gso = false;
+                    let mut first_error = None;
+                    let mut lost = 0;
+                    for d in self.buf.chunks(seg.max(1)) {
+                        if let Err(e) = socket.send_to(d, dest) {
+                            lost += 1;
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                    self.buf.clear();
+                    return match first_error {
+                        None => Ok(()),
+                        Some(error) => Err(SendError { error, lost }),
+                    };
+                }
+                Err(e) => Err(e),
+            },
+        };
+        self.buf.clear();
+        r.map_err(|error| SendError { error, lost: count })
+    }
+}
+
+/// One `sendmsg` of `buf` to `dest`, which the kernel cuts into datagrams of `seg` bytes.
+#[cfg(target_os = "linux")]
+fn send_segmented(
+    socket: &UdpSocket,
+    dest: std::net::SocketAddr,
+    buf: &[u8],
+    seg: usize,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let std::net::SocketAddr::V4(dest) = dest else {
+        return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+    };
+    let seg = u16::try_from(seg).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    addr.sin_family = libc::AF_INET as libc::sa_family_t;
+    addr.sin_port = dest.port().to_be();
+    addr.sin_addr.s_addr = u32::from_ne_bytes(dest.ip().octets());
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for one control message carrying a u16, aligned for `cmsghdr`.
+    let mut control = [0u64; 4];
+    // SAFETY: every pointer in `msg` points at a live local of the size given with it, the
+    // control buffer is aligned for `cmsghdr` and larger than CMSG_SPACE(2) (24 bytes), and
+    // the kernel only reads from `buf`.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(2) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(2) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), seg);
+        libc::sendmsg(socket.as_raw_fd(), &msg, 0)
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_segmented(
+    _: &UdpSocket,
+    _: std::net::SocketAddr,
+    _: &[u8],
+    _: usize,
+) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+}
+
 /// Asks the kernel to stamp every datagram received on `socket` (`SO_TIMESTAMPNS`).
 pub fn enable_rx_timestamps(socket: &impl std::os::fd::AsFd) -> std::io::Result<()> {
     nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::ReceiveTimestampns, &true)
@@ -167,8 +355,93 @@ pub fn recv_stamped(
 
 #[cfg(test)]
 mod tests {
-    use super::RealtimeRate;
+    use super::{RealtimeRate, SendBatch};
     use crate::clock::LocalNs;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    /// Datagrams of these sizes, each filled with its own index, through a batch (flushed
+    /// where `flush_after` says, and at the end); returns what arrived, in order.
+    fn through_batch(batch: &mut SendBatch, tx: &UdpSocket, sizes: &[usize]) -> Vec<Vec<u8>> {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let dest = rx.local_addr().unwrap();
+        for (i, &n) in sizes.iter().enumerate() {
+            batch.push(tx, dest, &vec![i as u8; n]).unwrap();
+            if i == 3 {
+                // A flush between two of a run: what follows starts a new one.
+                batch.flush(tx, dest).unwrap();
+                assert!(batch.is_empty());
+            }
+        }
+        batch.flush(tx, dest).unwrap();
+        let mut got = vec![];
+        let mut buf = [0u8; 2048];
+        while got.len() < sizes.len() {
+            let n = rx.recv(&mut buf).unwrap();
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    fn sizes() -> Vec<usize> {
+        // A run of equal sizes, one shorter (the end of a run), larger ones (a new run), a
+        // run longer than the kernel's 64 segments, an empty one, and one left alone.
+        let mut s = vec![1000, 1000, 1000, 1000, 1000, 1000, 300, 1300, 1300, 1000];
+        s.extend(std::iter::repeat_n(90, 70));
+        s.extend([0, 1200]);
+        s
+    }
+
+    fn assert_arrived(got: &[Vec<u8>], sizes: &[usize]) {
+        assert_eq!(got.len(), sizes.len());
+        for (i, (d, &n)) in got.iter().zip(sizes).enumerate() {
+            assert_eq!(d.len(), n, "datagram {i}");
+            assert!(
+                d.iter().all(|&b| b == i as u8),
+                "datagram {i} carries another's bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_delivers_every_datagram_whole_and_in_order() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for segmentation in [true, false] {
+            let mut batch = SendBatch::new(segmentation);
+            let got = through_batch(&mut batch, &tx, &sizes());
+            assert_arrived(&got, &sizes());
+            // Loopback takes segmented sends on any kernel since 4.18.
+            assert_eq!(
+                batch.segmenting(),
+                segmentation && cfg!(target_os = "linux")
+            );
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_refused_segmented_send_goes_out_one_by_one() {
+        use std::os::fd::AsRawFd;
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Without UDP checksums (SO_NO_CHECK) the kernel refuses segmentation offload.
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                tx.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NO_CHECK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        let mut batch = SendBatch::new(true);
+        let got = through_batch(&mut batch, &tx, &sizes());
+        assert_arrived(&got, &sizes());
+        assert!(!batch.segmenting());
+    }
 
     /// Readings every 250 ms of a local clock `ppm` fast against realtime, from `t0`.
     fn feed(r: &mut RealtimeRate, from_s: f64, to_s: f64, ppm: f64, local0: i64) {

@@ -9,6 +9,7 @@
 
 use crate::audio::Source;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
+use crate::net::{SendBatch, SendError};
 use crate::wire::fec::ParityBuilder;
 use crate::wire::packet::{encode_announce, encode_audio};
 use crate::wire::Announce;
@@ -323,6 +324,7 @@ pub fn spawn(
         packets_sent: 0,
         parity_sent: 0,
         send_errors: 0,
+        batch: SendBatch::new(true),
         fec,
         fec_pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
         last_announce: i64::MIN / 2,
@@ -378,6 +380,8 @@ struct Streamer {
     packets_sent: u64,
     parity_sent: u64,
     send_errors: u64,
+    /// The datagrams of this wake-up, sent together at its end.
+    batch: SendBatch,
     /// Parity of the group being sent, and the buffer its datagram is built in.
     fec: Option<ParityBuilder>,
     fec_pkt: Vec<u8>,
@@ -400,6 +404,18 @@ const TAIL_REPEAT: u32 = 4;
 
 /// Silence sent after the last frame of the queue, ms.
 const END_SILENCE_MS: usize = 5;
+
+/// Counts the datagrams a send lost; logs the first failure and then at each power of two.
+fn count_send(errors: &mut u64, dest: SocketAddr, sent: Result<(), SendError>) {
+    let Err(SendError { error, lost }) = sent else {
+        return;
+    };
+    let before = *errors;
+    *errors += lost as u64;
+    if (before + 1..=*errors).any(u64::is_power_of_two) {
+        log::warn!("multicast send to {dest} failed ({errors} datagrams): {error}");
+    }
+}
 
 impl Streamer {
     fn run(&mut self, rx: Receiver<Command>, shutdown: Arc<AtomicBool>) {
@@ -432,8 +448,13 @@ impl Streamer {
             }
             self.repeat_tail();
             self.announce();
+            let sent = self.batch.flush(&self.socket, self.p.dest);
+            count_send(&mut self.send_errors, self.p.dest, sent);
             self.publish();
         }
+        // What the last commands queued (a stopped stream's last parity).
+        let sent = self.batch.flush(&self.socket, self.p.dest);
+        count_send(&mut self.send_errors, self.p.dest, sent);
     }
 
     fn pts(&self, slot: i64) -> ControllerNs {
@@ -811,7 +832,8 @@ impl Streamer {
         if let Ok(r) = self.recent.lock() {
             for s in (0..TAIL_REPEAT).rev().map(|back| seq.wrapping_sub(back)) {
                 if let Some(d) = r.get(self.session, s) {
-                    let _ = self.socket.send_to(d, self.p.dest);
+                    let sent = self.batch.push(&self.socket, self.p.dest, d);
+                    count_send(&mut self.send_errors, self.p.dest, sent);
                 }
             }
         }
@@ -830,11 +852,9 @@ impl Streamer {
             return;
         }
         self.p.auth.seal(&mut self.fec_pkt);
-        if self.socket.send_to(&self.fec_pkt, self.p.dest).is_err() {
-            self.send_errors += 1;
-        } else {
-            self.parity_sent += 1;
-        }
+        let sent = self.batch.push(&self.socket, self.p.dest, &self.fec_pkt);
+        count_send(&mut self.send_errors, self.p.dest, sent);
+        self.parity_sent += 1;
     }
 
     fn apply_fade(&mut self, frames: usize) {
@@ -880,16 +900,8 @@ impl Streamer {
         if let Ok(mut r) = self.recent.lock() {
             r.store(self.seq, &self.pkt);
         }
-        if let Err(e) = self.socket.send_to(&self.pkt, self.p.dest) {
-            self.send_errors += 1;
-            if self.send_errors.is_power_of_two() {
-                log::warn!(
-                    "multicast send to {} failed ({} times): {e}",
-                    self.p.dest,
-                    self.send_errors
-                );
-            }
-        }
+        let sent = self.batch.push(&self.socket, self.p.dest, &self.pkt);
+        count_send(&mut self.send_errors, self.p.dest, sent);
         let complete = self
             .fec
             .as_mut()
@@ -916,9 +928,8 @@ impl Streamer {
         };
         let mut d = encode_announce(&a);
         self.p.auth.seal(&mut d);
-        if self.socket.send_to(&d, self.p.dest).is_err() {
-            self.send_errors += 1;
-        }
+        let sent = self.batch.push(&self.socket, self.p.dest, &d);
+        count_send(&mut self.send_errors, self.p.dest, sent);
     }
 
     fn publish(&mut self) {
