@@ -119,7 +119,14 @@ impl SendBatch {
         self.buf.extend_from_slice(datagram);
         self.count += 1;
         if !self.gso || datagram.is_empty() {
-            return flushed.and(self.flush(socket, dest));
+            let now = self.flush(socket, dest);
+            return match (flushed, now) {
+                (Ok(()), r) | (r, Ok(())) => r,
+                (Err(a), Err(b)) => Err(SendError {
+                    error: a.error,
+                    lost: a.lost + b.lost,
+                }),
+            };
         }
         flushed
     }
