@@ -79,11 +79,7 @@ impl SendBatch {
         }
     }
 
-    /// Datagrams queued.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
+    /// Nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -144,7 +140,6 @@ impl SendBatch {
             0 => Ok(()),
             1 => socket.send_to(&self.buf, dest).map(drop),
             _ => match send_segmented(socket, dest, &self.buf, seg) {
-                Ok(()) => Ok(()),
                 // Refused (no offload for this route, a small MTU, an old kernel): one send
                 // per datagram from now on.
                 Err(e)
@@ -155,25 +150,31 @@ impl SendBatch {
                 {
                     log::info!("sending datagrams one by one: segmentation offload refused ({e})");
                     self.gso = false;
-                    let mut first_error = None;
-                    let mut lost = 0;
-                    for d in self.buf.chunks(seg.max(1)) {
-                        if let Err(e) = socket.send_to(d, dest) {
-                            lost += 1;
-                            first_error.get_or_insert(e);
-                        }
-                    }
+                    let r = self.send_one_by_one(socket, dest, seg);
                     self.buf.clear();
-                    return match first_error {
-                        None => Ok(()),
-                        Some(error) => Err(SendError { error, lost }),
-                    };
+                    return r;
                 }
-                Err(e) => Err(e),
+                r => r,
             },
         };
         self.buf.clear();
         r.map_err(|error| SendError { error, lost: count })
+    }
+
+    /// Sends the queued datagrams (`seg` bytes each, the last may be shorter) one at a time.
+    fn send_one_by_one(
+        &self,
+        socket: &UdpSocket,
+        dest: std::net::SocketAddr,
+        seg: usize,
+    ) -> Result<(), SendError> {
+        let mut failed: Option<SendError> = None;
+        for d in self.buf.chunks(seg.max(1)) {
+            if let Err(error) = socket.send_to(d, dest) {
+                failed.get_or_insert(SendError { error, lost: 0 }).lost += 1;
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 }
 
