@@ -2,6 +2,7 @@
 //! plays every frame at its presentation time.
 
 pub mod api;
+pub mod devclock;
 pub mod jitter;
 pub mod net;
 pub mod output;
