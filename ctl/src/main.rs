@@ -741,6 +741,20 @@ fn render_speaker_detail(s: &Value) -> String {
             s["latency"]["extra_ms"]
         );
     }
+    if let Some(d) = s["playout"]["device"].as_object() {
+        // The playout thread's model of the device clock (see docs/ARCHITECTURE.md).
+        let stamps = match d["stamps"].as_str() {
+            Some("at_call") => "stamps at call",
+            Some("at_pointer_update") => "stamps at pointer update",
+            _ => "stamps unknown",
+        };
+        o += &format!(
+            "  device: pointer step {} frames, {stamps}, DAC {:+.1} ppm against this box, known to ±{:.1} µs\n",
+            d["pointer_step_frames"],
+            d["rate_ppm"].as_f64().unwrap_or(0.0),
+            d["uncertainty_us"].as_f64().unwrap_or(0.0) / 2.0
+        );
+    }
     let p = &s["playout"];
     let resampler = if p["resampling"] == true {
         format!(

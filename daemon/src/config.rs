@@ -270,6 +270,9 @@ pub struct SpeakerConfig {
     pub sim_stale_stamps: bool,
     /// `sim` only: uniform noise on the delay timestamps, ± µs.
     pub sim_timestamp_noise_us: f64,
+    /// `sim` only: the first status read after a pause (a wake-up) comes late by a random
+    /// 0..this many µs, like a playout thread woken late by a busy or small machine.
+    pub sim_wake_jitter_us: u32,
     /// `sim` only: the device fails (like an ALSA xrun: playback stops, what was queued is
     /// dropped, the write reports an error) every this many ms of audio; 0: never.
     pub sim_xrun_every_ms: u32,
@@ -393,6 +396,7 @@ impl Default for SpeakerConfig {
             sim_delay_step_frames: 0,
             sim_stale_stamps: false,
             sim_timestamp_noise_us: 0.0,
+            sim_wake_jitter_us: 0,
             sim_xrun_every_ms: 0,
             heard_log: String::new(),
         }
@@ -643,6 +647,13 @@ impl Config {
                     &mut p,
                     "speaker.sim-timestamp-noise-us",
                     "must be 0..=10000",
+                );
+            }
+            if s.sim_wake_jitter_us > 100_000 {
+                problem(
+                    &mut p,
+                    "speaker.sim-wake-jitter-us",
+                    "must be at most 100000",
                 );
             }
             if !(-2_000.0..=2_000.0).contains(&s.dac_ppm) {

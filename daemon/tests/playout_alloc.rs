@@ -102,6 +102,7 @@ fn steady_state_playout_allocates_nothing_per_packet() {
                 delay_step_frames: 0,
                 stale_stamps: false,
                 timestamp_noise_us: 0.0,
+                wake_jitter_us: 0,
                 xrun_every_frames: 0,
                 period_frames: 480,
                 buffer_frames: 1920,

@@ -66,16 +66,6 @@ pub enum Stamps {
     AtPointerUpdate,
 }
 
-impl Stamps {
-    /// Words for people (`chorusctl status`).
-    pub fn describe(self) -> &'static str {
-        match self {
-            Stamps::AtCall => "stamps at call",
-            Stamps::AtPointerUpdate => "stamps at pointer update",
-        }
-    }
-}
-
 /// One status reading of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {
@@ -325,11 +315,12 @@ impl DeviceClock {
         Some(origin.plus(t.round() as i64))
     }
 
-    /// When to read the device next, given that the caller would wake at `natural`: at the
-    /// middle of the bracket, moved by whole steps to at most one step before `natural` (earlier
-    /// is always safe for a refill). Devices with a fine pointer or exact stamps need no
-    /// probing: `natural` itself.
-    pub fn probe(&mut self, natural: LocalNs) -> LocalNs {
+    /// When to read the device next, given that the caller would wake at `natural` and may wake
+    /// as early as `earliest`: at the middle of the bracket, moved by whole steps to at most one
+    /// step before `natural` (earlier is always safe for a refill). Devices with a fine pointer
+    /// or exact stamps need no probing, and a probe before `earliest` is not asked for: then
+    /// `natural` itself.
+    pub fn probe(&mut self, natural: LocalNs, earliest: LocalNs) -> LocalNs {
         let Some(origin) = self.origin else {
             return natural;
         };
@@ -341,6 +332,9 @@ impl DeviceClock {
         let want = natural.since(origin) as f64;
         let k = ((want - aim) / step).floor();
         let at = aim + k * step;
+        if at < earliest.since(origin) as f64 {
+            return natural;
+        }
         self.asked = Some(at);
         origin.plus(at.round() as i64)
     }
@@ -442,7 +436,7 @@ mod tests {
         for w in 1..wakes {
             let natural = dev.start + w as f64 * 80e6;
             let at = if probe {
-                m.probe(LocalNs(natural as i64)).0 as f64
+                m.probe(LocalNs(natural as i64), LocalNs(0)).0 as f64
             } else {
                 natural
             };
@@ -528,7 +522,7 @@ mod tests {
         let t = d.start + 5.2e9;
         d.start += 50e6;
         for k in 0..200 {
-            let at = m.probe(LocalNs((t + k as f64 * 80e6) as i64)).0 as f64 + 60e3;
+            let at = m.probe(LocalNs((t + k as f64 * 80e6) as i64), LocalNs(0)).0 as f64 + 60e3;
             for i in 0..8 {
                 m.handle_reading(d.read(at + i as f64 * 30e3));
             }

@@ -128,6 +128,8 @@ pub struct Shared {
     pub output_problem: Mutex<Option<String>>,
     /// Times the output was (re)opened.
     pub output_opens: AtomicU64,
+    /// What the playout thread's device clock knows (pointer step, stamps, rate).
+    pub device_clock: Mutex<Option<devclock::DeviceClockStatus>>,
 }
 
 impl Shared {
@@ -152,6 +154,7 @@ impl Shared {
             output: Mutex::new(None),
             output_problem: Mutex::new(None),
             output_opens: AtomicU64::new(0),
+            device_clock: Mutex::new(None),
         }
     }
 
@@ -227,6 +230,7 @@ impl Shared {
                 resampling: s.resampling.load(Ordering::Relaxed),
                 ratio_ppm: s.ratio_ppb.load(Ordering::Relaxed) as f64 / 1000.0,
                 output_errors: ld(&s.output_errors),
+                device: self.device_clock.lock().ok().and_then(|d| *d),
             },
             network: NetworkStatus {
                 packets: ld(&s.packets),
@@ -310,6 +314,9 @@ pub struct PlayoutStatus {
     /// Resampling correction, ppm (stream frames per DAC frame minus one).
     pub ratio_ppm: f64,
     pub output_errors: u64,
+    /// The device's pointer step, how it stamps its status and its rate, as the playout
+    /// thread found them (null before the first reading).
+    pub device: Option<devclock::DeviceClockStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -8,6 +8,7 @@
 //! position the resampler will read for it, and lets the servo set the resampling ratio. Errors
 //! beyond a few milliseconds (start, underrun, seek) re-anchor the stream instead.
 
+use super::devclock::{DeviceClock, Reading};
 use super::jitter::JitterBuffer;
 use super::net::StreamReceiver;
 use super::output::{Output, OutputError};
@@ -177,8 +178,6 @@ fn run(
     let ch = info.channels as usize;
     let rate = info.rate;
     let period = info.period_frames.max(32);
-    // A raw timing error beyond this is not a late position report: re-anchor at once.
-    let gross_ns = (4 * frames_to_ns(period as i64, rate)).max(4 * RESYNC_THRESHOLD_NS) as f64;
     let buffer = info.buffer_frames.max(2 * period);
     // Queued frames at which a full device is refilled: 20 ms against an underrun (whole
     // periods, at least one, at most half the buffer). With the default 100 ms buffer and
@@ -201,6 +200,10 @@ fn run(
     let mut chunk = vec![0.0f32; period * ch];
     let mut input = vec![0.0f32; (2 * period + 4 * TAPS) * ch];
     let mut snapshot: Option<ClockSnapshot> = None;
+    // Where the DAC really is, from every status reading; frames written since the device
+    // (re)started, which its position counts against.
+    let mut device = DeviceClock::new(rate);
+    let mut dev_frames: i64 = 0;
     // For devices that cannot report their delay: when the first written frame is heard, and
     // frames written since.
     let mut own_timeline: Option<(ControllerNs, i64)> = None;
@@ -259,30 +262,37 @@ fn run(
                 n.rx.drain(shared, local.0, now, Some(&mut n.jb));
             }
         }
+        let before = clock.now();
         let delay = match out.delay() {
             Ok(d) => d,
             Err(e) => {
                 failed_recoveries =
                     output_error(&mut *out, &mut sched, shared, e, failed_recoveries);
-                own_timeline = None;
+                restart_device(&mut device, &mut dev_frames, &mut own_timeline);
                 drained = false;
                 continue;
             }
         };
+        if let Some(d) = delay.filter(|d| d.frames > 0) {
+            device.handle_reading(Reading {
+                before,
+                stamp: d.at,
+                after: clock.now(),
+                position: dev_frames - d.frames,
+            });
+        }
         let extra = shared.extra_latency_us.load(Ordering::Relaxed) * 1000;
-        // How much is queued in the device, and when will the next written frame be heard?
-        // The queue drains at the DAC's rate, which the resampler's ratio matches to the
-        // stream's: 50 ms queued on a DAC 500 ppm slow take 25 µs more than nominal, an error
-        // that would follow the fill level (and the servo's lower envelope would keep its
-        // extreme as a steady offset).
+        // How much is queued in the device, and when will the next written frame be heard? Not
+        // from this one reading (stale by up to a pointer step on most devices) but from the
+        // device clock's model of all of them, which also knows the DAC's true rate.
         let (queued, measured) = match (delay, snapshot) {
-            (Some(d), Some(s)) => (
-                d.frames,
-                Some(
-                    s.to_controller(d.at)
-                        .plus((frames_to_ns(d.frames, rate) as f64 * servo.step()) as i64 + extra),
-                ),
-            ),
+            (Some(d), Some(s)) => {
+                let heard = device
+                    .heard(dev_frames)
+                    .filter(|_| d.frames > 0)
+                    .unwrap_or(d.at.plus(frames_to_ns(d.frames, rate)));
+                (d.frames, Some(s.to_controller(heard).plus(extra)))
+            }
             (Some(d), None) => (d.frames, None),
             (None, s) => {
                 // The device cannot tell: our own count of written frames says when.
@@ -330,7 +340,13 @@ fn run(
             } else {
                 1_000_000_000
             };
-            std::thread::sleep(Duration::from_nanos(wait.clamp(200_000, longest) as u64));
+            let wait = wait.clamp(200_000, longest);
+            // Read the device next when it tells most about where it is (within a pointer step
+            // before the refill is due; see `DeviceClock::probe`).
+            let now = clock.now();
+            let at = device.probe(now.plus(wait), now.plus(wait / 2));
+            publish_device(shared, &device);
+            std::thread::sleep(Duration::from_nanos(at.since(now).max(100_000) as u64));
             drained = false;
             continue;
         }
@@ -367,6 +383,9 @@ fn run(
                 if let Err(e) = out.write(&chunk) {
                     failed_recoveries =
                         output_error(&mut *out, &mut sched, shared, e, failed_recoveries);
+                    restart_device(&mut device, &mut dev_frames, &mut own_timeline);
+                } else {
+                    dev_frames += period as i64;
                 }
                 drained = false;
                 continue;
@@ -387,15 +406,11 @@ fn run(
             (Some(m), Some(t0)) => {
                 // Where the next output frame reads the stream, and when that should be heard.
                 let due = t0.0 as f64 + rs.position() * 1e9 / rate as f64;
-                let raw_ns = m.0 as f64 - due;
-                let err_ns = servo.filter_error(raw_ns * rate as f64 * 1e-9) * 1e9 / rate as f64;
+                // The device clock has already discounted stale position reports, so an error
+                // beyond the threshold is real at once (a stall, an underrun, a seek).
+                let err_ns = m.0 as f64 - due;
                 stats.sync_error_ns.store(err_ns as i64, Ordering::Relaxed);
-                // The lower envelope discounts late position reports, which only ever make
-                // the output look behind, by at most a period or so. An error far beyond that
-                // (the process or the device stalled: an underrun) is real at once; waiting for
-                // the envelope to see it would feed the servo's rate estimate a third of a
-                // second of nonsense, and the re-anchored stream would drift at that rate.
-                if err_ns.abs() > RESYNC_THRESHOLD_NS as f64 || raw_ns.abs() > gross_ns {
+                if err_ns.abs() > RESYNC_THRESHOLD_NS as f64 {
                     // Rare (start-up, underrun, seek): a log line is affordable here.
                     log::info!(
                         "resync: timing error {:.0} us, resampler at {:+.1} ppm",
@@ -440,11 +455,12 @@ fn run(
         volume.apply(target, &mut chunk, ch);
         if let Err(e) = out.write(&chunk) {
             failed_recoveries = output_error(&mut *out, &mut sched, shared, e, failed_recoveries);
-            own_timeline = None;
+            restart_device(&mut device, &mut dev_frames, &mut own_timeline);
             drained = false;
             continue;
         }
         failed_recoveries = 0;
+        dev_frames += period as i64;
         if switching {
             if let Some(n) = next.take() {
                 adopt(n, rx, &mut jb, &mut sched, shared);
@@ -625,6 +641,25 @@ fn apply_fade(samples: &mut [f32], channels: usize, fade_in: bool) {
         for s in frame {
             *s *= g;
         }
+    }
+}
+
+/// The device restarted (recovered from an error): its position counts from zero again, and
+/// where it is must be learned again.
+fn restart_device(
+    device: &mut DeviceClock,
+    dev_frames: &mut i64,
+    own_timeline: &mut Option<(ControllerNs, i64)>,
+) {
+    device.reset();
+    *dev_frames = 0;
+    *own_timeline = None;
+}
+
+/// Publishes what the device clock knows for the API (never waits for the lock).
+fn publish_device(shared: &Shared, device: &DeviceClock) {
+    if let Ok(mut d) = shared.device_clock.try_lock() {
+        *d = Some(device.status());
     }
 }
 

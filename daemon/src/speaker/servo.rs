@@ -20,8 +20,6 @@ pub const MAX_PPM: f64 = 1000.0;
 const ENGAGE_PPM: f64 = 20.0;
 /// Samples kept for the rate estimate.
 const WINDOW: usize = 256;
-/// Measurements over which the lower envelope of the error is taken.
-const ENVELOPE: usize = 32;
 
 /// Servo state.
 #[derive(Debug, Clone)]
@@ -35,8 +33,6 @@ pub struct RateServo {
     engaged: bool,
     /// (frames written, controller ns at which the next frame is heard)
     history: VecDeque<(f64, f64)>,
-    /// Recent raw errors, for their lower envelope.
-    recent: VecDeque<f64>,
     ff: Option<f64>,
 }
 
@@ -50,7 +46,6 @@ impl RateServo {
             step: 1.0,
             engaged: false,
             history: VecDeque::with_capacity(WINDOW),
-            recent: VecDeque::with_capacity(ENVELOPE),
             ff: None,
         }
     }
@@ -59,20 +54,7 @@ impl RateServo {
     /// estimate itself is kept).
     pub fn restart(&mut self) {
         self.history.clear();
-        self.recent.clear();
         self.err_lp = None;
-    }
-
-    /// Filters a raw position error (frames): the lowest of the last 32. A device that reports
-    /// its position late (many drivers move their pointer once a period and are read with a
-    /// clock at the call) only ever makes the error look larger, never smaller, so the lower
-    /// envelope is the truest — the same reasoning as the clock filter's fastest exchanges.
-    pub fn filter_error(&mut self, err_frames: f64) -> f64 {
-        if self.recent.len() == ENVELOPE {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(err_frames);
-        self.recent.iter().copied().fold(f64::INFINITY, f64::min)
     }
 
     /// Feeds one measurement: `written` frames written so far, `heard_ns` the controller time
@@ -217,18 +199,6 @@ mod tests {
         let (_, step_ppm, engaged) = simulate(0.0, 1.0, 10);
         assert!(!engaged);
         assert_eq!(step_ppm, 0.0);
-    }
-
-    #[test]
-    fn late_position_reports_do_not_bias_the_error() {
-        // Errors read up to 480 frames late (a once-a-period pointer) around a true error of 2.
-        let mut s = RateServo::new(48_000);
-        let mut last = 0.0;
-        for i in 0..200u64 {
-            last = s.filter_error(2.0 + ((i * 7919) % 480) as f64);
-        }
-        // the raw reports average 2 + 240 frames
-        assert!((2.0..62.0).contains(&last), "filtered error {last}");
     }
 
     #[test]
