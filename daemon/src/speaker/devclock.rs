@@ -36,7 +36,7 @@ use std::collections::VecDeque;
 /// Largest rate error assumed before the rate is measured: DAC and CPU clock together.
 const PRIOR_PPM: f64 = 1000.0;
 /// The rate's uncertainty never counts as less than this (crystals wander with temperature).
-const FLOOR_PPM: f64 = 0.5;
+const FLOOR_PPM: f64 = 5.0;
 /// Narrowest bracket kept: below this, readings only contradict each other (edge jitter).
 const MIN_BRACKET_NS: f64 = 2_000.0;
 /// A bracket this narrow (or narrower) gives a point for the rate fit, weighted by its width.
@@ -53,6 +53,10 @@ const RESTART_SLACK_NS: f64 = 3_000_000.0;
 const PROBE_ABOVE_NS: f64 = 400_000.0;
 /// Bracket width before anything is known: the longest pointer step expected.
 const UNKNOWN_NS: f64 = 25_000_000.0;
+/// Upper bounds kept for the long-run rate: the first reading of each new position, 30 s.
+const BOUNDS: usize = 1024;
+/// The rate comes from the bounds' lower envelope once they span this long.
+const ENVELOPE_AFTER_NS: f64 = 10_000_000_000.0;
 /// Position increments kept to detect the step.
 const INCREMENTS: usize = 32;
 
@@ -109,6 +113,9 @@ pub struct DeviceClock {
     step: i64,
     /// (position, bracket middle, bracket width) points for the rate fit.
     marks: VecDeque<(i64, f64, f64)>,
+    /// (position, time) of the first reading that showed each new position: upper bounds that
+    /// a late edge only ever lifts.
+    bounds: VecDeque<(i64, f64)>,
     /// The last 64 readings' stamp kinds (bit set: at call).
     at_call: u64,
     kinds: u32,
@@ -133,6 +140,7 @@ impl DeviceClock {
             increments: VecDeque::with_capacity(INCREMENTS),
             step: 1,
             marks: VecDeque::with_capacity(MARKS),
+            bounds: VecDeque::with_capacity(BOUNDS),
             at_call: 0,
             kinds: 0,
             asked: None,
@@ -146,6 +154,7 @@ impl DeviceClock {
     pub fn reset(&mut self) {
         self.origin = None;
         self.marks.clear();
+        self.bounds.clear();
         self.asked = None;
     }
 
@@ -177,6 +186,7 @@ impl DeviceClock {
             self.lo += self.rate * dp as f64 - widen;
             self.hi += self.rate * dp as f64 + widen;
             self.p_ref = r.position;
+            self.add_bound(r.position, t);
         }
         // τ(p) ≤ t; and the next step had not come: τ(p + step) > t. An exact stamp is τ(p).
         let hi = t;
@@ -214,12 +224,15 @@ impl DeviceClock {
         self.hi = 0.0;
         self.lo = -UNKNOWN_NS;
         self.marks.clear();
+        self.bounds.clear();
+        self.add_bound(r.position, 0.0);
         self.asked = None;
     }
 
     fn restart(&mut self, r: Reading) {
         self.restarts += 1;
         self.marks.clear();
+        self.bounds.clear();
         self.start(r);
     }
 
@@ -262,10 +275,51 @@ impl DeviceClock {
         self.fit_rate();
     }
 
+    fn add_bound(&mut self, p: i64, t: f64) {
+        while self.bounds.len() == BOUNDS
+            || self
+                .bounds
+                .front()
+                .is_some_and(|&(_, t0)| t - t0 > MARK_SPAN_NS)
+        {
+            self.bounds.pop_front();
+        }
+        self.bounds.push_back((p, t));
+    }
+
+    /// The rate from the lower envelope of the upper bounds: the line through the lowest bound
+    /// of the first third and of the last third of the window (each found under the line of
+    /// the one before, twice). The bracket's middle is pulled by edges that came late (an ALSA
+    /// plugin's pointer moves when its callback runs, a little late now and then, and two
+    /// speakers on one JACK server measured rates 13 ppm apart from it); the earliest reading
+    /// after each edge is not. None until the bounds span 10 s.
+    fn envelope_rate(&self) -> Option<f64> {
+        let n = self.bounds.len();
+        let (&(_, t0), &(_, t1)) = (self.bounds.front()?, self.bounds.back()?);
+        if n < 30 || t1 - t0 < ENVELOPE_AFTER_NS {
+            return None;
+        }
+        let third = n / 3;
+        let lowest = |range: std::ops::Range<usize>, b: f64| {
+            range
+                .map(|i| self.bounds[i])
+                .min_by(|x, y| (x.1 - b * x.0 as f64).total_cmp(&(y.1 - b * y.0 as f64)))
+        };
+        let mut b = self.rate;
+        for _ in 0..2 {
+            let (a, z) = (lowest(0..third, b)?, lowest(n - third..n, b)?);
+            if z.0 <= a.0 {
+                return None;
+            }
+            b = (z.1 - a.1) / (z.0 - a.0) as f64;
+        }
+        Some(b)
+    }
+
     /// Weighted least squares of the bracket's middle over position (each point weighted by the
     /// inverse variance of a position uniform in its bracket); the rate's uncertainty from the
-    /// weights, three times over (points in a row share their bracket, so they are not
-    /// independent).
+    /// weights, ten times over (points in a row share their bracket, so they are not
+    /// independent, and a rate that claims too much pins the bracket to a wrong line).
     fn fit_rate(&mut self) {
         let n = self.marks.len();
         let (Some(&(p0, t0, _)), Some(&(_, t1, _))) = (self.marks.front(), self.marks.back())
@@ -293,12 +347,15 @@ impl DeviceClock {
         if sxx <= 0.0 {
             return;
         }
-        let slope = sxy / sxx;
+        let mut slope = sxy / sxx;
+        if let Some(b) = self.envelope_rate() {
+            slope = b;
+        }
         if ((slope / self.nominal) - 1.0).abs() > 2.0 * PRIOR_PPM * 1e-6 {
             return;
         }
         self.rate = slope;
-        self.rate_sigma = (3.0 / sxx.sqrt())
+        self.rate_sigma = (10.0 / sxx.sqrt())
             .max(self.nominal * FLOOR_PPM * 1e-6)
             .min(self.nominal * PRIOR_PPM * 1e-6);
     }

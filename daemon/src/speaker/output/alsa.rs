@@ -246,7 +246,13 @@ impl Output for AlsaOutput {
     }
 
     fn finish(&mut self) -> Result<(), OutputError> {
-        let _ = self.pcm.drain();
+        // Let what is queued play out, but never wait on the device for it: `snd_pcm_drain`
+        // of a plugin whose server went away (JACK, PulseAudio) spins for ever, and a stop must
+        // not hang. Wait for the queue's own length (at most half a second), then drop.
+        let queued = self.pcm.delay().unwrap_or(0).max(0) as u64;
+        let ms = (queued * 1000 / self.rate.max(1) as u64).min(500);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = self.pcm.drop();
         Ok(())
     }
 }
