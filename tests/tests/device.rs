@@ -1,0 +1,153 @@
+//! Through a real ALSA plugin device with a coarse pointer: two speakers play to PCMs of the
+//! `jack` plugin into one JACK server (dummy backend, synchronous: one sample clock), whose
+//! pointer moves a JACK period at a time and whose status is stamped at the call. A JACK client
+//! (tests/rig/jack-rec.c) records both speakers in the same process cycle. After lock the servo
+//! must stay off its rail, nothing may re-anchor and nothing may be lost, and the two speakers
+//! must play together (generous bound; tests/rig/device-bench measures).
+
+use chorus_tests::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn status(d: &Daemon) -> serde_json::Value {
+    get(&format!("{}/api/v1/status", d.api)).unwrap_or_default()["speaker"]["playout"].clone()
+}
+
+#[test]
+fn speakers_on_a_coarse_pointer_device_hold_sync_without_rail_or_resync() {
+    if Command::new("jackd").arg("--version").output().is_err() {
+        panic!("jackd is not installed: tests/rig/deps installs jackd2 and libasound2-plugins");
+    }
+    let dir = scratch("device");
+    let server = format!("chorus-test-{}", std::process::id());
+    std::env::set_var("JACK_DEFAULT_SERVER", &server);
+    std::env::set_var("JACK_NO_AUDIO_RESERVATION", "1");
+    let _jackd = Kill(
+        Command::new("jackd")
+            .args([
+                "--no-realtime",
+                "-S",
+                "-d",
+                "dummy",
+                "-r",
+                "48000",
+                "-p",
+                "256",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start jackd"),
+    );
+    let rec_bin = dir.join("jack-rec");
+    let cc = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&rec_bin)
+        .arg(repo().join("tests/rig/jack-rec.c"))
+        .args(["-ljack", "-lm"])
+        .status()
+        .expect("cc");
+    assert!(cc.success(), "building jack-rec (libjack-jackd2-dev)");
+    let rec = wait_until(Duration::from_secs(10), || {
+        let mut c = Command::new(&rec_bin)
+            .arg(&dir)
+            .args(["40", "spk1", "spk2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        std::thread::sleep(Duration::from_millis(300));
+        match c.try_wait() {
+            Ok(None) => Some(c),
+            _ => None,
+        }
+    })
+    .expect("jack-rec connects to the JACK server");
+    let rec = Kill(rec);
+    let mut rc = String::new();
+    for n in ["spk1", "spk2"] {
+        rc += &format!(
+            "pcm.{n} {{ type plug slave.pcm {{ type jack playback_ports {{ 0 rec:{n}_1 1 rec:{n}_2 }} }} }}\n"
+        );
+    }
+    std::fs::write(dir.join(".asoundrc"), rc).unwrap();
+    std::env::set_var("HOME", &dir);
+
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let spk = |name: &str, off: f64, ppm: f64| {
+        let mut s = SpeakerSpec::sim(name, off, ppm);
+        s.output = "alsa".into();
+        s.device = name.into();
+        start_speaker(&dir, &net, &s)
+    };
+    let a = spk("spk1", 3_000.0, 150.0);
+    let b = spk("spk2", -2_000.0, -200.0);
+    wait_locked(&controller, 2);
+    let track = dir.join("track.wav");
+    write_counter_wav(&track, 1, 48_000 * 12);
+    let started = Instant::now();
+    let (code, _, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // Lock: 4 s after the start (the device clock and the servo settle within 2 s).
+    std::thread::sleep(Duration::from_secs(4));
+    let locked = [status(&a), status(&b)];
+    let mut worst_ratio = 0.0f64;
+    while started.elapsed() < Duration::from_secs(11) {
+        for d in [&a, &b] {
+            let p = status(d);
+            worst_ratio = worst_ratio.max(p["ratio_ppm"].as_f64().unwrap_or(0.0).abs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let end = [status(&a), status(&b)];
+    for (k, (l, e)) in locked.iter().zip(&end).enumerate() {
+        assert_eq!(
+            l["resyncs"],
+            e["resyncs"],
+            "speaker {} re-anchored after lock: {e}",
+            k + 1
+        );
+        assert_eq!(e["frames_lost"], 0, "speaker {}: {e}", k + 1);
+        assert_eq!(e["output_errors"], 0, "speaker {}: {e}", k + 1);
+        let dev = &e["device"];
+        assert_eq!(dev["pointer_step_frames"], 256, "{e}");
+        assert_eq!(dev["stamps"], "at_call", "{e}");
+    }
+    // There is no true drift (one sample clock; the host's clocks may differ by tens of ppm):
+    // a servo at or near its ±1000 ppm rail is the failure this test is for.
+    assert!(
+        worst_ratio < 300.0,
+        "resampler at {worst_ratio} ppm after lock"
+    );
+
+    wait_stopped(&controller, Duration::from_secs(20));
+    // SIGINT: the recorder writes its WAV headers and ends.
+    let mut rec = rec;
+    let _ = Command::new("kill")
+        .args(["-INT", &rec.0.id().to_string()])
+        .status();
+    let _ = rec.0.wait();
+    let ca = Capture::load(&dir, "spk1");
+    let cb = Capture::load(&dir, "spk2");
+    let (first, last) = ca.sound_span().expect("spk1 was recorded");
+    let skews: Vec<f64> = (first + 4 * 48_000..last.saturating_sub(8_000))
+        .step_by(4_800)
+        .filter_map(|i| skew_us(&ca, &cb, i))
+        .collect();
+    assert!(skews.len() > 20, "too few windows matched: {}", skews.len());
+    let (median, max) = stats_abs(&skews);
+    eprintln!("jack plugin, period 256: median |skew| {median:.1} µs, max {max:.1} µs");
+    assert!(
+        median < 100.0 && max < 500.0,
+        "median {median} µs, max {max} µs"
+    );
+}
