@@ -57,8 +57,6 @@ const UNKNOWN_NS: f64 = 25_000_000.0;
 const BOUNDS: usize = 1024;
 /// The rate comes from the bounds' lower envelope once they span this long.
 const ENVELOPE_AFTER_NS: f64 = 10_000_000_000.0;
-/// How far one fit may move the rate once it comes from the envelope, ppm.
-const ENVELOPE_SLEW_PPM: f64 = 0.2;
 /// Position increments kept to detect the step.
 const INCREMENTS: usize = 32;
 
@@ -351,11 +349,7 @@ impl DeviceClock {
         }
         let mut slope = sxy / sxx;
         if let Some(b) = self.envelope_rate() {
-            // Slewed in (at most 2 ppm a second at a mark every 100 ms): the first envelope
-            // rates, from bounds not yet tight, are off by tens of ppm at a 1024-frame step,
-            // and a jump of the rate is a jump of the timeline for the servo to chase.
-            let lim = self.nominal * ENVELOPE_SLEW_PPM * 1e-6;
-            slope = b.clamp(self.rate - lim, self.rate + lim);
+            slope = b;
         }
         if ((slope / self.nominal) - 1.0).abs() > 2.0 * PRIOR_PPM * 1e-6 {
             return;
