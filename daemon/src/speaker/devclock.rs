@@ -263,36 +263,23 @@ impl DeviceClock {
                 return;
             }
         }
-        while self.marks.len() == MARKS
-            || self
-                .marks
-                .front()
-                .is_some_and(|&(_, t, _)| mid - t > MARK_SPAN_NS)
-        {
-            self.marks.pop_front();
-        }
-        self.marks.push_back((self.p_ref, mid, self.hi - self.lo));
+        let width = self.hi - self.lo;
+        push_windowed(&mut self.marks, MARKS, (self.p_ref, mid, width), |m| m.1);
         self.fit_rate();
     }
 
     fn add_bound(&mut self, p: i64, t: f64) {
-        while self.bounds.len() == BOUNDS
-            || self
-                .bounds
-                .front()
-                .is_some_and(|&(_, t0)| t - t0 > MARK_SPAN_NS)
-        {
-            self.bounds.pop_front();
-        }
-        self.bounds.push_back((p, t));
+        push_windowed(&mut self.bounds, BOUNDS, (p, t), |b| b.1);
     }
 
     /// The rate from the lower envelope of the upper bounds: the line through the lowest bound
     /// of the first third and of the last third of the window (each found under the line of
-    /// the one before, twice). The bracket's middle is pulled by edges that came late (an ALSA
-    /// plugin's pointer moves when its callback runs, a little late now and then, and two
-    /// speakers on one JACK server measured rates 13 ppm apart from it); the earliest reading
-    /// after each edge is not. None until the bounds span 10 s.
+    /// the one before, twice, starting from the current rate: the clock filter's
+    /// `lower_envelope` starts from a flat line, which at a 1024-frame step picks stale bounds
+    /// and put the unit tests 150 µs off). The bracket's middle is pulled by edges that came
+    /// late (an ALSA plugin's pointer moves when its callback runs, a little late now and then,
+    /// and two speakers on one JACK server measured rates 13 ppm apart from it); the earliest
+    /// reading after each edge is not. None until the bounds span 10 s.
     fn envelope_rate(&self) -> Option<f64> {
         let n = self.bounds.len();
         let (&(_, t0), &(_, t1)) = (self.bounds.front()?, self.bounds.back()?);
@@ -417,6 +404,16 @@ impl DeviceClock {
             restarts: self.restarts,
         }
     }
+}
+
+/// Appends `item` to a window of at most `cap` items spanning at most 30 s (`at` gives an
+/// item's time): the oldest leave first, so a full window never allocates.
+fn push_windowed<T>(window: &mut VecDeque<T>, cap: usize, item: T, at: impl Fn(&T) -> f64) {
+    let now = at(&item);
+    while window.len() >= cap || window.front().is_some_and(|f| now - at(f) > MARK_SPAN_NS) {
+        window.pop_front();
+    }
+    window.push_back(item);
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
