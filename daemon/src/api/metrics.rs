@@ -331,6 +331,11 @@ pub fn render(
                 n.too_old,
             ),
             (
+                "chorus_packets_implausible_total",
+                "Audio due far from now or numbered ahead of its time (forged).",
+                n.implausible,
+            ),
+            (
                 "chorus_packets_foreign_session_total",
                 "Audio of another session not due now.",
                 n.foreign_session,

@@ -6,6 +6,7 @@ pub mod devclock;
 pub mod jitter;
 pub mod net;
 pub mod output;
+pub mod plausible;
 pub mod playout;
 pub mod resampler;
 pub mod schedule;
@@ -71,6 +72,9 @@ pub struct Stats {
     pub foreign_session: AtomicU64,
     /// Audio older than the replay window.
     pub too_old: AtomicU64,
+    /// Audio of the session playing refused as implausible: due far from now, or numbered
+    /// further ahead than its time allows (forged).
+    pub implausible: AtomicU64,
     /// Datagrams asked for again, received after being asked for, and given up on.
     pub repairs_requested: AtomicU64,
     pub repaired: AtomicU64,
@@ -240,6 +244,7 @@ impl Shared {
                 unauthenticated: ld(&s.unauthenticated),
                 foreign_session: ld(&s.foreign_session),
                 too_old: ld(&s.too_old),
+                implausible: ld(&s.implausible),
                 repairs_requested: ld(&s.repairs_requested),
                 repaired: ld(&s.repaired),
                 repairs_abandoned: ld(&s.repairs_abandoned),
@@ -332,6 +337,8 @@ pub struct NetworkStatus {
     pub foreign_session: u64,
     /// Audio older than the replay window.
     pub too_old: u64,
+    /// Audio of the stream playing due far from now or numbered ahead of its time (forged).
+    pub implausible: u64,
     /// Missing datagrams asked for again (each request counts), received after being asked
     /// for, and given up on (too late to play).
     pub repairs_requested: u64,

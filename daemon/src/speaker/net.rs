@@ -2,6 +2,7 @@
 //! heartbeat to the controller.
 
 use super::jitter::{Chunk, Insert, JitterBuffer};
+use super::plausible::Plausibility;
 use super::Shared;
 use crate::clock::{ControllerNs, LocalNs, SharedClock};
 use crate::net::multicast_receiver;
@@ -48,6 +49,7 @@ pub struct StreamReceiver {
     /// Session of the stream being played, and the datagrams of it already received.
     session: Option<u32>,
     window: ReplayWindow,
+    plausible: Plausibility,
     /// Unicast socket repair requests leave from and repaired datagrams arrive on.
     repair_socket: std::net::UdpSocket,
     /// Local time of the last drain that found stream datagrams.
@@ -231,6 +233,7 @@ impl StreamReceiver {
             auth: Auth::none(),
             session: None,
             window: ReplayWindow::default(),
+            plausible: Plausibility::default(),
             repair_socket: {
                 let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
                 s.set_nonblocking(true)?;
@@ -494,12 +497,13 @@ impl StreamReceiver {
         if self.session != Some(h.session) {
             // Another session: a restarted controller's stream is due about now; a replay of
             // an old one (or junk) is not. Without a clock model yet, anything goes.
-            if now.is_some_and(|t| h.pts.since(t).abs() > NEW_SESSION_SPAN_NS) {
+            if now.is_some_and(|t| h.pts.since(t).unsigned_abs() > NEW_SESSION_SPAN_NS as u64) {
                 stats.foreign_session.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
             self.session = Some(h.session);
             self.window.reset();
+            self.plausible.reset();
             // A session's sequence numbers and frames start at 0. If this is one of its first
             // datagrams (its first quarter second), the ones before it were lost and nothing
             // else would show it: they are missing too, and asked for like any other.
@@ -507,6 +511,11 @@ impl StreamReceiver {
             self.next_seq = early.then_some(0);
             self.missing.clear();
             self.fec.reset();
+        }
+        let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
+        if !self.plausible.believe(h.seq, h.pts, datagram_ns, now) {
+            stats.implausible.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
         match self.window.offer(h.seq) {
             Seen::New => {}
@@ -516,9 +525,17 @@ impl StreamReceiver {
             }
             Seen::TooOld => {
                 stats.too_old.fetch_add(1, Ordering::Relaxed);
-                return None;
+                if !self.plausible.too_old() {
+                    return None;
+                }
+                // Believable datagrams keep arriving behind the window: its top was forged
+                // (or the controller's numbering jumped). Start it again on them.
+                log::warn!("stream window started again at datagram {}", h.seq);
+                self.window.reset();
+                self.window.offer(h.seq);
             }
         }
+        self.plausible.accepted(h.seq, h.pts);
         stats.packets.fetch_add(1, Ordering::Relaxed);
         if rebuilt.is_some() {
             stats.fec_recovered.fetch_add(1, Ordering::Relaxed);
@@ -529,7 +546,6 @@ impl StreamReceiver {
         if let (Some(now), None) = (now, again) {
             self.lead.note(local_ns, h.pts.since(now));
         }
-        let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
         track(
             &mut self.next_seq,
             &mut self.missing,

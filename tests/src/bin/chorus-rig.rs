@@ -6,6 +6,9 @@
 //!   [--max-seconds S]`: a user-space UDP relay that delays, jitters (and so reorders) and drops
 //!   datagrams in both directions (no netem on these machines); `--drop-every N` drops exactly
 //!   every Nth datagram, `--drop-first-audio N` the first N chorus audio datagrams.
+//! - `chorus-rig spoof --group G --port P [--interface I] [--seconds S] [--seq-jump N]`: forges
+//!   and replays datagrams on a zone's group; with `--seq-jump N`, one copy of the first
+//!   untagged audio datagram with its sequence number N ahead, and nothing else.
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
 
 use chorus_tests::{skew_us, stats_abs, write_counter_wav, Capture};
@@ -27,7 +30,7 @@ fn main() -> ExitCode {
         Some("relay") => relay(&args[1..]),
         Some("spoof") => spoof(&args[1..]),
         Some("skew") if args.len() >= 3 => skew(Path::new(&args[1]), &args[2..]),
-        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | spoof --group G --port P [--seconds S] | skew DIR NAME...".into()),
+        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | spoof --group G --port P [--seconds S] [--seq-jump N] | skew DIR NAME...".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,6 +205,12 @@ fn spoof(args: &[String]) -> Result<(), String> {
     let iface: std::net::Ipv4Addr = flag(args, "--interface", "127.0.0.1")
         .parse()
         .map_err(|e| format!("--interface: {e}"))?;
+    // --seq-jump N: only one forged datagram, a copy of the first untagged audio datagram
+    // heard with its sequence number N ahead (the replay window's attack), then nothing.
+    let jump: Option<u32> = match flag(args, "--seq-jump", "") {
+        j if j.is_empty() => None,
+        j => Some(j.parse().map_err(|e| format!("--seq-jump: {e}"))?),
+    };
     let rx = chorus::net::multicast_receiver(group, port, iface).map_err(|e| e.to_string())?;
     let tx = chorus::net::multicast_sender(iface, 1, true).map_err(|e| e.to_string())?;
     let me = tx.local_addr().map_err(|e| e.to_string())?;
@@ -217,6 +226,16 @@ fn spoof(args: &[String]) -> Result<(), String> {
                 continue;
             }
             let d = &buf[..n];
+            if let Some(j) = jump {
+                if n > 40 && d[5] == 1 && d[6] & 1 == 0 && forged == 0 {
+                    let mut f = d.to_vec();
+                    let seq = u32::from_le_bytes([f[12], f[13], f[14], f[15]]).wrapping_add(j);
+                    f[12..16].copy_from_slice(&seq.to_le_bytes());
+                    let _ = tx.send_to(&f, dest);
+                    forged += 1;
+                }
+                continue;
+            }
             replays.push_back((Instant::now() + Duration::from_millis(300), d.to_vec()));
             if n > 40 && d[5] == 1 {
                 // Audio: loud noise in place of the samples, untagged.
