@@ -47,3 +47,78 @@ fn one_datagram_numbered_far_ahead_does_not_silence_the_zone() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!((runs[0].1, runs[0].2), (1, n as usize), "{runs:?}");
 }
+
+const TOKEN: &str = "a-long-enough-api-token-for-tests";
+
+/// A daemon on host `k` of `lan` with the API token: the controller, or speaker `name`.
+fn with_token(dir: &std::path::Path, net: &Net, speaker: Option<&str>) -> Daemon {
+    let port = free_tcp_port();
+    let role = match speaker {
+        None => format!("[controller]\nsync-port = {}\n[speaker]\nenabled = false\n", net.sync_port),
+        Some(name) => format!(
+            "[controller]\nenabled = false\n[speaker]\nname = \"{name}\"\noutput = \"sim\"\npath = \"{}\"\n",
+            dir.join(format!("{name}.wav")).display()
+        ),
+    };
+    let cfg = format!(
+        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\nmdns = false\ntoken = \"{TOKEN}\"\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"{}\"\n{role}",
+        net.api_host, net.group, net.port, net.interface
+    );
+    start_daemon_on(net, dir, speaker.unwrap_or("controller"), &cfg)
+}
+
+#[test]
+fn a_forged_heartbeat_neither_moves_a_speaker_nor_learns_the_token() {
+    // The attack: an impostor on host 3 sends heartbeats as "spk1" with its own API address.
+    // The controller took the newest heartbeat's address, forwarded the next volume call there
+    // with the API token in the clear, and echoed the impostor's answer.
+    let lan = Lan::new(3);
+    let dir = scratch("impostor");
+    let net = Net::new();
+    let controller = with_token(&dir, &net.on(&lan, 1), None);
+    let spk = with_token(&dir, &net.on(&lan, 2), Some("spk1"));
+    wait_locked(&controller, 1);
+    let impostor = net
+        .on(&lan, 3)
+        .command(&bin("chorus-rig"))
+        .args(["impostor", "--name", "spk1", "--seconds", "4"])
+        .args(["--to", &format!("{}:{}", lan.addr(1), net.sync_port)])
+        .args(["--api", &format!("{}:{}", lan.addr(3), free_tcp_port())])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn chorus-rig impostor");
+    std::thread::sleep(Duration::from_millis(1_500));
+    let out = std::process::Command::new(bin("chorusctl"))
+        .args(["--controller", &controller.api, "volume", "spk1", "40"])
+        .env("CHORUS_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = impostor.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&said.stdout);
+    println!("{said}");
+    assert!(said.contains("impostor: heartbeats"), "{said}");
+    assert!(
+        !said.contains(TOKEN),
+        "the token reached the impostor:\n{said}"
+    );
+    assert!(said.contains("requests 0"), "{said}");
+    // The call reached the real speaker, and the controller says what it refused.
+    let st = get(&format!("{}/api/v1/speaker", spk.api)).unwrap();
+    assert_eq!(st["volume"], 40, "{st}");
+    let m = ureq::get(&format!("{}/metrics", controller.api))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let refused: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("chorus_sync_heartbeats_refused_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 4.0, "{m}");
+}

@@ -1,9 +1,13 @@
 //! Access to the API: an optional bearer token (`[api] token-file` or `token`) required on calls
-//! that change state (and, with `protect-reads`, on every call), compared in constant time; and
+//! that change state (and, with `protect-reads`, on every call), compared in constant time, or
+//! a call signed with it (the controller's, see `sign`: the token never goes to an address
+//! learnt from UDP); and
 //! a per-client limit on calls that change state (a runaway script or a flood must not keep the
 //! controller busy restarting tracks).
 
+use super::sign::{Nonces, SCHEME};
 use super::ApiError;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -19,6 +23,9 @@ pub struct Guard {
     /// SHA-256 of the token, if one is set (comparing digests takes the same time whatever the
     /// presented token's length or content).
     token: Option<[u8; 32]>,
+    /// The token itself, for signed calls, and the nonces they used.
+    raw: Option<Vec<u8>>,
+    nonces: Mutex<Nonces>,
     protect_reads: bool,
     /// Calls that change state, per client and second (burst: twice that).
     per_second: f64,
@@ -32,7 +39,9 @@ fn digest(b: &[u8]) -> [u8; 32] {
 impl Guard {
     pub fn new(token: Option<Vec<u8>>, protect_reads: bool, per_second: u32) -> Guard {
         Guard {
-            token: token.map(|t| digest(&t)),
+            token: token.as_deref().map(digest),
+            raw: token,
+            nonces: Mutex::new(Nonces::default()),
             protect_reads,
             per_second: per_second.max(1) as f64,
             buckets: Mutex::new(HashMap::new()),
@@ -88,7 +97,11 @@ pub async fn check(
     next: Next,
 ) -> Response {
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if (mutating || g.protect_reads) && !g.authorized(&req) {
+    let (req, authorized) = match signed(&g, req).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if (mutating || g.protect_reads) && !authorized {
         let mut r = ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
@@ -113,6 +126,41 @@ pub async fn check(
         .into_response();
     }
     next.run(req).await
+}
+
+/// Largest body of a signed call (the calls the controller forwards are small).
+const MAX_SIGNED_BODY: usize = 64 * 1024;
+
+/// Whether the call is authorized: by the bearer token, or (a `Chorus-Signed` header) by a
+/// MAC under it over the call, body included (the body is read, checked and put back).
+async fn signed(g: &Guard, req: Request) -> Result<(Request, bool), Response> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix(SCHEME))
+        .map(str::to_string);
+    let (Some(token), Some(value)) = (&g.raw, value) else {
+        let ok = g.authorized(&req);
+        return Ok((req, ok));
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_SIGNED_BODY).await else {
+        return Err(
+            ApiError::bad_request("a signed call's body must be at most 64 KiB").into_response(),
+        );
+    };
+    let ok = g.nonces.lock().is_ok_and(|mut n| {
+        n.verify(
+            token,
+            &value,
+            parts.method.as_str(),
+            parts.uri.path(),
+            &bytes,
+        )
+        .is_ok()
+    });
+    Ok((Request::from_parts(parts, Body::from(bytes)), ok))
 }
 
 #[cfg(test)]

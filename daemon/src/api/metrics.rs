@@ -179,6 +179,11 @@ pub fn render(
                 st.heartbeats.load(Relaxed),
             ),
             (
+                "chorus_sync_heartbeats_refused_total",
+                "Heartbeats refused (replayed, forged moves, registry full).",
+                st.heartbeats_refused.load(Relaxed),
+            ),
+            (
                 "chorus_sync_invalid_total",
                 "Malformed datagrams on the sync port.",
                 st.invalid.load(Relaxed),

@@ -3,6 +3,7 @@
 pub mod events;
 pub mod guard;
 pub mod metrics;
+pub mod sign;
 
 /// The OpenAPI document of every route (kept true by tests/tests/api.rs).
 pub const OPENAPI: &str = include_str!("openapi.json");

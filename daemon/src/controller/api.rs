@@ -32,7 +32,7 @@ pub struct Ctx {
     pub clock: SharedClock,
     /// Counters of the clock-sync service.
     pub sync_stats: Arc<crate::sync::server::ServerStats>,
-    /// The API token, passed on to speakers with the calls forwarded to them.
+    /// The API token: calls forwarded to speakers are signed with it (it is never sent).
     pub token: Option<String>,
     /// Where state changes are published (volume changes made here at once).
     pub events: Arc<crate::api::events::Events>,
@@ -279,24 +279,29 @@ async fn forward(
     let url = format!("{}{}", info.api_url, path);
     let name = info.name.clone();
     let token = c.token.clone();
+    let path = path.to_string();
     let answer = tokio::task::spawn_blocking(move || {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(3))
+            .redirects(0)
             .build();
-        let mut req = agent.put(&url);
+        let body = payload.to_string();
+        let mut req = agent.put(&url).set("Content-Type", "application/json");
         if let Some(t) = &token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
+            // The address came from a heartbeat (UDP, forgeable): the token is not sent, only
+            // a MAC under it for this one call.
+            let nonce = rand::random::<u64>();
+            let auth = crate::api::sign::sign(t.as_bytes(), "PUT", &path, nonce, body.as_bytes());
+            req = req.set("Authorization", &auth);
         }
-        match req.send_json(payload) {
+        match req.send_string(&body) {
             Ok(r) => r
                 .into_json::<serde_json::Value>()
                 .map_err(|e| ApiError::bad_gateway(format!("speaker {name}: {e}"))),
-            Err(ureq::Error::Status(code, r)) => {
-                let text = r.into_string().unwrap_or_default();
-                Err(ApiError::bad_gateway(format!(
-                    "speaker {name} answered {code}: {text}"
-                )))
-            }
+            // The answer's body is not shown: the address may be an impostor's.
+            Err(ureq::Error::Status(code, _)) => Err(ApiError::bad_gateway(format!(
+                "speaker {name} answered {code}"
+            ))),
             Err(e) => Err(ApiError::bad_gateway(format!(
                 "speaker {name} unreachable: {e}"
             ))),

@@ -755,6 +755,12 @@ pub fn sync_client(
                 locked: shared.locked.load(Ordering::Relaxed),
                 sync_error_us: shared.sync_error_us(),
                 stream: Some(shared.zone().stream()),
+                sent_ns: shared
+                    .snapshot
+                    .try_lock()
+                    .ok()
+                    .and_then(|s| *s)
+                    .map(|s| s.to_controller(now).0),
             };
             let mut d = encode_heartbeat(&hb);
             auth.seal(&mut d);

@@ -17,6 +17,9 @@ use std::sync::Arc;
 pub struct ServerStats {
     pub requests: AtomicU64,
     pub heartbeats: AtomicU64,
+    /// Heartbeats refused: a known speaker's name from another address without a fresh send
+    /// time (replayed or forged), a replay, or a registry full of online speakers.
+    pub heartbeats_refused: AtomicU64,
     pub invalid: AtomicU64,
     /// Datagrams without a valid authentication tag.
     pub unauthenticated: AtomicU64,
@@ -92,6 +95,7 @@ impl ServerStats {
         serde_json::json!({
             "requests": self.requests.load(Ordering::Relaxed),
             "heartbeats": self.heartbeats.load(Ordering::Relaxed),
+            "heartbeats_refused": self.heartbeats_refused.load(Ordering::Relaxed),
             "invalid": self.invalid.load(Ordering::Relaxed),
             "unauthenticated": self.unauthenticated.load(Ordering::Relaxed),
             "rate_limited": self.rate_limited.load(Ordering::Relaxed),
@@ -184,7 +188,13 @@ pub fn serve(
             }
             Ok(Packet::Heartbeat(hb)) => {
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
-                registry.handle_heartbeat(from, hb, t2);
+                use crate::controller::registry::Heard;
+                if !matches!(
+                    registry.handle_heartbeat(from, hb, t2),
+                    Heard::Joined | Heard::Updated
+                ) {
+                    stats.heartbeats_refused.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Ok(Packet::Repair(q)) => {
                 // A request is small and its answer is audio: only speakers that announced

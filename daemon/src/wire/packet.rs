@@ -280,6 +280,11 @@ pub struct Heartbeat {
     /// The stream the speaker plays, `group:port` (absent from older speakers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+    /// When it was sent, controller ns as the speaker's clock model has it (absent before the
+    /// model locks, and from older speakers): a replayed heartbeat is stale, so it cannot move
+    /// the speaker's entry to another address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_ns: Option<i64>,
 }
 
 /// Largest heartbeat body accepted.
@@ -306,11 +311,14 @@ fn parse_heartbeat(buf: &[u8]) -> Result<Heartbeat, WireError> {
         serde_json::from_slice(body).map_err(|e| WireError::BadHeartbeat(e.to_string()))?;
     if hb.name.is_empty()
         || hb.name.len() > 64
+        || hb.name.chars().any(char::is_control)
         || hb.volume > 100
         || hb.stream.as_ref().is_some_and(|s| s.len() > 32)
     {
         return Err(WireError::BadHeartbeat(
-            "name must be 1..=64 bytes, volume 0..=100, stream at most 32 bytes".into(),
+            "name must be 1..=64 bytes without control characters, volume 0..=100, stream at \
+             most 32 bytes"
+                .into(),
         ));
     }
     Ok(hb)
@@ -561,6 +569,7 @@ mod tests {
             locked: true,
             sync_error_us: Some(3.5),
             stream: Some("239.255.77.1:4010".into()),
+            sent_ns: Some(1_234_567_890),
         };
         assert_eq!(
             parse(&encode_heartbeat(&hb)).unwrap(),
@@ -583,6 +592,15 @@ mod tests {
         };
         assert!(matches!(
             parse(&encode_heartbeat(&long)),
+            Err(WireError::BadHeartbeat(_))
+        ));
+        // A name with an escape sequence (it would reach a terminal through chorusctl).
+        let esc = Heartbeat {
+            name: "kit\u{1b}[2Jchen".into(),
+            ..hb.clone()
+        };
+        assert!(matches!(
+            parse(&encode_heartbeat(&esc)),
             Err(WireError::BadHeartbeat(_))
         ));
         // An older speaker's heartbeat has no stream.
@@ -612,6 +630,7 @@ mod tests {
             locked: true,
             sync_error_us: Some(-3.5),
             stream: Some("239.255.77.2:4010".into()),
+            sent_ns: None,
         }));
         valid.push(encode_announce(&Announce {
             session: 9,

@@ -9,6 +9,10 @@
 //! - `chorus-rig spoof --group G --port P [--interface I] [--seconds S] [--seq-jump N]`: forges
 //!   and replays datagrams on a zone's group; with `--seq-jump N`, one copy of the first
 //!   untagged audio datagram with its sequence number N ahead, and nothing else.
+//! - `chorus-rig impostor --to ADDR --name N --api ADDR [--seconds S]`: poses as speaker N to
+//!   the controller's sync service at ADDR (forged heartbeats, twice a second, unauthenticated)
+//!   with its API at `--api`, where it answers every HTTP request `{}` and prints their
+//!   headers (`impostor: header ...`).
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
 
 use chorus_tests::{skew_us, stats_abs, write_counter_wav, Capture};
@@ -29,8 +33,9 @@ fn main() -> ExitCode {
         }
         Some("relay") => relay(&args[1..]),
         Some("spoof") => spoof(&args[1..]),
+        Some("impostor") => impostor(&args[1..]),
         Some("skew") if args.len() >= 3 => skew(Path::new(&args[1]), &args[2..]),
-        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | spoof --group G --port P [--seconds S] [--seq-jump N] | skew DIR NAME...".into()),
+        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | spoof --group G --port P [--seconds S] [--seq-jump N] | impostor --to ADDR --name N --api ADDR [--seconds S] | skew DIR NAME...".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -467,5 +472,56 @@ fn skew(dir: &Path, names: &[String]) -> Result<(), String> {
         lock_s,
         drops
     );
+    Ok(())
+}
+
+fn impostor(args: &[String]) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let to: SocketAddr = flag(args, "--to", "")
+        .parse()
+        .map_err(|e| format!("--to: {e}"))?;
+    let api: SocketAddr = flag(args, "--api", "")
+        .parse()
+        .map_err(|e| format!("--api: {e}"))?;
+    let secs: f64 = flag(args, "--seconds", "10")
+        .parse()
+        .map_err(|e| format!("--seconds: {e}"))?;
+    let hb = chorus::wire::Heartbeat {
+        name: flag(args, "--name", "spk1"),
+        api_port: api.port(),
+        volume: 100,
+        muted: false,
+        locked: true,
+        sync_error_us: Some(1.0),
+        stream: None,
+        sent_ns: None,
+    };
+    let datagram = chorus::wire::packet::encode_heartbeat(&hb);
+    let udp = UdpSocket::bind(SocketAddr::new(api.ip(), 0)).map_err(|e| e.to_string())?;
+    let listener = std::net::TcpListener::bind(api).map_err(|e| format!("bind {api}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let (mut sent, mut requests) = (0u64, 0u64);
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut next = Instant::now();
+    while Instant::now() < end {
+        if Instant::now() >= next {
+            let _ = udp.send_to(&datagram, to);
+            sent += 1;
+            next += Duration::from_millis(500);
+        }
+        while let Ok((mut c, _)) = listener.accept() {
+            requests += 1;
+            let _ = c.set_nonblocking(false);
+            let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = vec![0u8; 8192];
+            let n = c.read(&mut buf).unwrap_or(0);
+            for line in String::from_utf8_lossy(&buf[..n]).lines() {
+                println!("impostor: header {line}");
+            }
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("impostor: heartbeats {sent}, requests {requests}");
     Ok(())
 }
