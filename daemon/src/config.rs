@@ -125,6 +125,9 @@ pub struct ApiConfig {
     /// Announce this daemon with mDNS/DNS-SD (`_chorus._tcp`), so that `chorusctl` finds the
     /// controller by itself; a controller also lists the speakers it finds that way.
     pub mdns: bool,
+    /// Host names (besides addresses, `localhost`, `.local` names and this host's name) under
+    /// which web pages may call the API (see `api::browser`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Shortest API token accepted, bytes.
@@ -316,6 +319,7 @@ impl Default for ApiConfig {
             protect_reads: false,
             mutating_per_second: 20,
             mdns: true,
+            allowed_hosts: vec![],
         }
     }
 }

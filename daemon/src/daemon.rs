@@ -316,10 +316,11 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
     } else {
         None
     };
-    let guard = Arc::new(api::guard::Guard::new(
+    let guard = Arc::new(api::guard::Guard::with_hosts(
         token,
         cfg.api.protect_reads,
         cfg.api.mutating_per_second,
+        cfg.api.allowed_hosts.clone(),
     ));
     let app = router(roles, guard);
     log::info!("HTTP API listening on {}", cfg.api.listen);

@@ -122,3 +122,64 @@ fn a_forged_heartbeat_neither_moves_a_speaker_nor_learns_the_token() {
         .unwrap_or(0.0);
     assert!(refused >= 4.0, "{m}");
 }
+
+#[test]
+fn web_pages_of_other_sites_and_rebound_names_cannot_drive_the_api() {
+    // A default install has no token: any page a user on the LAN opens could POST to it
+    // (text/plain needs no preflight), and a name of the attacker's that resolves to the box
+    // makes its pages same-origin (DNS rebinding).
+    let dir = scratch("csrf");
+    let controller = start_controller(&dir, &Net::new(), "");
+    let stop = format!("{}/api/v1/stop", controller.api);
+    let host = controller.api.trim_start_matches("http://").to_string();
+    let post = |headers: &[(&str, &str)]| {
+        let mut r = ureq::post(&stop);
+        for (k, v) in headers {
+            r = r.set(k, v);
+        }
+        match r.send_string("{}") {
+            Ok(resp) => resp.status(),
+            Err(ureq::Error::Status(code, resp)) => {
+                let body = resp.into_string().unwrap_or_default();
+                if code == 403 {
+                    assert!(body.contains("\"forbidden\""), "{body}");
+                }
+                code
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let own = format!("http://{host}");
+    let rebound = "evil.example:7780";
+    for (headers, want) in [
+        // A script: no Origin, no Sec-Fetch-*.
+        (vec![("Content-Type", "application/json")], 200),
+        // The box's own page.
+        (
+            vec![
+                ("Content-Type", "application/json"),
+                ("Origin", own.as_str()),
+            ],
+            200,
+        ),
+        // CSRF from another site.
+        (
+            vec![
+                ("Content-Type", "text/plain"),
+                ("Origin", "http://evil.example"),
+            ],
+            403,
+        ),
+        // DNS rebinding: same origin, but a name that is not the box's.
+        (
+            vec![("Host", rebound), ("Origin", "http://evil.example:7780")],
+            403,
+        ),
+        (
+            vec![("Host", rebound), ("Sec-Fetch-Site", "same-origin")],
+            403,
+        ),
+    ] {
+        assert_eq!(post(&headers), want, "{headers:?}");
+    }
+}

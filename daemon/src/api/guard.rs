@@ -27,6 +27,9 @@ pub struct Guard {
     raw: Option<Vec<u8>>,
     nonces: Mutex<Nonces>,
     protect_reads: bool,
+    /// This host's name and the other names browsers may call the API by.
+    hostname: String,
+    allowed_hosts: Vec<String>,
     /// Calls that change state, per client and second (burst: twice that).
     per_second: f64,
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
@@ -38,11 +41,27 @@ fn digest(b: &[u8]) -> [u8; 32] {
 
 impl Guard {
     pub fn new(token: Option<Vec<u8>>, protect_reads: bool, per_second: u32) -> Guard {
+        Guard::with_hosts(token, protect_reads, per_second, vec![])
+    }
+
+    /// A guard that also takes browsers' calls by the names in `allowed_hosts`.
+    pub fn with_hosts(
+        token: Option<Vec<u8>>,
+        protect_reads: bool,
+        per_second: u32,
+        allowed_hosts: Vec<String>,
+    ) -> Guard {
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
         Guard {
             token: token.as_deref().map(digest),
             raw: token,
             nonces: Mutex::new(Nonces::default()),
             protect_reads,
+            hostname,
+            allowed_hosts,
             per_second: per_second.max(1) as f64,
             buckets: Mutex::new(HashMap::new()),
         }
@@ -96,6 +115,14 @@ pub async fn check(
     req: Request,
     next: Next,
 ) -> Response {
+    if let Some(why) = super::browser::refuse(req.headers(), &g.hostname, &g.allowed_hosts) {
+        return ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: why,
+        }
+        .into_response();
+    }
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let (req, authorized) = match signed(&g, req).await {
         Ok(r) => r,
