@@ -1,0 +1,234 @@
+//! The device clock's tests, in simulated time.
+use super::*;
+
+/// A device consuming `rate_hz` (true) frames per second of local time from `start`, whose
+/// position moves `step` frames at a time.
+struct Dev {
+    hz: f64,
+    step: i64,
+    start: f64,
+    /// Stamps at the moment the position moved (true) or at the call.
+    exact: bool,
+    /// Each edge comes this late (ns; a plugin's callback): the least, and the most at
+    /// random, with one edge in 50 late by 2 ms (a loaded machine).
+    edge_late: (f64, f64),
+}
+
+impl Dev {
+    fn position(&self, t: f64) -> i64 {
+        let played = ((t - self.start) * self.hz * 1e-9).max(0.0);
+        let p = (played / self.step as f64).floor() as i64 * self.step;
+        if p > 0 && t < self.when(p) + self.late(p) {
+            p - self.step
+        } else {
+            p
+        }
+    }
+    fn late(&self, p: i64) -> f64 {
+        let mut r = Rng(p as u64 ^ 0x9e37_79b9_7f4a_7c15);
+        r.uniform();
+        if self.edge_late.1 > 0.0 && r.uniform() < 0.02 {
+            return 2e6;
+        }
+        self.edge_late.0 + r.uniform() * (self.edge_late.1 - self.edge_late.0)
+    }
+    fn when(&self, frame: i64) -> f64 {
+        self.start + frame as f64 * 1e9 / self.hz
+    }
+    fn read(&self, t: f64) -> Reading {
+        let p = self.position(t);
+        let stamp = if self.exact {
+            self.when(p)
+        } else {
+            t + 1_000.0
+        };
+        Reading {
+            before: LocalNs(t as i64),
+            stamp: LocalNs(stamp as i64),
+            after: LocalNs(t as i64 + 2_000),
+            position: p,
+        }
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Wakes every 80 ms (a lattice: phase-locked to a device whose step divides it), or at the
+/// model's probe time before that, late by `late_us` at random; reads the device 8 times
+/// 30 µs apart (a refill). Returns the worst |error| of the predicted heard time, µs, in
+/// each second.
+fn run(dev: &mut Dev, secs: usize, late_us: (f64, f64), probe: bool) -> (DeviceClock, Vec<f64>) {
+    let mut m = DeviceClock::new(48_000);
+    let mut rng = Rng(7);
+    let mut worst = vec![0.0f64; secs];
+    let wakes = secs * 1000 / 80;
+    for w in 1..wakes {
+        let natural = dev.start + w as f64 * 80e6;
+        let at = if probe {
+            m.probe(LocalNs(natural as i64), LocalNs(0)).0 as f64
+        } else {
+            natural
+        };
+        let late = (late_us.0 + rng.uniform() * (late_us.1 - late_us.0)) * 1e3;
+        for i in 0..8 {
+            let t = at.max(natural - 30e6) + late + i as f64 * 30e3;
+            m.handle_reading(dev.read(t));
+            let frame = dev.position(t) + 4_800;
+            let err = (m.heard(frame).unwrap().0 as f64 - dev.when(frame)) / 1e3;
+            let s = ((t - dev.start) / 1e9) as usize;
+            if s < secs {
+                worst[s] = worst[s].max(err.abs());
+            }
+        }
+    }
+    (m, worst)
+}
+
+fn dev(ppm: f64, step: i64) -> Dev {
+    Dev {
+        hz: 48_000.0 * (1.0 + ppm * 1e-6),
+        step,
+        start: 3e9,
+        exact: false,
+        edge_late: (0.0, 0.0),
+    }
+}
+
+#[test]
+fn a_coarse_pointer_stamped_at_the_call_is_found_to_a_few_microseconds() {
+    // Steps of 10 ms (the Pi's firmware audio), 256 and 1024 frames (ALSA plugins), wake-ups
+    // on an 80 ms lattice that the 10 ms and 256-frame steps divide: without probing every
+    // reading would see the same phase of the sawtooth.
+    for (ppm, step) in [(450.0, 480), (0.0, 256), (-500.0, 1024), (120.0, 48)] {
+        let (m, worst) = run(&mut dev(ppm, step), 20, (30.0, 120.0), true);
+        let st = m.status();
+        assert_eq!(
+            st.pointer_step_frames, step as u64,
+            "{ppm} ppm, step {step}"
+        );
+        assert_eq!(st.stamps, Stamps::AtCall);
+        assert_eq!(st.restarts, 0);
+        assert!((st.rate_ppm - ppm).abs() < 3.0, "{ppm} ppm: {st:?}");
+        assert!(worst[2] < 100.0, "{ppm} ppm, step {step}: {worst:?}");
+        assert!(
+            worst[5..].iter().all(|&e| e < 10.0),
+            "{ppm} ppm, step {step}: {worst:?}"
+        );
+    }
+}
+
+#[test]
+fn wake_ups_jittered_by_milliseconds_still_converge() {
+    // Within 50 µs after 10 s (40 µs measured; 20 µs before the probes explored beyond
+    // the bracket, which the next test needs).
+    let (_, worst) = run(&mut dev(-300.0, 480), 30, (0.0, 3_000.0), true);
+    assert!(worst[10..].iter().all(|&e| e < 50.0), "{worst:?}");
+}
+
+#[test]
+fn a_bracket_that_lies_late_is_found_out() {
+    // The sim's jittered wake-ups: the first reading of each wake-up up to 300 µs after
+    // the clock read before it, then a reading every 80 µs. Without probes beyond the
+    // bracket the model settled 33 ppm off at 530 ppm, its error growing without end.
+    for ppm in [-150.0, 530.0] {
+        let d = dev(ppm, 256);
+        let mut m = DeviceClock::new(48_000);
+        let mut rng = Rng(12345);
+        let mut worst = [0.0f64; 30];
+        for w in 1..(30 * 1000 / 80) {
+            let natural = d.start + 5e6 + w as f64 * 80e6;
+            let mut t = m.probe(LocalNs(natural as i64), LocalNs(0)).0 as f64;
+            for i in 0..16 {
+                let late = if i == 0 { rng.uniform() * 300e3 } else { 0.0 };
+                let read = t + late + 20e3;
+                let p = d.position(read);
+                m.handle_reading(Reading {
+                    before: LocalNs(t as i64),
+                    stamp: LocalNs(read as i64),
+                    after: LocalNs(read as i64 + 1_000),
+                    position: p,
+                });
+                let err = (m.heard(p + 4_800).unwrap().0 as f64 - d.when(p + 4_800)) / 1e3;
+                let s = ((read - d.start) / 1e9) as usize;
+                if s < 30 {
+                    worst[s] = worst[s].max(err.abs());
+                }
+                t = read + 60e3;
+            }
+        }
+        let st = m.status();
+        assert!((st.rate_ppm - ppm).abs() < 3.0, "{ppm} ppm: {st:?}");
+        assert!(
+            worst[10..].iter().all(|&e| e < 60.0),
+            "{ppm} ppm: {worst:?}"
+        );
+    }
+}
+
+#[test]
+fn late_edges_and_late_wake_ups_leave_the_rate_and_the_earliest_edges() {
+    // A plugin on a loaded machine: each edge 20-300 µs late, one in 50 by 2 ms; wake-ups
+    // up to 3 ms late. The model finds the rate and stays near the earliest edges (20 µs
+    // late, as for every speaker on that device): within 200 µs of them after 10 s, what
+    // it holds today (35-150 µs measured), not yet the goal.
+    for (ppm, step) in [(-200.0, 256), (150.0, 1024)] {
+        let mut d = dev(ppm, step);
+        d.edge_late = (20e3, 300e3);
+        let (m, worst) = run(&mut d, 30, (0.0, 3_000.0), true);
+        let st = m.status();
+        assert_eq!(st.restarts, 0, "{st:?}");
+        assert!((st.rate_ppm - ppm).abs() < 5.0, "{ppm} ppm: {st:?}");
+        let off: Vec<f64> = worst[10..].iter().map(|e| e.abs() - 20.0).collect();
+        assert!(off.iter().all(|&e| e.abs() < 200.0), "{ppm} ppm: {worst:?}");
+    }
+}
+
+#[test]
+fn without_probing_the_phase_locked_readings_leave_the_error_a_step_wide() {
+    // The reason for probing: the same device and lattice, readings where the caller would
+    // have woken anyway, stay off by a good part of the 10 ms step.
+    let (_, worst) = run(&mut dev(0.0, 480), 20, (30.0, 60.0), false);
+    assert!(worst[10..].iter().all(|&e| e > 500.0), "{worst:?}");
+}
+
+#[test]
+fn exact_pointers_and_exact_stamps_need_no_probing() {
+    let (m, worst) = run(&mut dev(200.0, 1), 10, (30.0, 120.0), true);
+    assert_eq!(m.status().pointer_step_frames, 1);
+    assert!(worst[3..].iter().all(|&e| e < 25.0), "{worst:?}");
+    let mut d = dev(-450.0, 480);
+    d.exact = true;
+    let (m, worst) = run(&mut d, 10, (30.0, 120.0), false);
+    assert_eq!(m.status().stamps, Stamps::AtPointerUpdate);
+    assert!(worst[2..].iter().all(|&e| e < 5.0), "{worst:?}");
+}
+
+#[test]
+fn a_device_that_stalls_is_learned_again() {
+    let mut d = dev(100.0, 256);
+    let (mut m, _) = run(&mut d, 5, (30.0, 120.0), true);
+    // The device loses 50 ms (an underrun it did not report): its position is 50 ms behind
+    // the model's line from now on.
+    let t = d.start + 5.2e9;
+    d.start += 50e6;
+    for k in 0..200 {
+        let at = m.probe(LocalNs((t + k as f64 * 80e6) as i64), LocalNs(0)).0 as f64 + 60e3;
+        for i in 0..8 {
+            m.handle_reading(d.read(at + i as f64 * 30e3));
+        }
+    }
+    assert_eq!(m.status().restarts, 1);
+    let t = t + 200.0 * 80e6;
+    let frame = d.position(t) + 4_800;
+    let err = (m.heard(frame).unwrap().0 as f64 - d.when(frame)) / 1e3;
+    assert!(err.abs() < 10.0, "{err} µs");
+}
