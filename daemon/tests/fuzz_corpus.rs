@@ -85,6 +85,7 @@ fn hand_made_malformed_datagrams_are_refused() {
     let sync = SyncRequest {
         id: 1,
         t1: chorus::clock::LocalNs(2),
+        proof: 0,
     }
     .encode();
     bad.push(("sync request cut", sync[..sync.len() - 1].to_vec()));

@@ -110,17 +110,8 @@ fn a_forged_heartbeat_neither_moves_a_speaker_nor_learns_the_token() {
     // The call reached the real speaker, and the controller says what it refused.
     let st = get(&format!("{}/api/v1/speaker", spk.api)).unwrap();
     assert_eq!(st["volume"], 40, "{st}");
-    let m = ureq::get(&format!("{}/metrics", controller.api))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    let refused: f64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("chorus_sync_heartbeats_refused_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(refused >= 4.0, "{m}");
+    let refused = metric(&controller, "chorus_sync_heartbeats_refused_total");
+    assert!(refused >= 4.0, "{refused}");
 }
 
 #[test]
@@ -182,4 +173,59 @@ fn web_pages_of_other_sites_and_rebound_names_cannot_drive_the_api() {
     ] {
         assert_eq!(post(&headers), want, "{headers:?}");
     }
+}
+
+#[test]
+fn repairs_go_only_to_hosts_that_receive_the_sync_answers() {
+    // The reflection: one forged heartbeat made any address a "speaker", and repair requests
+    // from it (or spoofed with a victim's address) were answered with whole audio datagrams:
+    // 256 times what was sent. Now only a host that echoed the t3 of a sync answer it
+    // received gets repairs; the impostor never completes an exchange.
+    let lan = Lan::new(3);
+    let dir = scratch("reflect");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net.on(&lan, 1), "");
+    let _spk = start_speaker(
+        &dir,
+        &net.on(&lan, 2),
+        &SpeakerSpec::sim("alpha", -120.0, 40.0),
+    );
+    wait_locked(&controller, 1);
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, 48_000 * 10);
+    let (code, _, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out = net
+        .on(&lan, 3)
+        .command(&bin("chorus-rig"))
+        .args(["impostor", "--name", "ghost", "--seconds", "3"])
+        .args(["--to", &format!("{}:{}", lan.addr(1), net.sync_port)])
+        .args(["--api", &format!("{}:{}", lan.addr(3), free_tcp_port())])
+        .args(["--group", &net.group, "--port", &net.port.to_string()])
+        .output()
+        .expect("run chorus-rig impostor");
+    let said = String::from_utf8_lossy(&out.stdout);
+    println!("{said}");
+    let asked: u64 = said
+        .split("repairs asked ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(asked >= 320, "{said}");
+    assert!(said.contains("repair answers 0"), "{said}");
+    let refused = metric(&controller, "chorus_repairs_refused_total");
+    assert!(refused >= asked as f64, "{refused} refused of {asked}");
+}
+
+/// An unlabelled sample of a daemon's `/metrics`.
+fn metric(d: &Daemon, name: &str) -> f64 {
+    let text = ureq::get(&format!("{}/metrics", d.api))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
 }

@@ -141,13 +141,6 @@ impl Registry {
             .collect()
     }
 
-    /// True when a speaker has sent heartbeats from `addr`.
-    pub fn knows(&self, addr: std::net::IpAddr) -> bool {
-        self.inner
-            .lock()
-            .is_ok_and(|m| m.values().any(|e| e.addr == addr))
-    }
-
     /// A volume or mute change made through the controller, ahead of the speaker's next
     /// heartbeat.
     pub fn note_volume(&self, name: &str, volume: u8, muted: bool) {

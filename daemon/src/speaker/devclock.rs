@@ -49,6 +49,10 @@ const MIN_BRACKET_NS: f64 = 2_000.0;
 const BUCKET_NS: f64 = 20_000_000.0;
 const WINDOW_NS: f64 = 30_000_000_000.0;
 const BOUNDS: usize = 1536;
+/// The most the bracket is moved up to the bounds' line per fit.
+const MAX_LIFT_NS: f64 = 5_000.0;
+/// ... once the bounds span this long.
+const SETTLED_NS: f64 = 10_000_000_000.0;
 /// The rate is fitted once the bounds span this long.
 const FIT_AFTER_NS: f64 = 1_000_000_000.0;
 /// A contradiction this much beyond a step restarts the model.
@@ -359,7 +363,17 @@ impl DeviceClock {
             .min_by(|a, b| (a.1 - d * a.0).total_cmp(&(b.1 - d * b.0)))
             .unwrap_or((0.0, 0.0));
         let line = ta + y0 + rate * x0 + slope * ((self.p_ref - pa) as f64 - x0);
-        let lift = line - self.hi;
+        // Once the bounds span 10 s, at most 5 µs per fit (50 fits a second: 250 µs/s, which
+        // the servo follows without its rail): a rate that changed (a plugin's clock is not a
+        // crystal: JACK's dummy backend ran 100 ppm slow for its first 25 s) moved the line
+        // by 540 µs at once when a bound left the window, and the servo hit its rail. Before,
+        // the whole way: a bracket pinned early by the first rates is hundreds of µs off.
+        let most = if tz - ta < SETTLED_NS {
+            f64::INFINITY
+        } else {
+            MAX_LIFT_NS
+        };
+        let lift = (line - self.hi).min(most);
         if lift > 0.0 {
             self.hi += lift;
             self.lo += lift;

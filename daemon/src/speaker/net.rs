@@ -721,6 +721,9 @@ pub fn sync_client(
     let mut last_heartbeat = LocalNs(i64::MIN / 2);
     // The model's verdict after the last exchange (read under the lock taken for it).
     let mut quiet = false;
+    // The controller time t3 of the last answer: echoed in the next request, it proves to the
+    // controller that we receive its answers here (it sends repairs only to such hosts).
+    let mut proof: i64 = 0;
     // The answer to the last request is read at this wake-up, not when it came.
     let mut late = false;
     // This speaker's place on the controller's poll grid.
@@ -735,10 +738,10 @@ pub fn sync_client(
             while let Ok((len, from, t4)) =
                 crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false)
             {
-                if let Some(q) =
+                if let Some((q, t3)) =
                     take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
                 {
-                    quiet = q;
+                    (quiet, proof) = (q, t3);
                 }
             }
         }
@@ -772,7 +775,12 @@ pub fn sync_client(
             outstanding.clear();
         }
         outstanding.insert(next_id, t1);
-        let mut req = SyncRequest { id: next_id, t1 }.encode();
+        let mut req = SyncRequest {
+            id: next_id,
+            t1,
+            proof,
+        }
+        .encode();
         auth.seal(&mut req);
         if let Err(e) = socket.send_to(&req, ctl) {
             log::debug!("sync request to {ctl} failed: {e}");
@@ -801,10 +809,10 @@ pub fn sync_client(
                     // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
                     Err(_) => break,
                 };
-            if let Some(q) =
+            if let Some((q, t3)) =
                 take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
             {
-                quiet = q;
+                (quiet, proof) = (q, t3);
             }
         }
     }
@@ -830,7 +838,8 @@ fn next_grid_point(now: i64, phase_ns: i64) -> i64 {
 }
 
 /// Hands an answer to one of our requests to the clock model (and publishes the snapshot
-/// once locked); anything else is dropped. Returns the model's verdict on the path (quiet).
+/// once locked); anything else is dropped. Returns the model's verdict on the path (quiet) and the
+/// answer's t3 (the proof for the next request).
 fn take_answer(
     shared: &Shared,
     auth: &Auth,
@@ -839,7 +848,7 @@ fn take_answer(
     datagram: &[u8],
     from: SocketAddr,
     t4: LocalNs,
-) -> Option<bool> {
+) -> Option<(bool, i64)> {
     if from != ctl {
         return None;
     }
@@ -878,7 +887,7 @@ fn take_answer(
             *snap = m.snapshot();
         }
     }
-    Some(m.quiet())
+    Some((m.quiet(), resp.t3.0))
 }
 
 #[cfg(test)]

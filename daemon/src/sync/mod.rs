@@ -2,6 +2,7 @@
 //! tasks that run the exchange over UDP.
 
 pub mod model;
+pub mod proof;
 pub mod server;
 
 pub use model::{ClockModel, ClockSnapshot, Exchange};

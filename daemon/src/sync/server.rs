@@ -55,10 +55,11 @@ fn just_after_grid(t: i64) -> bool {
     t.rem_euclid(crate::sync::QUIET_POLL_NS) < crate::sync::QUIET_POLL_SPREAD_NS + 3_000_000
 }
 
-/// Sources tracked at most; when full, buckets idle for 10 s are forgotten first.
+/// Sources tracked at most; when full, buckets idle for 10 s are forgotten first, then the
+/// longest-idle one.
 const MAX_SOURCES: usize = 4096;
 
-impl<K: std::hash::Hash + Eq> RateLimiter<K> {
+impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     pub fn new(rate: f64, burst: f64) -> Self {
         RateLimiter {
             buckets: HashMap::new(),
@@ -72,8 +73,18 @@ impl<K: std::hash::Hash + Eq> RateLimiter<K> {
         if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_SOURCES {
             self.buckets
                 .retain(|_, (_, last)| now_ns - *last < 10_000_000_000);
+            // Still full (4096 sources in 10 s: spoofed): the longest-idle one makes room.
+            // Refusing newcomers let a flood of spoofed sources keep a new speaker from
+            // ever locking.
             if self.buckets.len() >= MAX_SOURCES {
-                return false;
+                if let Some(old) = self
+                    .buckets
+                    .iter()
+                    .min_by_key(|(_, b)| b.1)
+                    .map(|(k, _)| *k)
+                {
+                    self.buckets.remove(&old);
+                }
             }
         }
         let (tokens, last) = self.buckets.entry(source).or_insert((self.burst, now_ns));
@@ -127,6 +138,7 @@ pub fn serve(
     let mut per_host = RateLimiter::<IpAddr>::new(5000.0, 2500.0);
     // Datagrams sent again per speaker: 1000/s (1.4 MB/s) is a third of a 48 kHz stream lost.
     let mut repairs = RateLimiter::<IpAddr>::new(1000.0, 500.0);
+    let mut proofs = super::proof::Proofs::default();
     let mut rate = crate::net::RealtimeRate::new();
     // The first datagram of this wake-up came just after a point of the speakers' poll grid,
     // and the service has not waited for the rest of the burst yet.
@@ -173,6 +185,7 @@ pub fn serve(
         match parse(body) {
             Ok(Packet::SyncRequest(req)) => {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
+                proofs.request(from, req.proof, t2.0);
                 let mut resp = SyncResponse {
                     id: req.id,
                     t1: req.t1,
@@ -184,6 +197,7 @@ pub fn serve(
                 // t1 delays the request: the two cancel in the offset.
                 let mut out = resp.encode();
                 auth.seal(&mut out);
+                proofs.answered(from, resp.t3.0, t2.0);
                 let _ = socket.send_to(&out, from);
             }
             Ok(Packet::Heartbeat(hb)) => {
@@ -197,12 +211,12 @@ pub fn serve(
                 }
             }
             Ok(Packet::Repair(q)) => {
-                // A request is small and its answer is audio: only speakers that announced
-                // themselves get answers, within their share, so this reflects onto nobody
-                // else (and with a key, onto nobody without it).
+                // A request is small and its answer is audio: only hosts that proved they
+                // receive the service's answers (sync::proof) get answers, within their share,
+                // so this reflects onto nobody else (and with a key, onto nobody without it).
                 stats.repair_requests.fetch_add(1, Ordering::Relaxed);
                 let wanted = q.seqs().len() as u64;
-                if !registry.knows(from.ip()) {
+                if !proofs.proven(from.ip(), t2.0) {
                     stats.repairs_refused.fetch_add(wanted, Ordering::Relaxed);
                     continue;
                 }
@@ -273,7 +287,11 @@ mod tests {
             l.allow(IpAddr::from(i.to_be_bytes()), 0);
         }
         assert!(l.buckets.len() <= MAX_SOURCES);
-        // once the old ones are idle, new sources get in again
-        assert!(l.allow("192.0.2.1".parse().unwrap(), 20_000_000_000));
+        // A new speaker gets in at once, even while the flood's sources are fresh (it used to
+        // be refused until they were 10 s idle)...
+        assert!(l.allow("192.0.2.1".parse().unwrap(), 1_000));
+        assert!(l.buckets.len() <= MAX_SOURCES);
+        // ... and after they are idle.
+        assert!(l.allow("192.0.2.2".parse().unwrap(), 20_000_000_000));
     }
 }

@@ -640,6 +640,7 @@ mod tests {
             crate::wire::SyncRequest {
                 id: 5,
                 t1: crate::clock::LocalNs(123),
+                proof: 0,
             }
             .encode(),
         );

@@ -17,6 +17,9 @@ pub struct SyncRequest {
     pub id: u64,
     /// Speaker transmit time.
     pub t1: LocalNs,
+    /// The controller time `t3` of the last answer the speaker got (0: none): proof that it
+    /// receives the service's answers at its address (see `sync::proof`).
+    pub proof: i64,
 }
 
 /// The controller's answer.
@@ -37,6 +40,7 @@ impl SyncRequest {
         put_prefix(&mut out, kind::SYNC_REQUEST);
         out.extend_from_slice(&self.id.to_le_bytes());
         out.extend_from_slice(&self.t1.0.to_le_bytes());
+        out.extend_from_slice(&self.proof.to_le_bytes());
         out.resize(SYNC_LEN, 0);
         out
     }
@@ -77,6 +81,7 @@ pub(crate) fn parse_request(buf: &[u8]) -> Result<SyncRequest, WireError> {
     Ok(SyncRequest {
         id: r.u64()?,
         t1: LocalNs(r.i64()?),
+        proof: r.i64()?,
     })
 }
 
@@ -101,6 +106,7 @@ mod tests {
         let q = SyncRequest {
             id: 9,
             t1: LocalNs(-77),
+            proof: 123_456,
         };
         let a = SyncResponse {
             id: 9,

@@ -9,10 +9,13 @@
 //! - `chorus-rig spoof --group G --port P [--interface I] [--seconds S] [--seq-jump N]`: forges
 //!   and replays datagrams on a zone's group; with `--seq-jump N`, one copy of the first
 //!   untagged audio datagram with its sequence number N ahead, and nothing else.
-//! - `chorus-rig impostor --to ADDR --name N --api ADDR [--seconds S]`: poses as speaker N to
-//!   the controller's sync service at ADDR (forged heartbeats, twice a second, unauthenticated)
-//!   with its API at `--api`, where it answers every HTTP request `{}` and prints their
-//!   headers (`impostor: header ...`).
+//! - `chorus-rig impostor --to ADDR --name N --api ADDR [--seconds S] [--group G --port P]`:
+//!   poses as speaker N to the controller's sync service at ADDR (forged heartbeats, twice a
+//!   second, unauthenticated) with its API at `--api`, where it answers every HTTP request `{}`
+//!   and prints their headers (`impostor: header ...`). With `--group`/`--port` it also hears
+//!   the zone's stream and asks the sync service for 32 of its datagrams every 100 ms, without
+//!   ever completing a sync exchange (as a spoofer of another host's address could not), and
+//!   counts the answers (`impostor: repair answers N`).
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
 
 use chorus_tests::{skew_us, stats_abs, write_counter_wav, Capture};
@@ -500,6 +503,25 @@ fn impostor(args: &[String]) -> Result<(), String> {
     let udp = UdpSocket::bind(SocketAddr::new(api.ip(), 0)).map_err(|e| e.to_string())?;
     let listener = std::net::TcpListener::bind(api).map_err(|e| format!("bind {api}: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    udp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let group = flag(args, "--group", "");
+    let stream = if group.is_empty() {
+        None
+    } else {
+        let g: std::net::Ipv4Addr = group.parse().map_err(|e| format!("--group: {e}"))?;
+        let port: u16 = flag(args, "--port", "")
+            .parse()
+            .map_err(|e| format!("--port: {e}"))?;
+        let iface = match api.ip() {
+            std::net::IpAddr::V4(a) => a,
+            _ => return Err("--api must be IPv4 with --group".into()),
+        };
+        Some(chorus::net::multicast_receiver(g, port, iface).map_err(|e| e.to_string())?)
+    };
+    let (mut asked, mut answers) = (0u64, 0u64);
+    let mut latest: Option<(u32, u32)> = None;
+    let mut next_ask = Instant::now();
+    let mut buf = [0u8; 2048];
     let (mut sent, mut requests) = (0u64, 0u64);
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut next = Instant::now();
@@ -508,6 +530,29 @@ fn impostor(args: &[String]) -> Result<(), String> {
             let _ = udp.send_to(&datagram, to);
             sent += 1;
             next += Duration::from_millis(500);
+        }
+        if let Some(rx) = &stream {
+            while let Ok(n) = rx.recv(&mut buf) {
+                if n > 40 && buf[5] == 1 {
+                    let session = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
+                    let seq = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]);
+                    latest = Some((session, seq));
+                }
+            }
+            if let (Some((session, seq)), true) = (latest, Instant::now() >= next_ask) {
+                let mut q = chorus::wire::repair::RepairRequest::new(session);
+                for k in 0..32 {
+                    q.push(seq.wrapping_sub(64 + k));
+                }
+                let mut out = vec![];
+                q.encode_into(&mut out);
+                let _ = udp.send_to(&out, to);
+                asked += 32;
+                next_ask = Instant::now() + Duration::from_millis(100);
+            }
+            while udp.recv(&mut buf).is_ok() {
+                answers += 1;
+            }
         }
         while let Ok((mut c, _)) = listener.accept() {
             requests += 1;
@@ -521,6 +566,9 @@ fn impostor(args: &[String]) -> Result<(), String> {
             let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+    if stream.is_some() {
+        println!("impostor: repairs asked {asked}, repair answers {answers}");
     }
     println!("impostor: heartbeats {sent}, requests {requests}");
     Ok(())
