@@ -53,6 +53,8 @@ const BOUNDS: usize = 1536;
 const MAX_LIFT_NS: f64 = 5_000.0;
 /// ... once the bounds span this long.
 const SETTLED_NS: f64 = 10_000_000_000.0;
+/// Bounds from the device's first half second are not used for the rate.
+const WARMUP_NS: f64 = 500_000_000.0;
 /// The rate is fitted once the bounds span this long.
 const FIT_AFTER_NS: f64 = 1_000_000_000.0;
 /// A contradiction this much beyond a step restarts the model.
@@ -285,6 +287,12 @@ impl DeviceClock {
     /// An upper bound (the device passed `p` at or before `t`) joins the rate fit as the
     /// lowest of its 20 ms bucket against the model's line; each closed bucket refits.
     fn add_bound(&mut self, p: i64, t: f64) {
+        // Not from the device's first half second: a plugin starting up may move its position
+        // by more than it played (one speaker's rate came out 150 ppm off from its first
+        // second on a JACK rig, and only left when those bounds left the window, 12 s later).
+        if t < WARMUP_NS {
+            return;
+        }
         let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
         match self.open {
             Some((start, best)) if t - start < BUCKET_NS => {
