@@ -329,6 +329,16 @@ pub fn start_daemon_on(net: &Net, dir: &Path, name: &str, config: &str) -> Daemo
     d
 }
 
+/// A LAN of `hosts` network namespaces, a zone on it, and a controller (no key, no token) on
+/// host 1.
+pub fn lan_with_controller(hosts: usize, tag: &str) -> (Lan, PathBuf, Net, Daemon) {
+    let lan = Lan::new(hosts);
+    let dir = scratch(tag);
+    let net = Net::new();
+    let controller = start_controller(&dir, &net.on(&lan, 1), "");
+    (lan, dir, net, controller)
+}
+
 /// Starts a controller.
 pub fn start_controller(dir: &Path, net: &Net, extra: &str) -> Daemon {
     start_controller_zone(dir, net, "", extra)
@@ -501,13 +511,21 @@ pub fn wait_stopped(controller: &Daemon, timeout: Duration) {
 
 /// Runs chorusctl against a controller; returns (exit code, stdout, stderr).
 pub fn chorusctl(controller: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("chorusctl"))
-        .arg("--controller")
-        .arg(controller)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run chorusctl");
+    chorusctl_with_token(controller, None, args)
+}
+
+/// Runs chorusctl with `CHORUS_TOKEN` set (if given); returns (exit code, stdout, stderr).
+pub fn chorusctl_with_token(
+    controller: &str,
+    token: Option<&str>,
+    args: &[&str],
+) -> (i32, String, String) {
+    let mut c = Command::new(bin("chorusctl"));
+    c.arg("--controller").arg(controller).args(args);
+    if let Some(t) = token {
+        c.env("CHORUS_TOKEN", t);
+    }
+    let out = c.stdin(Stdio::null()).output().expect("run chorusctl");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

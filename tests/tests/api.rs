@@ -419,16 +419,9 @@ fn the_token_guards_changes_and_calls_are_rate_limited() {
     let (code, _, err) = chorusctl(&s.controller.api, &["volume", "den", "40"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("token"), "{err}");
-    let out = std::process::Command::new(bin("chorusctl"))
-        .args(["--controller", &s.controller.api, "volume", "den", "40"])
-        .env("CHORUS_TOKEN", token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, err) =
+        chorusctl_with_token(&s.controller.api, Some(token), &["volume", "den", "40"]);
+    assert_eq!(code, 0, "{err}");
     let st = get(&format!("{}/api/v1/speaker", s.speaker.api)).unwrap();
     assert_eq!(st["volume"], 40, "{st}");
     // Over 5 a second (burst 10): refused with 429, and a JSON error.

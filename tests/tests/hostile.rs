@@ -10,10 +10,7 @@ fn one_datagram_numbered_far_ahead_does_not_silence_the_zone() {
     // The attack: a copy of one of the stream's own datagrams, its sequence number 2^31 - 1
     // ahead. The replay window took it as the newest and refused every true datagram after
     // it as too old: the zone went silent until the controller restarted.
-    let lan = Lan::new(3);
-    let dir = scratch("seqjump");
-    let net = Net::new();
-    let controller = start_controller(&dir, &net.on(&lan, 1), "");
+    let (lan, dir, net, controller) = lan_with_controller(3, "seqjump");
     let mut spk = start_speaker(
         &dir,
         &net.on(&lan, 2),
@@ -88,16 +85,9 @@ fn a_forged_heartbeat_neither_moves_a_speaker_nor_learns_the_token() {
         .spawn()
         .expect("spawn chorus-rig impostor");
     std::thread::sleep(Duration::from_millis(1_500));
-    let out = std::process::Command::new(bin("chorusctl"))
-        .args(["--controller", &controller.api, "volume", "spk1", "40"])
-        .env("CHORUS_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, err) =
+        chorusctl_with_token(&controller.api, Some(TOKEN), &["volume", "spk1", "40"]);
+    assert_eq!(code, 0, "{err}");
     let said = impostor.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&said.stdout);
     println!("{said}");
@@ -181,10 +171,7 @@ fn repairs_go_only_to_hosts_that_receive_the_sync_answers() {
     // from it (or spoofed with a victim's address) were answered with whole audio datagrams:
     // 256 times what was sent. Now only a host that echoed the t3 of a sync answer it
     // received gets repairs; the impostor never completes an exchange.
-    let lan = Lan::new(3);
-    let dir = scratch("reflect");
-    let net = Net::new();
-    let controller = start_controller(&dir, &net.on(&lan, 1), "");
+    let (lan, dir, net, controller) = lan_with_controller(3, "reflect");
     let _spk = start_speaker(
         &dir,
         &net.on(&lan, 2),
