@@ -1,5 +1,6 @@
 //! Attacks from the LAN against a default install (no datagram key, no API token), as real
-//! processes: the controller, a speaker and an attacker each in their own network namespace.
+//! processes: the controller, a speaker and an attacker each in their own network namespace;
+//! and a careless day (a disk that fills up).
 
 use chorus_tests::*;
 use std::process::Stdio;
@@ -215,4 +216,57 @@ fn metric(d: &Daemon, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+}
+
+#[test]
+fn a_file_output_on_a_full_disk_backs_off_and_says_so() {
+    // A file output on a disk that fills up: each write failed, the "recovery" succeeded, and
+    // the real-time playout thread spun a core at a million failed writes a second while the
+    // status said nothing. A 256 KiB tmpfs fills in about a second of 48 kHz stereo.
+    let dir = scratch("fulldisk");
+    let disk = dir.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .expect("mount");
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let net = Net::new();
+    let controller = start_controller(&dir, &net, "");
+    let port = free_tcp_port();
+    let cfg = format!(
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nmdns = false\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nenabled = false\n[speaker]\nname = \"full\"\noutput = \"file\"\npath = \"{}\"\n",
+        net.group,
+        net.port,
+        disk.join("full.wav").display()
+    );
+    let spk = start_daemon(&dir, "full", &cfg);
+    wait_locked(&controller, 1);
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, 48_000 * 20);
+    let (code, _, err) = chorusctl(&controller.api, &["play", track.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let problem = wait_until(Duration::from_secs(10), || {
+        let st = get(&format!("{}/api/v1/speaker", spk.api)).ok()?;
+        let p = st["output_problem"].as_str()?.to_string();
+        Some((p, st))
+    });
+    let (problem, st) = problem.expect("output_problem stays null on a full disk");
+    println!("{problem}\n{}", st["playout"]);
+    assert!(problem.contains("No space left on device"), "{problem}");
+    // Backing off: a handful of errors a second, not a million; the problem stays shown (the
+    // output is lost and reopened every 2 s, and fills up again).
+    std::thread::sleep(Duration::from_secs(5));
+    let st = get(&format!("{}/api/v1/speaker", spk.api)).unwrap();
+    let errors = st["playout"]["output_errors"].as_u64().unwrap_or(0);
+    assert!(errors < 200, "{errors} output errors: {st}");
+    assert!(st["output_problem"].is_string(), "{st}");
 }

@@ -21,7 +21,7 @@ use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
 use crate::sync::ClockSnapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Timing error beyond which the stream is re-anchored (frames dropped or inserted) instead of
 /// being pulled in by the resampler.
@@ -47,9 +47,11 @@ const REPAIR_POLL_NS: i64 = 5_000_000;
 /// While the next frames to write are late (not here, nothing known lost), it wakes this often.
 const LATE_POLL_NS: i64 = 20_000_000;
 
+/// An output problem (errors, a loss) is cleared after this long of successful writes.
+const PROBLEM_CLEARS_AFTER: Duration = Duration::from_secs(5);
 /// Time between attempts to open a missing output.
 const REOPEN_EVERY: Duration = Duration::from_secs(2);
-/// Failed recoveries in a row after which the device counts as lost and is reopened.
+/// Output errors in a row after which the device counts as lost and is reopened.
 const LOST_AFTER: u32 = 10;
 
 /// Why `run` returned.
@@ -72,6 +74,8 @@ pub fn supervise(
     realtime::promote_current_thread();
     let mut failures: u64 = 0;
     let mut last_problem = String::new();
+    // The output was lost (not missing): its problem stays shown until it plays again.
+    let mut lost = false;
     // A move to another zone under way (kept across device reopenings).
     let mut next: Option<Switch> = None;
     while !shutdown.load(Ordering::Relaxed) {
@@ -86,8 +90,10 @@ pub fn supervise(
                 if let Ok(mut o) = shared.output.lock() {
                     *o = Some(out.info());
                 }
-                if let Ok(mut p) = shared.output_problem.lock() {
-                    *p = None;
+                if !lost {
+                    if let Ok(mut p) = shared.output_problem.lock() {
+                        *p = None;
+                    }
                 }
                 match run(
                     out, &mut rx, &mut next, &shared, &clock, &shutdown, &mut tap,
@@ -96,10 +102,13 @@ pub fn supervise(
                     Stop::DeviceLost(why) => {
                         log::error!("output lost ({why}); reopening it every 2 s");
                         set_problem(&shared, format!("lost: {why}"));
+                        lost = true;
+                        idle(&mut rx, &mut next, &shared, &clock, &shutdown, REOPEN_EVERY);
                     }
                 }
             }
             Err(e) => {
+                lost = false;
                 failures += 1;
                 let why = e.to_string();
                 // Once per distinct problem, and then every 5 minutes: not a log flood.
@@ -210,8 +219,11 @@ fn run(
     let stats = &shared.stats;
     // Frames written since the stream was anchored (for the servo's rate estimate).
     let mut written: i64 = 0;
-    // Recoveries that failed in a row.
+    // Output errors in a row (a successful write ends a row), since when writes succeed, and
+    // whether the output's problem was cleared since.
     let mut failed_recoveries = 0u32;
+    let mut good_since = Instant::now();
+    let mut cleared = false;
     // Re-anchoring under a fade.
     let mut fade = Fade::None;
     // The socket was read since the last sleep.
@@ -236,7 +248,7 @@ fn run(
         }
         if failed_recoveries >= LOST_AFTER {
             let _ = out.finish();
-            return Stop::DeviceLost(format!("{failed_recoveries} recoveries failed"));
+            return Stop::DeviceLost(format!("{failed_recoveries} errors in a row"));
         }
         let local = clock.now();
         stats.playout_alive_ns.store(local.0, Ordering::Relaxed);
@@ -459,7 +471,18 @@ fn run(
             drained = false;
             continue;
         }
+        if failed_recoveries > 0 {
+            good_since = Instant::now();
+            cleared = false;
+        }
         failed_recoveries = 0;
+        if !cleared && good_since.elapsed() > PROBLEM_CLEARS_AFTER {
+            // Playing again for a while: the problem of a lost or failing output is over.
+            if let Ok(mut p) = shared.output_problem.try_lock() {
+                *p = None;
+                cleared = true;
+            }
+        }
         dev_frames += period as i64;
         if switching {
             if let Some(n) = next.take() {
@@ -664,29 +687,38 @@ fn publish_device(shared: &Shared, device: &DeviceClock) {
 }
 
 /// Counts and logs an output error (xrun, device trouble) and tries to recover the device.
-/// Returns the number of recoveries that have now failed in a row.
+/// Returns the number of errors in a row (a successful write ends a row). The second and
+/// later ones wait before going on, 10 ms doubling to 500 ms: a recovery that "succeeds" and
+/// the next write fails again (a file output on a full disk) kept the real-time thread
+/// spinning a whole core at a million failed writes a second. After `LOST_AFTER` in a row
+/// (about 2 s) the output counts as lost: `output_problem` says why and it is reopened.
 fn output_error(
     out: &mut dyn Output,
     sched: &mut Scheduler,
     shared: &Shared,
     e: OutputError,
-    failed_before: u32,
+    before: u32,
 ) -> u32 {
     let n = shared.stats.output_errors.fetch_add(1, Ordering::Relaxed) + 1;
     if n.is_power_of_two() {
         log::warn!("output error ({n} so far): {e}");
     }
     sched.reset_timeline();
-    match out.recover() {
-        Ok(()) => 0,
-        Err(e) => {
-            if failed_before == 0 {
-                log::warn!("output recovery failed: {e}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            failed_before + 1
+    if let Err(e) = out.recover() {
+        if before == 0 {
+            log::warn!("output recovery failed: {e}");
         }
     }
+    if before > 0 {
+        // Repeated: shown in the status (never waiting for the lock on this thread).
+        if let Ok(mut p) = shared.output_problem.try_lock() {
+            *p = Some(format!("{e} ({} errors in a row)", before + 1));
+        }
+        std::thread::sleep(Duration::from_millis(
+            (10u64 << (before - 1).min(6)).min(500),
+        ));
+    }
+    before + 1
 }
 
 /// Real-time care for the playout thread.
