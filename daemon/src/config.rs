@@ -72,6 +72,13 @@ fn load_secret(
 /// hang the daemon or `check-config`.
 fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    // A FIFO would block the reload, check-config and SIGTERM; /dev/urandom is no key.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
     let mut bytes = Vec::new();
     std::fs::File::open(path)?
         .take(4096)
@@ -480,10 +487,21 @@ pub fn parse(text: &str) -> Result<Config, (String, String)> {
 }
 
 fn problem(out: &mut Vec<Problem>, key: &str, message: impl Into<String>) {
+    // A 50 MB bad value is not echoed whole.
+    let mut message: String = message.into();
+    if message.chars().count() > 200 {
+        message = message.chars().take(200).collect::<String>() + "…";
+    }
     out.push(Problem {
         key: key.into(),
-        message: message.into(),
+        message,
     });
+}
+
+/// Whether an IPv4 address can carry a zone: multicast, and not in 224.0.0.0/24 (link-local
+/// control: all hosts, routers, mDNS, ...).
+fn zone_group(a: Ipv4Addr) -> bool {
+    a.is_multicast() && a.octets()[..3] != [224, 0, 0]
 }
 
 impl Config {
@@ -518,11 +536,15 @@ impl Config {
         }
         let z = &self.zone;
         match z.group.parse::<Ipv4Addr>() {
-            Ok(a) if a.is_multicast() => {}
+            Ok(a) if zone_group(a) => {}
             Ok(_) => problem(
                 &mut p,
                 "zone.group",
-                format!("{} is not a multicast address (224.0.0.0/4)", z.group),
+                format!(
+                    "{} is not a multicast address for a zone (224.0.0.0/4 outside \
+                     224.0.0.0/24, e.g. 239.255.77.1)",
+                    z.group
+                ),
             ),
             Err(_) => problem(
                 &mut p,
@@ -719,12 +741,16 @@ impl Config {
                 problem(p, &key("name"), "must be 1..=64 bytes");
             }
             let group = match z.group.parse::<Ipv4Addr>() {
-                Ok(a) if a.is_multicast() => a,
+                Ok(a) if zone_group(a) => a,
                 _ => {
                     problem(
                         p,
                         &key("group"),
-                        format!("{:?} is not an IPv4 multicast address", z.group),
+                        format!(
+                            "{:?} is not an IPv4 multicast address for a zone (not \
+                             224.0.0.0/24)",
+                            z.group
+                        ),
                     );
                     continue;
                 }
@@ -843,6 +869,28 @@ mod tests {
         let text = include_str!("../../config/chorus.toml");
         let cfg = parse(text).expect("example parses");
         assert_eq!(cfg.validate(), vec![]);
+    }
+
+    #[test]
+    fn reserved_groups_devices_as_key_files_and_huge_values_are_refused() {
+        for g in ["224.0.0.1", "224.0.0.251", "10.0.0.1"] {
+            let cfg = parse(&format!("[zone]\ngroup = \"{g}\"\n")).unwrap();
+            assert!(cfg.validate().iter().any(|p| p.key == "zone.group"), "{g}");
+        }
+        let cfg = parse("[zone]\ngroup = \"239.255.9.9\"\n").unwrap();
+        assert!(cfg.validate().iter().all(|p| p.key != "zone.group"));
+        for dev in ["/dev/zero", "/dev/urandom", "/tmp"] {
+            let err = read_small(dev).unwrap_err();
+            assert!(
+                err.to_string().contains("not a regular file"),
+                "{dev}: {err}"
+            );
+        }
+        let huge = "x".repeat(100_000);
+        let cfg = parse(&format!("[zone]\ngroup = \"{huge}\"\n")).unwrap();
+        let p = cfg.validate();
+        let m = &p.iter().find(|p| p.key == "zone.group").unwrap().message;
+        assert!(m.chars().count() <= 201, "{}", m.len());
     }
 
     #[test]
