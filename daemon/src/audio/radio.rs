@@ -54,6 +54,8 @@ pub struct RadioReader {
 
 /// Decoded audio held before playing starts (and again after an underrun).
 const PREBUFFER_S: f64 = 1.0;
+/// Decoded audio held at most (more waits undecoded, the reader thread blocked).
+const HOLD_S: f64 = 5.0;
 
 impl RadioReader {
     /// Starts the reader thread; `rate` and `channels` are what silence is given in until the
@@ -96,7 +98,14 @@ impl RadioReader {
 
     /// Appends decoded audio (or 10 ms of silence); returns the frames appended (never 0).
     pub fn next_chunk(&mut self, out: &mut Vec<f32>) -> Result<usize, AudioError> {
-        while let Ok(c) = self.rx.try_recv() {
+        // Take in at most `HOLD_S` of audio: the rest waits in the channel, and the reader
+        // thread blocks on it (a plain file over HTTP, or a server faster than real time, grew
+        // this queue without bound: 8 -> 218 MB in 10 s).
+        let most = (self.rate as f64 * HOLD_S) as usize;
+        while self.queued_frames < most {
+            let Ok(c) = self.rx.try_recv() else {
+                break;
+            };
             if c.samples.is_empty() || c.channels == 0 || c.rate == 0 {
                 continue;
             }
@@ -303,6 +312,45 @@ pub fn stream_title(meta: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_faster_than_real_time_is_held_back() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = sent.clone();
+        // The reader thread: 10 ms chunks as fast as it can, for ever (a plain file over HTTP).
+        std::thread::spawn(move || loop {
+            let c = Chunk {
+                samples: vec![0.0; 480 * 2],
+                rate: 48_000,
+                channels: 2,
+            };
+            if tx.send(c).is_err() {
+                return;
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut r = RadioReader {
+            url: "http://radio/x".into(),
+            rx,
+            shared: Default::default(),
+            rate: 48_000,
+            channels: 2,
+            queue: Default::default(),
+            queued_frames: 0,
+            flowing: false,
+        };
+        let mut out = vec![];
+        for _ in 0..2_000 {
+            out.clear();
+            r.next_chunk(&mut out).unwrap();
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        // 2000 chunks played; at most 5 s (500 chunks) held, 64 in the channel, one in hand.
+        assert!(r.queued_frames <= 48_000 * 5 + 480, "{}", r.queued_frames);
+        let n = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(n <= 2_000 + 500 + 64 + 2, "{n} chunks sent");
+    }
 
     #[test]
     fn radio_uris() {
