@@ -205,6 +205,10 @@ pub struct ControllerConfig {
     pub fifo_format: String,
     /// Format an `alsa:DEVICE` (line-in) item is captured in (`rate:bits:channels`).
     pub capture_format: String,
+    /// Let `play http://...` reach this box (loopback) and link-local addresses (169.254/16,
+    /// fe80::/10: cloud metadata services and the like); off: refused, against requests forged
+    /// through the API.
+    pub radio_allow_local: bool,
     /// More zones this controller streams, each its own queue on its own group (`[zone]` is
     /// the first; the others share its format, interface and TTL).
     pub zones: Vec<ExtraZone>,
@@ -357,6 +361,7 @@ impl Default for ControllerConfig {
             fec_group: 8,
             fifo_format: "48000:16:2".into(),
             capture_format: "48000:16:2".into(),
+            radio_allow_local: false,
             zones: vec![],
         }
     }

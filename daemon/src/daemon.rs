@@ -124,6 +124,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 raw_formats: crate::audio::source::RawFormats {
                     fifo: c.fifo_format.parse().unwrap_or_default(),
                     capture: c.capture_format.parse().unwrap_or_default(),
+                    radio_local: c.radio_allow_local,
                 },
                 sync_port: c.sync_port,
             };

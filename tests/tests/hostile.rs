@@ -270,3 +270,23 @@ fn a_file_output_on_a_full_disk_backs_off_and_says_so() {
     assert!(errors < 200, "{errors} output errors: {st}");
     assert!(st["output_problem"].is_string(), "{st}");
 }
+
+#[test]
+fn play_cannot_make_the_controller_fetch_from_this_box() {
+    // Blind SSRF: `play http://127.0.0.1:PORT/...` (or a link-local metadata service, or a
+    // redirect to one) made the controller connect, and retry for ever.
+    let dir = scratch("ssrf");
+    let controller = start_controller(&dir, &Net::new(), "");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/admin", listener.local_addr().unwrap());
+    let (code, out, err) = chorusctl(&controller.api, &["play", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        listener.accept().is_err(),
+        "the controller connected to {url}"
+    );
+    let log = controller.log_text();
+    assert!(log.contains("radio-allow-local"), "{log}");
+}

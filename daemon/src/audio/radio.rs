@@ -60,13 +60,18 @@ const HOLD_S: f64 = 5.0;
 impl RadioReader {
     /// Starts the reader thread; `rate` and `channels` are what silence is given in until the
     /// stream says otherwise.
-    pub fn open(url: &str, rate: u32, channels: usize) -> Result<RadioReader, AudioError> {
+    pub fn open(
+        url: &str,
+        rate: u32,
+        channels: usize,
+        allow_local: bool,
+    ) -> Result<RadioReader, AudioError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (u, sh) = (url.to_string(), shared.clone());
         std::thread::Builder::new()
             .name("chorus-radio".into())
-            .spawn(move || run(&u, &tx, &sh))
+            .spawn(move || run(&u, &tx, &sh, allow_local))
             .map_err(|source| AudioError::Open {
                 path: url.into(),
                 source,
@@ -137,11 +142,11 @@ impl RadioReader {
 
 /// The reader thread: connect, read, decode, hand over; reconnect on any failure. Ends when
 /// the source is gone.
-fn run(url: &str, tx: &SyncSender<Chunk>, shared: &Arc<Mutex<Shared>>) {
+fn run(url: &str, tx: &SyncSender<Chunk>, shared: &Arc<Mutex<Shared>>, allow_local: bool) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = std::time::Instant::now();
-        match stream_once(url, tx, shared) {
+        match stream_once(url, tx, shared, allow_local) {
             Ok(()) => return, // the source was dropped
             Err(e) => log::warn!("radio {url}: {e}; reconnecting in {backoff:?}"),
         }
@@ -169,10 +174,29 @@ fn stream_once(
     url: &str,
     tx: &SyncSender<Chunk>,
     shared: &Arc<Mutex<Shared>>,
+    allow_local: bool,
 ) -> Result<(), String> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(5))
         .timeout_read(Duration::from_secs(10))
+        .redirects(3)
+        .resolver(move |netloc: &str| {
+            // Every address of every hop (redirects included) is checked here.
+            use std::net::ToSocketAddrs;
+            let all: Vec<_> = netloc.to_socket_addrs()?.collect();
+            let ok: Vec<_> = all
+                .iter()
+                .copied()
+                .filter(|a| allow_local || !local(a.ip()))
+                .collect();
+            if ok.is_empty() && !all.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("{netloc} is this box or link-local ([controller] radio-allow-local)"),
+                ));
+            }
+            Ok(ok)
+        })
         .build();
     let resp = agent
         .get(url)
@@ -261,6 +285,16 @@ fn stream_once(
         };
         if tx.send(chunk).is_err() {
             return Ok(()); // the source is gone
+        }
+    }
+}
+
+/// Loopback, unspecified or link-local (where a forged `play` should not reach).
+fn local(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(a) => a.is_loopback() || a.is_link_local() || a.is_unspecified(),
+        std::net::IpAddr::V6(a) => {
+            a.is_loopback() || a.is_unspecified() || (a.segments()[0] & 0xffc0) == 0xfe80
         }
     }
 }

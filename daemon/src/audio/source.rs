@@ -53,11 +53,13 @@ impl Input {
     }
 }
 
-/// Formats of the sources that carry none: FIFOs and capture devices.
+/// Formats of the sources that carry none (FIFOs and capture devices), and whether a radio
+/// URL may name this box or a link-local address.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RawFormats {
     pub fifo: PipeFormat,
     pub capture: PipeFormat,
+    pub radio_local: bool,
 }
 
 /// An open file (or FIFO) producing interleaved f32 frames at the zone's rate and channel
@@ -99,7 +101,7 @@ impl Source {
         let decoder = if super::capture::is_capture(&uri) {
             Input::Capture(CaptureReader::open(&uri, raw.capture)?)
         } else if super::radio::is_radio(&uri) {
-            Input::Radio(RadioReader::open(&uri, rate, channels)?)
+            Input::Radio(RadioReader::open(&uri, rate, channels, raw.radio_local)?)
         } else if super::pipe::is_fifo(path) {
             Input::Pipe(PipeReader::open(path, fifo)?)
         } else {
