@@ -438,6 +438,9 @@ pub fn reload(path: &std::path::Path, running: Config, speaker: Option<&Shared>)
         (new.controller != now.controller, "[controller]"),
         (new.speaker != now.speaker, "[speaker]"),
         (new.testing != now.testing, "[testing]"),
+        // A key added on a running box left its stream untagged while the log said nothing
+        // needed a restart.
+        (new.security != now.security, "[security]"),
     ]
     .into_iter()
     .filter_map(|(differs, section)| differs.then_some(section))

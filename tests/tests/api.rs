@@ -436,6 +436,19 @@ fn the_token_guards_changes_and_calls_are_rate_limited() {
         }
     }
     assert!(limited >= 15, "only {limited} of 30 limited");
+    // Wrong guesses at the token are limited the same way.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut limited = 0;
+    for _ in 0..30 {
+        let t = Some("wrong-token-of-the-same-shape-xx");
+        let (code, body) = call("POST", &stop, Some(b"{}"), "application/json", t);
+        match code {
+            429 => limited += 1,
+            401 => {}
+            _ => panic!("{code}: {body}"),
+        }
+    }
+    assert!(limited >= 15, "only {limited} of 30 guesses limited");
 }
 
 /// Reads an SSE stream in a thread: (time received, event name, data).

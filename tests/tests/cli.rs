@@ -173,14 +173,16 @@ fn sighup_applies_what_can_change_and_names_what_cannot() {
     .unwrap_or_else(|| panic!("no reload error logged:\n{}", d.log_text()));
     assert!(d.running(), "a bad reload must not stop the daemon");
 
-    // 2. Extra latency changes live; a new zone port is named as needing a restart.
+    // 2. Extra latency changes live; a new zone port and a datagram key are named as needing
+    // a restart.
     let port = net.port.to_string();
     let changed = original
         .replace("[speaker]\n", "[speaker]\nextra-latency-ms = 12.5\n")
         .replace(
             &format!("port = {port}\n"),
             &format!("port = {}\n", net.port + 1),
-        );
+        )
+        + "\n[security]\nkey = \"a-datagram-key-of-enough-length\"\n";
     assert_ne!(changed, original);
     std::fs::write(&cfg_path, changed).unwrap();
     hup();
@@ -193,7 +195,7 @@ fn sighup_applies_what_can_change_and_names_what_cannot() {
     let log = d.log_text();
     assert!(
         log.contains("applied: speaker.extra-latency-ms")
-            && log.contains("needs a restart to take effect: [zone]"),
+            && log.contains("needs a restart to take effect: [zone], [security]"),
         "{log}"
     );
     d.stop();

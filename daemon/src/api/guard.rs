@@ -129,6 +129,10 @@ pub async fn check(
         Err(r) => return r,
     };
     if (mutating || g.protect_reads) && !authorized {
+        // Wrong guesses count against the client's share too (they were never limited).
+        if !g.allow(peer.ip()) {
+            return limited(&g);
+        }
         let mut r = ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
@@ -142,17 +146,21 @@ pub async fn check(
         return r;
     }
     if mutating && !g.allow(peer.ip()) {
-        return ApiError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "rate_limited",
-            message: format!(
-                "more than {} calls a second that change state; slow down",
-                g.per_second
-            ),
-        }
-        .into_response();
+        return limited(&g);
     }
     next.run(req).await
+}
+
+fn limited(g: &Guard) -> Response {
+    ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "rate_limited",
+        message: format!(
+            "more than {} calls a second that change state; slow down",
+            g.per_second
+        ),
+    }
+    .into_response()
 }
 
 /// Largest body of a signed call (the calls the controller forwards are small).
