@@ -15,24 +15,36 @@ const PROVEN_FOR_NS: i64 = 10_000_000_000;
 /// Sources and hosts remembered at most (the longest-idle leave first).
 const CAPACITY: usize = 4096;
 
-/// The last `t3` sent to each source, and when each host last proved itself.
+/// Answers remembered per source: a speaker polling 40 times a second on a slow path sends
+/// its next request before the last answer arrives, so its proof may be a few answers old.
+const RECENT: usize = 8;
+
+/// The last `t3`s sent to each source (and when), and when each host last proved itself.
 #[derive(Debug, Default)]
 pub struct Proofs {
-    sent: HashMap<SocketAddr, (i64, i64)>,
+    sent: HashMap<SocketAddr, ([i64; RECENT], i64)>,
     proven: HashMap<IpAddr, i64>,
 }
 
 impl Proofs {
     /// A sync request from `from` at controller time `now` echoing `proof` (0: none).
     pub fn request(&mut self, from: SocketAddr, proof: i64, now: i64) {
-        if proof != 0 && self.sent.get(&from).is_some_and(|&(t3, _)| t3 == proof) {
+        if proof != 0
+            && self
+                .sent
+                .get(&from)
+                .is_some_and(|(t3s, _)| t3s.contains(&proof))
+        {
             insert_bounded(&mut self.proven, from.ip(), now, |&t| t);
         }
     }
 
     /// An answer went to `from` with `t3`, at controller time `now`.
     pub fn answered(&mut self, from: SocketAddr, t3: i64, now: i64) {
-        insert_bounded(&mut self.sent, from, (t3, now), |&(_, t)| t);
+        let mut t3s = self.sent.get(&from).map_or([0; RECENT], |s| s.0);
+        t3s.rotate_right(1);
+        t3s[0] = t3;
+        insert_bounded(&mut self.sent, from, (t3s, now), |&(_, t)| t);
     }
 
     /// Whether `host` proved itself in the last 10 s.
@@ -77,7 +89,8 @@ mod tests {
         p.request(spk, 1_000_124, 3);
         p.request(addr("10.0.0.2:40001"), 1_000_123, 3);
         assert!(!p.proven(spk.ip(), 4));
-        // The t3 it was sent: proven, for 10 s.
+        // The t3 it was sent, even with newer answers still on their way: proven, for 10 s.
+        p.answered(spk, 1_000_200, 4);
         p.request(spk, 1_000_123, 5);
         assert!(p.proven(spk.ip(), 6));
         assert!(p.proven(spk.ip(), 5 + PROVEN_FOR_NS - 1));
