@@ -55,6 +55,8 @@ const MAX_LIFT_NS: f64 = 5_000.0;
 const SETTLED_NS: f64 = 10_000_000_000.0;
 /// Bounds from the device's first half second are not used for the rate.
 const WARMUP_NS: f64 = 500_000_000.0;
+/// ... and from exact stamps once they span this long.
+const EXACT_FIT_AFTER_NS: f64 = 100_000_000.0;
 /// The rate is fitted once the bounds span this long.
 const FIT_AFTER_NS: f64 = 1_000_000_000.0;
 /// A contradiction this much beyond a step restarts the model.
@@ -290,7 +292,7 @@ impl DeviceClock {
         // Not from the device's first half second: a plugin starting up may move its position
         // by more than it played (one speaker's rate came out 150 ppm off from its first
         // second on a JACK rig, and only left when those bounds left the window, 12 s later).
-        if t < WARMUP_NS {
+        if t < WARMUP_NS && self.stamps() == Stamps::AtCall {
             return;
         }
         let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
@@ -324,7 +326,14 @@ impl DeviceClock {
         let (Some(&(pa, ta)), Some(&(_, tz))) = (self.bounds.front(), self.bounds.back()) else {
             return;
         };
-        if n < 8 || tz - ta < FIT_AFTER_NS {
+        // Exact stamps give the rate to a fraction of a ppm in a tenth of a second; until it
+        // is known, a frame 100 ms ahead is heard off by the rate error (53 µs at 530 ppm,
+        // which the sim's clean runs showed in their first two seconds).
+        let after = match self.stamps() {
+            Stamps::AtPointerUpdate => EXACT_FIT_AFTER_NS,
+            Stamps::AtCall => FIT_AFTER_NS,
+        };
+        if n < 8 || tz - ta < after {
             return;
         }
         // Heights against the current rate keep the numbers small; the hull is the same.
