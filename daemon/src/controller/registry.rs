@@ -173,14 +173,24 @@ impl Registry {
     }
 }
 
-/// Forgets the offline speaker silent the longest; false when every one is online.
+/// Forgets the offline speaker silent the longest, else the one silent the longest that never
+/// sent a stamped heartbeat (a speaker whose clock is locked stamps them; forged names kept
+/// online by a flood do not); false when every one is online and stamped.
 fn make_room(m: &mut BTreeMap<String, Entry>, now: ControllerNs) -> bool {
-    let oldest = m
-        .iter()
-        .filter(|(_, e)| now.since(e.last_seen) >= LOST_AFTER_NS)
-        .min_by_key(|(_, e)| e.last_seen)
-        .map(|(k, _)| k.clone());
-    oldest.is_some_and(|k| m.remove(&k).is_some())
+    let oldest = |unstamped: bool| {
+        m.iter()
+            .filter(|(_, e)| {
+                if unstamped {
+                    e.heartbeat.sent_ns.is_none()
+                } else {
+                    now.since(e.last_seen) >= LOST_AFTER_NS
+                }
+            })
+            .min_by_key(|(_, e)| e.last_seen)
+            .map(|(k, _)| k.clone())
+    };
+    let victim = oldest(false).or_else(|| oldest(true));
+    victim.is_some_and(|k| m.remove(&k).is_some())
 }
 
 #[cfg(test)]
@@ -256,18 +266,25 @@ mod tests {
             let h = hb(&format!("forged{k}"), None);
             assert_eq!(r.handle_heartbeat(at("10.0.0.66"), h, t0), Heard::Joined);
         }
-        // While they are online, a newcomer waits; once they are offline it takes the place
-        // of one; after 10 min they are all gone.
-        assert_eq!(
-            r.handle_heartbeat(at("10.0.0.2"), hb("real", None), t0),
-            Heard::RefusedFull
-        );
-        let later = t0.plus(LOST_AFTER_NS);
-        assert_eq!(
-            r.handle_heartbeat(at("10.0.0.2"), hb("real", None), later),
-            Heard::Joined
-        );
+        // Online but never stamped (forged names kept alive by a flood): a newcomer takes the
+        // place of one at once.
+        let t1 = t0.plus(1);
+        let new = r.handle_heartbeat(at("10.0.0.3"), hb("new", None), t1);
+        assert_eq!(new, Heard::Joined);
         assert_eq!(r.count(), CAPACITY);
+        // Stamped and online (real speakers): a newcomer waits until one is offline.
+        let full = Registry::default();
+        for k in 0..CAPACITY {
+            let h = hb(&format!("real{k}"), Some(t0.0));
+            assert_eq!(full.handle_heartbeat(at("10.0.0.66"), h, t0), Heard::Joined);
+        }
+        let late = |t| full.handle_heartbeat(at("10.0.0.2"), hb("late", None), t);
+        assert_eq!(late(t1), Heard::RefusedFull);
+        assert_eq!(late(t0.plus(LOST_AFTER_NS)), Heard::Joined);
+        // After 10 min the silent are all gone.
+        let later = t0.plus(LOST_AFTER_NS);
+        let real = r.handle_heartbeat(at("10.0.0.2"), hb("real", None), later);
+        assert_eq!(real, Heard::Joined);
         let much_later = t0.plus(FORGET_AFTER_NS + 1);
         assert_eq!(
             r.handle_heartbeat(at("10.0.0.2"), hb("real", None), much_later),
