@@ -316,11 +316,12 @@ impl DeviceClock {
         }
     }
 
-    /// The rate from the line under every upper bound that lies closest to them all (the
-    /// linear program of Moon, Skelly and Towsley for clock skew under one-sided delays: the
-    /// edge of the bounds' lower hull above their mean position). A late callback or a late
-    /// reading only lifts a bound, so the line rests on the earliest ones. Its uncertainty
-    /// shrinks with the span: 30 ppm over 1 s, 1 ppm from 30 s.
+    /// The rate from the upper bounds' lower hull (a late callback or a late reading only lifts
+    /// a bound, so the hull rests on the earliest ones), as its chord between a quarter and
+    /// three quarters of the window: a long baseline (the edge above the bounds' mean, the
+    /// linear program of Moon, Skelly and Towsley for clock skew under one-sided delays, could
+    /// be short and jumped by 19 ppm when a bound left the window). Its uncertainty shrinks
+    /// with the span: 30 ppm over 1 s, 1 ppm from 30 s.
     fn fit_rate(&mut self) {
         let n = self.bounds.len();
         let (Some(&(pa, ta)), Some(&(_, tz))) = (self.bounds.front(), self.bounds.back()) else {
@@ -340,11 +341,9 @@ impl DeviceClock {
         let rate = self.rate;
         let hull = &mut self.hull;
         hull.clear();
-        let mut sum = 0.0;
         for &(p, t) in &self.bounds {
             let x = (p - pa) as f64;
             let c = (x, t - ta - rate * x);
-            sum += x;
             while let [.., a, b] = hull[..] {
                 if (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0) > 0.0 {
                     break;
@@ -353,19 +352,16 @@ impl DeviceClock {
             }
             hull.push(c);
         }
-        // The chord of the hull between a quarter and three quarters of the window: a long
-        // baseline (the edge above the mean alone, the linear program's answer, could be short
-        // and jumped by 19 ppm when a bound left the window).
-        let _ = sum;
         let span_x = hull.last().map_or(0.0, |h| h.0);
+        if hull.len() < 2 || span_x <= 0.0 {
+            return;
+        }
+        // The hull's height at `x` (a piecewise-linear lower envelope).
         let at = |x: f64| {
             let i = hull.partition_point(|h| h.0 < x).clamp(1, hull.len() - 1);
             let (a, b) = (hull[i - 1], hull[i]);
             a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0).max(1.0)
         };
-        if hull.len() < 2 || span_x <= 0.0 {
-            return;
-        }
         let (x1, x3) = (0.25 * span_x, 0.75 * span_x);
         let d = (at(x3) - at(x1)) / (x3 - x1);
         let slope = rate + d;
