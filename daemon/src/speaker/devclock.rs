@@ -57,21 +57,8 @@ const SETTLED_NS: f64 = 10_000_000_000.0;
 const WARMUP_NS: f64 = 500_000_000.0;
 /// ... and from exact stamps once they span this long.
 const EXACT_FIT_AFTER_NS: f64 = 100_000_000.0;
-/// The rate, once settled, from the lowest bound of each second over the last minute.
-const SECOND_NS: f64 = 1_000_000_000.0;
-const MINIMA_WINDOW_NS: f64 = 60_000_000_000.0;
-const MINIMA: usize = 64;
-/// ... once they span this long (before, the hull is better: the line through 10 minima was
-/// 50-100 µs off at times with wake-ups jittered by milliseconds).
-const MINIMA_AFTER_NS: f64 = 30_000_000_000.0;
-/// An edge this far before the line is believed when a second one within `CONFIRM_NS` says so.
-const GLITCH_NS: f64 = 20_000.0;
-const CONFIRM_NS: f64 = 1_000_000_000.0;
 /// The rate is fitted once the bounds span this long.
 const FIT_AFTER_NS: f64 = 1_000_000_000.0;
-/// Contradictions this large while no reading came near the estimate for this long restart it.
-const SHIFT_NS: f64 = 500_000.0;
-const SHIFT_AFTER_NS: f64 = 1_000_000_000.0;
 /// A contradiction this much beyond a step restarts the model.
 const RESTART_SLACK_NS: f64 = 3_000_000.0;
 /// A side of the bracket no reading has tightened for this long is explored by a probe half a
@@ -133,17 +120,6 @@ pub struct DeviceClock {
     p_ref: i64,
     lo: f64,
     hi: f64,
-    /// The estimate: where the upper bounds put `p_ref`, moved forward at the rate alone (not
-    /// widened as `hi` is). See `heard`.
-    edge: f64,
-    fitted: bool,
-    /// The bounds span `SETTLED_NS`: the line is known well.
-    settled: bool,
-    /// When an edge far before the line was last seen (not yet believed).
-    suspect: Option<f64>,
-    /// When an edge last came near the estimate, and within `SHIFT_NS / 2` of it.
-    support: f64,
-    near: f64,
     /// When a reading last tightened each side (or a probe last explored beyond it), and the
     /// time of the newest reading.
     lo_at: f64,
@@ -158,11 +134,6 @@ pub struct DeviceClock {
     open: Option<(f64, (i64, f64))>,
     /// Scratch for the hull (kept: the playout thread does not allocate while it plays).
     hull: Vec<(f64, f64)>,
-    /// The lowest bound of each second for the last minute (and of the open second), and
-    /// scratch for their fit.
-    minima: VecDeque<(i64, f64)>,
-    second: Option<(f64, (i64, f64))>,
-    scratch: Vec<(f64, f64)>,
     /// The last 64 readings' stamp kinds (bit set: at call).
     at_call: u64,
     kinds: u32,
@@ -184,12 +155,6 @@ impl DeviceClock {
             p_ref: 0,
             lo: 0.0,
             hi: 0.0,
-            edge: 0.0,
-            fitted: false,
-            settled: false,
-            suspect: None,
-            support: f64::NEG_INFINITY,
-            near: 0.0,
             lo_at: 0.0,
             hi_at: 0.0,
             last_t: 0.0,
@@ -198,9 +163,6 @@ impl DeviceClock {
             bounds: VecDeque::with_capacity(BOUNDS),
             open: None,
             hull: Vec::with_capacity(BOUNDS),
-            minima: VecDeque::with_capacity(MINIMA),
-            second: None,
-            scratch: Vec::with_capacity(MINIMA),
             at_call: 0,
             kinds: 0,
             asked: None,
@@ -215,8 +177,6 @@ impl DeviceClock {
         self.origin = None;
         self.bounds.clear();
         self.open = None;
-        self.minima.clear();
-        self.second = None;
         self.asked = None;
     }
 
@@ -255,33 +215,8 @@ impl DeviceClock {
             let widen = self.rate_sigma * dp as f64;
             self.lo += self.rate * dp as f64 - widen;
             self.hi += self.rate * dp as f64 + widen;
-            self.edge += self.rate * dp as f64;
             self.p_ref = r.position;
-        }
-        // An edge far before the estimate, once the line is known, is believed when a second
-        // one says so within a second: a JACK server's cycle now and then starts 30-40 µs
-        // early, and the model leaned on that one edge for as long as it was in the window (a
-        // 30 µs step between two speakers for seconds). Until then it moves the bracket, so
-        // the next probes look there: edges that really come that early (an estimate resting
-        // late, a rate that changed) are confirmed within a few wake-ups. Only when the
-        // estimate is held up by recent edges near it: with wake-ups jittered by milliseconds
-        // they are rare, and the first edge that comes earlier is believed.
-        if t_hi >= self.edge && t_hi < self.edge + GLITCH_NS {
-            self.support = t_hi;
-        }
-        let glitch = self.fitted
-            && !exact
-            && t_hi < self.edge - GLITCH_NS
-            && t_hi - self.support < CONFIRM_NS;
-        let believed = !glitch || self.suspect.is_some_and(|s| t_hi - s < CONFIRM_NS);
-        if glitch {
-            self.suspect = Some(t_hi);
-        }
-        if believed {
-            if dp > 0 {
-                self.add_bound(r.position, t_hi);
-            }
-            self.edge = self.edge.min(t_hi);
+            self.add_bound(r.position, t_hi);
         }
         // τ(p) ≤ t_hi; and the next step had not come: τ(p + step) > t_lo. An exact stamp is
         // τ(p).
@@ -305,18 +240,6 @@ impl DeviceClock {
             self.restart(r);
             return;
         }
-        // A shift smaller than that (a JACK server's cycle 3.9 ms late, its timeline moved
-        // with it) shows as readings that contradict the bracket while none has come near
-        // the estimate for a second: the model starts again there too. (Followed by the
-        // line alone, the rate bent by 270 ppm for a minute and two speakers parted by
-        // 250 µs.)
-        if (hi - self.edge).abs() < SHIFT_NS / 2.0 {
-            self.near = t_hi;
-        }
-        if self.fitted && conflict > SHIFT_NS && t_hi - self.near > SHIFT_AFTER_NS {
-            self.restart(r);
-            return;
-        }
         self.last_t = t_hi;
         if hi < self.hi {
             (self.hi, self.hi_at) = (hi, t_hi);
@@ -328,14 +251,6 @@ impl DeviceClock {
             // Jittery edges: the early side wins.
             self.lo = self.hi - MIN_BRACKET_NS;
         }
-        // Until the rate is fitted the bracket's lower side holds the estimate up (a rate
-        // still 500 ppm off moves it by 500 µs a second); from then on late edges, which
-        // push that side up to the upper one, must not: the estimate would rise with the
-        // bracket's widening (1 µs/s on a JACK rig, a sawtooth to 18 µs between the edges a
-        // reading caught near their earliest).
-        if !self.fitted {
-            self.edge = self.edge.min(self.hi).max(self.lo);
-        }
     }
 
     fn start(&mut self, r: Reading) {
@@ -343,15 +258,9 @@ impl DeviceClock {
         self.p_ref = r.position;
         self.hi = 0.0;
         self.lo = -UNKNOWN_NS;
-        (self.edge, self.fitted, self.suspect) = (0.0, false, None);
-        self.settled = false;
-        self.support = f64::NEG_INFINITY;
-        self.near = 0.0;
         (self.lo_at, self.hi_at, self.last_t) = (0.0, 0.0, 0.0);
         self.bounds.clear();
         self.open = None;
-        self.minima.clear();
-        self.second = None;
         self.add_bound(r.position, 0.0);
         self.asked = None;
     }
@@ -401,35 +310,9 @@ impl DeviceClock {
                 }
                 self.bounds.push_back(best);
                 self.open = Some((t, (p, t)));
-                self.add_minimum(best);
                 self.fit_rate();
             }
             None => self.open = Some((t, (p, t))),
-        }
-    }
-
-    /// The lowest bound of each second (against the model's line), for the rate once settled.
-    fn add_minimum(&mut self, b: (i64, f64)) {
-        let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
-        match self.second {
-            Some((start, best)) if b.1 - start < SECOND_NS => {
-                if height(self, b) < height(self, best) {
-                    self.second = Some((start, b));
-                }
-            }
-            Some((_, best)) => {
-                while self.minima.len() >= MINIMA
-                    || self
-                        .minima
-                        .front()
-                        .is_some_and(|m| b.1 - m.1 > MINIMA_WINDOW_NS)
-                {
-                    self.minima.pop_front();
-                }
-                self.minima.push_back(best);
-                self.second = Some((b.1, b));
-            }
-            None => self.second = Some((b.1, b)),
         }
     }
 
@@ -480,10 +363,7 @@ impl DeviceClock {
             a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0).max(1.0)
         };
         let (x1, x3) = (0.25 * span_x, 0.75 * span_x);
-        let mut d = (at(x3) - at(x1)) / (x3 - x1);
-        if let Some(slope) = minima_slope(&self.minima, &mut self.scratch) {
-            d = slope - rate;
-        }
+        let d = (at(x3) - at(x1)) / (x3 - x1);
         let slope = rate + d;
         if ((slope / self.nominal) - 1.0).abs() > 2.0 * PRIOR_PPM * 1e-6 {
             return;
@@ -501,8 +381,7 @@ impl DeviceClock {
         // crystal: JACK's dummy backend ran 100 ppm slow for its first 25 s) moved the line
         // by 540 µs at once when a bound left the window, and the servo hit its rail. Before,
         // the whole way: a bracket pinned early by the first rates is hundreds of µs off.
-        self.settled = tz - ta >= SETTLED_NS;
-        let most = if !self.settled {
+        let most = if tz - ta < SETTLED_NS {
             f64::INFINITY
         } else {
             MAX_LIFT_NS
@@ -512,8 +391,6 @@ impl DeviceClock {
             self.hi += lift;
             self.lo += lift;
         }
-        self.edge += (line - self.edge).clamp(0.0, most);
-        self.fitted = true;
         self.rate = slope;
         let ppm = (30e9 / (tz - ta)).clamp(FLOOR_PPM, PRIOR_PPM);
         self.rate_sigma = self.nominal * ppm * 1e-6;
@@ -527,7 +404,7 @@ impl DeviceClock {
     /// the frame after the last one written is the next one heard. None before any reading.
     pub fn heard(&self, frame: i64) -> Option<LocalNs> {
         let origin = self.origin?;
-        let t = self.edge - 0.5 * MIN_BRACKET_NS + self.rate * (frame - self.p_ref) as f64;
+        let t = self.mid() + self.rate * (frame - self.p_ref) as f64;
         Some(origin.plus(t.round() as i64))
     }
 
@@ -592,9 +469,13 @@ impl DeviceClock {
     }
 }
 
-#[path = "devclock_fit.rs"]
-mod fit;
-use fit::{gcd, minima_slope};
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs()
+    } else {
+        gcd(b, a % b)
+    }
+}
 
 #[cfg(test)]
 #[path = "devclock_tests.rs"]

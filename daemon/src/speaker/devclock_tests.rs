@@ -193,12 +193,11 @@ fn late_edges_and_late_wake_ups_leave_the_rate_and_the_earliest_edges() {
 }
 
 #[test]
-fn without_probing_the_phase_locked_readings_leave_the_error_wider() {
+fn without_probing_the_phase_locked_readings_leave_the_error_a_step_wide() {
     // The reason for probing: the same device and lattice, readings where the caller would
-    // have woken anyway, stay off by the wake-ups' jitter (31 µs; 7 µs with probes). Before
-    // the estimate left the bracket's middle for its upper side, a good part of the step.
+    // have woken anyway, stay off by a good part of the 10 ms step.
     let (_, worst) = run(&mut dev(0.0, 480), 20, (30.0, 60.0), false);
-    assert!(worst[10..].iter().all(|&e| e > 20.0), "{worst:?}");
+    assert!(worst[10..].iter().all(|&e| e > 500.0), "{worst:?}");
 }
 
 #[test]
@@ -232,99 +231,4 @@ fn a_device_that_stalls_is_learned_again() {
     let frame = d.position(t) + 4_800;
     let err = (m.heard(frame).unwrap().0 as f64 - d.when(frame)) / 1e3;
     assert!(err.abs() < 10.0, "{err} µs");
-}
-
-#[test]
-fn edges_as_a_jack_server_moves_them_leave_the_model_on_the_earliest() {
-    // What a JACK dummy server did on this 2-core VM (measured by polling the `jack` plugin
-    // every 15 µs): each edge 0-150 µs after the cycle's start (the server's wake-up), and
-    // one in 2000 cycles 40 µs early (here one in 200, for the probes to meet some). The
-    // model stays within 20 µs of the earliest edges from 6 s on and does not lean on the
-    // early ones (measured: within 11 µs; 46 µs late at 3 s, 18 at 5 s). Before the estimate
-    // left the bracket's middle, a sawtooth to 18 µs; before glitches were set aside, steps
-    // of 30 µs that lasted while the glitch was in the window.
-    for (ppm, step) in [(-150.0, 256), (200.0, 1024)] {
-        let d = dev(ppm, step);
-        let mut m = DeviceClock::new(48_000);
-        let mut rng = Rng(99);
-        let secs = 90;
-        let mut worst = vec![0.0f64; secs];
-        let edge = |p: i64| {
-            let mut r = Rng(p as u64 ^ 0x51ed_2701);
-            r.uniform();
-            if r.uniform() < 1.0 / 200.0 {
-                d.when(p) - 40e3
-            } else {
-                d.when(p) + r.uniform() * 150e3
-            }
-        };
-        let pos = |t: f64| {
-            let p = ((t - d.start) * d.hz * 1e-9 / step as f64).floor() as i64 * step;
-            if p > 0 && t < edge(p) {
-                p - step
-            } else {
-                p
-            }
-        };
-        for w in 1..(secs * 1000 / 40) {
-            let natural = d.start + w as f64 * 40e6;
-            let at = m.probe(LocalNs(natural as i64), LocalNs(0)).0 as f64;
-            let late = (20.0 + rng.uniform() * 60.0) * 1e3;
-            for i in 0..4 {
-                let t = at.max(natural - 30e6) + late + i as f64 * 30e3;
-                let p = pos(t);
-                m.handle_reading(Reading {
-                    before: LocalNs(t as i64),
-                    stamp: LocalNs(t as i64 + 1_000),
-                    after: LocalNs(t as i64 + 2_000),
-                    position: p,
-                });
-                let frame = p + 4_800;
-                let err = (m.heard(frame).unwrap().0 as f64 - d.when(frame)) / 1e3;
-                let s = ((t - d.start) / 1e9) as usize;
-                if s < secs && err.abs() > worst[s].abs() {
-                    worst[s] = err;
-                }
-            }
-        }
-        let st = m.status();
-        assert!((st.rate_ppm - ppm).abs() < 1.0, "{ppm} ppm: {st:?}");
-        let bad: Vec<(usize, f64)> = worst
-            .iter()
-            .copied()
-            .enumerate()
-            .skip(6)
-            .filter(|&(_, e)| e.abs() > 20.0)
-            .collect();
-        assert!(
-            bad.is_empty(),
-            "{ppm} ppm, step {step}: {bad:.0?} {st:?} {worst:.0?}"
-        );
-    }
-}
-
-#[test]
-fn a_timeline_that_shifts_by_less_than_a_step_is_learned_again() {
-    // A JACK server's cycle 3.9 ms late moved its whole timeline: the model follows within
-    // 3 s instead of bending its rate for a minute.
-    let mut d = dev(-150.0, 256);
-    let (mut m, _) = run(&mut d, 40, (30.0, 120.0), true);
-    let t = d.start + 40.2e9;
-    d.start += 3.9e6;
-    let mut worst = [0.0f64; 10];
-    for k in 0..(10 * 1000 / 80) {
-        let at = m.probe(LocalNs((t + k as f64 * 80e6) as i64), LocalNs(0)).0 as f64 + 60e3;
-        for i in 0..8 {
-            let r = d.read(at + i as f64 * 30e3);
-            m.handle_reading(r);
-            let frame = r.position + 4_800;
-            let err = (m.heard(frame).unwrap().0 as f64 - d.when(frame)) / 1e3;
-            let s = ((at - t) / 1e9) as usize;
-            worst[s] = worst[s].max(err.abs());
-        }
-    }
-    let st = m.status();
-    assert_eq!(st.restarts, 1, "{st:?}");
-    assert!((st.rate_ppm + 150.0).abs() < 3.0, "{st:?}");
-    assert!(worst[3..].iter().all(|&e| e < 20.0), "{worst:?}");
 }
