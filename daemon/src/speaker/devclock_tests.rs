@@ -232,3 +232,29 @@ fn a_device_that_stalls_is_learned_again() {
     let err = (m.heard(frame).unwrap().0 as f64 - d.when(frame)) / 1e3;
     assert!(err.abs() < 10.0, "{err} µs");
 }
+
+#[test]
+fn a_timeline_that_shifts_by_less_than_a_step_is_learned_again() {
+    // A JACK server's cycle 3.9 ms late moved its whole timeline: the model follows within
+    // 3 s instead of bending its rate for a minute.
+    let mut d = dev(-150.0, 256);
+    let (mut m, _) = run(&mut d, 40, (30.0, 120.0), true);
+    let t = d.start + 40.2e9;
+    d.start += 3.9e6;
+    let mut worst = [0.0f64; 10];
+    for k in 0..(10 * 1000 / 80) {
+        let at = m.probe(LocalNs((t + k as f64 * 80e6) as i64), LocalNs(0)).0 as f64 + 60e3;
+        for i in 0..8 {
+            let r = d.read(at + i as f64 * 30e3);
+            m.handle_reading(r);
+            let frame = r.position + 4_800;
+            let err = (m.heard(frame).unwrap().0 as f64 - d.when(frame)) / 1e3;
+            let s = ((at - t) / 1e9) as usize;
+            worst[s] = worst[s].max(err.abs());
+        }
+    }
+    let st = m.status();
+    assert_eq!(st.restarts, 1, "{st:?}");
+    assert!((st.rate_ppm + 150.0).abs() < 3.0, "{st:?}");
+    assert!(worst[3..].iter().all(|&e| e < 20.0), "{worst:?}");
+}
