@@ -748,8 +748,12 @@ fn render_speaker_detail(s: &Value) -> String {
             Some("at_pointer_update") => "stamps at pointer update",
             _ => "stamps unknown",
         };
+        let edges = match d["edge_jitter_us"].as_f64() {
+            Some(j) => format!(", edges jitter by {j:.0} µs"),
+            None => String::new(),
+        };
         o += &format!(
-            "  device: pointer step {} frames, {stamps}, DAC {:+.1} ppm against this box, known to ±{:.1} µs\n",
+            "  device: pointer step {} frames, {stamps}{edges}, DAC {:+.1} ppm against this box, known to ±{:.1} µs\n",
             d["pointer_step_frames"],
             d["rate_ppm"].as_f64().unwrap_or(0.0),
             d["uncertainty_us"].as_f64().unwrap_or(0.0) / 2.0

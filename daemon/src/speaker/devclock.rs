@@ -35,6 +35,7 @@
 //! stamps lie before the call (hardware-pointer or audio timestamps) are exact: both bounds
 //! close on the stamp. No I/O and no clock reads here.
 
+use super::floor::Floor;
 use crate::clock::LocalNs;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -73,6 +74,14 @@ const PROBE_ABOVE_NS: f64 = 400_000.0;
 const UNKNOWN_NS: f64 = 25_000_000.0;
 /// Position increments kept to detect the step.
 const INCREMENTS: usize = 32;
+/// Probes aim this far before the floor's next edge, so that the readings after them see it.
+const PROBE_LEAD_NS: f64 = 100_000.0;
+/// An upper bound joins the floor only if the reading before it came at most this much
+/// earlier.
+const TIGHT_NS: f64 = 250_000.0;
+/// A floor further than this outside the bracket is wrong (it rests on bounds of a timeline
+/// that has moved): it starts again.
+const FLOOR_SLACK_NS: f64 = 300_000.0;
 
 /// How a device stamps its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,6 +118,10 @@ pub struct DeviceClockStatus {
     pub uncertainty_us: f64,
     /// Times the model started over (device restarted or stalled).
     pub restarts: u64,
+    /// How much the moments the position moves vary (µs, one deviation of the lower half), when
+    /// they do (a plugin's callback): then the line under them is the estimate. None while the
+    /// edges are sharp or not known yet.
+    pub edge_jitter_us: Option<f64>,
 }
 
 /// The model. Times are ns since `origin`, positions frames since the device started.
@@ -128,6 +141,8 @@ pub struct DeviceClock {
     lo_at: f64,
     hi_at: f64,
     last_t: f64,
+    /// The clock read before the newest reading's call.
+    last_lo: f64,
     increments: VecDeque<i64>,
     step: i64,
     /// (position, time) of the first reading that showed a new position: upper bounds that a
@@ -146,6 +161,8 @@ pub struct DeviceClock {
     restarts: u64,
     /// When a reading last came within `SHIFT_NS / 2` of the bracket.
     near: f64,
+    /// The line under the earliest edges: the estimate, once it has a few seconds of bounds.
+    floor: Floor,
 }
 
 impl DeviceClock {
@@ -163,6 +180,7 @@ impl DeviceClock {
             lo_at: 0.0,
             hi_at: 0.0,
             last_t: 0.0,
+            last_lo: 0.0,
             increments: VecDeque::with_capacity(INCREMENTS),
             step: 1,
             bounds: VecDeque::with_capacity(BOUNDS),
@@ -174,6 +192,7 @@ impl DeviceClock {
             lateness: 0.0,
             restarts: 0,
             near: 0.0,
+            floor: Floor::new(nominal),
         }
     }
 
@@ -184,6 +203,7 @@ impl DeviceClock {
         self.bounds.clear();
         self.open = None;
         self.asked = None;
+        self.floor.clear();
     }
 
     /// Takes one reading in.
@@ -259,6 +279,7 @@ impl DeviceClock {
             return;
         }
         self.last_t = t_hi;
+        self.last_lo = t_lo;
         if hi < self.hi {
             (self.hi, self.hi_at) = (hi, t_hi);
         }
@@ -277,9 +298,10 @@ impl DeviceClock {
         self.hi = 0.0;
         self.lo = -UNKNOWN_NS;
         self.near = 0.0;
-        (self.lo_at, self.hi_at, self.last_t) = (0.0, 0.0, 0.0);
+        (self.lo_at, self.hi_at, self.last_t, self.last_lo) = (0.0, 0.0, 0.0, 0.0);
         self.bounds.clear();
         self.open = None;
+        self.floor.clear();
         self.add_bound(r.position, 0.0);
         self.asked = None;
     }
@@ -313,6 +335,18 @@ impl DeviceClock {
         // second on a JACK rig, and only left when those bounds left the window, 12 s later).
         if t < WARMUP_NS && self.stamps() == Stamps::AtCall {
             return;
+        }
+        // Only a bound close to the reading before it (which still showed the old position)
+        // is close to its edge: the first reading of a wake-up bounds an edge milliseconds
+        // back, and a reading preempted within its call by as long as it was.
+        if t - self.last_lo <= TIGHT_NS {
+            self.floor.add(p, t, self.last_lo);
+        }
+        if let Some(line) = self.floor.line() {
+            let at = line.at(self.p_ref);
+            if at < self.lo - FLOOR_SLACK_NS || at > self.hi + FLOOR_SLACK_NS {
+                self.floor.clear();
+            }
         }
         let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
         match self.open {
@@ -415,6 +449,14 @@ impl DeviceClock {
         self.rate_sigma = self.nominal * ppm * 1e-6;
     }
 
+    /// The floor's line when the edges are jittery (a plugin's callback): there it is the
+    /// steadier estimate. Sharp edges (a hardware pointer, the sim) the bracket pins to a
+    /// microsecond, where the floor, fitted to upper bounds alone, sits a fraction of the
+    /// readings' spacing late (32 µs in a unit test whose readings kept one phase).
+    fn jittery_floor(&self) -> Option<super::floor::Line> {
+        self.floor.line().filter(|_| self.floor.jittery())
+    }
+
     fn mid(&self) -> f64 {
         0.5 * (self.lo + self.hi)
     }
@@ -423,7 +465,10 @@ impl DeviceClock {
     /// the frame after the last one written is the next one heard. None before any reading.
     pub fn heard(&self, frame: i64) -> Option<LocalNs> {
         let origin = self.origin?;
-        let t = self.mid() + self.rate * (frame - self.p_ref) as f64;
+        let t = match self.jittery_floor() {
+            Some(line) => line.at(frame),
+            None => self.mid() + self.rate * (frame - self.p_ref) as f64,
+        };
         Some(origin.plus(t.round() as i64))
     }
 
@@ -446,15 +491,22 @@ impl DeviceClock {
         // already moved, so its early side is never tested, and the rate fitted to those
         // readings confirms the line (a unit test was 33 ppm off, its error growing without
         // end). The estimate itself (`heard`) keeps the bracket.
+        // Otherwise, once the floor is known, a little before its edge: the readings after
+        // the probe see the edge move, each an upper bound close to it.
         let (mut lo, mut hi) = (self.lo, self.hi);
+        let mut aim = 0.5 * (lo + hi);
         if self.last_t - self.lo_at > RELAX_NS {
             lo = lo.min(hi - 0.5 * step);
             self.lo_at = self.last_t;
+            aim = 0.5 * (lo + hi);
         } else if self.last_t - self.hi_at > RELAX_NS {
             hi = hi.max(lo + 0.5 * step);
             self.hi_at = self.last_t;
+            aim = 0.5 * (lo + hi);
+        } else if let Some(line) = self.jittery_floor() {
+            aim = line.at(self.p_ref) - PROBE_LEAD_NS;
         }
-        let aim = 0.5 * (lo + hi) - self.lateness;
+        let aim = aim - self.lateness;
         let want = natural.since(origin) as f64;
         let k = ((want - aim) / step).floor();
         let at = aim + k * step;
@@ -481,9 +533,10 @@ impl DeviceClock {
         DeviceClockStatus {
             pointer_step_frames: self.step as u64,
             stamps: self.stamps(),
-            rate_ppm: (self.nominal / self.rate - 1.0) * 1e6,
+            rate_ppm: (self.nominal / self.floor.rate().unwrap_or(self.rate) - 1.0) * 1e6,
             uncertainty_us: (self.hi - self.lo) / 1000.0,
             restarts: self.restarts,
+            edge_jitter_us: self.jittery_floor().map(|_| self.floor.spread() / 1000.0),
         }
     }
 }

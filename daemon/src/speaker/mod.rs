@@ -3,11 +3,13 @@
 
 pub mod api;
 pub mod devclock;
+pub mod floor;
 pub mod jitter;
 pub mod net;
 pub mod output;
 pub mod plausible;
 pub mod playout;
+pub mod reading;
 pub mod resampler;
 pub mod schedule;
 pub mod servo;

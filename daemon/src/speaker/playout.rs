@@ -8,10 +8,11 @@
 //! position the resampler will read for it, and lets the servo set the resampling ratio. Errors
 //! beyond a few milliseconds (start, underrun, seek) re-anchor the stream instead.
 
-use super::devclock::{DeviceClock, Reading};
+use super::devclock::DeviceClock;
 use super::jitter::JitterBuffer;
 use super::net::StreamReceiver;
 use super::output::{Output, OutputError};
+use super::reading::read_device;
 use super::resampler::{FracResampler, TAPS};
 use super::schedule::Scheduler;
 use super::servo::RateServo;
@@ -228,6 +229,8 @@ fn run(
     let mut fade = Fade::None;
     // The socket was read since the last sleep.
     let mut drained = false;
+    // The last sleep was to a probe of the device clock: watch for the edge.
+    let mut watch = false;
     // SIGTERM: one more period, faded out, then the device is drained (never a click).
     let mut stopping = false;
     let mut stop_turns = 0;
@@ -274,8 +277,7 @@ fn run(
                 n.rx.drain(shared, local.0, now, Some(&mut n.jb));
             }
         }
-        let before = clock.now();
-        let delay = match out.delay() {
+        let delay = match read_device(&mut *out, &mut device, clock, dev_frames, watch) {
             Ok(d) => d,
             Err(e) => {
                 failed_recoveries =
@@ -285,14 +287,7 @@ fn run(
                 continue;
             }
         };
-        if let Some(d) = delay.filter(|d| d.frames > 0) {
-            device.handle_reading(Reading {
-                before,
-                stamp: d.at,
-                after: clock.now(),
-                position: dev_frames - d.frames,
-            });
-        }
+        watch = false;
         let extra = shared.extra_latency_us.load(Ordering::Relaxed) * 1000;
         // How much is queued in the device, and when will the next written frame be heard? Not
         // from this one reading (stale by up to a pointer step on most devices) but from the
@@ -357,6 +352,7 @@ fn run(
             // before the refill is due; see `DeviceClock::probe`).
             let now = clock.now();
             let at = device.probe(now.plus(wait), now.plus(wait / 2));
+            watch = at != now.plus(wait);
             publish_device(shared, &device);
             std::thread::sleep(Duration::from_nanos(at.since(now).max(100_000) as u64));
             drained = false;
