@@ -258,3 +258,25 @@ fn a_timeline_that_shifts_by_less_than_a_step_is_learned_again() {
     assert!((st.rate_ppm + 150.0).abs() < 3.0, "{st:?}");
     assert!(worst[3..].iter().all(|&e| e < 20.0), "{worst:?}");
 }
+
+#[test]
+fn jittery_edges_are_told_from_sharp_ones_and_the_line_under_them_is_followed() {
+    // A plugin's callback: each edge 0-150 µs late, one in 50 by 2 ms. The model says the
+    // edges jitter, and its estimate is the line under their lower half (about 40 µs above
+    // the earliest), steady within a few µs, where the bracket moved by tens.
+    let mut d = dev(120.0, 256);
+    d.edge_late = (0.0, 150e3);
+    let (m, worst) = run(&mut d, 40, (30.0, 120.0), true);
+    let st = m.status();
+    let jitter = st.edge_jitter_us.expect("jittery edges");
+    assert!((10.0..60.0).contains(&jitter), "{st:?}");
+    assert!((st.rate_ppm - 120.0).abs() < 3.0, "{st:?}");
+    let late = &worst[20..];
+    let (lo, hi) = late
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(a, b), &e| (a.min(e), b.max(e)));
+    assert!(hi < 70.0 && hi - lo < 20.0, "{worst:?}");
+    // Sharp edges keep the bracket.
+    let (m, _) = run(&mut dev(120.0, 256), 40, (30.0, 120.0), true);
+    assert_eq!(m.status().edge_jitter_us, None);
+}

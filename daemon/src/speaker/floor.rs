@@ -37,8 +37,10 @@ const MIN_BOUNDS: usize = 24;
 const MIN_SPAN_NS: f64 = 2_000_000_000.0;
 /// A lower bound this far above the line contradicts it: the edge came late.
 const SHARP_NS: f64 = 5_000.0;
-/// The edges are jittery when this share of lower bounds contradict the line.
+/// The edges are jittery when this share of lower bounds contradict the line, in this many
+/// fits in a row (a timeline that moved contradicts it for a moment too).
 const JITTERY_SHARE: f64 = 0.1;
+const JITTERY_FITS: u32 = 5;
 /// Older bounds weigh less: by e for each this long (a rate that changed bends the line for
 /// less long).
 const MEMORY_NS: f64 = 30_000_000_000.0;
@@ -75,8 +77,8 @@ pub struct Floor {
     fitted_at: f64,
     /// The kept bounds' spread about the line (ns, their standard deviation).
     spread: f64,
-    /// Whether the edges come at varying moments after the line (a plugin's callback).
-    jittery: bool,
+    /// Fits in a row whose edges came at varying moments after the line (a plugin's callback).
+    jittery_fits: u32,
     shifts: u64,
 }
 
@@ -90,7 +92,7 @@ impl Floor {
             line: None,
             fitted_at: f64::NEG_INFINITY,
             spread: f64::INFINITY,
-            jittery: false,
+            jittery_fits: 0,
             shifts: 0,
         }
     }
@@ -100,7 +102,7 @@ impl Floor {
         self.line = None;
         self.fitted_at = f64::NEG_INFINITY;
         self.spread = f64::INFINITY;
-        self.jittery = false;
+        self.jittery_fits = 0;
     }
 
     /// The line, once enough bounds are in.
@@ -121,7 +123,7 @@ impl Floor {
     /// Whether the edges come at varying moments: many an edge's reading before it (which
     /// still showed the old position) came after the line. A sharp edge's never does.
     pub fn jittery(&self) -> bool {
-        self.jittery
+        self.jittery_fits >= JITTERY_FITS
     }
 
     /// Times the timeline was seen to move.
@@ -210,7 +212,11 @@ impl Floor {
                 lo - t0 - nominal * x - a - b * x > SHARP_NS
             })
             .count();
-        self.jittery = above as f64 > JITTERY_SHARE * self.bounds.len() as f64;
+        if above as f64 > JITTERY_SHARE * self.bounds.len() as f64 {
+            self.jittery_fits += 1;
+        } else {
+            self.jittery_fits = 0;
+        }
         Some(Line {
             p0,
             t0: t0 + a,
