@@ -9,6 +9,7 @@ use crate::speaker::{self, net::Expect, Shared};
 use crate::sync::server::ServerStats;
 use axum::extract::State;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::json;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -353,6 +354,8 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         });
     }
     let sd = shutdown.clone();
+    // At most 512 connections, 32 per address, none idle for ever (see api::listener).
+    let listener = crate::api::listener::CappedListener::new(listener).tap_io(|_| {});
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

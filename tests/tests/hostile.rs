@@ -290,3 +290,57 @@ fn play_cannot_make_the_controller_fetch_from_this_box() {
     let log = controller.log_text();
     assert!(log.contains("radio-allow-local"), "{log}");
 }
+
+/// A TCP connection to `api` (host:port) from the loopback address `from`.
+fn connect_from(from: &str, api: &str) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+    s.bind(&local.into())?;
+    let to: std::net::SocketAddr = api.parse().unwrap();
+    s.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    Ok(s.into())
+}
+
+/// Whether the server closed the connection (it reads end of file or a reset within `wait`).
+fn closed(c: &std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    c.set_read_timeout(Some(wait)).unwrap();
+    let mut b = [0u8; 16];
+    let mut r = c;
+    !matches!(r.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
+}
+
+#[test]
+fn idle_connections_from_one_host_neither_exhaust_the_api_nor_stay_for_ever() {
+    // The attack: a host opens connections and sends nothing. 1100 of them used up the
+    // daemon's descriptors and the API stopped answering. Now one address gets 32
+    // connections (the next is closed at once), and a connection that sends nothing is
+    // closed after 10 s.
+    let dir = scratch("idleconn");
+    let controller = start_controller(&dir, &Net::new(), "");
+    let api = controller.api.trim_start_matches("http://").to_string();
+    let idle: Vec<_> = (0..40)
+        .map(|_| connect_from("127.0.0.2", &api).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = idle
+        .iter()
+        .filter(|c| closed(c, Duration::from_millis(50)))
+        .count();
+    assert_eq!(
+        refused, 8,
+        "connections beyond 32 from one address are closed"
+    );
+    // Another address is served as usual, at once.
+    let t = std::time::Instant::now();
+    get(&format!("{}/api/v1/status", controller.api)).expect("the API answers");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    // The idle ones are closed after 10 s.
+    std::thread::sleep(Duration::from_secs(10));
+    let open = idle
+        .iter()
+        .filter(|c| !closed(c, Duration::from_millis(50)))
+        .count();
+    assert_eq!(open, 0, "idle connections are closed");
+}

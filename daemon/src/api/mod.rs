@@ -3,6 +3,7 @@
 pub mod browser;
 pub mod events;
 pub mod guard;
+pub mod listener;
 pub mod metrics;
 pub mod sign;
 
