@@ -23,7 +23,13 @@
 //! with the caller's rate, hundreds of ppm off in the first second, parted two speakers by
 //! 300 µs on a JACK rig).
 //! When the bounds of the last three seconds all lie far to one side, the device's timeline
-//! moved (an xrun): the fit starts again from them. No I/O, no allocation after construction.
+//! moved (an xrun): the fit starts again from them.
+//!
+//! Each bound comes with the reading before it, which still showed the old position: a lower
+//! bound on the same edge. A sharp edge (a hardware pointer, the sim) lies after all of them;
+//! when more than a tenth lie above the line, five fits in a row, the edges jitter, and the
+//! caller uses the line (on sharp edges its bracket is tighter). No I/O, no allocation after
+//! construction.
 
 use std::collections::VecDeque;
 
