@@ -540,7 +540,9 @@ impl DeviceClock {
         DeviceClockStatus {
             pointer_step_frames: self.step as u64,
             stamps: self.stamps(),
-            rate_ppm: (self.nominal / self.floor.rate().unwrap_or(self.rate) - 1.0) * 1e6,
+            rate_ppm: (self.nominal / self.jittery_floor().map_or(self.rate, |l| l.ns_per_frame)
+                - 1.0)
+                * 1e6,
             uncertainty_us: (self.hi - self.lo) / 1000.0,
             restarts: self.restarts,
             edge_jitter_us: self.jittery_floor().map(|_| self.floor.spread() / 1000.0),

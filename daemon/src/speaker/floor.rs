@@ -116,11 +116,6 @@ impl Floor {
         self.line
     }
 
-    /// The device's rate (ns per frame), once there is a line.
-    pub fn rate(&self) -> Option<f64> {
-        self.line.map(|l| l.ns_per_frame)
-    }
-
     /// How far the kept bounds lie from the line (ns, one deviation): how sharp the edges are.
     pub fn spread(&self) -> f64 {
         self.spread
@@ -293,7 +288,7 @@ mod tests {
         let p = 1_200 * 2_400;
         let above = l.at(p) - (1e9 + true_ns * p as f64);
         assert!((25e3..50e3).contains(&above), "{above}");
-        assert!((f.rate().unwrap() / true_ns - 1.0).abs() < 0.5e-6);
+        assert!((l.ns_per_frame / true_ns - 1.0).abs() < 0.5e-6);
         assert!((15e3..30e3).contains(&f.spread()), "{}", f.spread());
         assert_eq!(f.shifts(), 0);
     }
