@@ -292,15 +292,18 @@ fn run(
         // How much is queued in the device, and when will the next written frame be heard? Not
         // from this one reading (stale by up to a pointer step on most devices) but from the
         // device clock's model of all of them, which also knows the DAC's true rate.
+        // So is the queue: a reading stale by a step of 1024 frames overstates it by up to
+        // 21 ms, more than the low-water mark, and a refill timed by it came too late (the
+        // sim's device ran dry at a step of 1024 frames).
         let (queued, measured) = match (delay, snapshot) {
-            (Some(d), Some(s)) => {
+            (Some(d), s) => {
                 let heard = device
                     .heard(dev_frames)
                     .filter(|_| d.frames > 0)
                     .unwrap_or(d.at.plus(frames_to_ns(d.frames, rate)));
-                (d.frames, Some(s.to_controller(heard).plus(extra)))
+                let left = ns_to_frames(heard.since(clock.now()).max(0), rate).min(d.frames);
+                (left, s.map(|s| s.to_controller(heard).plus(extra)))
             }
-            (Some(d), None) => (d.frames, None),
             (None, s) => {
                 // The device cannot tell: our own count of written frames says when.
                 let now = s
@@ -381,7 +384,7 @@ fn run(
                 sched.reset_timeline();
                 1.0
             }
-            (Some(_), None) if queued == 0 && delay.is_some() => {
+            (Some(_), None) if delay.is_some_and(|d| d.frames == 0) => {
                 // The device is idle (just opened, or stopped by an xrun): it starts with the
                 // first write, so a stamp taken now says nothing about when the next frame will
                 // be heard (the time taken to render the period would become timing error,
