@@ -59,7 +59,7 @@ const WARMUP_NS: f64 = 500_000_000.0;
 /// ... and from exact stamps once they span this long.
 const EXACT_FIT_AFTER_NS: f64 = 100_000_000.0;
 /// The rate is fitted once the bounds span this long.
-const FIT_AFTER_NS: f64 = 1_000_000_000.0;
+const FIT_AFTER_NS: f64 = 300_000_000.0;
 /// Contradictions this large while no reading came near the bracket for this long restart it.
 const SHIFT_NS: f64 = 500_000.0;
 const SHIFT_AFTER_NS: f64 = 1_000_000_000.0;
@@ -79,6 +79,17 @@ const PROBE_LEAD_NS: f64 = 100_000.0;
 /// An upper bound joins the floor only if the reading before it came at most this much
 /// earlier.
 const TIGHT_NS: f64 = 250_000.0;
+/// An edge seen between readings this close together joins the phase track, at most one per
+/// `TRACK_EVERY_NS`, the last `TRACK` of them.
+const TRACK_WIDTH_NS: f64 = 50_000.0;
+const TRACK_EVERY_NS: f64 = 20_000_000.0;
+const TRACK: usize = 128;
+/// The track gives the rate once it spans this long, until the bounds span `SETTLED_NS`.
+const TRACK_AFTER_NS: f64 = 300_000_000.0;
+/// The bracket is this narrow before the stream starts on it.
+const SETTLED_WIDTH_NS: f64 = 50_000.0;
+/// A device read this long without a rate fit counts as settled all the same.
+const SETTLE_MOST_NS: f64 = 2_000_000_000.0;
 /// A floor further than this outside the bracket is wrong (it rests on bounds of a timeline
 /// that has moved): it starts again.
 const FLOOR_SLACK_NS: f64 = 300_000.0;
@@ -165,6 +176,12 @@ pub struct DeviceClock {
     /// edges are jittery (which, once seen, the device stays).
     floor: Floor,
     jittery: bool,
+    /// (position, time) of narrow brackets: the phase, whose slope is the rate long before the
+    /// upper bounds' hull has the span to give it.
+    track: VecDeque<(i64, f64)>,
+    track_at: f64,
+    /// The rate was measured (not the prior).
+    fitted: bool,
 }
 
 impl DeviceClock {
@@ -196,6 +213,9 @@ impl DeviceClock {
             near: 0.0,
             floor: Floor::new(nominal),
             jittery: false,
+            track: VecDeque::with_capacity(TRACK),
+            track_at: f64::NEG_INFINITY,
+            fitted: false,
         }
     }
 
@@ -245,6 +265,7 @@ impl DeviceClock {
             self.lo += self.rate * dp as f64 - widen;
             self.hi += self.rate * dp as f64 + widen;
             self.p_ref = r.position;
+            self.note_edge(r.position, self.last_lo, t_hi);
             self.add_bound(r.position, t_hi);
         }
         // τ(p) ≤ t_hi; and the next step had not come: τ(p + step) > t_lo. An exact stamp is
@@ -295,6 +316,47 @@ impl DeviceClock {
         }
     }
 
+    /// An edge seen between two readings close together is a point of the phase: its middle
+    /// joins the track.
+    fn note_edge(&mut self, p: i64, after: f64, by: f64) {
+        // Not from the first half second (see `add_bound`).
+        let warming = by < WARMUP_NS && self.stamps() == Stamps::AtCall;
+        if warming || by - after > TRACK_WIDTH_NS || by - self.track_at < TRACK_EVERY_NS {
+            return;
+        }
+        if self.track.len() == TRACK {
+            self.track.pop_front();
+        }
+        self.track.push_back((p, 0.5 * (after + by)));
+        self.track_at = by;
+        self.fit_phase();
+    }
+
+    /// The rate from the phase track (least squares), with its uncertainty, once it spans
+    /// `TRACK_AFTER_NS`: each point is within half `TRACK_WIDTH_NS` of the truth, so the slope
+    /// is within that over the span (67 ppm at 0.3 s, 3 ppm at 6 s).
+    fn track_rate(&self) -> Option<(f64, f64)> {
+        let (&(p0, t0), &(_, tz)) = (self.track.front()?, self.track.back()?);
+        let span = tz - t0;
+        if span < TRACK_AFTER_NS {
+            return None;
+        }
+        let n = self.track.len() as f64;
+        let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
+        for &(p, t) in &self.track {
+            let (x, y) = ((p - p0) as f64, t - t0);
+            (sx, sy, sxx, sxy) = (sx + x, sy + y, sxx + x * x, sxy + x * y);
+        }
+        let var = sxx - sx * sx / n;
+        if var <= 0.0 {
+            return None;
+        }
+        let slope = (sxy - sx * sy / n) / var;
+        let ppm = (TRACK_WIDTH_NS / span * 1e6).clamp(FLOOR_PPM, PRIOR_PPM);
+        ((slope / self.nominal - 1.0).abs() < PRIOR_PPM * 1e-6)
+            .then_some((slope, self.nominal * ppm * 1e-6))
+    }
+
     fn start(&mut self, r: Reading) {
         self.origin = Some(r.stamp);
         self.p_ref = r.position;
@@ -305,6 +367,8 @@ impl DeviceClock {
         self.bounds.clear();
         self.open = None;
         self.floor.clear();
+        self.track.clear();
+        self.track_at = f64::NEG_INFINITY;
         self.add_bound(r.position, 0.0);
         self.asked = None;
     }
@@ -448,9 +512,29 @@ impl DeviceClock {
             self.hi += lift;
             self.lo += lift;
         }
-        self.rate = slope;
         let ppm = (30e9 / (tz - ta)).clamp(FLOOR_PPM, PRIOR_PPM);
-        self.rate_sigma = self.nominal * ppm * 1e-6;
+        (self.rate, self.rate_sigma) = (slope, self.nominal * ppm * 1e-6);
+        self.fitted = true;
+        // Before the bounds span `SETTLED_NS` the phase track, when there is one, knows better.
+        self.fit_phase();
+    }
+
+    /// Until the bounds span `SETTLED_NS`, the phase track's rate, when it has one: a narrow
+    /// bracket pins the phase to microseconds within a fraction of a second, where the hull of
+    /// a second of upper bounds was still 50-100 ppm off (a unit test's wake-ups jittered by
+    /// 3 ms; the sim's speakers heard that as 50-110 us for their first 3 s).
+    fn fit_phase(&mut self) {
+        let span = match (self.bounds.front(), self.bounds.back()) {
+            (Some(a), Some(z)) => z.1 - a.1,
+            _ => 0.0,
+        };
+        if span >= SETTLED_NS {
+            return;
+        }
+        if let Some(fit) = self.track_rate() {
+            (self.rate, self.rate_sigma) = fit;
+            self.fitted = true;
+        }
     }
 
     /// The floor's line when the edges are jittery (a plugin's callback): there it is the
@@ -522,6 +606,15 @@ impl DeviceClock {
         }
         self.asked = Some(at);
         origin.plus(at.round() as i64)
+    }
+
+    /// Whether the DAC's rate is measured and its position known to `SETTLED_WIDTH_NS` (or
+    /// the device has been read for `SETTLE_MOST_NS` without: then that is all there is). Until then a frame a buffer ahead is
+    /// placed off by the rate error times the buffer (53 us at 530 ppm and 100 ms), which the
+    /// servo pulls in over seconds: the stream should not start on it.
+    pub fn settled(&self) -> bool {
+        let narrow = self.hi - self.lo < SETTLED_WIDTH_NS || self.jittery_floor().is_some();
+        (self.fitted && narrow) || (self.origin.is_some() && self.last_t > SETTLE_MOST_NS)
     }
 
     /// How the device stamps its status (most of the last 64 readings).

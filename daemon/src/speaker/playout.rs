@@ -384,12 +384,13 @@ fn run(
                 sched.reset_timeline();
                 1.0
             }
-            (Some(_), None) if delay.is_some_and(|d| d.frames == 0) => {
+            (Some(_), None) if delay.is_some_and(|d| d.frames == 0) || !device.settled() => {
                 // The device is idle (just opened, or stopped by an xrun): it starts with the
                 // first write, so a stamp taken now says nothing about when the next frame will
                 // be heard (the time taken to render the period would become timing error,
                 // ~100 µs on a small machine, for the servo to pull in over seconds). Start it
-                // with a period of silence, then measure.
+                // with a period of silence, then measure. Likewise while the device clock has
+                // not measured the DAC's rate yet (the first second after the device opened).
                 chunk.fill(0.0);
                 if let Err(e) = out.write(&chunk) {
                     failed_recoveries =
@@ -403,6 +404,18 @@ fn run(
             }
             (Some(m), None) => {
                 anchor(on_grid(m, &jb, rate), &mut sched, &mut rs, &mut servo);
+                // The DAC's rate against the controller's clock, from the device clock and the
+                // clock sync: one second of frames on the controller's clock.
+                let span = |s: ClockSnapshot| {
+                    let a = s.to_controller(device.heard(dev_frames)?);
+                    Some(
+                        s.to_controller(device.heard(dev_frames + rate as i64)?)
+                            .since(a),
+                    )
+                };
+                if let Some(ns) = snapshot.and_then(span) {
+                    servo.prime(ns as f64 * 1e-9);
+                }
                 written = 0;
                 fade = Fade::In;
                 1.0

@@ -57,6 +57,16 @@ impl RateServo {
         self.err_lp = None;
     }
 
+    /// Starts the rate estimate at `ratio` (stream frames per DAC frame, as the device clock
+    /// and the clock sync know it) when it has none yet: without it the first quarter second
+    /// of a cold start ran at 1.0, and a DAC 450 ppm off the controller's clock fell 110 us
+    /// behind before the estimate had its span (the sim's first seconds).
+    pub fn prime(&mut self, ratio: f64) {
+        if self.ff.is_none() && (ratio - 1.0).abs() <= MAX_PPM * 1e-6 {
+            self.ff = Some(ratio);
+        }
+    }
+
     /// Feeds one measurement: `written` frames written so far, `heard_ns` the controller time
     /// at which the next one will be heard, `err_frames` the position error (positive: the
     /// output is behind its schedule). Returns the step
@@ -140,14 +150,22 @@ mod tests {
     /// Simulates a DAC `ppm` off, with `noise_us` of measurement noise; returns the position
     /// error (frames) after each second, and the final step in ppm.
     fn simulate(ppm: f64, noise_us: f64, secs: usize) -> (Vec<f64>, f64, bool) {
-        let mut s = RateServo::new(48_000);
+        simulate_from(RateServo::new(48_000), ppm, noise_us, secs)
+    }
+
+    fn simulate_from(
+        mut s: RateServo,
+        ppm: f64,
+        noise_us: f64,
+        secs: usize,
+    ) -> (Vec<f64>, f64, bool) {
         let rate = 48_000.0;
         let frames = 480.0;
         let dac_ns_per_frame = 1e9 / (rate * (1.0 + ppm * 1e-6));
         let (mut written, mut pos) = (0.0f64, 0.0f64); // DAC frames written; stream position read
         let mut per_second = vec![];
         let mut seed = 12345u64;
-        for i in 0..secs * 100 {
+        for i in 0..(secs * 100).max(50) {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
@@ -158,7 +176,7 @@ mod tests {
             let step = s.update(written as i64, heard, err);
             written += frames;
             pos += frames * step;
-            if i % 100 == 99 {
+            if i % 100 == 99 || (secs == 0 && i == 49) {
                 per_second.push((written * dac_ns_per_frame - pos * 1e9 / rate) * rate * 1e-9);
             }
         }
@@ -192,6 +210,28 @@ mod tests {
         // small, which the proportional term alone (1 s) leaves at ~20 frames at 450 ppm.
         let (err, _, _) = simulate(450.0, 0.0, 3);
         assert!(err[1].abs() < 2.0, "after 2 s: {} frames", err[1]);
+    }
+
+    #[test]
+    fn a_primed_servo_holds_the_drift_from_the_first_write() {
+        // A cold start: a DAC 450 ppm fast. Unprimed, the first half second runs at 1.0 until
+        // the estimate has its span (5 frames behind); primed with the ratio the device clock
+        // and the clock sync know, it stays within a fraction of a frame.
+        let ratio = 1.0 / (1.0 + 450e-6);
+        let mut primed = RateServo::new(48_000);
+        primed.prime(ratio);
+        let (err, _, _) = simulate_from(primed, 450.0, 0.0, 0);
+        assert!(err[0].abs() < 0.3, "primed: {} frames after 0.5 s", err[0]);
+        let (err, _, _) = simulate_from(RateServo::new(48_000), 450.0, 0.0, 0);
+        assert!(
+            err[0].abs() > 3.0,
+            "unprimed: {} frames after 0.5 s",
+            err[0]
+        );
+        // A ratio beyond the servo's range is not taken.
+        let mut s = RateServo::new(48_000);
+        s.prime(1.01);
+        assert_eq!(s.ff, None);
     }
 
     #[test]
