@@ -384,7 +384,7 @@ fn run(
                 sched.reset_timeline();
                 1.0
             }
-            (Some(_), None) if delay.is_some_and(|d| d.frames == 0) || !device.settled() => {
+            (Some(_), None) if delay.is_some_and(|d| d.frames == 0 || !device.settled()) => {
                 // The device is idle (just opened, or stopped by an xrun): it starts with the
                 // first write, so a stamp taken now says nothing about when the next frame will
                 // be heard (the time taken to render the period would become timing error,
