@@ -4,10 +4,14 @@
 //! server never holds up the zone. The source gives what has been decoded, after a prebuffer of
 //! a second (and after every underrun, again), and silence while there is nothing: the zone
 //! keeps time. A dropped connection is made again, after 1, 2, 4 ... 30 s; the stream never
-//! ends by itself.
+//! ends by itself. When the source is dropped (stop, next) its thread ends at its next read,
+//! however slowly the server sends (a server trickling a byte a second held one for ever), and
+//! at most `MAX_READERS` threads live at once (a burst of `play` calls against a stalling
+//! server reached the unit's task limit).
 
 use super::AudioError;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,11 +43,33 @@ struct Shared {
     connections: u64,
 }
 
+/// Reader threads alive, and the most there may be.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+const MAX_READERS: usize = 8;
+
+/// A reader thread's life: told to stop (the source was dropped), and ended.
+#[derive(Default)]
+struct Life {
+    stop: AtomicBool,
+    ended: AtomicBool,
+}
+
+/// Counts a reader thread while it lives.
+struct Alive(Arc<Life>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+        self.0.ended.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The source side of a radio stream.
 pub struct RadioReader {
     url: String,
     rx: Receiver<Chunk>,
     shared: Arc<Mutex<Shared>>,
+    life: Arc<Life>,
     pub rate: u32,
     pub channels: usize,
     /// Decoded audio waiting, and whether playback has (re)started after a prebuffer.
@@ -66,20 +92,33 @@ impl RadioReader {
         channels: usize,
         allow_local: bool,
     ) -> Result<RadioReader, AudioError> {
+        let open = |source| AudioError::Open {
+            path: url.into(),
+            source,
+        };
+        if LIVE.fetch_add(1, Ordering::SeqCst) >= MAX_READERS {
+            LIVE.fetch_sub(1, Ordering::SeqCst);
+            return Err(open(std::io::Error::other(format!(
+                "{MAX_READERS} radio streams are open or still closing; try again in 10 s"
+            ))));
+        }
+        let life = Arc::new(Life::default());
+        let alive = Alive(life.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (u, sh) = (url.to_string(), shared.clone());
         std::thread::Builder::new()
             .name("chorus-radio".into())
-            .spawn(move || run(&u, &tx, &sh, allow_local))
-            .map_err(|source| AudioError::Open {
-                path: url.into(),
-                source,
-            })?;
+            .spawn(move || {
+                run(&u, &tx, &sh, allow_local, &alive.0);
+                drop(alive);
+            })
+            .map_err(open)?;
         Ok(RadioReader {
             url: url.into(),
             rx,
             shared,
+            life,
             rate,
             channels,
             queue: Default::default(),
@@ -140,14 +179,27 @@ impl RadioReader {
     }
 }
 
+impl Drop for RadioReader {
+    fn drop(&mut self) {
+        self.life.stop.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The reader thread: connect, read, decode, hand over; reconnect on any failure. Ends when
 /// the source is gone.
-fn run(url: &str, tx: &SyncSender<Chunk>, shared: &Arc<Mutex<Shared>>, allow_local: bool) {
+fn run(
+    url: &str,
+    tx: &SyncSender<Chunk>,
+    shared: &Arc<Mutex<Shared>>,
+    allow_local: bool,
+    life: &Arc<Life>,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = std::time::Instant::now();
-        match stream_once(url, tx, shared, allow_local) {
+        match stream_once(url, tx, shared, allow_local, life) {
             Ok(()) => return, // the source was dropped
+            Err(_) if life.stop.load(Ordering::SeqCst) => return,
             Err(e) => log::warn!("radio {url}: {e}; reconnecting in {backoff:?}"),
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -175,6 +227,7 @@ fn stream_once(
     tx: &SyncSender<Chunk>,
     shared: &Arc<Mutex<Shared>>,
     allow_local: bool,
+    life: &Arc<Life>,
 ) -> Result<(), String> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(5))
@@ -222,6 +275,7 @@ fn stream_once(
         metaint,
         until_meta: metaint.unwrap_or(0),
         shared: shared.clone(),
+        life: life.clone(),
     };
     let mut hint = Hint::new();
     let ext = match ctype.as_str() {
@@ -306,10 +360,15 @@ struct IcyReader {
     metaint: Option<usize>,
     until_meta: usize,
     shared: Arc<Mutex<Shared>>,
+    /// Once the source was dropped every read fails, and the thread ends.
+    life: Arc<Life>,
 }
 
 impl Read for IcyReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.life.stop.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("the source was stopped"));
+        }
         let Some(metaint) = self.metaint else {
             return self.inner.read(out);
         };
@@ -368,6 +427,7 @@ mod tests {
             url: "http://radio/x".into(),
             rx,
             shared: Default::default(),
+            life: Default::default(),
             rate: 48_000,
             channels: 2,
             queue: Default::default(),
@@ -384,6 +444,52 @@ mod tests {
         assert!(r.queued_frames <= 48_000 * 5 + 480, "{}", r.queued_frames);
         let n = sent.load(std::sync::atomic::Ordering::Relaxed);
         assert!(n <= 2_000 + 500 + 64 + 2, "{n} chunks sent");
+    }
+
+    #[test]
+    fn a_slow_server_does_not_keep_a_stopped_stream_alive_and_readers_are_bounded() {
+        // A server that sends its headers, then a byte every 100 ms: no packet is ever
+        // decoded, so the thread never found out that its source was gone.
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/slow.mp3", server.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for conn in server.incoming() {
+                let Ok(mut c) = conn else { return };
+                std::thread::spawn(move || {
+                    use std::io::Write;
+                    let _ = c.write_all(b"HTTP/1.0 200 OK\r\ncontent-type: audio/mpeg\r\n\r\n");
+                    while c.write_all(b"\0").is_ok() {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            }
+        });
+        // Open until refused: never more than MAX_READERS at once (other tests may hold some).
+        let mut open = vec![];
+        let refused = loop {
+            match RadioReader::open(&url, 48_000, 2, true) {
+                Ok(r) => open.push(r),
+                Err(e) => break e.to_string(),
+            }
+            assert!(open.len() <= MAX_READERS, "{} readers open", open.len());
+        };
+        assert!(refused.contains("still closing"), "{refused}");
+        let t = std::time::Instant::now();
+        while open.iter().any(|r| r.connections() == 0) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lives: Vec<Arc<Life>> = open.iter().map(|r| r.life.clone()).collect();
+        drop(open);
+        let t = std::time::Instant::now();
+        while lives.iter().any(|l| !l.ended.load(Ordering::SeqCst)) {
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "reader threads still alive"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // And a new one may open again.
+        assert!(RadioReader::open(&url, 48_000, 2, true).is_ok());
     }
 
     #[test]
@@ -423,6 +529,7 @@ mod tests {
             metaint: Some(4),
             until_meta: 4,
             shared: shared.clone(),
+            life: Default::default(),
         };
         let mut audio = vec![];
         r.read_to_end(&mut audio).unwrap();
