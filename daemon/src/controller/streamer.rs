@@ -925,6 +925,7 @@ impl Streamer {
         let a = Announce {
             session: self.session,
             sync_port: self.p.sync_port,
+            sent_ns: now,
         };
         let mut d = encode_announce(&a);
         self.p.auth.seal(&mut d);

@@ -41,6 +41,8 @@ pub struct StreamReceiver {
     expect: Expect,
     /// The controller address is configured: announcements do not move it.
     fixed_controller: bool,
+    /// Replayed announcements do not move it either.
+    announced: super::announce::AnnounceGate,
     /// Buffers a batch is read into (`SLOT` bytes each), and one more where a datagram rebuilt
     /// from parity is parsed. The buffer of an audio datagram leaves with it for the jitter
     /// buffer, which hands a spare one back.
@@ -229,6 +231,7 @@ impl StreamReceiver {
             lead: RecentMax::default(),
             expect,
             fixed_controller,
+            announced: Default::default(),
             slots: (0..=BATCH).map(|_| vec![0u8; SLOT]).collect(),
             auth: Auth::none(),
             session: None,
@@ -469,6 +472,11 @@ impl StreamReceiver {
                 // announcement of another session must not steal the speaker).
                 if self.session.is_some_and(|s| s != a.session) {
                     stats.foreign_session.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                // A replayed announcement (from another host, or later) is a duplicate.
+                if !self.announced.admit(a.sent_ns, local_ns) {
+                    stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
                 if !self.fixed_controller {

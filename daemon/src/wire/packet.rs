@@ -325,15 +325,17 @@ fn parse_heartbeat(buf: &[u8]) -> Result<Heartbeat, WireError> {
 }
 
 /// The controller's beacon on the zone's group, twice a second: where to find its sync
-/// service, even while nothing plays.
+/// service, even while nothing plays. `sent_ns` (the controller's clock) tells a replayed
+/// beacon from a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Announce {
     pub session: u32,
     pub sync_port: u16,
+    pub sent_ns: i64,
 }
 
 /// Length of an announce datagram.
-pub const ANNOUNCE_LEN: usize = 16;
+pub const ANNOUNCE_LEN: usize = 24;
 
 /// Writes an announce datagram.
 pub fn encode_announce(a: &Announce) -> Vec<u8> {
@@ -342,6 +344,7 @@ pub fn encode_announce(a: &Announce) -> Vec<u8> {
     out.extend_from_slice(&a.session.to_le_bytes());
     out.extend_from_slice(&a.sync_port.to_le_bytes());
     out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&a.sent_ns.to_le_bytes());
     out
 }
 
@@ -358,7 +361,13 @@ fn parse_announce(buf: &[u8]) -> Result<Announce, WireError> {
     if sync_port == 0 {
         return Err(WireError::BadStreamFormat("sync port 0"));
     }
-    Ok(Announce { session, sync_port })
+    r.u16()?;
+    let sent_ns = r.i64()?;
+    Ok(Announce {
+        session,
+        sync_port,
+        sent_ns,
+    })
 }
 
 /// Any chorus datagram.
@@ -549,10 +558,12 @@ mod tests {
         let a = Announce {
             session: 77,
             sync_port: 7701,
+            sent_ns: -5_000_000_123,
         };
         let b = encode_announce(&a);
+        assert_eq!(b.len(), ANNOUNCE_LEN);
         assert_eq!(parse(&b).unwrap(), Packet::Announce(a));
-        assert!(parse(&b[..15]).is_err());
+        assert!(parse(&b[..16]).is_err());
         let mut zero = b.clone();
         zero[12] = 0;
         zero[13] = 0;
@@ -635,6 +646,7 @@ mod tests {
         valid.push(encode_announce(&Announce {
             session: 9,
             sync_port: 7701,
+            sent_ns: 1_000_000_000,
         }));
         valid.push(
             crate::wire::SyncRequest {
