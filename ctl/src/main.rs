@@ -19,7 +19,9 @@ struct Cli {
     /// Print the API's JSON answer instead of text.
     #[arg(long, global = true)]
     json: bool,
-    /// API token, when the daemon requires one (`[api] token-file`).
+    /// API token, when the daemon requires one (`[api] token-file`). Default: this box's
+    /// /etc/chorus/api-token when it can be read (root or group chorus), sent only to a
+    /// controller named with --controller or on this box, never to one found with mDNS.
     #[arg(long, env = "CHORUS_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
     /// The zone that playback, queue and zone commands act on (default: the controller's
@@ -174,7 +176,16 @@ impl Client {
                     .ok()
                     .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
                     .unwrap_or(text);
-                Err(Failure::Refused(format!("{msg} (HTTP {code})")))
+                let hint = if code == 401 && self.token.is_none() {
+                    format!(
+                        "; pass --token or CHORUS_TOKEN, or, as root on a paired box, \
+                         --controller {} to send {BOX_TOKEN}",
+                        self.base
+                    )
+                } else {
+                    String::new()
+                };
+                Err(Failure::Refused(format!("{msg} (HTTP {code}){hint}")))
             }
             Err(e) => Err(Failure::Unreachable(format!(
                 "cannot reach chorusd at {}: {e}",
@@ -211,6 +222,29 @@ impl Client {
     }
 }
 
+/// The token the package generates at install, the same on every box once paired.
+const BOX_TOKEN: &str = "/etc/chorus/api-token";
+
+/// Whether an API URL points at this box (loopback): an answer learnt from mDNS may come from
+/// anyone on the LAN, and this box's token goes only where the user said or to itself.
+fn is_this_box(base: &str) -> bool {
+    let host = base
+        .split("://")
+        .nth(1)
+        .unwrap_or(base)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if host == "localhost" {
+        return true;
+    }
+    // An address of this box's own is one a socket can be bound to.
+    host.trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|a| a.is_loopback() || std::net::UdpSocket::bind((a, 0)).is_ok())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Cmd::Completions { shell } = cli.cmd {
@@ -240,6 +274,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    let named = cli.controller.is_some();
     let base = cli.controller.clone().unwrap_or_else(|| {
         // A responder that just started is still probing its name (about 0.75 s): wait up to
         // 3 s, but only until a controller answers.
@@ -249,7 +284,12 @@ fn main() -> ExitCode {
             .and_then(|f| f["api_url"].as_str().map(String::from))
             .unwrap_or_else(|| "http://127.0.0.1:7780".into())
     });
-    let client = Client::new(&base, cli.token.clone(), cli.zone.clone());
+    let token = cli.token.clone().or_else(|| {
+        (named || is_this_box(&base))
+            .then(|| std::fs::read_to_string(BOX_TOKEN).ok())
+            .flatten()
+    });
+    let client = Client::new(&base, token, cli.zone.clone());
     match run(&client, &cli) {
         Ok(v) => {
             let streamed = matches!(
@@ -821,5 +861,30 @@ fn render(cmd: &Cmd, v: &Value) -> String {
         | Cmd::Shuffle
         | Cmd::Repeat { .. } => render_queue(v),
         _ => render_zone(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_this_box;
+
+    #[test]
+    fn the_box_token_goes_only_to_this_box_unless_named() {
+        for url in [
+            "http://127.0.0.1:7780",
+            "http://localhost:7780/",
+            "http://[::1]:7780",
+            "http://127.0.0.53:7780/api/v1",
+        ] {
+            assert!(is_this_box(url), "{url}");
+        }
+        // Not an address of this box (TEST-NET-1), names that are not this box's.
+        for url in [
+            "http://192.0.2.1:7780",
+            "http://music-box.local:7780",
+            "http://evil.example:80",
+        ] {
+            assert!(!is_this_box(url), "{url}");
+        }
     }
 }

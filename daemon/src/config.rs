@@ -28,8 +28,9 @@ pub struct Config {
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// File holding the pre-shared key (at least 16 bytes; surrounding whitespace ignored).
-    /// Keep it readable only by root and the chorus group.
-    pub key_file: String,
+    /// Keep it readable only by root and the chorus group. Not set: `key` beside the config
+    /// file, if there is one (the package makes one at install); "": no key.
+    pub key_file: Option<String>,
     /// The key itself, in this file (readable by whoever can read the config): for tests.
     pub key: String,
 }
@@ -43,8 +44,9 @@ fn load_secret(
     section: &str,
     name: &str,
     inline: &str,
-    file: &str,
+    file: Option<&str>,
 ) -> Result<Option<(Vec<u8>, String)>, KeyedError> {
+    let file = file.unwrap_or("");
     match (inline.is_empty(), file.is_empty()) {
         (true, true) => Ok(None),
         (false, false) => Err((
@@ -89,7 +91,9 @@ fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
 impl SecurityConfig {
     /// The key, read and checked, if one is configured.
     pub fn load_key(&self) -> Result<Option<Vec<u8>>, (String, String)> {
-        let Some((key, name)) = load_secret("security", "key", &self.key, &self.key_file)? else {
+        let Some((key, name)) =
+            load_secret("security", "key", &self.key, self.key_file.as_deref())?
+        else {
             return Ok(None);
         };
         if key.len() < crate::wire::auth::MIN_KEY_LEN {
@@ -121,8 +125,9 @@ pub struct ApiConfig {
     pub listen: String,
     /// File holding a bearer token that calls which change state must carry
     /// (`Authorization: Bearer <token>`); empty: no token. The same token on every box (the
-    /// controller passes it on to speakers).
-    pub token_file: String,
+    /// controller passes it on to speakers). Not set: `api-token` beside the config file, if
+    /// there is one (the package makes one at install); "": no token.
+    pub token_file: Option<String>,
     /// The token itself, in this file: for tests.
     pub token: String,
     /// Require the token on calls that only read as well.
@@ -143,7 +148,9 @@ pub const MIN_TOKEN_LEN: usize = 16;
 impl ApiConfig {
     /// The token, read and checked, if one is configured.
     pub fn load_token(&self) -> Result<Option<Vec<u8>>, (String, String)> {
-        let Some((token, key)) = load_secret("api", "token", &self.token, &self.token_file)? else {
+        let Some((token, key)) =
+            load_secret("api", "token", &self.token, self.token_file.as_deref())?
+        else {
             return Ok(None);
         };
         if token.len() < MIN_TOKEN_LEN {
@@ -209,6 +216,9 @@ pub struct ControllerConfig {
     /// fe80::/10: cloud metadata services and the like); off: refused, against requests forged
     /// through the API.
     pub radio_allow_local: bool,
+    /// Folders `play` and `queue add` take files, folders, playlists and FIFOs from (symlinks
+    /// and `..` resolved first); anything else is refused (403).
+    pub media_roots: Vec<String>,
     /// More zones this controller streams, each its own queue on its own group (`[zone]` is
     /// the first; the others share its format, interface and TTL).
     pub zones: Vec<ExtraZone>,
@@ -325,7 +335,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: "0.0.0.0:7780".into(),
-            token_file: String::new(),
+            token_file: None,
             token: String::new(),
             protect_reads: false,
             mutating_per_second: 20,
@@ -362,9 +372,27 @@ impl Default for ControllerConfig {
             fifo_format: "48000:16:2".into(),
             capture_format: "48000:16:2".into(),
             radio_allow_local: false,
+            media_roots: default_media_roots(),
             zones: vec![],
         }
     }
+}
+
+/// The folders played from when the config names none: where music lives on a Debian box
+/// (/srv/music, /media for disks), the daemon's state folder, and the user's own music folder
+/// (`$XDG_MUSIC_DIR`, else `~/Music`).
+fn default_media_roots() -> Vec<String> {
+    let mut roots: Vec<String> = ["/srv/music", "/var/lib/chorus", "/media"]
+        .map(String::from)
+        .into();
+    let own = std::env::var_os("XDG_MUSIC_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join("Music")));
+    if let Some(d) = own.filter(|d| d.is_absolute()) {
+        roots.push(d.to_string_lossy().into_owned());
+    }
+    roots
 }
 
 /// Device period when not configured: 10 ms.
@@ -464,6 +492,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         key,
         message,
     })?;
+    let mut cfg = cfg;
+    cfg.secrets_beside(path.parent().unwrap_or(Path::new(".")));
     let problems = cfg.validate();
     if problems.is_empty() {
         Ok(cfg)
@@ -510,6 +540,48 @@ fn zone_group(a: Ipv4Addr) -> bool {
 }
 
 impl Config {
+    /// The secrets the package generates beside the config file (`key`, `api-token`) are used
+    /// when the config names none, so that a default install is authenticated; `key-file = ""`
+    /// or `token-file = ""` turns that off. A file that is there but cannot be read is an
+    /// error, named with its key (`check-config` run without root says so).
+    pub fn secrets_beside(&mut self, dir: &Path) {
+        let beside = |slot: &mut Option<String>, inline: &str, name: &str| {
+            if slot.is_none() && inline.is_empty() {
+                let p = dir.join(name);
+                let found = std::fs::symlink_metadata(&p).is_ok();
+                *slot = Some(if found {
+                    p.to_string_lossy().into_owned()
+                } else {
+                    String::new()
+                });
+            }
+        };
+        beside(&mut self.security.key_file, &self.security.key, "key");
+        beside(&mut self.api.token_file, &self.api.token, "api-token");
+    }
+
+    /// What guards this box, in words: where the datagram key and the API token come from.
+    pub fn protection(&self) -> String {
+        let from = |inline: &str, file: &Option<String>, key: &str| match file.as_deref() {
+            Some(f) if !f.is_empty() => f.to_string(),
+            _ if !inline.is_empty() => format!("[{key}]"),
+            _ => String::new(),
+        };
+        let key = from(&self.security.key, &self.security.key_file, "security");
+        let token = from(&self.api.token, &self.api.token_file, "api");
+        let key = if key.is_empty() {
+            "datagrams NOT authenticated".to_string()
+        } else {
+            format!("datagrams authenticated with {key}")
+        };
+        let token = if token.is_empty() {
+            "API without a token".to_string()
+        } else {
+            format!("API token from {token}")
+        };
+        format!("{key}, {token}")
+    }
+
     /// Every problem in the config (empty: valid).
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
@@ -613,6 +685,13 @@ impl Config {
                 problem(&mut p, "controller.capture-format", e);
             }
             self.check_zones(&mut p);
+            if let Some(r) = c.media_roots.iter().find(|r| !Path::new(r).is_absolute()) {
+                problem(
+                    &mut p,
+                    "controller.media-roots",
+                    format!("{r:?} is not an absolute path"),
+                );
+            }
             if c.fec_group as usize > crate::wire::fec::MAX_GROUP {
                 problem(
                     &mut p,
@@ -867,6 +946,56 @@ mod tests {
     fn defaults_are_valid() {
         assert_eq!(Config::default().validate(), vec![]);
         assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn secrets_beside_the_config_are_used_unless_turned_off() {
+        let dir = std::env::temp_dir().join(format!("chorus-beside-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chorus.toml");
+        std::fs::write(&path, "").unwrap();
+        // Nothing beside it: no key, no token.
+        let cfg = load(&path).unwrap();
+        assert_eq!(cfg.security.load_key().unwrap(), None);
+        assert_eq!(cfg.api.load_token().unwrap(), None);
+        // What the package makes at install.
+        std::fs::write(dir.join("key"), "00112233445566778899aabbccddeeff\n").unwrap();
+        std::fs::write(dir.join("api-token"), "0123456789abcdef0123\n").unwrap();
+        let cfg = load(&path).unwrap();
+        assert_eq!(
+            cfg.security.load_key().unwrap().unwrap(),
+            b"00112233445566778899aabbccddeeff"
+        );
+        assert_eq!(
+            cfg.api.load_token().unwrap().unwrap(),
+            b"0123456789abcdef0123"
+        );
+        // Turned off, or named elsewhere.
+        std::fs::write(
+            &path,
+            "[security]\nkey-file = \"\"\n[api]\ntoken = \"abcdefghijklmnopqrst\"\n",
+        )
+        .unwrap();
+        let cfg = load(&path).unwrap();
+        assert_eq!(cfg.security.load_key().unwrap(), None);
+        assert_eq!(
+            cfg.api.load_token().unwrap().unwrap(),
+            b"abcdefghijklmnopqrst"
+        );
+        // One beside it that is not a regular file is refused, by its key.
+        std::fs::remove_file(dir.join("key")).unwrap();
+        std::fs::create_dir(dir.join("key")).unwrap();
+        std::fs::write(&path, "").unwrap();
+        match load(&path) {
+            Err(ConfigError::Invalid { problems, .. }) => {
+                assert!(
+                    problems.iter().any(|p| p.key == "security.key-file"),
+                    "{problems:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -74,7 +74,13 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
     let z = &cfg.zone;
     let auth = cfg.security.auth();
     if auth.keyed() {
-        log::info!("datagrams are authenticated with the pre-shared key");
+        log::info!("{}", cfg.protection());
+    } else {
+        log::warn!(
+            "{}: anyone on the LAN can send this zone audio and sync datagrams ([security] \
+             key-file; the package makes /etc/chorus/key at install)",
+            cfg.protection()
+        );
     }
 
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
@@ -174,6 +180,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 .map(|t| String::from_utf8_lossy(t).into_owned()),
             events: events.clone(),
             discovery: std::sync::OnceLock::new(),
+            media_roots: controller::queue::MediaRoots::new(&cfg.controller.media_roots),
         });
         api::events::watch_controller(ctx.clone(), events.clone());
         roles.controller = Some(ctx);

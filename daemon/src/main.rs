@@ -45,7 +45,12 @@ fn main() -> ExitCode {
                     .filter(|(_, on)| *on)
                     .map(|(n, _)| *n)
                     .collect();
-                    println!("{}: OK ({})", path.display(), roles.join(" + "));
+                    println!(
+                        "{}: OK ({}; {})",
+                        path.display(),
+                        roles.join(" + "),
+                        cfg.protection()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -339,6 +339,15 @@ pub fn lan_with_controller(hosts: usize, tag: &str) -> (Lan, PathBuf, Net, Daemo
     (lan, dir, net, controller)
 }
 
+/// `[controller] media-roots` for tests: the scratch folders and the repository (fixtures).
+pub fn media_roots() -> String {
+    format!(
+        "media-roots = [{:?}, {:?}]\n",
+        std::env::temp_dir().to_string_lossy(),
+        repo().to_string_lossy()
+    )
+}
+
 /// Starts a controller.
 pub fn start_controller(dir: &Path, net: &Net, extra: &str) -> Daemon {
     start_controller_zone(dir, net, "", extra)
@@ -348,11 +357,16 @@ pub fn start_controller(dir: &Path, net: &Net, extra: &str) -> Daemon {
 pub fn start_controller_zone(dir: &Path, net: &Net, zone_extra: &str, extra: &str) -> Daemon {
     let port = free_tcp_port();
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\nmdns = {}\n{}{zone_extra}\n[controller]\nsync-port = {}\n{extra}\n[speaker]\nenabled = false\n",
+        "log-level = \"info\"\n[api]\nlisten = \"{}:{port}\"\nmdns = {}\n{}{zone_extra}\n[controller]\nsync-port = {}\n{}{extra}\n[speaker]\nenabled = false\n",
         net.api_host,
         net.ns.is_some(),
         zone_toml(net),
-        net.sync_port
+        net.sync_port,
+        if extra.contains("media-roots") {
+            String::new()
+        } else {
+            media_roots()
+        }
     );
     start_daemon_on(net, dir, "controller", &cfg)
 }

@@ -17,8 +17,8 @@ const FAST: &str = "mutating-per-second = 100000\n";
 fn controller_with_api(dir: &std::path::Path, net: &Net, kitchen: &str, api_extra: &str) -> Daemon {
     let port = free_tcp_port();
     let cfg = format!(
-        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nmdns = false\n{api_extra}\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nsync-port = {}\n[[controller.zones]]\nname = \"kitchen\"\ngroup = \"{kitchen}\"\n[speaker]\nenabled = false\n",
-        net.group, net.port, net.sync_port
+        "log-level = \"info\"\n[api]\nlisten = \"127.0.0.1:{port}\"\nmdns = false\n{api_extra}\n[zone]\ngroup = \"{}\"\nport = {}\ninterface = \"127.0.0.1\"\n[controller]\nsync-port = {}\n{}[[controller.zones]]\nname = \"kitchen\"\ngroup = \"{kitchen}\"\n[speaker]\nenabled = false\n",
+        net.group, net.port, net.sync_port, media_roots()
     );
     start_daemon(dir, "controller", &cfg)
 }

@@ -52,7 +52,11 @@ const TOKEN: &str = "a-long-enough-api-token-for-tests";
 fn with_token(dir: &std::path::Path, net: &Net, speaker: Option<&str>) -> Daemon {
     let port = free_tcp_port();
     let role = match speaker {
-        None => format!("[controller]\nsync-port = {}\n[speaker]\nenabled = false\n", net.sync_port),
+        None => format!(
+            "[controller]\nsync-port = {}\n{}[speaker]\nenabled = false\n",
+            net.sync_port,
+            media_roots()
+        ),
         Some(name) => format!(
             "[controller]\nenabled = false\n[speaker]\nname = \"{name}\"\noutput = \"sim\"\npath = \"{}\"\n",
             dir.join(format!("{name}.wav")).display()
@@ -343,4 +347,49 @@ fn idle_connections_from_one_host_neither_exhaust_the_api_nor_stay_for_ever() {
         .filter(|c| !closed(c, Duration::from_millis(50)))
         .count();
     assert_eq!(open, 0, "idle connections are closed");
+}
+
+#[test]
+fn play_takes_files_from_the_media_roots_only_and_folder_walks_end() {
+    // `play /etc/shadow`-style requests read any file the daemon could; a folder of
+    // self-referencing symlinks was walked on the API's workers until the depth limit, 16
+    // levels of every link, and the API stopped answering meanwhile.
+    let dir = scratch("roots");
+    let music = dir.join("music");
+    std::fs::create_dir_all(music.join("album")).unwrap();
+    std::fs::copy(
+        repo().join("tests/fixtures/tone_44k1_s16_stereo.wav"),
+        music.join("album/t.wav"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("secret.wav"), b"RIFF").unwrap();
+    for k in 0..8 {
+        std::os::unix::fs::symlink(&music, music.join(format!("album/loop{k}"))).unwrap();
+    }
+    std::os::unix::fs::symlink(dir.join("secret.wav"), music.join("s.wav")).unwrap();
+    let roots = format!("media-roots = [{:?}]\n", music.to_string_lossy());
+    let controller = start_controller(&dir, &Net::new(), &roots);
+    let refused = [
+        "/etc/passwd".to_string(),
+        dir.join("secret.wav").to_string_lossy().into_owned(),
+        format!("{}/../secret.wav", music.display()),
+        music.join("s.wav").to_string_lossy().into_owned(),
+    ];
+    for uri in &refused {
+        let (code, out, err) = chorusctl(&controller.api, &["--json", "play", uri]);
+        assert_ne!(code, 0, "{uri}: {out}");
+        assert!(
+            err.contains("media-roots") && err.contains("403"),
+            "{uri}: {err}"
+        );
+    }
+    let t = std::time::Instant::now();
+    let (code, out, err) = chorusctl(
+        &controller.api,
+        &["--json", "play", music.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let queue: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(queue["queue"].as_array().map(Vec::len), Some(1), "{queue}");
 }

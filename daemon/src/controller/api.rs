@@ -38,6 +38,8 @@ pub struct Ctx {
     pub events: Arc<crate::api::events::Events>,
     /// mDNS: what announces itself on the network (None: discovery off).
     pub discovery: std::sync::OnceLock<Arc<crate::discovery::Discovery>>,
+    /// The folders `play` and `queue add` take files from.
+    pub media_roots: queue::MediaRoots,
 }
 
 impl Ctx {
@@ -389,7 +391,7 @@ async fn play(
     b: Result<Json<PlayBody>, JsonRejection>,
 ) -> ApiResult<ZoneStatus> {
     let uri = body(b)?.uri;
-    let items = expand(&uri)?;
+    let items = expand(&c, &uri).await?;
     send(&c, z, Command::Play { uri, items }).await
 }
 
@@ -466,7 +468,7 @@ async fn queue_add(
     let b = body(b)?;
     let len = c.zone_status(z)?.queue.len();
     let at = b.position.map(|p| position(p, len, true)).transpose()?;
-    let items = expand(&b.uri)?;
+    let items = expand(&c, &b.uri).await?;
     queue_cmd(&c, z, Command::Add { at, items }).await
 }
 
@@ -510,9 +512,16 @@ async fn repeat(
     queue_cmd(&c, z, Command::SetRepeat(mode)).await
 }
 
-/// A URI's items, or the API error that says why there are none.
-fn expand(uri: &str) -> Result<Vec<std::path::PathBuf>, ApiError> {
-    queue::expand(uri).map_err(|e| match e {
+/// A URI's items, or the API error that says why there are none. The file system is read on a
+/// blocking thread: a folder of a slow disk (or a loop of symlinks, before the walk stopped
+/// following them) held an API worker for as long as the walk took.
+async fn expand(c: &Ctx, uri: &str) -> Result<Vec<std::path::PathBuf>, ApiError> {
+    let (uri, roots) = (uri.to_string(), c.media_roots.clone());
+    let found = tokio::task::spawn_blocking(move || queue::expand(&uri, &roots))
+        .await
+        .map_err(|_| ApiError::internal("the folder walk failed"))?;
+    found.map_err(|e| match e {
+        QueueError::Outside(_) => ApiError::forbidden(e.to_string()),
         QueueError::NotFound(_) => ApiError::not_found(e.to_string()),
         QueueError::UnsupportedScheme(_) => ApiError::bad_request(e.to_string()),
         QueueError::Empty(_) | QueueError::Read { .. } => ApiError::unprocessable(e.to_string()),
