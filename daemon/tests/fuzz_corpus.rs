@@ -26,6 +26,7 @@ fn the_fuzz_corpus_replays_without_a_panic() {
         ("datagram", fuzz::datagram as fn(&[u8])),
         ("authenticated", fuzz::authenticated),
         ("config", fuzz::config),
+        ("playlist", chorus::controller::queue::fuzz_playlist),
     ] {
         let inputs = corpus(target);
         assert!(inputs.len() > 100, "{target}: only {} inputs", inputs.len());

@@ -198,16 +198,32 @@ fn scan_dir(
     Ok(())
 }
 
+/// Largest playlist read, bytes (50 000 entries of 160 bytes fit).
+const MAX_PLAYLIST_BYTES: u64 = 8 << 20;
+
 /// Reads an .m3u (one entry per line, `#` comments) or .pls (`FileN=entry`, in the order of N)
-/// playlist. Relative entries resolve against the playlist's folder.
+/// playlist, at most `MAX_PLAYLIST_BYTES` of it. Relative entries resolve against the
+/// playlist's folder.
 fn read_m3u(list: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let bytes = std::fs::read(list)?;
-    let text = String::from_utf8_lossy(&bytes);
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(list)?
+        .take(MAX_PLAYLIST_BYTES)
+        .read_to_end(&mut bytes)?;
+    let pls = extension(list).as_deref() == Some("pls");
     let base = list.parent().unwrap_or(Path::new("."));
+    out.extend(parse_playlist(&String::from_utf8_lossy(&bytes), pls, base));
+    Ok(())
+}
+
+/// The entries of an .m3u or (`pls`) .pls playlist's text, in order, at most `MAX_ITEMS`:
+/// stations as they are, paths joined to `base` when relative. Entries are kept even when
+/// missing: the streamer reports them and moves on. Pure: the fuzz target's too.
+pub fn parse_playlist(text: &str, pls: bool, base: &Path) -> Vec<PathBuf> {
     let lines = text
         .lines()
         .map(|l| l.trim().trim_start_matches('\u{feff}'));
-    let entries: Vec<&str> = if extension(list).as_deref() == Some("pls") {
+    let entries: Vec<&str> = if pls {
         let mut numbered: Vec<(u32, &str)> = lines
             .filter_map(|l| {
                 let (key, value) = l.split_once('=')?;
@@ -221,22 +237,41 @@ fn read_m3u(list: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     } else {
         lines.filter(|l| !l.starts_with('#')).collect()
     };
-    for line in entries.into_iter().filter(|l| !l.is_empty()) {
+    let paths = entries.into_iter().filter(|l| !l.is_empty()).map(|line| {
         if crate::audio::radio::is_radio(line) {
             // A station in a playlist (the way most radio directories hand them out).
-            out.push(PathBuf::from(line));
-            continue;
+            return PathBuf::from(line);
         }
-        let entry = line.strip_prefix("file://").unwrap_or(line);
-        let p = Path::new(entry);
-        // Entries are kept even when missing: the streamer reports them and moves on.
-        out.push(if p.is_absolute() {
+        let p = Path::new(line.strip_prefix("file://").unwrap_or(line));
+        if p.is_absolute() {
             p.to_path_buf()
         } else {
             base.join(p)
-        });
+        }
+    });
+    paths.take(MAX_ITEMS).collect()
+}
+
+/// Fuzz entry for the playlist parsers (`daemon/fuzz`, target `playlist`): the first byte
+/// chooses .pls (odd) or .m3u, the rest is the text. Besides not panicking, what comes out must
+/// be sane: no more entries than lines, none empty or spanning lines, each a station or an
+/// absolute path.
+pub fn fuzz_playlist(data: &[u8]) {
+    let (pls, text) = match data.split_first() {
+        Some((first, rest)) => (first & 1 == 1, rest),
+        None => (false, data),
+    };
+    let text = String::from_utf8_lossy(text);
+    let entries = parse_playlist(&text, pls, Path::new("/srv/music/lists"));
+    assert!(entries.len() <= text.lines().count().min(MAX_ITEMS));
+    for e in &entries {
+        let s = e.to_string_lossy();
+        assert!(!s.is_empty() && !s.contains('\n'), "{s:?}");
+        assert!(
+            crate::audio::radio::is_radio(&s) || e.is_absolute(),
+            "{s:?}"
+        );
     }
-    Ok(())
 }
 
 #[cfg(test)]
