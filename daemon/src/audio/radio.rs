@@ -106,11 +106,17 @@ impl RadioReader {
         let alive = Alive(life.clone());
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let (u, sh) = (url.to_string(), shared.clone());
+        let thread = Fetch {
+            url: url.to_string(),
+            tx,
+            shared: shared.clone(),
+            allow_local,
+            life: alive.0.clone(),
+        };
         std::thread::Builder::new()
             .name("chorus-radio".into())
             .spawn(move || {
-                run(&u, &tx, &sh, allow_local, &alive.0);
+                thread.run();
                 drop(alive);
             })
             .map_err(open)?;
@@ -185,160 +191,164 @@ impl Drop for RadioReader {
     }
 }
 
-/// The reader thread: connect, read, decode, hand over; reconnect on any failure. Ends when
-/// the source is gone.
-fn run(
-    url: &str,
-    tx: &SyncSender<Chunk>,
-    shared: &Arc<Mutex<Shared>>,
+/// What the reader thread works with.
+struct Fetch {
+    url: String,
+    tx: SyncSender<Chunk>,
+    shared: Arc<Mutex<Shared>>,
+    /// Let the stream reach this box and link-local addresses.
     allow_local: bool,
-    life: &Arc<Life>,
-) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let started = std::time::Instant::now();
-        match stream_once(url, tx, shared, allow_local, life) {
-            Ok(()) => return, // the source was dropped
-            Err(_) if life.stop.load(Ordering::SeqCst) => return,
-            Err(e) => log::warn!("radio {url}: {e}; reconnecting in {backoff:?}"),
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_secs(1);
-        }
-        // Sleep in steps, so that a dropped source ends the thread soon.
-        let until = std::time::Instant::now() + backoff;
-        while std::time::Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(100));
-            if let Err(TrySendError::Disconnected(_)) = tx.try_send(Chunk {
-                samples: vec![],
-                rate: 0,
-                channels: 0,
-            }) {
-                return;
-            }
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
+    life: Arc<Life>,
 }
 
-/// One connection: Ok when the receiver went away, Err why the stream stopped.
-fn stream_once(
-    url: &str,
-    tx: &SyncSender<Chunk>,
-    shared: &Arc<Mutex<Shared>>,
-    allow_local: bool,
-    life: &Arc<Life>,
-) -> Result<(), String> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout_read(Duration::from_secs(10))
-        .redirects(3)
-        .resolver(move |netloc: &str| {
-            // Every address of every hop (redirects included) is checked here.
-            use std::net::ToSocketAddrs;
-            let all: Vec<_> = netloc.to_socket_addrs()?.collect();
-            let ok: Vec<_> = all
-                .iter()
-                .copied()
-                .filter(|a| allow_local || !local(a.ip()))
-                .collect();
-            if ok.is_empty() && !all.is_empty() {
-                return Err(std::io::Error::new(
+impl Fetch {
+    /// The reader thread: connect, read, decode, hand over; reconnect on any failure. Ends when
+    /// the source is gone.
+    fn run(&self) {
+        let (url, tx, life) = (&self.url, &self.tx, &self.life);
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = std::time::Instant::now();
+            match self.stream_once() {
+                Ok(()) => return, // the source was dropped
+                Err(_) if life.stop.load(Ordering::SeqCst) => return,
+                Err(e) => log::warn!("radio {url}: {e}; reconnecting in {backoff:?}"),
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = Duration::from_secs(1);
+            }
+            // Sleep in steps, so that a dropped source ends the thread soon.
+            let until = std::time::Instant::now() + backoff;
+            while std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(100));
+                if let Err(TrySendError::Disconnected(_)) = tx.try_send(Chunk {
+                    samples: vec![],
+                    rate: 0,
+                    channels: 0,
+                }) {
+                    return;
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// One connection: Ok when the receiver went away, Err why the stream stopped.
+    fn stream_once(&self) -> Result<(), String> {
+        let (url, tx, shared, life) = (&self.url, &self.tx, &self.shared, &self.life);
+        let allow_local = self.allow_local;
+        let agent =
+            ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(5))
+                .timeout_read(Duration::from_secs(10))
+                .redirects(3)
+                .resolver(move |netloc: &str| {
+                    // Every address of every hop (redirects included) is checked here.
+                    use std::net::ToSocketAddrs;
+                    let all: Vec<_> = netloc.to_socket_addrs()?.collect();
+                    let ok: Vec<_> = all
+                        .iter()
+                        .copied()
+                        .filter(|a| allow_local || !local(a.ip()))
+                        .collect();
+                    if ok.is_empty() && !all.is_empty() {
+                        return Err(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
                     format!("{netloc} is this box or link-local ([controller] radio-allow-local)"),
                 ));
-            }
-            Ok(ok)
-        })
-        .build();
-    let resp = agent
-        .get(url)
-        .set("Icy-MetaData", "1")
-        .set("User-Agent", concat!("chorus/", env!("CARGO_PKG_VERSION")))
-        .call()
-        .map_err(|e| e.to_string())?;
-    let metaint = resp
-        .header("icy-metaint")
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0 && n <= 1 << 20);
-    let ctype = resp
-        .header("content-type")
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if let Ok(mut s) = shared.lock() {
-        s.connections += 1;
-        s.name = resp.header("icy-name").map(|n| n.trim().to_string());
-    }
-    log::info!("radio {url}: connected ({ctype}, metadata every {metaint:?} bytes)");
-    let body = IcyReader {
-        inner: resp.into_reader(),
-        metaint,
-        until_meta: metaint.unwrap_or(0),
-        shared: shared.clone(),
-        life: life.clone(),
-    };
-    let mut hint = Hint::new();
-    let ext = match ctype.as_str() {
-        t if t.contains("mpeg") || t.contains("mp3") => "mp3",
-        t if t.contains("aac") => "aac",
-        t if t.contains("ogg") => "ogg",
-        t if t.contains("flac") => "flac",
-        _ => "mp3",
-    };
-    hint.with_extension(ext);
-    let mss = MediaSourceStream::new(Box::new(ReadOnlySource::new(body)), Default::default());
-    let mut probed = symphonia::default::get_probe()
-        .format(
-            &hint,
-            mss,
-            &FormatOptions::default(),
-            &MetadataOptions::default(),
-        )
-        .map_err(|e| format!("not a stream we can decode: {e}"))?;
-    let track = probed
-        .format
-        .default_track()
-        .ok_or("no audio track")?
-        .clone();
-    let mut dec = symphonia::default::get_codecs()
-        .make(&track.codec_params, &DecoderOptions::default())
-        .map_err(|e| e.to_string())?;
-    let mut sb: Option<SampleBuffer<f32>> = None;
-    let mut bad = 0;
-    loop {
-        let packet = probed
+                    }
+                    Ok(ok)
+                })
+                .build();
+        let resp = agent
+            .get(url)
+            .set("Icy-MetaData", "1")
+            .set("User-Agent", concat!("chorus/", env!("CARGO_PKG_VERSION")))
+            .call()
+            .map_err(|e| e.to_string())?;
+        let metaint = resp
+            .header("icy-metaint")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0 && n <= 1 << 20);
+        let ctype = resp
+            .header("content-type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if let Ok(mut s) = shared.lock() {
+            s.connections += 1;
+            s.name = resp.header("icy-name").map(|n| n.trim().to_string());
+        }
+        log::info!("radio {url}: connected ({ctype}, metadata every {metaint:?} bytes)");
+        let body = IcyReader {
+            inner: resp.into_reader(),
+            metaint,
+            until_meta: metaint.unwrap_or(0),
+            shared: shared.clone(),
+            life: life.clone(),
+        };
+        let mut hint = Hint::new();
+        let ext = match ctype.as_str() {
+            t if t.contains("mpeg") || t.contains("mp3") => "mp3",
+            t if t.contains("aac") => "aac",
+            t if t.contains("ogg") => "ogg",
+            t if t.contains("flac") => "flac",
+            _ => "mp3",
+        };
+        hint.with_extension(ext);
+        let mss = MediaSourceStream::new(Box::new(ReadOnlySource::new(body)), Default::default());
+        let mut probed = symphonia::default::get_probe()
+            .format(
+                &hint,
+                mss,
+                &FormatOptions::default(),
+                &MetadataOptions::default(),
+            )
+            .map_err(|e| format!("not a stream we can decode: {e}"))?;
+        let track = probed
             .format
-            .next_packet()
-            .map_err(|e| format!("stream ended: {e}"))?;
-        let buf = match dec.decode(&packet) {
-            Ok(b) => b,
-            Err(e) => {
-                bad += 1;
-                if bad > 64 {
-                    return Err(format!("undecodable: {e}"));
+            .default_track()
+            .ok_or("no audio track")?
+            .clone();
+        let mut dec = symphonia::default::get_codecs()
+            .make(&track.codec_params, &DecoderOptions::default())
+            .map_err(|e| e.to_string())?;
+        let mut sb: Option<SampleBuffer<f32>> = None;
+        let mut bad = 0;
+        loop {
+            let packet = probed
+                .format
+                .next_packet()
+                .map_err(|e| format!("stream ended: {e}"))?;
+            let buf = match dec.decode(&packet) {
+                Ok(b) => b,
+                Err(e) => {
+                    bad += 1;
+                    if bad > 64 {
+                        return Err(format!("undecodable: {e}"));
+                    }
+                    continue;
                 }
+            };
+            bad = 0;
+            let spec = *buf.spec();
+            let frames = buf.frames();
+            if frames == 0 {
                 continue;
             }
-        };
-        bad = 0;
-        let spec = *buf.spec();
-        let frames = buf.frames();
-        if frames == 0 {
-            continue;
-        }
-        let s = match &mut sb {
-            Some(s) if s.capacity() >= buf.capacity() => s,
-            slot => slot.insert(SampleBuffer::new(buf.capacity() as u64, spec)),
-        };
-        s.copy_interleaved_ref(buf);
-        let channels = spec.channels.count();
-        let chunk = Chunk {
-            samples: s.samples()[..frames * channels].to_vec(),
-            rate: spec.rate,
-            channels,
-        };
-        if tx.send(chunk).is_err() {
-            return Ok(()); // the source is gone
+            let s = match &mut sb {
+                Some(s) if s.capacity() >= buf.capacity() => s,
+                slot => slot.insert(SampleBuffer::new(buf.capacity() as u64, spec)),
+            };
+            s.copy_interleaved_ref(buf);
+            let channels = spec.channels.count();
+            let chunk = Chunk {
+                samples: s.samples()[..frames * channels].to_vec(),
+                rate: spec.rate,
+                channels,
+            };
+            if tx.send(chunk).is_err() {
+                return Ok(()); // the source is gone
+            }
         }
     }
 }

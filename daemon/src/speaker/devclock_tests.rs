@@ -51,6 +51,17 @@ impl Dev {
     }
 }
 
+/// A reading stamped at the call: the clock read `before`, the position read at `read`, the
+/// call returning `took` ns later.
+fn at_call(before: f64, read: f64, took: f64, position: i64) -> Reading {
+    Reading {
+        before: LocalNs(before as i64),
+        stamp: LocalNs(read as i64),
+        after: LocalNs((read + took) as i64),
+        position,
+    }
+}
+
 struct Rng(u64);
 impl Rng {
     fn uniform(&mut self) -> f64 {
@@ -151,12 +162,7 @@ fn a_bracket_that_lies_late_is_found_out() {
                 let late = if i == 0 { rng.uniform() * 300e3 } else { 0.0 };
                 let read = t + late + 20e3;
                 let p = d.position(read);
-                m.handle_reading(Reading {
-                    before: LocalNs(t as i64),
-                    stamp: LocalNs(read as i64),
-                    after: LocalNs(read as i64 + 1_000),
-                    position: p,
-                });
+                m.handle_reading(at_call(t, read, 1_000.0, p));
                 let err = (m.heard(p + 4_800).unwrap().0 as f64 - d.when(p + 4_800)) / 1e3;
                 let s = ((read - d.start) / 1e9) as usize;
                 if s < 30 {
@@ -298,12 +304,7 @@ fn cold_start(d: &Dev, jitter_us: f64, secs: f64) -> (f64, f64) {
         let (mut before, mut t, mut first) = (at, at + late, None);
         loop {
             let p = d.position(t);
-            m.handle_reading(Reading {
-                before: LocalNs(before as i64),
-                stamp: LocalNs(t as i64),
-                after: LocalNs(t as i64 + 2_000),
-                position: p,
-            });
+            m.handle_reading(at_call(before, t, 2_000.0, p));
             if settled.is_none() && m.settled() {
                 settled = Some((t - d.start) / 1e9);
             }
