@@ -475,7 +475,7 @@ impl StreamReceiver {
                     return None;
                 }
                 // A replayed announcement (from another host, or later) is a duplicate.
-                if !self.announced.admit(a.sent_ns, local_ns) {
+                if !self.announced.admit(a.sent_ns, local_ns, now.map(|n| n.0)) {
                     stats.duplicates.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
