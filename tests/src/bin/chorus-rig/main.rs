@@ -17,6 +17,13 @@
 //!   ever completing a sync exchange (as a spoofer of another host's address could not), and
 //!   counts the answers (`impostor: repair answers N`).
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
+//! - `chorus-rig attack --group G --port P --sync ADDR [--interface I] [--seconds S] [--seed N]
+//!   [--log FILE]`: random attacks for a soak (see attack.rs).
+//! - `chorus-rig soak-report DIR --attacks FILE --track-frames N NAME...`: what they did (see
+//!   soak.rs).
+
+mod attack;
+mod soak;
 
 use chorus_tests::{skew_us, stats_abs, write_counter_wav, Capture};
 use rand::Rng;
@@ -38,7 +45,9 @@ fn main() -> ExitCode {
         Some("spoof") => spoof(&args[1..]),
         Some("impostor") => impostor(&args[1..]),
         Some("skew") if args.len() >= 3 => skew(Path::new(&args[1]), &args[2..]),
-        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | spoof --group G --port P [--seconds S] [--seq-jump N] | impostor --to ADDR --name N --api ADDR [--seconds S] | skew DIR NAME...".into()),
+        Some("attack") => attack::attack(&args[1..]),
+        Some("soak-report") if args.len() >= 3 => soak::soak_report(Path::new(&args[1]), &args[2..]),
+        _ => Err("usage: chorus-rig gen-counter PATH SECONDS | relay --listen A --to B [...] | spoof --group G --port P [--seconds S] [--seq-jump N] | impostor --to ADDR --name N --api ADDR [--seconds S] | skew DIR NAME... | attack --group G --port P --sync ADDR [...] | soak-report DIR --attacks FILE --track-frames N NAME...".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
