@@ -206,7 +206,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 *c = s.controller.parse().ok();
             }
         }
-        speaker::playout::realtime::lock_memory();
+        speaker::realtime::lock_memory();
         let open = {
             let (s, clock) = (s.clone(), clock.clone());
             let (rate, channels, format) = (z.rate, z.channels, z.sample_format);
@@ -222,7 +222,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         let tap = match cfg.testing.stream_tap.as_str() {
             "" => None,
             path => Some(
-                speaker::playout::StreamTap::create(path, z.rate, z.channels).map_err(|e| {
+                speaker::tap::StreamTap::create(path, z.rate, z.channels).map_err(|e| {
                     DaemonError::Io {
                         what: format!("stream tap {path}"),
                         source: std::io::Error::other(e),

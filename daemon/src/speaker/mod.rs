@@ -9,11 +9,15 @@ pub mod jitter;
 pub mod net;
 pub mod output;
 pub mod plausible;
+mod player;
 pub mod playout;
 pub mod reading;
+pub mod realtime;
 pub mod resampler;
 pub mod schedule;
 pub mod servo;
+pub mod tap;
+pub mod timeline;
 pub mod volume;
 
 use crate::sync::{ClockModel, ClockSnapshot};
