@@ -4,7 +4,7 @@
 
 use chorus::audio::decode::FileDecoder;
 use chorus::clock::ControllerNs;
-use chorus::speaker::resampler::FracResampler;
+use chorus::dsp::resampler::FracResampler;
 use chorus::wire::packet::{encode_audio, parse, AudioHeader, Packet};
 use chorus::wire::SampleFormat;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -134,12 +134,12 @@ fn decode(c: &mut Criterion) {
 /// jitter buffer's spare buffers (the kernel's copy, on a speaker), and the sleeps between
 /// wake-ups.
 fn playout(c: &mut Criterion) {
+    use chorus::dsp::resampler::TAPS;
+    use chorus::dsp::volume::VolumeRamp;
     use chorus::speaker::jitter::Chunk;
     use chorus::speaker::output::{alsa::AlsaOutput, Output};
     use chorus::speaker::playout::jitter_buffer;
-    use chorus::speaker::resampler::TAPS;
     use chorus::speaker::schedule::Scheduler;
-    use chorus::speaker::volume::VolumeRamp;
     const RATE: u32 = 48_000;
     const PERIOD: usize = 480;
     const STEP: f64 = 1.0003;

@@ -3,10 +3,10 @@
 use crate::api;
 use crate::clock::{process_clock, ControllerNs, SharedClock};
 use crate::config::Config;
+use crate::controller::sync_service::ServerStats;
 use crate::controller::{self, Registry};
 use crate::net::multicast_sender;
 use crate::speaker::{self, net::Expect, Shared};
-use crate::sync::server::ServerStats;
 use axum::extract::State;
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -165,7 +165,9 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
                 .name("chorus-sync".into())
                 .stack_size(256 * 1024)
                 .spawn(move || {
-                    crate::sync::server::serve(sync_sock, auth, clock, registry, recent, stats)
+                    crate::controller::sync_service::serve(
+                        sync_sock, auth, clock, registry, recent, stats,
+                    )
                 })
                 .map_err(io("sync service thread"))?;
         }
@@ -182,7 +184,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             discovery: std::sync::OnceLock::new(),
             media_roots: controller::queue::MediaRoots::new(&cfg.controller.media_roots),
         });
-        api::events::watch_controller(ctx.clone(), events.clone());
+        controller::events::watch_controller(ctx.clone(), events.clone());
         roles.controller = Some(ctx);
     }
 
@@ -270,7 +272,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
             z.port,
             iface
         );
-        api::events::watch_speaker(shared.clone(), events.clone());
+        speaker::events::watch_speaker(shared.clone(), events.clone());
         roles.speaker = Some(shared);
     }
 
@@ -499,6 +501,19 @@ async fn events(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoRes
     roles.events.stream()
 }
 
+/// The metrics of the roles that run here, and the process's.
+fn render_metrics(roles: &Roles) -> String {
+    let mut m = api::metrics::Metrics::default();
+    if let Some(c) = roles.controller.as_deref() {
+        controller::metrics::write(c, &mut m);
+    }
+    if let Some(s) = roles.speaker.as_deref() {
+        speaker::metrics::write(s, &mut m);
+    }
+    m.process();
+    m.finish()
+}
+
 /// Prometheus metrics of whichever roles run here.
 async fn metrics(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoResponse {
     (
@@ -506,7 +521,7 @@ async fn metrics(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoRe
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        api::metrics::render(roles.controller.as_deref(), roles.speaker.as_deref()),
+        render_metrics(&roles),
     )
 }
 

@@ -9,6 +9,8 @@ pub mod config;
 pub mod controller;
 pub mod daemon;
 pub mod discovery;
+pub mod dsp;
+pub mod fuzz;
 pub mod net;
 pub mod notify;
 pub mod speaker;

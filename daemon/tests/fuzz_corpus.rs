@@ -2,10 +2,11 @@
 //! docs/FUZZING.md) and a set of hand-made malformed datagrams through the same entry points as
 //! the fuzz targets: no input may panic, and the parsers must refuse every malformed one.
 
+use chorus::fuzz;
 use chorus::wire::auth::Auth;
 use chorus::wire::packet::{encode_audio, parse};
 use chorus::wire::repair::RepairRequest;
-use chorus::wire::{fuzz, AudioHeader, SampleFormat, SyncRequest};
+use chorus::wire::{AudioHeader, SampleFormat, SyncRequest};
 use std::path::Path;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -26,7 +27,7 @@ fn the_fuzz_corpus_replays_without_a_panic() {
         ("datagram", fuzz::datagram as fn(&[u8])),
         ("authenticated", fuzz::authenticated),
         ("config", fuzz::config),
-        ("playlist", chorus::controller::queue::fuzz_playlist),
+        ("playlist", fuzz::playlist),
     ] {
         let inputs = corpus(target);
         assert!(inputs.len() > 100, "{target}: only {} inputs", inputs.len());

@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target: see chorus::wire::fuzz::authenticated.
+//! Fuzz target: see chorus::fuzz::authenticated.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| chorus::wire::fuzz::authenticated(data));
+fuzz_target!(|data: &[u8]| chorus::fuzz::authenticated(data));

@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target: see chorus::wire::fuzz::config.
+//! Fuzz target: see chorus::fuzz::config.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| chorus::wire::fuzz::config(data));
+fuzz_target!(|data: &[u8]| chorus::fuzz::config(data));

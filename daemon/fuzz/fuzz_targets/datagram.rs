@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target: see chorus::wire::fuzz::datagram.
+//! Fuzz target: see chorus::fuzz::datagram.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| chorus::wire::fuzz::datagram(data));
+fuzz_target!(|data: &[u8]| chorus::fuzz::datagram(data));

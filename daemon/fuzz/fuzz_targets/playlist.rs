@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target: see chorus::controller::queue::fuzz_playlist.
+//! Fuzz target: see chorus::fuzz::playlist.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| chorus::controller::queue::fuzz_playlist(data));
+fuzz_target!(|data: &[u8]| chorus::fuzz::playlist(data));

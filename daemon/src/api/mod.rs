@@ -1,5 +1,6 @@
 //! The HTTP/JSON API shared pieces: errors, JSON extraction, the combined status route.
 
+pub mod bodies;
 pub mod browser;
 pub mod events;
 pub mod guard;

@@ -10,7 +10,7 @@
 
 use super::pipe::PipeFormat;
 use super::AudioError;
-use crate::speaker::resampler::FracResampler;
+use crate::dsp::resampler::FracResampler;
 use alsa::pcm::{Access, Format, HwParams, PCM};
 use alsa::{Direction, ValueOr};
 use std::collections::VecDeque;

@@ -5,10 +5,10 @@ use super::queue::{self, QueueError};
 use super::registry::SpeakerInfo;
 use super::streamer::{Command, ZoneStatus};
 use super::{Registry, StreamerHandle};
+use crate::api::bodies::{check_volume, MuteBody, VolumeBody};
 use crate::api::{body, ApiError, ApiResult};
 use crate::clock::{ControllerNs, SharedClock};
 use crate::config::ZoneAddr;
-use crate::speaker::api::{check_volume, MuteBody, VolumeBody};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -31,7 +31,7 @@ pub struct Ctx {
     pub registry: Arc<Registry>,
     pub clock: SharedClock,
     /// Counters of the clock-sync service.
-    pub sync_stats: Arc<crate::sync::server::ServerStats>,
+    pub sync_stats: Arc<super::sync_service::ServerStats>,
     /// The API token: calls forwarded to speakers are signed with it (it is never sent).
     pub token: Option<String>,
     /// Where state changes are published (volume changes made here at once).

@@ -2,9 +2,13 @@
 //! answers clock-sync requests and keeps track of the speakers that announce themselves.
 
 pub mod api;
+pub mod events;
+pub mod metrics;
+pub mod proof;
 pub mod queue;
 pub mod registry;
 pub mod streamer;
+pub mod sync_service;
 
 pub use registry::Registry;
 pub use streamer::{Command, StreamerHandle, ZoneStatus};

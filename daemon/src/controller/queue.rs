@@ -252,28 +252,6 @@ pub fn parse_playlist(text: &str, pls: bool, base: &Path) -> Vec<PathBuf> {
     paths.take(MAX_ITEMS).collect()
 }
 
-/// Fuzz entry for the playlist parsers (`daemon/fuzz`, target `playlist`): the first byte
-/// chooses .pls (odd) or .m3u, the rest is the text. Besides not panicking, what comes out must
-/// be sane: no more entries than lines, none empty or spanning lines, each a station or an
-/// absolute path.
-pub fn fuzz_playlist(data: &[u8]) {
-    let (pls, text) = match data.split_first() {
-        Some((first, rest)) => (first & 1 == 1, rest),
-        None => (false, data),
-    };
-    let text = String::from_utf8_lossy(text);
-    let entries = parse_playlist(&text, pls, Path::new("/srv/music/lists"));
-    assert!(entries.len() <= text.lines().count().min(MAX_ITEMS));
-    for e in &entries {
-        let s = e.to_string_lossy();
-        assert!(!s.is_empty() && !s.contains('\n'), "{s:?}");
-        assert!(
-            crate::audio::radio::is_radio(&s) || e.is_absolute(),
-            "{s:?}"
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

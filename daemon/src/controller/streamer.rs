@@ -232,8 +232,7 @@ struct Fade {
 impl Fade {
     /// Gain of the next frame (raised-cosine ramp).
     fn gain(&self, i: usize) -> f32 {
-        let x = ((self.done + i) as f32 + 0.5) / self.total as f32;
-        let up = 0.5 - 0.5 * (std::f32::consts::PI * x.min(1.0)).cos();
+        let up = crate::dsp::fade::rising(self.done + i, self.total);
         match self.dir {
             FadeDir::In => up,
             FadeDir::Out => 1.0 - up,
@@ -288,7 +287,7 @@ pub fn spawn(
     let recent = Arc::new(Mutex::new(RecentDatagrams::new(session)));
     let epoch = clock.now().0;
     let fec = (params.fec_group > 0).then(|| ParityBuilder::new(params.fec_group));
-    let gain = crate::speaker::volume::VolumeRamp::new(1.0, params.rate as usize * 30 / 1000);
+    let gain = crate::dsp::volume::VolumeRamp::new(1.0, params.rate as usize * 30 / 1000);
     let mut s = Streamer {
         opened: 0,
         titled: None,
@@ -367,7 +366,7 @@ struct Streamer {
     volume: u8,
     muted: bool,
     /// The zone's gain, gliding over 30 ms (unity: samples untouched).
-    gain: crate::speaker::volume::VolumeRamp,
+    gain: crate::dsp::volume::VolumeRamp,
     index: usize,
     source: Option<Source>,
     fade: Option<Fade>,
@@ -878,7 +877,7 @@ impl Streamer {
     }
 
     fn send_packet(&mut self, pts: ControllerNs, frames: usize) {
-        let target = crate::speaker::volume::gain_for(self.volume, self.muted);
+        let target = crate::dsp::volume::gain_for(self.volume, self.muted);
         let ch = self.p.channels as usize;
         self.gain.apply(target, &mut self.buf[..frames * ch], ch);
         let h = AudioHeader {

@@ -1,6 +1,7 @@
 //! The speaker's HTTP routes (under /api/v1/speaker).
 
 use super::{Shared, SpeakerStatus, ZoneAddr};
+use crate::api::bodies::{check_volume, LatencyBody, MuteBody, VolumeBody};
 use crate::api::{body, ApiError, ApiResult};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -10,24 +11,6 @@ use serde::Deserialize;
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VolumeBody {
-    pub volume: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MuteBody {
-    pub muted: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LatencyBody {
-    pub extra_latency_ms: f64,
-}
 
 /// Routes of a speaker.
 pub fn routes(shared: Arc<Shared>) -> Router {
@@ -42,14 +25,6 @@ pub fn routes(shared: Arc<Shared>) -> Router {
 
 async fn status(State(s): State<Arc<Shared>>) -> Json<SpeakerStatus> {
     Json(s.status())
-}
-
-/// Validates a volume from an API body.
-pub fn check_volume(v: i64) -> Result<u8, ApiError> {
-    u8::try_from(v)
-        .ok()
-        .filter(|v| *v <= 100)
-        .ok_or_else(|| ApiError::unprocessable(format!("volume {v} is outside 0..=100")))
 }
 
 async fn volume(

@@ -4,8 +4,10 @@
 pub mod announce;
 pub mod api;
 pub mod devclock;
+pub mod events;
 pub mod floor;
 pub mod jitter;
+pub mod metrics;
 pub mod net;
 pub mod output;
 pub mod plausible;
@@ -13,12 +15,10 @@ mod player;
 pub mod playout;
 pub mod reading;
 pub mod realtime;
-pub mod resampler;
 pub mod schedule;
 pub mod servo;
 pub mod tap;
 pub mod timeline;
-pub mod volume;
 
 use crate::sync::{ClockModel, ClockSnapshot};
 use output::OutputInfo;

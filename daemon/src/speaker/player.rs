@@ -11,13 +11,13 @@ use super::net::StreamReceiver;
 use super::output::{Delay, Output, OutputError};
 use super::playout::{jitter_buffer, LOST_AFTER};
 use super::reading::read_device;
-use super::resampler::{FracResampler, TAPS};
 use super::schedule::Scheduler;
 use super::tap::StreamTap;
 use super::timeline::{Fade, Period, Plan, Timeline, View};
-use super::volume::{gain_for, VolumeRamp};
 use super::{Shared, Switch};
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, LocalNs, SharedClock};
+use crate::dsp::resampler::{FracResampler, TAPS};
+use crate::dsp::volume::{gain_for, VolumeRamp};
 use crate::sync::ClockSnapshot;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -354,8 +354,8 @@ impl<'a> Player<'a> {
         }
         self.rs.process(step, &mut self.chunk);
         match fade {
-            Fade::Out => apply_fade(&mut self.chunk, ch, false),
-            Fade::In => apply_fade(&mut self.chunk, ch, true),
+            Fade::Out => crate::dsp::fade::apply(&mut self.chunk, ch, false),
+            Fade::In => crate::dsp::fade::apply(&mut self.chunk, ch, true),
             Fade::None => {}
         }
         let target = gain_for(
@@ -475,19 +475,6 @@ fn switch_due(n: &Switch, measured: Option<ControllerNs>) -> bool {
         (Some((_, first)), Some(m)) => first <= m || waited > SWITCH_WAIT_NS,
         (None, _) => waited > SWITCH_IDLE_NS,
         (Some(_), None) => true,
-    }
-}
-
-/// A raised-cosine fade over the whole buffer (one period, 10 ms by default).
-fn apply_fade(samples: &mut [f32], channels: usize, fade_in: bool) {
-    let n = samples.len() / channels;
-    for (i, frame) in samples.chunks_exact_mut(channels).enumerate() {
-        let x = (i as f32 + 0.5) / n as f32;
-        let up = 0.5 - 0.5 * (std::f32::consts::PI * x).cos();
-        let g = if fade_in { up } else { 1.0 - up };
-        for s in frame {
-            *s *= g;
-        }
     }
 }
 

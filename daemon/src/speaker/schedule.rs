@@ -51,11 +51,7 @@ pub struct Scheduler {
 /// Concealment fades last 2.5 ms: short enough to lose little, long enough not to click.
 const CONCEAL_FADE_NS: i64 = 2_500_000;
 
-/// Raised-cosine gain at frame `pos` of a fade of `len` frames from silence to full.
-fn rising(pos: usize, len: usize) -> f32 {
-    let x = (pos as f32 + 0.5) / len as f32;
-    0.5 - 0.5 * (std::f32::consts::PI * x).cos()
-}
+use crate::dsp::fade::rising;
 
 impl Scheduler {
     pub fn new(rate: u32, channels: usize) -> Self {

@@ -1,9 +1,8 @@
 //! Clock synchronisation: the speaker's model of the controller clock (pure logic) and the
-//! tasks that run the exchange over UDP.
+//! poll schedule both sides agree on. The controller's side of the exchange is
+//! `controller::sync_service`.
 
 pub mod model;
-pub mod proof;
-pub mod server;
 
 pub use model::{ClockModel, ClockSnapshot, Exchange};
 

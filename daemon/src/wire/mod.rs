@@ -5,7 +5,6 @@
 pub mod auth;
 pub mod fec;
 #[doc(hidden)]
-pub mod fuzz;
 pub mod packet;
 pub mod repair;
 pub mod sync;

@@ -18,7 +18,7 @@ pub struct SyncRequest {
     /// Speaker transmit time.
     pub t1: LocalNs,
     /// The controller time `t3` of the last answer the speaker got (0: none): proof that it
-    /// receives the service's answers at its address (see `sync::proof`).
+    /// receives the service's answers at its address (see `controller::proof`).
     pub proof: i64,
 }
 

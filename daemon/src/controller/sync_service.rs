@@ -1,8 +1,8 @@
 //! The controller's clock-sync and heartbeat service (unicast UDP).
 
+use super::streamer::RecentDatagrams;
+use super::Registry;
 use crate::clock::{ControllerNs, SharedClock};
-use crate::controller::streamer::RecentDatagrams;
-use crate::controller::Registry;
 use crate::wire::auth::Auth;
 use crate::wire::packet::{parse, Packet};
 use crate::wire::SyncResponse;
@@ -202,7 +202,7 @@ pub fn serve(
             }
             Ok(Packet::Heartbeat(hb)) => {
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
-                use crate::controller::registry::Heard;
+                use super::registry::Heard;
                 if !matches!(
                     registry.handle_heartbeat(from, hb, t2),
                     Heard::Joined | Heard::Updated
@@ -212,7 +212,7 @@ pub fn serve(
             }
             Ok(Packet::Repair(q)) => {
                 // A request is small and its answer is audio: only hosts that proved they
-                // receive the service's answers (sync::proof) get answers, within their share,
+                // receive the service's answers (controller::proof) get answers, within their share,
                 // so this reflects onto nobody else (and with a key, onto nobody without it).
                 stats.repair_requests.fetch_add(1, Ordering::Relaxed);
                 let wanted = q.seqs().len() as u64;

@@ -1,11 +1,12 @@
 //! Entry points for the fuzz targets (`daemon/fuzz`, run with `cargo fuzz`) and for the test
 //! that replays their corpus in CI (`daemon/tests/fuzz_corpus.rs`): every parser of network
-//! input, fed arbitrary bytes. They must never panic, and what they accept must be
+//! input, the config loader and the playlist parsers, fed arbitrary bytes. A harness above the
+//! layers it drives (so the wire module need not know the config). They must never panic, and what they accept must be
 //! self-consistent (checked here with assertions, which fuzzing turns into findings).
 
-use super::auth::{Auth, ReplayWindow};
-use super::packet::{parse, Packet, AUDIO_HEADER_LEN};
-use super::{MAGIC, MAX_DATAGRAM, VERSION};
+use crate::wire::auth::{Auth, ReplayWindow};
+use crate::wire::packet::{parse, Packet, AUDIO_HEADER_LEN};
+use crate::wire::{MAGIC, MAX_DATAGRAM, VERSION};
 
 fn check(data: &[u8]) {
     let Ok(p) = parse(data) else { return };
@@ -26,15 +27,15 @@ fn check(data: &[u8]) {
             assert!(!h.name.is_empty() && h.name.len() <= 64);
         }
         Packet::Repair(q) => {
-            assert!(!q.is_empty() && q.seqs().len() <= super::repair::MAX_SEQS);
+            assert!(!q.is_empty() && q.seqs().len() <= crate::wire::repair::MAX_SEQS);
         }
         Packet::Parity(p) => {
-            assert!(p.count as usize >= 1 && p.count as usize <= super::fec::MAX_GROUP);
+            assert!(p.count as usize >= 1 && p.count as usize <= crate::wire::fec::MAX_GROUP);
             // Rebuild against the input itself: whatever comes out is within bounds.
             let mut out = Vec::new();
             let others = std::iter::repeat_n(data, p.count as usize - 1);
             if p.rebuild(others, &mut out) {
-                assert!(out.len() <= super::fec::MAX_PROTECTED);
+                assert!(out.len() <= crate::wire::fec::MAX_PROTECTED);
             }
         }
         Packet::Announce(a) => assert_ne!(a.sync_port, 0),
@@ -80,5 +81,37 @@ pub fn config(data: &[u8]) {
     };
     if let Ok(c) = crate::config::parse(text) {
         let _ = c.validate();
+    }
+}
+
+/// Fuzz entry for the playlist parsers (`daemon/fuzz`, target `playlist`): the first byte
+/// chooses .pls (odd) or .m3u, the rest is the text. Besides not panicking, what comes out must
+/// be sane: no more entries than lines, none empty or spanning lines, each a station or an
+/// absolute path.
+pub fn playlist(data: &[u8]) {
+    let (pls, text) = match data.split_first() {
+        Some((first, rest)) => (first & 1 == 1, rest),
+        None => (false, data),
+    };
+    let text = String::from_utf8_lossy(text);
+    let entries = crate::controller::queue::parse_playlist(
+        &text,
+        pls,
+        std::path::Path::new("/srv/music/lists"),
+    );
+    assert!(
+        entries.len()
+            <= text
+                .lines()
+                .count()
+                .min(crate::controller::queue::MAX_ITEMS)
+    );
+    for e in &entries {
+        let s = e.to_string_lossy();
+        assert!(!s.is_empty() && !s.contains('\n'), "{s:?}");
+        assert!(
+            crate::audio::radio::is_radio(&s) || e.is_absolute(),
+            "{s:?}"
+        );
     }
 }
