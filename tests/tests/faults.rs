@@ -107,6 +107,15 @@ fn spoofed_and_replayed_datagrams_change_nothing() {
         assert!(forged > 200, "{name}: {st}");
         assert!(replays > 100, "{name}: {st}");
     }
+    // The spoofer's replays of the controller's announcements carry valid tags, from host 4:
+    // taken, each moved the speaker's controller address there until the next real one (an
+    // attack from issue #9). They are refused as stale.
+    for (name, s) in [("alpha", &a), ("beta", &b)] {
+        let log = s.log_text();
+        assert!(log.contains("controller found at"), "{name}: {log}");
+        let moved = format!("controller found at {}:", lan.addr(4));
+        assert!(!log.contains(&moved), "{name} followed a replay: {log}");
+    }
     // Both stayed with the controller, locked.
     let sp = get(&format!("{}/api/v1/speakers", controller.api)).unwrap();
     let list = sp["speakers"].as_array().unwrap();
