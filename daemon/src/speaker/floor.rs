@@ -45,8 +45,8 @@ const MIN_SPAN_NS: f64 = 2_000_000_000.0;
 const SHARP_NS: f64 = 5_000.0;
 /// The edges are jittery when this share of lower bounds contradict the line, in this many
 /// fits in a row (a timeline that moved contradicts it for a moment too).
-const JITTERY_SHARE: f64 = 0.1;
-const JITTERY_FITS: u32 = 5;
+const JITTERY_SHARE: f64 = 0.05;
+const JITTERY_FITS: u32 = 3;
 /// Older bounds weigh less: by e for each this long (a rate that changed bends the line for
 /// less long).
 const MEMORY_NS: f64 = 30_000_000_000.0;
