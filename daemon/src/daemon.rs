@@ -69,20 +69,7 @@ pub fn run(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonError> {
 async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonError> {
     let clock: SharedClock = process_clock(cfg.testing.clock_offset_ms, cfg.testing.clock_ppm);
     let shutdown = Arc::new(AtomicBool::new(false));
-    let group = cfg.group();
-    let iface = cfg.interface();
-    let z = &cfg.zone;
     let auth = cfg.security.auth();
-    if auth.keyed() {
-        log::info!("{}", cfg.protection());
-    } else {
-        log::warn!(
-            "{}: anyone on the LAN can send this zone audio and sync datagrams ([security] \
-             key-file; the package makes /etc/chorus/key at install)",
-            cfg.protection()
-        );
-    }
-
     let listener = tokio::net::TcpListener::bind(&cfg.api.listen)
         .await
         .map_err(io(format!("HTTP API on {}", cfg.api.listen)))?;
@@ -95,17 +82,14 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         .api
         .load_token()
         .map_err(|(key, why)| DaemonError::Config(format!("{key}: {why}")))?;
-    if token.is_some() {
-        log::info!(
-            "API: calls that change state need the token{}",
-            if cfg.api.protect_reads {
-                ", reads too"
-            } else {
-                ""
-            }
-        );
-    }
+    log_protection(&cfg, auth.keyed(), token.is_some());
     let events = Arc::new(api::events::Events::default());
+    let base = Base {
+        clock: clock.clone(),
+        shutdown: shutdown.clone(),
+        auth: auth.clone(),
+        events: events.clone(),
+    };
     let mut roles = Roles {
         controller: None,
         speaker: None,
@@ -113,220 +97,24 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         events: events.clone(),
     };
     if cfg.controller.enabled {
-        let c = &cfg.controller;
-        let mut zones = vec![];
-        for addr in cfg.zones() {
-            let sock =
-                multicast_sender(iface, z.ttl, z.loopback).map_err(io("multicast sender"))?;
-            let params = controller::streamer::StreamParams {
-                zone: addr.name.clone(),
-                auth: auth.clone(),
-                dest: SocketAddr::V4(SocketAddrV4::new(addr.group, addr.port)),
-                rate: z.rate,
-                channels: z.channels,
-                format: z.sample_format,
-                latency_ms: c.latency_ms,
-                fade_ms: c.fade_ms,
-                fec_group: c.fec_group as usize,
-                raw_formats: crate::audio::source::RawFormats {
-                    fifo: c.fifo_format.parse().unwrap_or_default(),
-                    capture: c.capture_format.parse().unwrap_or_default(),
-                    radio_local: c.radio_allow_local,
-                },
-                sync_port: c.sync_port,
-            };
-            let streamer =
-                controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())
-                    .map_err(io("streamer thread"))?;
-            log::info!(
-                "controller: zone {} on {}:{} ({} Hz, {} ch, {:?})",
-                addr.name,
-                addr.group,
-                addr.port,
-                z.rate,
-                z.channels,
-                z.sample_format,
-            );
-            zones.push(controller::api::ZoneHandle { addr, streamer });
-        }
-        let registry = Arc::new(Registry::default());
-        let sync_stats = Arc::new(ServerStats::default());
-        let sync_sock = std::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
-            .map_err(io(format!("sync service on UDP port {}", c.sync_port)))?;
-        {
-            let (auth, clock, registry, stats) = (
-                auth.clone(),
-                clock.clone(),
-                registry.clone(),
-                sync_stats.clone(),
-            );
-            let recent = zones.iter().map(|z| z.streamer.recent.clone()).collect();
-            std::thread::Builder::new()
-                .name("chorus-sync".into())
-                .stack_size(256 * 1024)
-                .spawn(move || {
-                    crate::controller::sync_service::serve(
-                        sync_sock, auth, clock, registry, recent, stats,
-                    )
-                })
-                .map_err(io("sync service thread"))?;
-        }
-        log::info!("controller: clock sync on UDP {}", c.sync_port);
-        let ctx = Arc::new(controller::api::Ctx {
-            zones,
-            registry,
-            clock: clock.clone(),
-            sync_stats,
-            token: token
-                .as_ref()
-                .map(|t| String::from_utf8_lossy(t).into_owned()),
-            events: events.clone(),
-            discovery: std::sync::OnceLock::new(),
-            media_roots: controller::queue::MediaRoots::new(&cfg.controller.media_roots),
-        });
-        controller::events::watch_controller(ctx.clone(), events.clone());
-        roles.controller = Some(ctx);
+        roles.controller = Some(start_controller(&cfg, &base, token.as_deref())?);
     }
-
     let mut playout = None;
     if cfg.speaker.enabled {
-        let s = &cfg.speaker;
-        let shared = Arc::new(Shared::new(
-            s.name.clone(),
-            speaker::ZoneAddr {
-                name: z.name.clone(),
-                group,
-                port: z.port,
-            },
-            z.rate,
-            s.volume,
-            s.extra_latency_ms,
-        ));
-        let fixed = !s.controller.is_empty();
-        if fixed {
-            if let Ok(mut c) = shared.controller.lock() {
-                *c = s.controller.parse().ok();
-            }
-        }
-        speaker::realtime::lock_memory();
-        let open = {
-            let (s, clock) = (s.clone(), clock.clone());
-            let (rate, channels, format) = (z.rate, z.channels, z.sample_format);
-            let mut attempts = 0u64;
-            move || {
-                if attempts > 0 && s.output == crate::config::OutputKind::Alsa {
-                    speaker::output::alsa::reload_config();
-                }
-                attempts += 1;
-                speaker::output::open(&s, rate, channels, format, clock.clone())
-            }
-        };
-        let tap = match cfg.testing.stream_tap.as_str() {
-            "" => None,
-            path => Some(
-                speaker::tap::StreamTap::create(path, z.rate, z.channels).map_err(|e| {
-                    DaemonError::Io {
-                        what: format!("stream tap {path}"),
-                        source: std::io::Error::other(e),
-                    }
-                })?,
-            ),
-        };
-        let expect = Expect {
-            rate: z.rate,
-            channels: z.channels,
-        };
-        let rx = speaker::net::StreamReceiver::open(group, z.port, iface, expect, fixed)
-            .map(|r| r.with_auth(auth.clone()))
-            .map_err(io("multicast receiver"))?;
-        let _ = shared.receiving.set(speaker::Receiving {
-            interface: iface,
-            expect,
-            fixed_controller: fixed,
-            auth: auth.clone(),
-        });
-        let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
-        playout = Some(
-            std::thread::Builder::new()
-                .name("chorus-playout".into())
-                .stack_size(256 * 1024)
-                .spawn(move || speaker::playout::supervise(open, rx, sh, ck, sd, tap))
-                .map_err(io("playout thread"))?,
-        );
-        let (sh, ck, au) = (shared.clone(), clock.clone(), auth.clone());
-        // A thread of its own, blocking on its socket: one wake-up per exchange, no runtime
-        // in between (the tokio thread then serves only the API).
-        std::thread::Builder::new()
-            .name("chorus-sync".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                if let Err(e) = speaker::net::sync_client(sh, ck, api_port, au) {
-                    log::error!("sync client failed: {e}");
-                }
-            })
-            .map_err(io("sync client thread"))?;
-        log::info!(
-            "speaker {}: joined {}:{} via {}",
-            s.name,
-            group,
-            z.port,
-            iface
-        );
-        speaker::events::watch_speaker(shared.clone(), events.clone());
+        let (shared, thread) = start_speaker(&cfg, &base, api_port)?;
         roles.speaker = Some(shared);
+        playout = Some(thread);
     }
 
     let pulse = roles.speaker.clone();
     let reload_speaker = roles.speaker.clone();
     let running = cfg.clone();
     // mDNS: announce the API; a controller also browses.
-    let discovery = if cfg.api.mdns {
-        let mut role = vec![];
-        if cfg.controller.enabled {
-            role.push("controller");
-        }
-        if cfg.speaker.enabled {
-            role.push("speaker");
-        }
-        let instance = if cfg.speaker.enabled {
-            cfg.speaker.name.clone()
-        } else {
-            format!(
-                "{} controller on {}",
-                z.name,
-                nix::unistd::gethostname()
-                    .ok()
-                    .and_then(|h| h.into_string().ok())
-                    .unwrap_or_default()
-            )
-        };
-        match crate::discovery::Discovery::start(
-            &instance,
-            &role.join("+"),
-            &z.name,
-            iface,
-            api_port,
-            cfg.controller.enabled,
-        ) {
-            Ok(d) => {
-                log::info!(
-                    "announced as {instance:?} (mDNS {})",
-                    crate::discovery::SERVICE
-                );
-                let d = Arc::new(d);
-                if let Some(c) = &roles.controller {
-                    let _ = c.discovery.set(d.clone());
-                }
-                Some(d)
-            }
-            Err(e) => {
-                log::warn!("no mDNS announcement: {e}");
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let discovery = cfg
+        .api
+        .mdns
+        .then(|| announce(&cfg, api_port, roles.controller.as_deref()))
+        .flatten();
     let guard = Arc::new(api::guard::Guard::with_hosts(
         token,
         cfg.api.protect_reads,
@@ -343,25 +131,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
         Ok(false) => {}
         Err(e) => log::warn!("cannot notify systemd: {e}"),
     }
-    if let Some(every) = crate::notify::watchdog_interval() {
-        let (ck, sd) = (clock.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            while !sd.load(Ordering::Relaxed) {
-                tick.tick().await;
-                // Healthy: the runtime runs this task and, on a speaker, the playout thread
-                // went round its loop in the last two seconds.
-                let playout_ok = pulse.as_ref().is_none_or(|s| {
-                    ck.now().0 - s.stats.playout_alive_ns.load(Ordering::Relaxed) < 2_000_000_000
-                });
-                if playout_ok {
-                    let _ = crate::notify::notify("WATCHDOG=1");
-                } else {
-                    log::warn!("playout thread stalled: not feeding the watchdog");
-                }
-            }
-        });
-    }
+    watchdog(clock.clone(), shutdown.clone(), pulse);
     let sd = shutdown.clone();
     // At most 512 connections, 32 per address, none idle for ever (see api::listener).
     let listener = crate::api::listener::CappedListener::new(listener).tap_io(|_| {});
@@ -386,6 +156,285 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
     }
     log::info!("stopped");
     result
+}
+
+/// Announces the API over mDNS (as the speaker's name, or as the zone's controller on this
+/// host); a controller also browses for speakers. None when that fails (logged).
+fn announce(
+    cfg: &Config,
+    api_port: u16,
+    controller: Option<&controller::api::Ctx>,
+) -> Option<Arc<crate::discovery::Discovery>> {
+    let (z, iface) = (&cfg.zone, cfg.interface());
+    let mut role = vec![];
+    if cfg.controller.enabled {
+        role.push("controller");
+    }
+    if cfg.speaker.enabled {
+        role.push("speaker");
+    }
+    let instance = if cfg.speaker.enabled {
+        cfg.speaker.name.clone()
+    } else {
+        format!(
+            "{} controller on {}",
+            z.name,
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default()
+        )
+    };
+    match crate::discovery::Discovery::start(
+        &instance,
+        &role.join("+"),
+        &z.name,
+        iface,
+        api_port,
+        cfg.controller.enabled,
+    ) {
+        Ok(d) => {
+            log::info!(
+                "announced as {instance:?} (mDNS {})",
+                crate::discovery::SERVICE
+            );
+            let d = Arc::new(d);
+            if let Some(c) = controller {
+                let _ = c.discovery.set(d.clone());
+            }
+            Some(d)
+        }
+        Err(e) => {
+            log::warn!("no mDNS announcement: {e}");
+            None
+        }
+    }
+}
+
+/// Feeds systemd's watchdog while healthy: the runtime runs this task and, on a speaker, the
+/// playout thread went round its loop in the last two seconds.
+fn watchdog(clock: SharedClock, shutdown: Arc<AtomicBool>, pulse: Option<Arc<Shared>>) {
+    if let Some(every) = crate::notify::watchdog_interval() {
+        let (ck, sd) = (clock, shutdown);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            while !sd.load(Ordering::Relaxed) {
+                tick.tick().await;
+                // Healthy: the runtime runs this task and, on a speaker, the playout thread
+                // went round its loop in the last two seconds.
+                let playout_ok = pulse.as_ref().is_none_or(|s| {
+                    ck.now().0 - s.stats.playout_alive_ns.load(Ordering::Relaxed) < 2_000_000_000
+                });
+                if playout_ok {
+                    let _ = crate::notify::notify("WATCHDOG=1");
+                } else {
+                    log::warn!("playout thread stalled: not feeding the watchdog");
+                }
+            }
+        });
+    }
+}
+
+/// Says how this box is protected: its datagram key and API token, or their absence.
+fn log_protection(cfg: &Config, keyed: bool, token: bool) {
+    if keyed {
+        log::info!("{}", cfg.protection());
+    } else {
+        log::warn!(
+            "{}: anyone on the LAN can send this zone audio and sync datagrams ([security] \
+             key-file; the package makes /etc/chorus/key at install)",
+            cfg.protection()
+        );
+    }
+    if token {
+        let reads = if cfg.api.protect_reads {
+            ", reads too"
+        } else {
+            ""
+        };
+        log::info!("API: calls that change state need the token{reads}");
+    }
+}
+
+/// What both roles start from.
+struct Base {
+    clock: SharedClock,
+    shutdown: Arc<AtomicBool>,
+    auth: crate::wire::auth::Auth,
+    events: Arc<api::events::Events>,
+}
+
+/// Starts the controller: a streamer thread per zone, the sync service, the API's context.
+fn start_controller(
+    cfg: &Config,
+    base: &Base,
+    token: Option<&[u8]>,
+) -> Result<Arc<controller::api::Ctx>, DaemonError> {
+    let (clock, shutdown, auth, events) = (&base.clock, &base.shutdown, &base.auth, &base.events);
+    let (iface, z) = (cfg.interface(), &cfg.zone);
+    let c = &cfg.controller;
+    let mut zones = vec![];
+    for addr in cfg.zones() {
+        let sock = multicast_sender(iface, z.ttl, z.loopback).map_err(io("multicast sender"))?;
+        let params = controller::streamer::StreamParams {
+            zone: addr.name.clone(),
+            auth: auth.clone(),
+            dest: SocketAddr::V4(SocketAddrV4::new(addr.group, addr.port)),
+            rate: z.rate,
+            channels: z.channels,
+            format: z.sample_format,
+            latency_ms: c.latency_ms,
+            fade_ms: c.fade_ms,
+            fec_group: c.fec_group as usize,
+            raw_formats: crate::audio::source::RawFormats {
+                fifo: c.fifo_format.parse().unwrap_or_default(),
+                capture: c.capture_format.parse().unwrap_or_default(),
+                radio_local: c.radio_allow_local,
+            },
+            sync_port: c.sync_port,
+        };
+        let streamer = controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())
+            .map_err(io("streamer thread"))?;
+        log::info!(
+            "controller: zone {} on {}:{} ({} Hz, {} ch, {:?})",
+            addr.name,
+            addr.group,
+            addr.port,
+            z.rate,
+            z.channels,
+            z.sample_format,
+        );
+        zones.push(controller::api::ZoneHandle { addr, streamer });
+    }
+    let registry = Arc::new(Registry::default());
+    let sync_stats = Arc::new(ServerStats::default());
+    let sync_sock = std::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
+        .map_err(io(format!("sync service on UDP port {}", c.sync_port)))?;
+    {
+        let (auth, clock, registry, stats) = (
+            auth.clone(),
+            clock.clone(),
+            registry.clone(),
+            sync_stats.clone(),
+        );
+        let recent = zones.iter().map(|z| z.streamer.recent.clone()).collect();
+        std::thread::Builder::new()
+            .name("chorus-sync".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                crate::controller::sync_service::serve(
+                    sync_sock, auth, clock, registry, recent, stats,
+                )
+            })
+            .map_err(io("sync service thread"))?;
+    }
+    log::info!("controller: clock sync on UDP {}", c.sync_port);
+    let ctx = Arc::new(controller::api::Ctx {
+        zones,
+        registry,
+        clock: clock.clone(),
+        sync_stats,
+        token: token
+            .as_ref()
+            .map(|t| String::from_utf8_lossy(t).into_owned()),
+        events: events.clone(),
+        discovery: std::sync::OnceLock::new(),
+        media_roots: controller::queue::MediaRoots::new(&cfg.controller.media_roots),
+    });
+    controller::events::watch_controller(ctx.clone(), events.clone());
+    Ok(ctx)
+}
+
+/// Starts the speaker: its playout thread (which opens the device) and its sync client.
+fn start_speaker(
+    cfg: &Config,
+    base: &Base,
+    api_port: u16,
+) -> Result<(Arc<Shared>, std::thread::JoinHandle<()>), DaemonError> {
+    let (clock, shutdown, auth, events) = (&base.clock, &base.shutdown, &base.auth, &base.events);
+    let (group, iface, z) = (cfg.group(), cfg.interface(), &cfg.zone);
+    let s = &cfg.speaker;
+    let shared = Arc::new(Shared::new(
+        s.name.clone(),
+        speaker::ZoneAddr {
+            name: z.name.clone(),
+            group,
+            port: z.port,
+        },
+        z.rate,
+        s.volume,
+        s.extra_latency_ms,
+    ));
+    let fixed = !s.controller.is_empty();
+    if fixed {
+        if let Ok(mut c) = shared.controller.lock() {
+            *c = s.controller.parse().ok();
+        }
+    }
+    speaker::realtime::lock_memory();
+    let open = {
+        let (s, clock) = (s.clone(), clock.clone());
+        let (rate, channels, format) = (z.rate, z.channels, z.sample_format);
+        let mut attempts = 0u64;
+        move || {
+            if attempts > 0 && s.output == crate::config::OutputKind::Alsa {
+                speaker::output::alsa::reload_config();
+            }
+            attempts += 1;
+            speaker::output::open(&s, rate, channels, format, clock.clone())
+        }
+    };
+    let tap = match cfg.testing.stream_tap.as_str() {
+        "" => None,
+        path => Some(
+            speaker::tap::StreamTap::create(path, z.rate, z.channels).map_err(|e| {
+                DaemonError::Io {
+                    what: format!("stream tap {path}"),
+                    source: std::io::Error::other(e),
+                }
+            })?,
+        ),
+    };
+    let expect = Expect {
+        rate: z.rate,
+        channels: z.channels,
+    };
+    let rx = speaker::net::StreamReceiver::open(group, z.port, iface, expect, fixed)
+        .map(|r| r.with_auth(auth.clone()))
+        .map_err(io("multicast receiver"))?;
+    let _ = shared.receiving.set(speaker::Receiving {
+        interface: iface,
+        expect,
+        fixed_controller: fixed,
+        auth: auth.clone(),
+    });
+    let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
+    let playout = std::thread::Builder::new()
+        .name("chorus-playout".into())
+        .stack_size(256 * 1024)
+        .spawn(move || speaker::playout::supervise(open, rx, sh, ck, sd, tap))
+        .map_err(io("playout thread"))?;
+    let (sh, ck, au) = (shared.clone(), clock.clone(), auth.clone());
+    // A thread of its own, blocking on its socket: one wake-up per exchange, no runtime
+    // in between (the tokio thread then serves only the API).
+    std::thread::Builder::new()
+        .name("chorus-sync".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            if let Err(e) = speaker::net::sync_client(sh, ck, api_port, au) {
+                log::error!("sync client failed: {e}");
+            }
+        })
+        .map_err(io("sync client thread"))?;
+    log::info!(
+        "speaker {}: joined {}:{} via {}",
+        s.name,
+        group,
+        z.port,
+        iface
+    );
+    speaker::events::watch_speaker(shared.clone(), events.clone());
+    Ok((shared, playout))
 }
 
 /// Returns on SIGTERM or SIGINT; reloads the config on SIGHUP.

@@ -51,7 +51,25 @@ pub fn write(c: &Ctx, m: &mut Metrics) {
             m.sample(name, &[("zone", &z.zone)], field(z));
         }
     }
-    let st = &c.sync_stats;
+    sync_service(m, &c.sync_stats);
+    let speakers = c.speakers();
+    m.gauge(
+        "chorus_speakers_online",
+        "Speakers heard from in the last few seconds.",
+        speakers.iter().filter(|s| s.online).count() as f64,
+    );
+    m.gauges(
+        "chorus_speaker_reported_sync_error_seconds",
+        "Playout timing error each speaker reports.",
+        speakers.iter().filter_map(|s| {
+            s.sync_error_us
+                .map(|e| (vec![("speaker", s.name.as_str())], e * 1e-6))
+        }),
+    );
+}
+
+/// The sync service's counters: exchanges, heartbeats, repairs, and what it refused.
+fn sync_service(m: &mut Metrics, st: &super::sync_service::ServerStats) {
     m.counters(&[
         (
             "chorus_sync_requests_total",
@@ -99,18 +117,4 @@ pub fn write(c: &Ctx, m: &mut Metrics) {
             st.repairs_refused.load(Relaxed),
         ),
     ]);
-    let speakers = c.speakers();
-    m.gauge(
-        "chorus_speakers_online",
-        "Speakers heard from in the last few seconds.",
-        speakers.iter().filter(|s| s.online).count() as f64,
-    );
-    m.gauges(
-        "chorus_speaker_reported_sync_error_seconds",
-        "Playout timing error each speaker reports.",
-        speakers.iter().filter_map(|s| {
-            s.sync_error_us
-                .map(|e| (vec![("speaker", s.name.as_str())], e * 1e-6))
-        }),
-    );
 }

@@ -3,7 +3,7 @@
 use super::Shared;
 use crate::api::metrics::Metrics;
 
-/// Writes the speaker's figures.
+/// Writes the speaker's figures: lock, clock model, playout, and the stream's counters.
 pub fn write(s: &Shared, m: &mut Metrics) {
     let flag = |b: bool| f64::from(u8::from(b));
     let st = s.status();
@@ -14,28 +14,7 @@ pub fn write(s: &Shared, m: &mut Metrics) {
         flag(st.locked),
     );
     if let Some(c) = &st.clock {
-        m.gauge_table(&[
-            (
-                "chorus_clock_offset_seconds",
-                "Controller minus local clock.",
-                c.offset_ns as f64 * 1e-9,
-            ),
-            (
-                "chorus_clock_frequency_ppm",
-                "Controller clock rate relative to ours.",
-                c.freq_ppm,
-            ),
-            (
-                "chorus_clock_rtt_seconds",
-                "Last sync round trip.",
-                c.rtt_us * 1e-6,
-            ),
-            (
-                "chorus_clock_estimated_error_seconds",
-                "Estimated offset error.",
-                c.est_error_us * 1e-6,
-            ),
-        ]);
+        clock(m, c);
     }
     m.gauge_table(&[
         (
@@ -86,6 +65,13 @@ pub fn write(s: &Shared, m: &mut Metrics) {
             "Times the output device was opened.",
             st.output_opens,
         ),
+    ]);
+    network(m, n);
+}
+
+/// The stream's counters: what came, what was refused and why, what was repaired.
+fn network(m: &mut Metrics, n: &super::NetworkStatus) {
+    m.counters(&[
         (
             "chorus_packets_total",
             "Audio datagrams accepted.",
@@ -165,6 +151,32 @@ pub fn write(s: &Shared, m: &mut Metrics) {
             "chorus_fec_unrecoverable_total",
             "Parities that came with two or more of their datagrams missing.",
             n.fec_unrecoverable,
+        ),
+    ]);
+}
+
+/// The clock model: offset, frequency, round trip and its own error estimate.
+fn clock(m: &mut Metrics, c: &super::ClockStatus) {
+    m.gauge_table(&[
+        (
+            "chorus_clock_offset_seconds",
+            "Controller minus local clock.",
+            c.offset_ns as f64 * 1e-9,
+        ),
+        (
+            "chorus_clock_frequency_ppm",
+            "Controller clock rate relative to ours.",
+            c.freq_ppm,
+        ),
+        (
+            "chorus_clock_rtt_seconds",
+            "Last sync round trip.",
+            c.rtt_us * 1e-6,
+        ),
+        (
+            "chorus_clock_estimated_error_seconds",
+            "Estimated offset error.",
+            c.est_error_us * 1e-6,
         ),
     ]);
 }
