@@ -576,70 +576,11 @@ impl Streamer {
                 }
                 self.open_current();
             }
-            Command::Add { at, items } => {
-                let at = at.unwrap_or(self.queue.len()).min(self.queue.len());
-                let n = items.len();
-                self.queue.splice(at..at, items);
-                // The item playing stays the one playing.
-                if at <= self.index && self.source.is_some() {
-                    self.index += n;
-                }
-                self.queue_version += 1;
-            }
-            Command::Remove(at) => {
-                if at < self.queue.len() {
-                    self.queue.remove(at);
-                    self.queue_version += 1;
-                    if at < self.index {
-                        self.index -= 1;
-                    } else if at == self.index && self.source.is_some() {
-                        // The item playing went: the next one takes its place (after the fade).
-                        self.fade = None;
-                        if self.repeat == Repeat::All && self.index >= self.queue.len() {
-                            self.index = 0;
-                        }
-                        self.open_current();
-                    }
-                }
-            }
-            Command::Move { from, to } => {
-                if from < self.queue.len() && to < self.queue.len() {
-                    let item = self.queue.remove(from);
-                    self.queue.insert(to, item);
-                    self.queue_version += 1;
-                    if self.source.is_some() {
-                        self.index = if from == self.index {
-                            to
-                        } else if from < self.index && to >= self.index {
-                            self.index - 1
-                        } else if from > self.index && to <= self.index {
-                            self.index + 1
-                        } else {
-                            self.index
-                        };
-                    }
-                }
-            }
-            Command::Clear => {
-                self.queue.clear();
-                self.queue_version += 1;
-                self.state = TransportState::Stopped;
-                self.source = None;
-                self.index = 0;
-                self.fade = None;
-            }
-            Command::Shuffle => {
-                use rand::seq::SliceRandom;
-                if self.source.is_some() && self.index < self.queue.len() {
-                    let current = self.queue.remove(self.index);
-                    self.queue.shuffle(&mut rand::thread_rng());
-                    self.queue.insert(0, current);
-                    self.index = 0;
-                } else {
-                    self.queue.shuffle(&mut rand::thread_rng());
-                }
-                self.queue_version += 1;
-            }
+            cmd @ (Command::Add { .. }
+            | Command::Remove(_)
+            | Command::Move { .. }
+            | Command::Clear
+            | Command::Shuffle) => self.edit_queue(cmd),
             Command::SetRepeat(r) => self.repeat = r,
             Command::ZoneVolume(v) => self.volume = v.min(100),
             Command::ZoneMute(m) => self.muted = m,
@@ -674,6 +615,70 @@ impl Streamer {
                     self.fade = None;
                 }
             }
+        }
+    }
+
+    /// Queue edits; the item playing stays the one playing (or, removed, the next takes its
+    /// place).
+    fn edit_queue(&mut self, cmd: Command) {
+        match cmd {
+            Command::Add { at, items } => {
+                let at = at.unwrap_or(self.queue.len()).min(self.queue.len());
+                let n = items.len();
+                self.queue.splice(at..at, items);
+                // The item playing stays the one playing.
+                if at <= self.index && self.source.is_some() {
+                    self.index += n;
+                }
+                self.queue_version += 1;
+            }
+            Command::Remove(at) => {
+                if at < self.queue.len() {
+                    self.queue.remove(at);
+                    self.queue_version += 1;
+                    if at < self.index {
+                        self.index -= 1;
+                    } else if at == self.index && self.source.is_some() {
+                        // The item playing went: the next one takes its place (after the fade).
+                        self.fade = None;
+                        if self.repeat == Repeat::All && self.index >= self.queue.len() {
+                            self.index = 0;
+                        }
+                        self.open_current();
+                    }
+                }
+            }
+            Command::Move { from, to } => {
+                if from < self.queue.len() && to < self.queue.len() {
+                    let item = self.queue.remove(from);
+                    self.queue.insert(to, item);
+                    self.queue_version += 1;
+                    if self.source.is_some() {
+                        self.index = index_after_move(self.index, from, to);
+                    }
+                }
+            }
+            Command::Clear => {
+                self.queue.clear();
+                self.queue_version += 1;
+                self.state = TransportState::Stopped;
+                self.source = None;
+                self.index = 0;
+                self.fade = None;
+            }
+            Command::Shuffle => {
+                use rand::seq::SliceRandom;
+                if self.source.is_some() && self.index < self.queue.len() {
+                    let current = self.queue.remove(self.index);
+                    self.queue.shuffle(&mut rand::thread_rng());
+                    self.queue.insert(0, current);
+                    self.index = 0;
+                } else {
+                    self.queue.shuffle(&mut rand::thread_rng());
+                }
+                self.queue_version += 1;
+            }
+            _ => {}
         }
     }
 
@@ -974,5 +979,35 @@ impl Streamer {
         if st.errors.len() != self.errors.len() || st.errors.last() != self.errors.back() {
             st.errors = self.errors.iter().cloned().collect();
         }
+    }
+}
+
+/// Where the item at `index` is after the item at `from` moved to `to`.
+fn index_after_move(index: usize, from: usize, to: usize) -> usize {
+    if from == index {
+        to
+    } else if from < index && to >= index {
+        index - 1
+    } else if from > index && to <= index {
+        index + 1
+    } else {
+        index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index_after_move;
+
+    #[test]
+    fn the_item_playing_stays_the_one_playing_when_another_moves() {
+        // Queue a b c d e, c (2) playing.
+        assert_eq!(index_after_move(2, 2, 4), 4); // c itself moves to the end
+        assert_eq!(index_after_move(2, 0, 3), 1); // a moves after c
+        assert_eq!(index_after_move(2, 4, 0), 3); // e moves before c
+        assert_eq!(index_after_move(2, 3, 4), 2); // d and e swap behind it
+        assert_eq!(index_after_move(2, 0, 1), 2); // a and b swap before it
+        assert_eq!(index_after_move(2, 4, 2), 3); // e into c's place: c after it
+        assert_eq!(index_after_move(2, 0, 2), 1); // a into c's place: c before it
     }
 }

@@ -468,28 +468,7 @@ impl StreamReceiver {
                 );
             }
             Ok(Packet::Announce(a)) if rebuilt.is_none() => {
-                // Only the controller of the stream playing moves the address (a replayed
-                // announcement of another session must not steal the speaker).
-                if self.session.is_some_and(|s| s != a.session) {
-                    stats.foreign_session.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                // A replayed announcement (from another host, or later) is a duplicate.
-                if !self.announced.admit(a.sent_ns, local_ns, now.map(|n| n.0)) {
-                    stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                if !self.fixed_controller {
-                    let ctl = SocketAddr::new(from.ip(), a.sync_port);
-                    // Never wait on the real-time thread: a busy lock is tried again at the
-                    // next announcement (twice a second).
-                    if let Ok(mut c) = shared.controller.try_lock() {
-                        if *c != Some(ctl) {
-                            log::info!("controller found at {ctl}");
-                            *c = Some(ctl);
-                        }
-                    }
-                }
+                self.on_announce(a, from, shared, (local_ns, now));
                 return None;
             }
             Ok(_) | Err(_) => {
@@ -498,58 +477,17 @@ impl StreamReceiver {
             }
         };
         let h = pkt.header;
-        if h.rate != self.expect.rate || h.channels != self.expect.channels {
-            stats.foreign_format.fetch_add(1, Ordering::Relaxed);
+        // Where the frames start in the buffer (the payload is a part of it).
+        let offset = pkt.payload.as_ptr() as usize - self.slots[slot].as_ptr() as usize;
+        if !self.admit(&h, now, stats) {
             return None;
-        }
-        if self.session != Some(h.session) {
-            // Another session: a restarted controller's stream is due about now; a replay of
-            // an old one (or junk) is not. Without a clock model yet, anything goes.
-            if now.is_some_and(|t| h.pts.since(t).unsigned_abs() > NEW_SESSION_SPAN_NS as u64) {
-                stats.foreign_session.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            self.session = Some(h.session);
-            self.window.reset();
-            self.plausible.reset();
-            // A session's sequence numbers and frames start at 0. If this is one of its first
-            // datagrams (its first quarter second), the ones before it were lost and nothing
-            // else would show it: they are missing too, and asked for like any other.
-            let early = (h.seq as usize) < MAX_MISSING && h.frame_index < u64::from(h.rate) / 4;
-            self.next_seq = early.then_some(0);
-            self.missing.clear();
-            self.fec.reset();
         }
         let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
-        if !self.plausible.believe(h.seq, h.pts, datagram_ns, now) {
-            stats.implausible.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        match self.window.offer(h.seq) {
-            Seen::New => {}
-            Seen::Again => {
-                stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            Seen::TooOld => {
-                stats.too_old.fetch_add(1, Ordering::Relaxed);
-                if !self.plausible.too_old() {
-                    return None;
-                }
-                // Believable datagrams keep arriving behind the window: its top was forged
-                // (or the controller's numbering jumped). Start it again on them.
-                log::warn!("stream window started again at datagram {}", h.seq);
-                self.window.reset();
-                self.window.offer(h.seq);
-            }
-        }
         self.plausible.accepted(h.seq, h.pts);
         stats.packets.fetch_add(1, Ordering::Relaxed);
         if rebuilt.is_some() {
             stats.fec_recovered.fetch_add(1, Ordering::Relaxed);
         }
-        // Where the frames start in the buffer (the payload is a part of it).
-        let offset = pkt.payload.as_ptr() as usize - self.slots[slot].as_ptr() as usize;
         self.fec.store(h.seq, &self.slots[slot][..len]);
         if let (Some(now), None) = (now, again) {
             self.lead.note(local_ns, h.pts.since(now));
@@ -573,6 +511,97 @@ impl StreamReceiver {
             data,
             offset,
         })
+    }
+
+    /// An announcement of the stream playing (or of any while none plays), newer than the
+    /// last one and not far from the controller's clock, gives the controller's address.
+    fn on_announce(
+        &mut self,
+        a: crate::wire::Announce,
+        from: SocketAddr,
+        shared: &Shared,
+        (local_ns, now): (i64, Option<ControllerNs>),
+    ) {
+        let stats = &shared.stats;
+        // Only the controller of the stream playing moves the address (a replayed
+        // announcement of another session must not steal the speaker).
+        if self.session.is_some_and(|s| s != a.session) {
+            stats.foreign_session.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // A replayed announcement (from another host, or later) is a duplicate.
+        if !self.announced.admit(a.sent_ns, local_ns, now.map(|n| n.0)) {
+            stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !self.fixed_controller {
+            let ctl = SocketAddr::new(from.ip(), a.sync_port);
+            // Never wait on the real-time thread: a busy lock is tried again at the
+            // next announcement (twice a second).
+            if let Ok(mut c) = shared.controller.try_lock() {
+                if *c != Some(ctl) {
+                    log::info!("controller found at {ctl}");
+                    *c = Some(ctl);
+                }
+            }
+        }
+        return;
+    }
+
+    /// Whether audio with header `h` is the zone's format, of the session playing (or of a
+    /// fresh new one, which then starts), plausible, and new; what it is not is counted.
+    fn admit(
+        &mut self,
+        h: &crate::wire::AudioHeader,
+        now: Option<ControllerNs>,
+        stats: &super::Stats,
+    ) -> bool {
+        if h.rate != self.expect.rate || h.channels != self.expect.channels {
+            stats.foreign_format.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        if self.session != Some(h.session) {
+            // Another session: a restarted controller's stream is due about now; a replay of
+            // an old one (or junk) is not. Without a clock model yet, anything goes.
+            if now.is_some_and(|t| h.pts.since(t).unsigned_abs() > NEW_SESSION_SPAN_NS as u64) {
+                stats.foreign_session.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            self.session = Some(h.session);
+            self.window.reset();
+            self.plausible.reset();
+            // A session's sequence numbers and frames start at 0. If this is one of its first
+            // datagrams (its first quarter second), the ones before it were lost and nothing
+            // else would show it: they are missing too, and asked for like any other.
+            let early = (h.seq as usize) < MAX_MISSING && h.frame_index < u64::from(h.rate) / 4;
+            self.next_seq = early.then_some(0);
+            self.missing.clear();
+            self.fec.reset();
+        }
+        let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
+        if !self.plausible.believe(h.seq, h.pts, datagram_ns, now) {
+            stats.implausible.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        match self.window.offer(h.seq) {
+            Seen::New => {}
+            Seen::Again => {
+                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            Seen::TooOld => {
+                stats.too_old.fetch_add(1, Ordering::Relaxed);
+                if !self.plausible.too_old() {
+                    return false;
+                }
+                // Believable datagrams keep arriving behind the window: its top was forged
+                // (or the controller's numbering jumped). Start it again on them.
+                log::warn!("stream window started again at datagram {}", h.seq);
+                self.window.reset();
+                self.window.offer(h.seq);
+            }
+        }
+        true
     }
 }
 
@@ -758,24 +787,7 @@ pub fn sync_client(
         // must not push it to the third).
         if now.since(last_heartbeat) >= 900_000_000 {
             last_heartbeat = now;
-            let hb = Heartbeat {
-                name: shared.name.clone(),
-                api_port,
-                volume: shared.volume.load(Ordering::Relaxed),
-                muted: shared.muted.load(Ordering::Relaxed),
-                locked: shared.locked.load(Ordering::Relaxed),
-                sync_error_us: shared.sync_error_us(),
-                stream: Some(shared.zone().stream()),
-                sent_ns: shared
-                    .snapshot
-                    .try_lock()
-                    .ok()
-                    .and_then(|s| *s)
-                    .map(|s| s.to_controller(now).0),
-            };
-            let mut d = encode_heartbeat(&hb);
-            auth.seal(&mut d);
-            let _ = socket.send_to(&d, ctl);
+            send_heartbeat(&shared, &auth, &socket, ctl, api_port, now);
         }
         next_id += 1;
         let t1 = clock.now();
@@ -824,6 +836,36 @@ pub fn sync_client(
             }
         }
     }
+}
+
+/// The heartbeat: who this speaker is, where its API listens, its volume and sync state, and
+/// when it was sent (controller clock, so that a replay is told from a new one).
+fn send_heartbeat(
+    shared: &Shared,
+    auth: &Auth,
+    socket: &std::net::UdpSocket,
+    ctl: SocketAddr,
+    api_port: u16,
+    now: LocalNs,
+) {
+    let hb = Heartbeat {
+        name: shared.name.clone(),
+        api_port,
+        volume: shared.volume.load(Ordering::Relaxed),
+        muted: shared.muted.load(Ordering::Relaxed),
+        locked: shared.locked.load(Ordering::Relaxed),
+        sync_error_us: shared.sync_error_us(),
+        stream: Some(shared.zone().stream()),
+        sent_ns: shared
+            .snapshot
+            .try_lock()
+            .ok()
+            .and_then(|s| *s)
+            .map(|s| s.to_controller(now).0),
+    };
+    let mut d = encode_heartbeat(&hb);
+    auth.seal(&mut d);
+    let _ = socket.send_to(&d, ctl);
 }
 
 /// Time until the next poll on a quiet path: on the controller's 500 ms grid, plus this
