@@ -632,30 +632,26 @@ impl Streamer {
                 }
                 self.queue_version += 1;
             }
-            Command::Remove(at) => {
-                if at < self.queue.len() {
-                    self.queue.remove(at);
-                    self.queue_version += 1;
-                    if at < self.index {
-                        self.index -= 1;
-                    } else if at == self.index && self.source.is_some() {
-                        // The item playing went: the next one takes its place (after the fade).
-                        self.fade = None;
-                        if self.repeat == Repeat::All && self.index >= self.queue.len() {
-                            self.index = 0;
-                        }
-                        self.open_current();
+            Command::Remove(at) if at < self.queue.len() => {
+                self.queue.remove(at);
+                self.queue_version += 1;
+                if at < self.index {
+                    self.index -= 1;
+                } else if at == self.index && self.source.is_some() {
+                    // The item playing went: the next one takes its place (after the fade).
+                    self.fade = None;
+                    if self.repeat == Repeat::All && self.index >= self.queue.len() {
+                        self.index = 0;
                     }
+                    self.open_current();
                 }
             }
-            Command::Move { from, to } => {
-                if from < self.queue.len() && to < self.queue.len() {
-                    let item = self.queue.remove(from);
-                    self.queue.insert(to, item);
-                    self.queue_version += 1;
-                    if self.source.is_some() {
-                        self.index = index_after_move(self.index, from, to);
-                    }
+            Command::Move { from, to } if from < self.queue.len() && to < self.queue.len() => {
+                let item = self.queue.remove(from);
+                self.queue.insert(to, item);
+                self.queue_version += 1;
+                if self.source.is_some() {
+                    self.index = index_after_move(self.index, from, to);
                 }
             }
             Command::Clear => {
