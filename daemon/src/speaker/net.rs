@@ -545,7 +545,6 @@ impl StreamReceiver {
                 }
             }
         }
-        return;
     }
 
     /// Whether audio with header `h` is the zone's format, of the session playing (or of a
