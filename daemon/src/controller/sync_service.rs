@@ -133,123 +133,170 @@ pub fn serve(
             "no kernel receive timestamps on the sync service ({e}); using user-space times"
         );
     }
+    let mut service = Service {
+        socket,
+        auth,
+        clock,
+        registry,
+        recent,
+        stats,
+        per_source: RateLimiter::new(100.0, 50.0),
+        per_host: RateLimiter::new(5000.0, 2500.0),
+        // Datagrams sent again per speaker: 1000/s (1.4 MB/s) is a third of a 48 kHz stream
+        // lost.
+        repairs: RateLimiter::new(1000.0, 500.0),
+        proofs: super::proof::Proofs::default(),
+        rate: crate::net::RealtimeRate::new(),
+        on_grid: false,
+    };
     let mut buf = [0u8; 2048];
-    let mut per_source = RateLimiter::<SocketAddr>::new(100.0, 50.0);
-    let mut per_host = RateLimiter::<IpAddr>::new(5000.0, 2500.0);
-    // Datagrams sent again per speaker: 1000/s (1.4 MB/s) is a third of a 48 kHz stream lost.
-    let mut repairs = RateLimiter::<IpAddr>::new(1000.0, 500.0);
-    let mut proofs = super::proof::Proofs::default();
-    let mut rate = crate::net::RealtimeRate::new();
-    // The first datagram of this wake-up came just after a point of the speakers' poll grid,
-    // and the service has not waited for the rest of the burst yet.
-    let mut on_grid = false;
     loop {
-        // t2 is the kernel's receive timestamp, on our clock. What is waiting first; then,
-        // when the wake-up came with the speakers' quiet polls (just after a point of their
-        // grid) and there are several, a moment for the rest of the burst: a few wake-ups a
-        // poll instead of one a datagram. Exchanges off the grid (speakers still locking, or
-        // on a jittery path) are answered at once.
-        let got = match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false) {
+        if let Some((len, from, t2)) = service.receive(&mut buf) {
+            service.handle(&buf[..len], from, t2);
+        }
+    }
+}
+
+/// The service's sockets, limits and what it has learnt.
+struct Service {
+    socket: UdpSocket,
+    auth: Auth,
+    clock: SharedClock,
+    registry: Arc<Registry>,
+    recent: Vec<Arc<std::sync::Mutex<RecentDatagrams>>>,
+    stats: Arc<ServerStats>,
+    per_source: RateLimiter<SocketAddr>,
+    per_host: RateLimiter<IpAddr>,
+    repairs: RateLimiter<IpAddr>,
+    proofs: super::proof::Proofs,
+    rate: crate::net::RealtimeRate,
+    /// The first datagram of this wake-up came just after a point of the speakers' poll grid,
+    /// and the service has not waited for the rest of the burst yet.
+    on_grid: bool,
+}
+
+impl Service {
+    /// The next datagram: its length, sender and receive time (t2, the kernel's receive
+    /// timestamp, on our clock). What is waiting first; then, when the wake-up came with the
+    /// speakers' quiet polls (just after a point of their grid) and there are several, a
+    /// moment for the rest of the burst: a few wake-ups a poll instead of one a datagram.
+    /// Exchanges off the grid (speakers still locking, or on a jittery path) are answered at
+    /// once. None: nothing this time (interrupted, or a moment waited).
+    fn receive(&mut self, buf: &mut [u8]) -> Option<(usize, SocketAddr, ControllerNs)> {
+        let (socket, clock) = (&self.socket, &self.clock);
+        let got = match crate::net::recv_stamped(socket, buf, clock, &mut self.rate, false) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if on_grid && registry.count() > 1 {
-                    on_grid = false;
+                if self.on_grid && self.registry.count() > 1 {
+                    self.on_grid = false;
                     std::thread::sleep(LINGER);
-                    continue;
+                    return None;
                 }
-                let r = crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true);
-                on_grid = matches!(&r, Ok((_, _, t)) if just_after_grid(t.0));
+                let r = crate::net::recv_stamped(socket, buf, clock, &mut self.rate, true);
+                self.on_grid = matches!(&r, Ok((_, _, t)) if just_after_grid(t.0));
                 r
             }
             r => r,
         };
-        let (len, from, t2) = match got {
-            Ok((n, from, t)) => (n, from, ControllerNs(t.0)),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+        match got {
+            Ok((n, from, t)) => Some((n, from, ControllerNs(t.0))),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => None,
             Err(e) => {
                 log::warn!("sync service receive failed: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
+                None
             }
-        };
-        if !per_host.allow(from.ip(), t2.0) || !per_source.allow(from, t2.0) {
-            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-            continue;
         }
-        let body = match auth.open(&buf[..len]) {
-            Ok(b) => b,
-            Err(_) => {
-                stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+    }
+
+    /// One datagram: within the sender's limits, authenticated, then a sync request, a
+    /// heartbeat or a repair request.
+    fn handle(&mut self, datagram: &[u8], from: SocketAddr, t2: ControllerNs) {
+        let stats = self.stats.clone();
+        if !self.per_host.allow(from.ip(), t2.0) || !self.per_source.allow(from, t2.0) {
+            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Ok(body) = self.auth.open(datagram) else {
+            stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+            return;
         };
         match parse(body) {
             Ok(Packet::SyncRequest(req)) => {
                 stats.requests.fetch_add(1, Ordering::Relaxed);
-                proofs.request(from, req.proof, t2.0);
+                self.proofs.request(from, req.proof, t2.0);
                 let mut resp = SyncResponse {
                     id: req.id,
                     t1: req.t1,
                     t2,
                     t3: t2,
                 };
-                resp.t3 = ControllerNs(clock.now().0);
+                resp.t3 = ControllerNs(self.clock.now().0);
                 // Sealing after t3 delays the answer by the time a tag takes, as sealing after
                 // t1 delays the request: the two cancel in the offset.
                 let mut out = resp.encode();
-                auth.seal(&mut out);
-                proofs.answered(from, resp.t3.0, t2.0);
-                let _ = socket.send_to(&out, from);
+                self.auth.seal(&mut out);
+                self.proofs.answered(from, resp.t3.0, t2.0);
+                let _ = self.socket.send_to(&out, from);
             }
             Ok(Packet::Heartbeat(hb)) => {
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
                 use super::registry::Heard;
                 if !matches!(
-                    registry.handle_heartbeat(from, hb, t2),
+                    self.registry.handle_heartbeat(from, hb, t2),
                     Heard::Joined | Heard::Updated
                 ) {
                     stats.heartbeats_refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Ok(Packet::Repair(q)) => {
-                // A request is small and its answer is audio: only hosts that proved they
-                // receive the service's answers (controller::proof) get answers, within their share,
-                // so this reflects onto nobody else (and with a key, onto nobody without it).
-                stats.repair_requests.fetch_add(1, Ordering::Relaxed);
-                let wanted = q.seqs().len() as u64;
-                if !proofs.proven(from.ip(), t2.0) {
-                    stats.repairs_refused.fetch_add(wanted, Ordering::Relaxed);
-                    continue;
-                }
-                // The zone whose session it is (each zone's stream has its own).
-                let held: Vec<Vec<u8>> = recent
-                    .iter()
-                    .filter_map(|r| r.lock().ok())
-                    .find(|r| r.session() == q.session)
-                    .map(|r| {
-                        q.seqs()
-                            .iter()
-                            .filter_map(|&s| r.get(q.session, s).map(<[u8]>::to_vec))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut sent = 0;
-                for d in &held {
-                    if !repairs.allow(from.ip(), t2.0) {
-                        break;
-                    }
-                    if socket.send_to(d, from).is_ok() {
-                        sent += 1;
-                    }
-                }
-                stats.repairs_sent.fetch_add(sent, Ordering::Relaxed);
-                stats
-                    .repairs_refused
-                    .fetch_add(wanted - sent, Ordering::Relaxed);
-            }
+            Ok(Packet::Repair(q)) => self.repair(&q, from, t2),
             Ok(_) | Err(_) => {
                 stats.invalid.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// A request is small and its answer is audio: only hosts that proved they receive the
+    /// service's answers (controller::proof) get answers, within their share, so this reflects
+    /// onto nobody else (and with a key, onto nobody without it).
+    fn repair(
+        &mut self,
+        q: &crate::wire::repair::RepairRequest,
+        from: SocketAddr,
+        t2: ControllerNs,
+    ) {
+        let stats = &self.stats;
+        stats.repair_requests.fetch_add(1, Ordering::Relaxed);
+        let wanted = q.seqs().len() as u64;
+        if !self.proofs.proven(from.ip(), t2.0) {
+            stats.repairs_refused.fetch_add(wanted, Ordering::Relaxed);
+            return;
+        }
+        // The zone whose session it is (each zone's stream has its own).
+        let held: Vec<Vec<u8>> = self
+            .recent
+            .iter()
+            .filter_map(|r| r.lock().ok())
+            .find(|r| r.session() == q.session)
+            .map(|r| {
+                q.seqs()
+                    .iter()
+                    .filter_map(|&s| r.get(q.session, s).map(<[u8]>::to_vec))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut sent = 0;
+        for d in &held {
+            if !self.repairs.allow(from.ip(), t2.0) {
+                break;
+            }
+            if self.socket.send_to(d, from).is_ok() {
+                sent += 1;
+            }
+        }
+        stats.repairs_sent.fetch_add(sent, Ordering::Relaxed);
+        stats
+            .repairs_refused
+            .fetch_add(wanted - sent, Ordering::Relaxed);
     }
 }
 
