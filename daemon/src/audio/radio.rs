@@ -236,31 +236,7 @@ impl Fetch {
     /// One connection: Ok when the receiver went away, Err why the stream stopped.
     fn stream_once(&self) -> Result<(), String> {
         let (url, tx, shared, life) = (&self.url, &self.tx, &self.shared, &self.life);
-        let allow_local = self.allow_local;
-        let agent =
-            ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(5))
-                .timeout_read(Duration::from_secs(10))
-                .redirects(3)
-                .resolver(move |netloc: &str| {
-                    // Every address of every hop (redirects included) is checked here.
-                    use std::net::ToSocketAddrs;
-                    let all: Vec<_> = netloc.to_socket_addrs()?.collect();
-                    let ok: Vec<_> = all
-                        .iter()
-                        .copied()
-                        .filter(|a| allow_local || !local(a.ip()))
-                        .collect();
-                    if ok.is_empty() && !all.is_empty() {
-                        return Err(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    format!("{netloc} is this box or link-local ([controller] radio-allow-local)"),
-                ));
-                    }
-                    Ok(ok)
-                })
-                .build();
-        let resp = agent
+        let resp = agent(self.allow_local)
             .get(url)
             .set("Icy-MetaData", "1")
             .set("User-Agent", concat!("chorus/", env!("CARGO_PKG_VERSION")))
@@ -312,43 +288,79 @@ impl Fetch {
         let mut dec = symphonia::default::get_codecs()
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|e| e.to_string())?;
-        let mut sb: Option<SampleBuffer<f32>> = None;
-        let mut bad = 0;
-        loop {
-            let packet = probed
-                .format
-                .next_packet()
-                .map_err(|e| format!("stream ended: {e}"))?;
-            let buf = match dec.decode(&packet) {
-                Ok(b) => b,
-                Err(e) => {
-                    bad += 1;
-                    if bad > 64 {
-                        return Err(format!("undecodable: {e}"));
-                    }
-                    continue;
+        pump(&mut *probed.format, &mut *dec, tx)
+    }
+}
+
+/// Who fetches a radio stream: 5 s to connect, 10 s without data, at most 3 redirects, and
+/// every address of every hop (redirects included) checked: not this box or link-local
+/// unless allowed.
+fn agent(allow_local: bool) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(Duration::from_secs(10))
+        .redirects(3)
+        .resolver(move |netloc: &str| {
+            use std::net::ToSocketAddrs;
+            let all: Vec<_> = netloc.to_socket_addrs()?.collect();
+            let ok: Vec<_> = all
+                .iter()
+                .copied()
+                .filter(|a| allow_local || !local(a.ip()))
+                .collect();
+            if ok.is_empty() && !all.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("{netloc} is this box or link-local ([controller] radio-allow-local)"),
+                ));
+            }
+            Ok(ok)
+        })
+        .build()
+}
+
+/// Decodes packets and sends them on until the stream ends (Err why) or the receiver went
+/// away (Ok).
+fn pump(
+    format: &mut dyn symphonia::core::formats::FormatReader,
+    dec: &mut dyn symphonia::core::codecs::Decoder,
+    tx: &SyncSender<Chunk>,
+) -> Result<(), String> {
+    let mut sb: Option<SampleBuffer<f32>> = None;
+    let mut bad = 0;
+    loop {
+        let packet = format
+            .next_packet()
+            .map_err(|e| format!("stream ended: {e}"))?;
+        let buf = match dec.decode(&packet) {
+            Ok(b) => b,
+            Err(e) => {
+                bad += 1;
+                if bad > 64 {
+                    return Err(format!("undecodable: {e}"));
                 }
-            };
-            bad = 0;
-            let spec = *buf.spec();
-            let frames = buf.frames();
-            if frames == 0 {
                 continue;
             }
-            let s = match &mut sb {
-                Some(s) if s.capacity() >= buf.capacity() => s,
-                slot => slot.insert(SampleBuffer::new(buf.capacity() as u64, spec)),
-            };
-            s.copy_interleaved_ref(buf);
-            let channels = spec.channels.count();
-            let chunk = Chunk {
-                samples: s.samples()[..frames * channels].to_vec(),
-                rate: spec.rate,
-                channels,
-            };
-            if tx.send(chunk).is_err() {
-                return Ok(()); // the source is gone
-            }
+        };
+        bad = 0;
+        let spec = *buf.spec();
+        let frames = buf.frames();
+        if frames == 0 {
+            continue;
+        }
+        let s = match &mut sb {
+            Some(s) if s.capacity() >= buf.capacity() => s,
+            slot => slot.insert(SampleBuffer::new(buf.capacity() as u64, spec)),
+        };
+        s.copy_interleaved_ref(buf);
+        let channels = spec.channels.count();
+        let chunk = Chunk {
+            samples: s.samples()[..frames * channels].to_vec(),
+            rate: spec.rate,
+            channels,
+        };
+        if tx.send(chunk).is_err() {
+            return Ok(()); // the source is gone
         }
     }
 }
