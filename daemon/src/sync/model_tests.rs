@@ -4,7 +4,7 @@
 use super::*;
 
 #[cfg(test)]
-mod tests {
+mod basics {
     use super::*;
 
     /// A simulated pair of clocks: controller = true; speaker = true*(1+ppm) + offset.
