@@ -421,7 +421,7 @@ fn start_speaker(
         .name("chorus-sync".into())
         .stack_size(256 * 1024)
         .spawn(move || {
-            if let Err(e) = speaker::net::sync_client(sh, ck, api_port, au) {
+            if let Err(e) = speaker::sync_client::sync_client(sh, ck, api_port, au) {
                 log::error!("sync client failed: {e}");
             }
         })

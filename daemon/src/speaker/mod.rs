@@ -17,6 +17,7 @@ pub mod reading;
 pub mod realtime;
 pub mod schedule;
 pub mod servo;
+pub mod sync_client;
 pub mod tap;
 pub mod timeline;
 

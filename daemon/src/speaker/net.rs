@@ -1,22 +1,18 @@
-//! The speaker's network tasks: the multicast receiver, the clock-sync client and the
-//! heartbeat to the controller.
+//! The speaker's stream receiver: the zone's multicast datagrams (authenticated, checked,
+//! filed in the jitter buffer), parity, repairs, and the controller's announcements. The
+//! clock-sync client and the heartbeat are `super::sync_client`.
 
 use super::jitter::{Chunk, Insert, JitterBuffer};
 use super::plausible::Plausibility;
 use super::Shared;
-use crate::clock::{ControllerNs, LocalNs, SharedClock};
+use crate::clock::ControllerNs;
 use crate::net::multicast_receiver;
-use crate::sync::Exchange;
 use crate::wire::auth::{Auth, ReplayWindow, Seen};
 use crate::wire::fec::{Parity, MAX_PROTECTED};
-use crate::wire::packet::{encode_heartbeat, parse, Packet};
+use crate::wire::packet::{parse, Packet};
 use crate::wire::repair::RepairRequest;
-use crate::wire::{Heartbeat, SyncRequest};
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// The zone's stream format, as this speaker expects it.
 #[derive(Debug, Clone, Copy)]
@@ -726,222 +722,9 @@ fn file(chunk: Chunk, shared: &Shared, jb: Option<&mut JitterBuffer>) -> bool {
     false
 }
 
-/// Interval between sync exchanges.
-/// Exchange interval while locking and on a jittery path: the envelope filter's precision
-/// grows with the number of exchanges it sees.
-const POLL: Duration = Duration::from_millis(25);
-/// Exchange interval on a quiet path once locked: a sharp delay floor needs few exchanges, and
-/// a controller with 32 speakers answers 64 exchanges a second instead of 1280.
-const POLL_QUIET: Duration = Duration::from_nanos(crate::sync::QUIET_POLL_NS as u64);
-
-/// Exchanges sync datagrams with the controller every 25 ms (lock after six, about 0.15 s), and
-/// sends the heartbeat once a second.
-pub fn sync_client(
-    shared: Arc<Shared>,
-    clock: SharedClock,
-    api_port: u16,
-    auth: Auth,
-) -> std::io::Result<()> {
-    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-    let stamped = match crate::net::enable_rx_timestamps(&socket) {
-        Ok(()) => true,
-        Err(e) => {
-            log::warn!("no kernel receive timestamps for clock sync ({e}); using user-space times");
-            false
-        }
-    };
-    let mut rate = crate::net::RealtimeRate::new();
-    let mut outstanding: HashMap<u64, LocalNs> = HashMap::new();
-    let mut next_id: u64 = rand::random::<u32>() as u64;
-    let mut buf = [0u8; 256];
-    let mut last_heartbeat = LocalNs(i64::MIN / 2);
-    // The model's verdict after the last exchange (read under the lock taken for it).
-    let mut quiet = false;
-    // The controller time t3 of the last answer: echoed in the next request, it proves to the
-    // controller that we receive its answers here (it sends repairs only to such hosts).
-    let mut proof: i64 = 0;
-    // The answer to the last request is read at this wake-up, not when it came.
-    let mut late = false;
-    // This speaker's place on the controller's poll grid.
-    let phase_ns = (rand::random::<u32>() as i64) % crate::sync::QUIET_POLL_SPREAD_NS;
-    loop {
-        let controller = shared.controller.lock().ok().and_then(|c| *c);
-        let Some(ctl) = controller else {
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        if late {
-            while let Ok((len, from, t4)) =
-                crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false)
-            {
-                if let Some((q, t3)) =
-                    take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
-                {
-                    (quiet, proof) = (q, t3);
-                }
-            }
-        }
-        let now = clock.now();
-        // About once a second: with every second quiet poll (polls a hair under 500 ms apart
-        // must not push it to the third).
-        if now.since(last_heartbeat) >= 900_000_000 {
-            last_heartbeat = now;
-            send_heartbeat(&shared, &auth, &socket, ctl, api_port, now);
-        }
-        next_id += 1;
-        let t1 = clock.now();
-        if outstanding.len() > 64 {
-            outstanding.clear();
-        }
-        outstanding.insert(next_id, t1);
-        let mut req = SyncRequest {
-            id: next_id,
-            t1,
-            proof,
-        }
-        .encode();
-        auth.seal(&mut req);
-        if let Err(e) = socket.send_to(&req, ctl) {
-            log::debug!("sync request to {ctl} failed: {e}");
-        }
-        // On a quiet path the answer waits in the socket, its kernel stamp saying when it
-        // came, and is read at the next poll: one wake-up per exchange instead of two (the
-        // answer, then the poll). This needs the stamps, and the realtime clock's rate
-        // against ours to convert their age.
-        late = quiet && stamped && rate.known();
-        if late {
-            std::thread::sleep(until_next_poll(&shared, &clock, phase_ns));
-            continue;
-        }
-        // 40 exchanges a second (40-byte datagrams): enough fast ones for the filter to pick
-        // from even on a jittery path.
-        let deadline = std::time::Instant::now() + if quiet { POLL_QUIET } else { POLL };
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
-                break;
-            }
-            let (len, from, t4) =
-                match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
-                    Err(_) => break,
-                };
-            if let Some((q, t3)) =
-                take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
-            {
-                (quiet, proof) = (q, t3);
-            }
-        }
-    }
-}
-
-/// The heartbeat: who this speaker is, where its API listens, its volume and sync state, and
-/// when it was sent (controller clock, so that a replay is told from a new one).
-fn send_heartbeat(
-    shared: &Shared,
-    auth: &Auth,
-    socket: &std::net::UdpSocket,
-    ctl: SocketAddr,
-    api_port: u16,
-    now: LocalNs,
-) {
-    let hb = Heartbeat {
-        name: shared.name.clone(),
-        api_port,
-        volume: shared.volume.load(Ordering::Relaxed),
-        muted: shared.muted.load(Ordering::Relaxed),
-        locked: shared.locked.load(Ordering::Relaxed),
-        sync_error_us: shared.sync_error_us(),
-        stream: Some(shared.zone().stream()),
-        sent_ns: shared
-            .snapshot
-            .try_lock()
-            .ok()
-            .and_then(|s| *s)
-            .map(|s| s.to_controller(now).0),
-    };
-    let mut d = encode_heartbeat(&hb);
-    auth.seal(&mut d);
-    let _ = socket.send_to(&d, ctl);
-}
-
-/// Time until the next poll on a quiet path: on the controller's 500 ms grid, plus this
-/// speaker's phase (under 2 ms), so that a controller with many speakers takes their requests
-/// and heartbeats in a few wake-ups instead of one each (its sync service lingers a moment
-/// after a wake-up for the rest of the burst). Until the clock is locked: one poll from now.
-fn until_next_poll(shared: &Shared, clock: &SharedClock, phase_ns: i64) -> Duration {
-    let Some(s) = shared.snapshot.lock().ok().and_then(|s| *s) else {
-        return POLL_QUIET;
-    };
-    let now = s.to_controller(clock.now()).0;
-    Duration::from_nanos((next_grid_point(now, phase_ns) - now) as u64)
-}
-
-/// The first point of the poll grid (shifted by `phase_ns`) more than half a poll after `now`
-/// (controller time): the same interval from one aligned poll to the next.
-fn next_grid_point(now: i64, phase_ns: i64) -> i64 {
-    let p = POLL_QUIET.as_nanos() as i64;
-    (now - phase_ns + p / 2).div_euclid(p) * p + p + phase_ns
-}
-
-/// Hands an answer to one of our requests to the clock model (and publishes the snapshot
-/// once locked); anything else is dropped. Returns the model's verdict on the path (quiet) and the
-/// answer's t3 (the proof for the next request).
-fn take_answer(
-    shared: &Shared,
-    auth: &Auth,
-    outstanding: &mut HashMap<u64, LocalNs>,
-    ctl: SocketAddr,
-    datagram: &[u8],
-    from: SocketAddr,
-    t4: LocalNs,
-) -> Option<(bool, i64)> {
-    if from != ctl {
-        return None;
-    }
-    let Ok(body) = auth.open(datagram) else {
-        shared.stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
-        return None;
-    };
-    let Ok(Packet::SyncResponse(resp)) = parse(body) else {
-        return None;
-    };
-    // Only answers to our own requests, with the t1 we sent.
-    if outstanding.remove(&resp.id) != Some(resp.t1) {
-        return None;
-    }
-    let ex = Exchange {
-        t1: resp.t1,
-        t2: resp.t2,
-        t3: resp.t3,
-        t4,
-    };
-    let mut m = shared.model.lock().ok()?;
-    m.handle_exchange(ex);
-    let locked = m.locked();
-    if locked && !shared.locked.swap(true, Ordering::Relaxed) {
-        if let Some(s) = m.snapshot() {
-            log::info!(
-                "clock locked to {ctl}: offset_ns={} ppm={:.1} rtt_us={:.0}",
-                s.offset_ref,
-                s.freq * 1e6,
-                m.last_rtt() as f64 / 1000.0
-            );
-        }
-    }
-    if locked {
-        if let Ok(mut snap) = shared.snapshot.lock() {
-            *snap = m.snapshot();
-        }
-    }
-    Some((m.quiet(), resp.t3.0))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{next_grid_point, RecentMax, POLL_QUIET};
+    use super::RecentMax;
 
     #[test]
     fn the_lead_is_the_largest_of_the_last_one_to_two_seconds() {
@@ -969,35 +752,5 @@ mod tests {
         assert_eq!(l.get(10 * S + S / 2), Some(95));
         l.note(11 * S + 1, 80);
         assert_eq!(l.get(11 * S + 1), Some(95));
-    }
-
-    #[test]
-    fn quiet_polls_land_on_the_grid_a_poll_apart() {
-        let p = POLL_QUIET.as_nanos() as i64;
-        let phase = 1_234_567;
-        // From anywhere, the first poll is on the grid, half a poll to one and a half away.
-        for now in [
-            -7 * p - 3,
-            -1,
-            0,
-            1,
-            p / 2,
-            12_345_678_901,
-            12_345_678_901 + p / 2,
-        ] {
-            let next = next_grid_point(now, phase);
-            assert_eq!((next - phase).rem_euclid(p), 0, "{now}");
-            assert!(
-                next - now > p / 2 && next - now <= 3 * p / 2,
-                "{now} -> {next}"
-            );
-        }
-        // Then, woken a little late each time, a poll apart exactly.
-        let mut t = next_grid_point(5 * p + 77, phase);
-        for late in [0, 50_000, 3_000_000, 20_000_000] {
-            let next = next_grid_point(t + late, phase);
-            assert_eq!(next - t, p);
-            t = next;
-        }
     }
 }
