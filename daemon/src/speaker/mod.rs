@@ -7,6 +7,7 @@ pub mod devclock;
 pub mod events;
 pub mod floor;
 pub mod jitter;
+mod loss;
 pub mod metrics;
 pub mod net;
 pub mod output;
