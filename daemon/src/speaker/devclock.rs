@@ -316,47 +316,6 @@ impl DeviceClock {
         }
     }
 
-    /// An edge seen between two readings close together is a point of the phase: its middle
-    /// joins the track.
-    fn note_edge(&mut self, p: i64, after: f64, by: f64) {
-        // Not from the first half second (see `add_bound`).
-        let warming = by < WARMUP_NS && self.stamps() == Stamps::AtCall;
-        if warming || by - after > TRACK_WIDTH_NS || by - self.track_at < TRACK_EVERY_NS {
-            return;
-        }
-        if self.track.len() == TRACK {
-            self.track.pop_front();
-        }
-        self.track.push_back((p, 0.5 * (after + by)));
-        self.track_at = by;
-        self.fit_phase();
-    }
-
-    /// The rate from the phase track (least squares), with its uncertainty, once it spans
-    /// `TRACK_AFTER_NS`: each point is within half `TRACK_WIDTH_NS` of the truth, so the slope
-    /// is within that over the span (67 ppm at 0.3 s, 3 ppm at 6 s).
-    fn track_rate(&self) -> Option<(f64, f64)> {
-        let (&(p0, t0), &(_, tz)) = (self.track.front()?, self.track.back()?);
-        let span = tz - t0;
-        if span < TRACK_AFTER_NS {
-            return None;
-        }
-        let n = self.track.len() as f64;
-        let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
-        for &(p, t) in &self.track {
-            let (x, y) = ((p - p0) as f64, t - t0);
-            (sx, sy, sxx, sxy) = (sx + x, sy + y, sxx + x * x, sxy + x * y);
-        }
-        let var = sxx - sx * sx / n;
-        if var <= 0.0 {
-            return None;
-        }
-        let slope = (sxy - sx * sy / n) / var;
-        let ppm = (TRACK_WIDTH_NS / span * 1e6).clamp(FLOOR_PPM, PRIOR_PPM);
-        ((slope / self.nominal - 1.0).abs() < PRIOR_PPM * 1e-6)
-            .then_some((slope, self.nominal * ppm * 1e-6))
-    }
-
     fn start(&mut self, r: Reading) {
         self.origin = Some(r.stamp);
         self.p_ref = r.position;
@@ -392,149 +351,6 @@ impl DeviceClock {
         let smallest = self.increments.iter().copied().min().unwrap_or(1);
         let common = self.increments.iter().copied().fold(0, gcd);
         self.step = if common >= 32 { common } else { smallest }.max(1);
-    }
-
-    /// An upper bound (the device passed `p` at or before `t`) joins the rate fit as the
-    /// lowest of its 20 ms bucket against the model's line; each closed bucket refits.
-    fn add_bound(&mut self, p: i64, t: f64) {
-        // Not from the device's first half second: a plugin starting up may move its position
-        // by more than it played (one speaker's rate came out 150 ppm off from its first
-        // second on a JACK rig, and only left when those bounds left the window, 12 s later).
-        if t < WARMUP_NS && self.stamps() == Stamps::AtCall {
-            return;
-        }
-        // Only a bound close to the reading before it (which still showed the old position)
-        // is close to its edge: the first reading of a wake-up bounds an edge milliseconds
-        // back, and a reading preempted within its call by as long as it was.
-        if t - self.last_lo <= TIGHT_NS {
-            self.floor.add(p, t, self.last_lo);
-            self.jittery |= self.floor.jittery();
-        }
-        if let Some(line) = self.floor.line() {
-            let at = line.at(self.p_ref);
-            if at < self.lo - FLOOR_SLACK_NS || at > self.hi + FLOOR_SLACK_NS {
-                self.floor.clear();
-            }
-        }
-        let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
-        match self.open {
-            Some((start, best)) if t - start < BUCKET_NS => {
-                if height(self, (p, t)) < height(self, best) {
-                    self.open = Some((start, (p, t)));
-                }
-            }
-            Some((_, best)) => {
-                while self.bounds.len() >= BOUNDS
-                    || self.bounds.front().is_some_and(|b| t - b.1 > WINDOW_NS)
-                {
-                    self.bounds.pop_front();
-                }
-                self.bounds.push_back(best);
-                self.open = Some((t, (p, t)));
-                self.fit_rate();
-            }
-            None => self.open = Some((t, (p, t))),
-        }
-    }
-
-    /// The rate from the upper bounds' lower hull (a late callback or a late reading only lifts
-    /// a bound, so the hull rests on the earliest ones), as its chord between a quarter and
-    /// three quarters of the window: a long baseline (the edge above the bounds' mean, the
-    /// linear program of Moon, Skelly and Towsley for clock skew under one-sided delays, could
-    /// be short and jumped by 19 ppm when a bound left the window). Its uncertainty shrinks
-    /// with the span: 30 ppm over 1 s, 1 ppm from 30 s.
-    fn fit_rate(&mut self) {
-        let n = self.bounds.len();
-        let (Some(&(pa, ta)), Some(&(_, tz))) = (self.bounds.front(), self.bounds.back()) else {
-            return;
-        };
-        // Exact stamps give the rate to a fraction of a ppm in a tenth of a second; until it
-        // is known, a frame 100 ms ahead is heard off by the rate error (53 µs at 530 ppm,
-        // which the sim's clean runs showed in their first two seconds).
-        let after = match self.stamps() {
-            Stamps::AtPointerUpdate => EXACT_FIT_AFTER_NS,
-            Stamps::AtCall => FIT_AFTER_NS,
-        };
-        if n < 8 || tz - ta < after {
-            return;
-        }
-        // Heights against the current rate keep the numbers small; the hull is the same.
-        let rate = self.rate;
-        let hull = &mut self.hull;
-        hull.clear();
-        for &(p, t) in &self.bounds {
-            let x = (p - pa) as f64;
-            let c = (x, t - ta - rate * x);
-            while let [.., a, b] = hull[..] {
-                if (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0) > 0.0 {
-                    break;
-                }
-                hull.pop();
-            }
-            hull.push(c);
-        }
-        let span_x = hull.last().map_or(0.0, |h| h.0);
-        if hull.len() < 2 || span_x <= 0.0 {
-            return;
-        }
-        // The hull's height at `x` (a piecewise-linear lower envelope).
-        let at = |x: f64| {
-            let i = hull.partition_point(|h| h.0 < x).clamp(1, hull.len() - 1);
-            let (a, b) = (hull[i - 1], hull[i]);
-            a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0).max(1.0)
-        };
-        let (x1, x3) = (0.25 * span_x, 0.75 * span_x);
-        let d = (at(x3) - at(x1)) / (x3 - x1);
-        let slope = rate + d;
-        if ((slope / self.nominal) - 1.0).abs() > 2.0 * PRIOR_PPM * 1e-6 {
-            return;
-        }
-        // The bracket, moved forward by rates still being learned, may have come to rest
-        // before the line under every bound, where no edge can be: it moves up to it.
-        let (x0, y0) = hull
-            .iter()
-            .copied()
-            .min_by(|a, b| (a.1 - d * a.0).total_cmp(&(b.1 - d * b.0)))
-            .unwrap_or((0.0, 0.0));
-        let line = ta + y0 + rate * x0 + slope * ((self.p_ref - pa) as f64 - x0);
-        // Once the bounds span 10 s, at most 5 µs per fit (50 fits a second: 250 µs/s, which
-        // the servo follows without its rail): a rate that changed (a plugin's clock is not a
-        // crystal: JACK's dummy backend ran 100 ppm slow for its first 25 s) moved the line
-        // by 540 µs at once when a bound left the window, and the servo hit its rail. Before,
-        // the whole way: a bracket pinned early by the first rates is hundreds of µs off.
-        let most = if tz - ta < SETTLED_NS {
-            f64::INFINITY
-        } else {
-            MAX_LIFT_NS
-        };
-        let lift = (line - self.hi).min(most);
-        if lift > 0.0 {
-            self.hi += lift;
-            self.lo += lift;
-        }
-        let ppm = (30e9 / (tz - ta)).clamp(FLOOR_PPM, PRIOR_PPM);
-        (self.rate, self.rate_sigma) = (slope, self.nominal * ppm * 1e-6);
-        self.fitted = true;
-        // Before the bounds span `SETTLED_NS` the phase track, when there is one, knows better.
-        self.fit_phase();
-    }
-
-    /// Until the bounds span `SETTLED_NS`, the phase track's rate, when it has one: a narrow
-    /// bracket pins the phase to microseconds within a fraction of a second, where the hull of
-    /// a second of upper bounds was still 50-100 ppm off (a unit test's wake-ups jittered by
-    /// 3 ms; the sim's speakers heard that as 50-110 us for their first 3 s).
-    fn fit_phase(&mut self) {
-        let span = match (self.bounds.front(), self.bounds.back()) {
-            (Some(a), Some(z)) => z.1 - a.1,
-            _ => 0.0,
-        };
-        if span >= SETTLED_NS {
-            return;
-        }
-        if let Some(fit) = self.track_rate() {
-            (self.rate, self.rate_sigma) = fit;
-            self.fitted = true;
-        }
     }
 
     /// The floor's line when the edges are jittery (a plugin's callback): there it is the
@@ -650,6 +466,9 @@ fn gcd(a: i64, b: i64) -> i64 {
         gcd(b, a % b)
     }
 }
+
+#[path = "devclock_fit.rs"]
+mod fit;
 
 #[cfg(test)]
 #[path = "devclock_tests.rs"]
