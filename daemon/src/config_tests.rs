@@ -94,7 +94,7 @@ fn reserved_groups_devices_as_key_files_and_huge_values_are_refused() {
     let cfg = parse("[zone]\ngroup = \"239.255.9.9\"\n").unwrap();
     assert!(cfg.validate().iter().all(|p| p.key != "zone.group"));
     for dev in ["/dev/zero", "/dev/urandom", "/tmp"] {
-        let err = read_small(dev).unwrap_err();
+        let err = super::secrets::read_small(dev).unwrap_err();
         assert!(
             err.to_string().contains("not a regular file"),
             "{dev}: {err}"
