@@ -829,7 +829,7 @@ pub fn skew_us(a: &Capture, b: &Capture, ia: usize) -> Option<f64> {
     Some((a.heard_ns(ia as f64 + mid) - b.heard_ns(pos_b + mid)) / 1000.0)
 }
 
-pub use chorus::audio::measure::thd_n_db;
+pub use chorus::dsp::measure::thd_n_db;
 
 /// Median and maximum of absolute values.
 pub fn stats_abs(v: &[f64]) -> (f64, f64) {

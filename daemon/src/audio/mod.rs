@@ -3,7 +3,6 @@
 
 pub mod capture;
 pub mod decode;
-pub mod measure;
 pub mod pipe;
 pub mod radio;
 pub mod remix;

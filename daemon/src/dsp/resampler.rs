@@ -286,7 +286,7 @@ fn floor_i64(x: f64) -> i64 {
 mod tests {
     use super::*;
 
-    use crate::audio::measure::thd_n_db;
+    use crate::dsp::measure::thd_n_db;
 
     fn run(step: f64, start: f64, hz: f64, n: usize) -> Vec<f32> {
         let input: Vec<f32> = (0..n + 200)
