@@ -221,17 +221,7 @@ impl Attacker {
                 }
             }
             Some(Kind::Impostor) if tick.is_multiple_of(500) => {
-                let hb = chorus::wire::Heartbeat {
-                    name: "spk1".into(),
-                    api_port: 9,
-                    volume: 100,
-                    muted: false,
-                    locked: true,
-                    sync_error_us: Some(1.0),
-                    stream: None,
-                    sent_ns: None,
-                };
-                let d = chorus::wire::packet::encode_heartbeat(&hb);
+                let d = super::forged_heartbeat("spk1", 9);
                 self.send(&d, self.sync);
             }
             Some(Kind::Impostor) if tick % 100 == 50 => {

@@ -498,17 +498,7 @@ fn impostor(args: &[String]) -> Result<(), String> {
     let secs: f64 = flag(args, "--seconds", "10")
         .parse()
         .map_err(|e| format!("--seconds: {e}"))?;
-    let hb = chorus::wire::Heartbeat {
-        name: flag(args, "--name", "spk1"),
-        api_port: api.port(),
-        volume: 100,
-        muted: false,
-        locked: true,
-        sync_error_us: Some(1.0),
-        stream: None,
-        sent_ns: None,
-    };
-    let datagram = chorus::wire::packet::encode_heartbeat(&hb);
+    let datagram = forged_heartbeat(&flag(args, "--name", "spk1"), api.port());
     let udp = UdpSocket::bind(SocketAddr::new(api.ip(), 0)).map_err(|e| e.to_string())?;
     let listener = std::net::TcpListener::bind(api).map_err(|e| format!("bind {api}: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -581,4 +571,20 @@ fn impostor(args: &[String]) -> Result<(), String> {
     }
     println!("impostor: heartbeats {sent}, requests {requests}");
     Ok(())
+}
+
+/// A heartbeat posing as speaker `name` with its API at `api_port`, locked, unauthenticated
+/// and undated (as an impostor without the key or the controller's clock makes it).
+fn forged_heartbeat(name: &str, api_port: u16) -> Vec<u8> {
+    let hb = chorus::wire::Heartbeat {
+        name: name.to_string(),
+        api_port,
+        volume: 100,
+        muted: false,
+        locked: true,
+        sync_error_us: Some(1.0),
+        stream: None,
+        sent_ns: None,
+    };
+    chorus::wire::packet::encode_heartbeat(&hb)
 }
