@@ -9,6 +9,7 @@ pub mod queue;
 pub mod registry;
 pub mod streamer;
 pub mod sync_service;
+pub mod transport;
 
 pub use registry::Registry;
 pub use streamer::{Command, StreamerHandle, ZoneStatus};

@@ -7,6 +7,7 @@
 //! resuming mid-track. Every speaker receives the same samples, so every change takes effect on
 //! the same frame everywhere.
 
+use super::transport::{Effects, FadeChange, Transport};
 use crate::audio::Source;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
 use crate::net::{SendBatch, SendError};
@@ -302,16 +303,11 @@ pub fn spawn(
         frame_index: 0,
         epoch,
         next_slot: 0,
-        state: TransportState::Stopped,
-        uri: None,
-        queue: vec![],
-        queue_version: 0,
+        t: Transport::default(),
         published_queue: u64::MAX,
-        repeat: Repeat::Off,
         volume: 100,
         muted: false,
         gain,
-        index: 0,
         source: None,
         fade: None,
         pending: None,
@@ -356,18 +352,13 @@ struct Streamer {
     frame_index: u64,
     epoch: i64,
     next_slot: i64,
-    state: TransportState,
-    uri: Option<String>,
-    queue: Vec<PathBuf>,
-    /// Changes with every edit of the queue (the status copies it only then).
-    queue_version: u64,
+    /// The queue, the item playing, the transport state (pure: see `super::transport`).
+    t: Transport,
     published_queue: u64,
-    repeat: Repeat,
     volume: u8,
     muted: bool,
     /// The zone's gain, gliding over 30 ms (unity: samples untouched).
     gain: crate::dsp::volume::VolumeRamp,
-    index: usize,
     source: Option<Source>,
     fade: Option<Fade>,
     pending: Option<Command>,
@@ -419,7 +410,7 @@ fn count_send(errors: &mut u64, dest: SocketAddr, sent: Result<(), SendError>) {
 impl Streamer {
     fn run(&mut self, rx: Receiver<Command>, shutdown: Arc<AtomicBool>) {
         loop {
-            let wait = if self.state == TransportState::Playing {
+            let wait = if self.t.state == TransportState::Playing {
                 // Until the next packet's latest send time; `send_due` then sends everything
                 // up to a burst beyond it, so the thread wakes once per burst.
                 let due = self.pts(self.next_slot).0 - self.latency_ns - self.clock.now().0;
@@ -442,7 +433,7 @@ impl Streamer {
             if shutdown.load(Ordering::Relaxed) {
                 break;
             }
-            if self.state == TransportState::Playing {
+            if self.t.state == TransportState::Playing {
                 self.send_due();
             }
             self.repeat_tail();
@@ -492,9 +483,9 @@ impl Streamer {
                     got += k;
                     if k < want {
                         empty = if k == 0 { empty + 1 } else { 0 };
-                        if empty > self.queue.len() {
+                        if empty > self.t.queue.len() {
                             self.source = None;
-                            self.state = TransportState::Stopped;
+                            self.t.state = TransportState::Stopped;
                             break;
                         }
                         self.advance();
@@ -514,11 +505,7 @@ impl Streamer {
 
     /// The item playing ended: the next one (or the same one, or the first, by `repeat`).
     fn advance(&mut self) {
-        match self.repeat {
-            Repeat::One => {}
-            Repeat::All if self.index + 1 >= self.queue.len() => self.index = 0,
-            _ => self.index += 1,
-        }
+        self.t.advance();
         self.open_current();
     }
 
@@ -526,16 +513,21 @@ impl Streamer {
         let Ok(mut st) = self.status.lock() else {
             return;
         };
-        st.state = self.state;
-        st.repeat = self.repeat;
+        st.state = self.t.state;
+        st.repeat = self.t.repeat;
         st.volume = self.volume;
         st.muted = self.muted;
-        if st.uri != self.uri || self.published_queue != self.queue_version {
-            self.published_queue = self.queue_version;
-            st.queue = self.queue.iter().map(|p| p.display().to_string()).collect();
-            st.uri = self.uri.clone();
+        if st.uri != self.t.uri || self.published_queue != self.t.queue_version {
+            self.published_queue = self.t.queue_version;
+            st.queue = self
+                .t
+                .queue
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            st.uri = self.t.uri.clone();
         }
-        st.index = (self.state != TransportState::Stopped).then_some(self.index);
+        st.index = (self.t.state != TransportState::Stopped).then_some(self.t.index);
         // The title is built from tags or the file name: only when the track changed.
         let track = self.source.is_some().then_some(self.opened);
         let live = self.source.as_ref().is_some_and(|s| s.live_title());
@@ -550,7 +542,7 @@ impl Streamer {
         }
         st.duration_s = self.source.as_ref().and_then(|s| s.duration_s());
         let sent = self.source.as_ref().map(|s| s.position_s()).unwrap_or(0.0);
-        let ahead = if self.state == TransportState::Playing {
+        let ahead = if self.t.state == TransportState::Playing {
             self.latency_ns as f64 * 1e-9
         } else {
             0.0

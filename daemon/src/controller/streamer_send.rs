@@ -11,7 +11,7 @@ impl Streamer {
             log::warn!("streamer fell behind; skipping ahead");
             self.next_slot = self.slot_now();
         }
-        while self.state == TransportState::Playing {
+        while self.t.state == TransportState::Playing {
             let pts = self.pts(self.next_slot);
             if pts.0 - self.latency_ns > now + BURST_NS {
                 break;
@@ -47,10 +47,10 @@ impl Streamer {
                 self.buf.clear();
                 self.buf.resize(tail * self.p.channels as usize, 0.0);
                 self.send_packet(self.pts(self.next_slot), tail);
-                self.state = TransportState::Stopped;
+                self.t.state = TransportState::Stopped;
             }
         }
-        if self.state != TransportState::Playing {
+        if self.t.state != TransportState::Playing {
             // The stream stops here: protect the last, partial group too.
             self.send_parity();
             // Nothing follows the last datagrams to show a speaker that they went missing
@@ -68,7 +68,7 @@ impl Streamer {
         let Some((seq, due, left)) = self.tail else {
             return;
         };
-        if self.state == TransportState::Playing {
+        if self.t.state == TransportState::Playing {
             self.tail = None;
             return;
         }
