@@ -95,14 +95,16 @@ pub fn sync_client(
         // came, and is read at the next poll: one wake-up per exchange instead of two (the
         // answer, then the poll). This needs the stamps, and the realtime clock's rate
         // against ours to convert their age.
-        late = quiet && stamped && rate.known();
-        if late {
-            std::thread::sleep(until_next_poll(&shared, &clock, phase_ns));
-            continue;
-        }
-        // 40 exchanges a second (40-byte datagrams): enough fast ones for the filter to pick
-        // from even on a jittery path.
-        let deadline = std::time::Instant::now() + if quiet { POLL_QUIET } else { POLL };
+        let wait = match poll(quiet, stamped && rate.known()) {
+            Poll::OnGrid => {
+                late = true;
+                std::thread::sleep(until_next_poll(&shared, &clock, phase_ns));
+                continue;
+            }
+            Poll::Wait(d) => d,
+        };
+        late = false;
+        let deadline = std::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
@@ -152,6 +154,29 @@ fn send_heartbeat(
     let mut d = encode_heartbeat(&hb);
     auth.seal(&mut d);
     let _ = socket.send_to(&d, ctl);
+}
+
+/// How the next exchange is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Poll {
+    /// On the controller's grid of quiet polls, the answer read at the next one (its kernel
+    /// stamp says when it came).
+    OnGrid,
+    /// The answer is waited for, up to this long, then the next exchange.
+    Wait(Duration),
+}
+
+/// The poll policy: while locking or on a jittery path, 40 exchanges a second (40-byte
+/// datagrams: enough fast ones for the filter to pick from); on a quiet path two, on the grid
+/// when answers can be read late (one wake-up per exchange instead of two: the answer, then the
+/// poll), which needs kernel stamps and the realtime clock's rate against ours to convert their
+/// age; otherwise waited for.
+fn poll(quiet: bool, stamps_usable: bool) -> Poll {
+    match (quiet, stamps_usable) {
+        (true, true) => Poll::OnGrid,
+        (true, false) => Poll::Wait(POLL_QUIET),
+        (false, _) => Poll::Wait(POLL),
+    }
 }
 
 /// Time until the next poll on a quiet path: on the controller's 500 ms grid, plus this
@@ -228,7 +253,17 @@ fn take_answer(
 
 #[cfg(test)]
 mod tests {
-    use super::{next_grid_point, POLL_QUIET};
+    use super::{next_grid_point, poll, Poll, POLL, POLL_QUIET};
+
+    #[test]
+    fn quiet_paths_poll_twice_a_second_on_the_grid_jittery_ones_forty_times() {
+        assert_eq!(poll(true, true), Poll::OnGrid);
+        assert_eq!(poll(true, false), Poll::Wait(POLL_QUIET));
+        assert_eq!(poll(false, true), Poll::Wait(POLL));
+        assert_eq!(poll(false, false), Poll::Wait(POLL));
+        assert_eq!(POLL.as_millis(), 25);
+        assert_eq!(POLL_QUIET.as_millis(), 500);
+    }
 
     #[test]
     fn quiet_polls_land_on_the_grid_a_poll_apart() {
