@@ -1,6 +1,7 @@
 //! The speaker role: receives the zone's stream, keeps a model of the controller clock, and
 //! plays every frame at its presentation time.
 
+pub mod admission;
 pub mod announce;
 pub mod api;
 pub mod devclock;

@@ -2,15 +2,15 @@
 //! filed in the jitter buffer), parity, repairs, and the controller's announcements. The
 //! clock-sync client and the heartbeat are `super::sync_client`.
 
+use super::admission::{Admission, Admitted, Refused};
 use super::jitter::{Chunk, Insert, JitterBuffer};
 use super::loss::{
     track, FecRing, Missing, MAX_MISSING, REPAIR_GIVE_UP_NS, REPAIR_RETRY_NS, REPAIR_TRIES,
 };
-use super::plausible::Plausibility;
 use super::Shared;
 use crate::clock::ControllerNs;
 use crate::net::multicast_receiver;
-use crate::wire::auth::{Auth, ReplayWindow, Seen};
+use crate::wire::auth::Auth;
 use crate::wire::packet::{parse, Packet};
 use crate::wire::repair::RepairRequest;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,7 +36,6 @@ pub const SLOT: usize = 2048;
 /// the way.
 pub struct StreamReceiver {
     socket: std::net::UdpSocket,
-    expect: Expect,
     /// The controller address is configured: announcements do not move it.
     fixed_controller: bool,
     /// Replayed announcements do not move it either.
@@ -46,10 +45,8 @@ pub struct StreamReceiver {
     /// buffer, which hands a spare one back.
     slots: Vec<Vec<u8>>,
     auth: Auth,
-    /// Session of the stream being played, and the datagrams of it already received.
-    session: Option<u32>,
-    window: ReplayWindow,
-    plausible: Plausibility,
+    /// The session playing, and which of its datagrams are taken.
+    admission: Admission,
     /// Unicast socket repair requests leave from and repaired datagrams arrive on.
     repair_socket: std::net::UdpSocket,
     /// Local time of the last drain that found stream datagrams.
@@ -65,11 +62,6 @@ pub struct StreamReceiver {
     fec: FecRing,
 }
 
-/// A datagram of another session than the one playing is taken as a new stream (a controller
-/// restarted) only when it is due within this span of now: a replayed datagram of an old
-/// session, or a forged one, must not flush the stream that plays.
-const NEW_SESSION_SPAN_NS: i64 = 2_000_000_000;
-
 impl StreamReceiver {
     /// Joins `group` on `interface` and listens on `port`.
     pub fn open(
@@ -83,14 +75,11 @@ impl StreamReceiver {
             socket: multicast_receiver(group, port, interface)?,
             last_datagrams_ns: i64::MIN / 2,
             lead: RecentMax::default(),
-            expect,
             fixed_controller,
             announced: Default::default(),
             slots: (0..=BATCH).map(|_| vec![0u8; SLOT]).collect(),
             auth: Auth::none(),
-            session: None,
-            window: ReplayWindow::default(),
-            plausible: Plausibility::default(),
+            admission: Admission::new(expect),
             repair_socket: {
                 let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
                 s.set_nonblocking(true)?;
@@ -194,7 +183,7 @@ impl StreamReceiver {
             .repairs_abandoned
             .fetch_add((before - self.missing.len()) as u64, Ordering::Relaxed);
         let (Some(session), Some(ctl)) = (
-            self.session,
+            self.admission.session(),
             shared.controller.try_lock().ok().and_then(|c| *c),
         ) else {
             return;
@@ -305,7 +294,7 @@ impl StreamReceiver {
         let pkt = match parse(d) {
             Ok(Packet::Audio(p)) if rebuilt.is_none_or(|seq| p.header.seq == seq) => p,
             Ok(Packet::Parity(p)) if rebuilt.is_none() => {
-                if self.session != Some(p.session) {
+                if self.admission.session() != Some(p.session) {
                     stats.foreign_session.fetch_add(1, Ordering::Relaxed);
                     return None;
                 }
@@ -337,7 +326,6 @@ impl StreamReceiver {
             return None;
         }
         let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
-        self.plausible.accepted(h.seq, h.pts);
         stats.packets.fetch_add(1, Ordering::Relaxed);
         if rebuilt.is_some() {
             stats.fec_recovered.fetch_add(1, Ordering::Relaxed);
@@ -379,7 +367,7 @@ impl StreamReceiver {
         let stats = &shared.stats;
         // Only the controller of the stream playing moves the address (a replayed
         // announcement of another session must not steal the speaker).
-        if self.session.is_some_and(|s| s != a.session) {
+        if self.admission.session().is_some_and(|s| s != a.session) {
             stats.foreign_session.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -401,60 +389,40 @@ impl StreamReceiver {
         }
     }
 
-    /// Whether audio with header `h` is the zone's format, of the session playing (or of a
-    /// fresh new one, which then starts), plausible, and new; what it is not is counted.
+    /// Whether audio with header `h` is taken (see `super::admission`); what is not is
+    /// counted. A new session forgets what the old one was missing.
     fn admit(
         &mut self,
         h: &crate::wire::AudioHeader,
         now: Option<ControllerNs>,
         stats: &super::Stats,
     ) -> bool {
-        if h.rate != self.expect.rate || h.channels != self.expect.channels {
-            stats.foreign_format.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        if self.session != Some(h.session) {
-            // Another session: a restarted controller's stream is due about now; a replay of
-            // an old one (or junk) is not. Without a clock model yet, anything goes.
-            if now.is_some_and(|t| h.pts.since(t).unsigned_abs() > NEW_SESSION_SPAN_NS as u64) {
-                stats.foreign_session.fetch_add(1, Ordering::Relaxed);
-                return false;
+        let counter = match self.admission.admit(h, now) {
+            Ok(Admitted::Same) => return true,
+            Ok(Admitted::NewSession) => {
+                // A session's sequence numbers and frames start at 0. If this is one of its
+                // first datagrams (its first quarter second), the ones before it were lost and
+                // nothing else would show it: they are missing too, and asked for like any
+                // other.
+                let early = (h.seq as usize) < MAX_MISSING && h.frame_index < u64::from(h.rate) / 4;
+                self.next_seq = early.then_some(0);
+                self.missing.clear();
+                self.fec.reset();
+                return true;
             }
-            self.session = Some(h.session);
-            self.window.reset();
-            self.plausible.reset();
-            // A session's sequence numbers and frames start at 0. If this is one of its first
-            // datagrams (its first quarter second), the ones before it were lost and nothing
-            // else would show it: they are missing too, and asked for like any other.
-            let early = (h.seq as usize) < MAX_MISSING && h.frame_index < u64::from(h.rate) / 4;
-            self.next_seq = early.then_some(0);
-            self.missing.clear();
-            self.fec.reset();
-        }
-        let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
-        if !self.plausible.believe(h.seq, h.pts, datagram_ns, now) {
-            stats.implausible.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        match self.window.offer(h.seq) {
-            Seen::New => {}
-            Seen::Again => {
-                stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
-            Seen::TooOld => {
+            Ok(Admitted::WindowRestarted) => {
                 stats.too_old.fetch_add(1, Ordering::Relaxed);
-                if !self.plausible.too_old() {
-                    return false;
-                }
-                // Believable datagrams keep arriving behind the window: its top was forged
-                // (or the controller's numbering jumped). Start it again on them.
                 log::warn!("stream window started again at datagram {}", h.seq);
-                self.window.reset();
-                self.window.offer(h.seq);
+                return true;
             }
-        }
-        true
+            Err(Refused::ForeignFormat) => &stats.foreign_format,
+            Err(Refused::ForeignSession) => &stats.foreign_session,
+            Err(Refused::Implausible) => &stats.implausible,
+            Err(Refused::Duplicate) => &stats.duplicates,
+            Err(Refused::TooOld) => &stats.too_old,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        false
     }
 }
 
