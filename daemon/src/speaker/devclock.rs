@@ -88,6 +88,8 @@ const TRACK: usize = 128;
 const TRACK_AFTER_NS: f64 = 300_000_000.0;
 /// The bracket is this narrow before the stream starts on it.
 const SETTLED_WIDTH_NS: f64 = 50_000.0;
+/// ... and its rate known this well (10 us over the 100 ms a frame is written ahead).
+const SETTLED_PPM: f64 = 100.0;
 /// A device read this long without a rate fit counts as settled all the same.
 const SETTLE_MOST_NS: f64 = 2_000_000_000.0;
 /// A floor further than this outside the bracket is wrong (it rests on bounds of a timeline
@@ -161,8 +163,13 @@ pub struct DeviceClock {
     /// its start.
     bounds: VecDeque<(i64, f64)>,
     open: Option<(f64, (i64, f64))>,
-    /// Scratch for the hull (kept: the playout thread does not allocate while it plays).
+    /// (position, time) before which the device had not passed the position: lower bounds
+    /// (a reading that still showed the step before it). The highest of each closed bucket.
+    lows: VecDeque<(i64, f64)>,
+    open_low: Option<(f64, (i64, f64))>,
+    /// Scratch for the hulls (kept: the playout thread does not allocate while it plays).
     hull: Vec<(f64, f64)>,
+    hull_lo: Vec<(f64, f64)>,
     /// The last 64 readings' stamp kinds (bit set: at call).
     at_call: u64,
     kinds: u32,
@@ -204,7 +211,10 @@ impl DeviceClock {
             step: 1,
             bounds: VecDeque::with_capacity(BOUNDS),
             open: None,
+            lows: VecDeque::with_capacity(BOUNDS),
+            open_low: None,
             hull: Vec::with_capacity(BOUNDS),
+            hull_lo: Vec::with_capacity(BOUNDS),
             at_call: 0,
             kinds: 0,
             asked: None,
@@ -225,6 +235,8 @@ impl DeviceClock {
         self.origin = None;
         self.bounds.clear();
         self.open = None;
+        self.lows.clear();
+        self.open_low = None;
         self.asked = None;
         self.floor.clear();
     }
@@ -277,6 +289,7 @@ impl DeviceClock {
             // The step is not known yet: no lower bound.
             f64::NEG_INFINITY
         } else {
+            self.add_low(r.position + self.step, t_lo);
             t_lo - (self.rate + self.rate_sigma) * self.step as f64
         };
         let conflict = (lo - self.hi).max(self.lo - hi);
@@ -325,6 +338,8 @@ impl DeviceClock {
         (self.lo_at, self.hi_at, self.last_t, self.last_lo) = (0.0, 0.0, 0.0, 0.0);
         self.bounds.clear();
         self.open = None;
+        self.lows.clear();
+        self.open_low = None;
         self.floor.clear();
         self.track.clear();
         self.track_at = f64::NEG_INFINITY;
@@ -430,7 +445,8 @@ impl DeviceClock {
     /// servo pulls in over seconds: the stream should not start on it.
     pub fn settled(&self) -> bool {
         let narrow = self.hi - self.lo < SETTLED_WIDTH_NS || self.jittery_floor().is_some();
-        (self.fitted && narrow) || (self.origin.is_some() && self.last_t > SETTLE_MOST_NS)
+        let known = self.rate_sigma <= self.nominal * SETTLED_PPM * 1e-6;
+        (self.fitted && narrow && known) || (self.origin.is_some() && self.last_t > SETTLE_MOST_NS)
     }
 
     /// How the device stamps its status (most of the last 64 readings).

@@ -88,6 +88,32 @@ impl DeviceClock {
         }
     }
 
+    /// A lower bound (the device had not passed `p` at `t`) joins the corridor as the highest
+    /// of its 20 ms bucket; from the same half second on as the upper bounds.
+    pub(super) fn add_low(&mut self, p: i64, t: f64) {
+        if t < WARMUP_NS && self.stamps() == Stamps::AtCall {
+            return;
+        }
+        let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
+        match self.open_low {
+            Some((start, best)) if t - start < BUCKET_NS => {
+                if height(self, (p, t)) > height(self, best) {
+                    self.open_low = Some((start, (p, t)));
+                }
+            }
+            Some((_, best)) => {
+                while self.lows.len() >= BOUNDS
+                    || self.lows.front().is_some_and(|b| t - b.1 > WINDOW_NS)
+                {
+                    self.lows.pop_front();
+                }
+                self.lows.push_back(best);
+                self.open_low = Some((t, (p, t)));
+            }
+            None => self.open_low = Some((t, (p, t))),
+        }
+    }
+
     /// The rate from the upper bounds' lower hull (a late callback or a late reading only lifts
     /// a bound, so the hull rests on the earliest ones), as its chord between a quarter and
     /// three quarters of the window: a long baseline (the edge above the bounds' mean, the
@@ -111,29 +137,18 @@ impl DeviceClock {
         }
         // Heights against the current rate keep the numbers small; the hull is the same.
         let rate = self.rate;
-        let hull = &mut self.hull;
-        hull.clear();
-        for &(p, t) in &self.bounds {
+        let heights = |&(p, t): &(i64, f64)| {
             let x = (p - pa) as f64;
-            let c = (x, t - ta - rate * x);
-            while let [.., a, b] = hull[..] {
-                if (b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0) > 0.0 {
-                    break;
-                }
-                hull.pop();
-            }
-            hull.push(c);
-        }
+            (x, t - ta - rate * x)
+        };
+        envelope(self.bounds.iter().map(heights), false, &mut self.hull);
+        envelope(self.lows.iter().map(heights), true, &mut self.hull_lo);
+        let hull = &self.hull;
         let span_x = hull.last().map_or(0.0, |h| h.0);
         if hull.len() < 2 || span_x <= 0.0 {
             return;
         }
-        // The hull's height at `x` (a piecewise-linear lower envelope).
-        let at = |x: f64| {
-            let i = hull.partition_point(|h| h.0 < x).clamp(1, hull.len() - 1);
-            let (a, b) = (hull[i - 1], hull[i]);
-            a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0).max(1.0)
-        };
+        let at = |x: f64| height_at(hull, x);
         let (x1, x3) = (0.25 * span_x, 0.75 * span_x);
         let d = (at(x3) - at(x1)) / (x3 - x1);
         let slope = rate + d;
@@ -163,7 +178,17 @@ impl DeviceClock {
             self.hi += lift;
             self.lo += lift;
         }
-        let ppm = (30e9 / (tz - ta)).clamp(FLOOR_PPM, PRIOR_PPM);
+        // The true line lies under every upper bound and over every lower one: between the
+        // two envelopes. The chord's slope is off by at most the corridor's width at its ends
+        // over its length — on a device read at random phases, or late by milliseconds, that
+        // is far more than the span alone says (a chord over 0.7 s of bounds was 1360 ppm off
+        // in a unit test, the bracket carried forward with it narrow and 350 us wrong).
+        let width = |x: f64| match self.hull_lo.len() {
+            0 | 1 => self.step_ns(),
+            _ => (at(x) - height_at(&self.hull_lo, x)).max(0.0),
+        };
+        let corridor = (width(x1) + width(x3)) / (x3 - x1) / self.nominal * 1e6;
+        let ppm = (30e9 / (tz - ta)).max(corridor).clamp(FLOOR_PPM, PRIOR_PPM);
         (self.rate, self.rate_sigma) = (slope, self.nominal * ppm * 1e-6);
         self.fitted = true;
         // Before the bounds span `SETTLED_NS` the phase track, when there is one, knows better.
@@ -185,6 +210,35 @@ impl DeviceClock {
         if let Some(fit) = self.track_rate() {
             (self.rate, self.rate_sigma) = fit;
             self.fitted = true;
+        }
+    }
+}
+
+/// The lower convex hull of `points` (sorted by x) into `hull` (`upper`: the upper concave
+/// one): the tightest envelope a line under (over) every point lies below (above).
+fn envelope(points: impl Iterator<Item = (f64, f64)>, upper: bool, hull: &mut Vec<(f64, f64)>) {
+    hull.clear();
+    let sign = if upper { -1.0 } else { 1.0 };
+    for c in points {
+        while let [.., a, b] = hull[..] {
+            if sign * ((b.0 - a.0) * (c.1 - a.1) - (b.1 - a.1) * (c.0 - a.0)) > 0.0 {
+                break;
+            }
+            hull.pop();
+        }
+        hull.push(c);
+    }
+}
+
+/// An envelope's height at `x` (piecewise linear; extended by its first and last pieces).
+fn height_at(hull: &[(f64, f64)], x: f64) -> f64 {
+    match hull {
+        [] => 0.0,
+        [a] => a.1,
+        _ => {
+            let i = hull.partition_point(|h| h.0 < x).clamp(1, hull.len() - 1);
+            let (a, b) = (hull[i - 1], hull[i]);
+            a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0).max(1.0)
         }
     }
 }

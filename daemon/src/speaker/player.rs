@@ -288,7 +288,8 @@ impl<'a> Player<'a> {
         let at = self.device.probe(now.plus(ns), now.plus(ns / 2));
         self.watch = at != now.plus(ns);
         publish_device(self.shared, &self.device);
-        std::thread::sleep(Duration::from_nanos(at.since(now).max(100_000) as u64));
+        self.out
+            .sleep(Duration::from_nanos(at.since(now).max(100_000) as u64));
         self.drained = false;
     }
 

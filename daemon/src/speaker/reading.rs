@@ -21,7 +21,7 @@ pub fn read_device(
     watch: bool,
 ) -> Result<Option<Delay>, OutputError> {
     let mut start = None;
-    let until = clock.now().plus(EDGE_WATCH_NS);
+    let mut until = None;
     loop {
         let before = clock.now();
         let delay = out.delay()?;
@@ -30,6 +30,9 @@ pub fn read_device(
         };
         let position = dev_frames - d.frames;
         let after = clock.now();
+        // From the first reading, not from the wake-up: a thread that got the CPU late (or
+        // was preempted in its first call) still watches the edge it was aimed before.
+        let until = *until.get_or_insert(after.plus(EDGE_WATCH_NS));
         device.handle_reading(Reading {
             before,
             stamp: d.at,

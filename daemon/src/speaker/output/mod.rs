@@ -62,6 +62,11 @@ pub trait Output: Send {
     fn write(&mut self, samples: &[f32]) -> Result<(), OutputError>;
     fn delay(&mut self) -> Result<Option<Delay>, OutputError>;
     fn recover(&mut self) -> Result<(), OutputError>;
+    /// The playout thread sleeps this long before it looks at the device again (the sim's
+    /// wake-ups come late here, as a loaded machine's do: before any clock is read).
+    fn sleep(&mut self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
     /// Flushes and closes (files get their final header).
     fn finish(&mut self) -> Result<(), OutputError>;
 }

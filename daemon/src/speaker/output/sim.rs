@@ -29,7 +29,7 @@ pub struct SimParams {
     pub stale_stamps: bool,
     /// Uniform noise added to delay timestamps, ± µs.
     pub timestamp_noise_us: f64,
-    /// The first status read after a pause comes this much late at most, µs (uniform).
+    /// The playout thread's wake-ups come this much late at most, µs (uniform).
     pub wake_jitter_us: u32,
     /// Fail like an xrun every this many frames written (0: never).
     pub xrun_every_frames: u64,
@@ -52,8 +52,6 @@ pub struct SimDac {
     next_xrun: u64,
     /// The DAC is stopped by an xrun until `recover`.
     xrun: bool,
-    /// Host raw-clock time of the last status read.
-    last_read: i64,
 }
 
 impl SimDac {
@@ -91,7 +89,6 @@ impl SimDac {
             underruns: 0,
             next_xrun: 0,
             xrun: false,
-            last_read: 0,
         })
         .map(|mut d| {
             d.next_xrun = d.p.xrun_every_frames;
@@ -209,13 +206,7 @@ impl Output for SimDac {
     }
 
     fn delay(&mut self) -> Result<Option<Delay>, OutputError> {
-        if self.p.wake_jitter_us > 0 && monotonic_raw_ns() - self.last_read > 2_000_000 {
-            // A wake-up: the thread gets the CPU late.
-            let late = rand::random::<f64>() * self.p.wake_jitter_us as f64;
-            std::thread::sleep(std::time::Duration::from_micros(late as u64));
-        }
         let raw = monotonic_raw_ns();
-        self.last_read = raw;
         let now = self.p.clock.now();
         // Exact mode is like ALSA's audio timestamp: a whole number of frames, stamped with the
         // moment the DAC started its current frame. Step mode is like drivers whose pointer moves
@@ -253,6 +244,13 @@ impl Output for SimDac {
             frames: queued,
             at: now.plus(noise - since_tick_ns),
         }))
+    }
+
+    fn sleep(&mut self, d: std::time::Duration) {
+        // A wake-up late by a random 0..J µs: the thread got the CPU late (its clock reads
+        // are late with it; a preemption inside the status call is another matter).
+        let late = rand::random::<f64>() * self.p.wake_jitter_us as f64;
+        std::thread::sleep(d + std::time::Duration::from_nanos((late * 1e3) as u64));
     }
 
     fn recover(&mut self) -> Result<(), OutputError> {
