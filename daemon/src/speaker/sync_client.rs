@@ -13,15 +13,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Interval between sync exchanges.
-/// Exchange interval while locking and on a jittery path: the envelope filter's precision
-/// grows with the number of exchanges it sees.
+/// Exchange interval on a jittery path: the envelope filter's precision grows with the number
+/// of exchanges it sees.
 const POLL: Duration = Duration::from_millis(25);
+/// ... and while its window fills (locking, the first 10-20 s on a jittery path): its floors
+/// are the lowest of n delays, about jitter/n above the truth, and a young window is short of
+/// n. At 25 ms a jittery path's estimate was 30-60 us off for 15 s after lock (sync-bench), in
+/// a unit test 20-50 us; at 10 ms within 10 us after 5 s.
+const POLL_FILLING: Duration = Duration::from_millis(10);
 /// Exchange interval on a quiet path once locked: a sharp delay floor needs few exchanges, and
 /// a controller with 32 speakers answers 64 exchanges a second instead of 1280.
 const POLL_QUIET: Duration = Duration::from_nanos(crate::sync::QUIET_POLL_NS as u64);
 
-/// Exchanges sync datagrams with the controller every 25 ms (lock after six, about 0.15 s), and
+/// Exchanges sync datagrams with the controller (see `poll`; lock after six, about 0.06 s), and
 /// sends the heartbeat once a second.
 pub fn sync_client(
     shared: Arc<Shared>,
@@ -43,7 +47,7 @@ pub fn sync_client(
     let mut buf = [0u8; 256];
     let mut last_heartbeat = LocalNs(i64::MIN / 2);
     // The model's verdict after the last exchange (read under the lock taken for it).
-    let mut quiet = false;
+    let mut verdict = Verdict::default();
     // The controller time t3 of the last answer: echoed in the next request, it proves to the
     // controller that we receive its answers here (it sends repairs only to such hosts).
     let mut proof: i64 = 0;
@@ -61,10 +65,10 @@ pub fn sync_client(
             while let Ok((len, from, t4)) =
                 crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false)
             {
-                if let Some((q, t3)) =
+                if let Some((v, t3)) =
                     take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
                 {
-                    (quiet, proof) = (q, t3);
+                    (verdict, proof) = (v, t3);
                 }
             }
         }
@@ -95,7 +99,7 @@ pub fn sync_client(
         // came, and is read at the next poll: one wake-up per exchange instead of two (the
         // answer, then the poll). This needs the stamps, and the realtime clock's rate
         // against ours to convert their age.
-        let wait = match poll(quiet, stamped && rate.known()) {
+        let wait = match poll(verdict, stamped && rate.known()) {
             Poll::OnGrid => {
                 late = true;
                 std::thread::sleep(until_next_poll(&shared, &clock, phase_ns));
@@ -117,10 +121,10 @@ pub fn sync_client(
                     // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
                     Err(_) => break,
                 };
-            if let Some((q, t3)) =
+            if let Some((v, t3)) =
                 take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
             {
-                (quiet, proof) = (q, t3);
+                (verdict, proof) = (v, t3);
             }
         }
     }
@@ -166,16 +170,26 @@ enum Poll {
     Wait(Duration),
 }
 
-/// The poll policy: while locking or on a jittery path, 40 exchanges a second (40-byte
-/// datagrams: enough fast ones for the filter to pick from); on a quiet path two, on the grid
-/// when answers can be read late (one wake-up per exchange instead of two: the answer, then the
-/// poll), which needs kernel stamps and the realtime clock's rate against ours to convert their
-/// age; otherwise waited for.
-fn poll(quiet: bool, stamps_usable: bool) -> Poll {
-    match (quiet, stamps_usable) {
-        (true, true) => Poll::OnGrid,
-        (true, false) => Poll::Wait(POLL_QUIET),
-        (false, _) => Poll::Wait(POLL),
+/// What the clock model says about the path after an exchange.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Verdict {
+    /// Settled on a quiet path (see `ClockModel::quiet`).
+    quiet: bool,
+    /// Its window is still filling (see `ClockModel::filling`).
+    filling: bool,
+}
+
+/// The poll policy: while the model's window fills, 100 exchanges a second; on a jittery path
+/// 40 (40-byte datagrams: enough fast ones for the filter to pick from); on a quiet path two,
+/// on the grid when answers can be read late (one wake-up per exchange instead of two: the
+/// answer, then the poll), which needs kernel stamps and the realtime clock's rate against
+/// ours to convert their age; otherwise waited for.
+fn poll(v: Verdict, stamps_usable: bool) -> Poll {
+    match (v.quiet, v.filling, stamps_usable) {
+        (true, _, true) => Poll::OnGrid,
+        (true, _, false) => Poll::Wait(POLL_QUIET),
+        (false, true, _) => Poll::Wait(POLL_FILLING),
+        (false, false, _) => Poll::Wait(POLL),
     }
 }
 
@@ -199,7 +213,7 @@ fn next_grid_point(now: i64, phase_ns: i64) -> i64 {
 }
 
 /// Hands an answer to one of our requests to the clock model (and publishes the snapshot
-/// once locked); anything else is dropped. Returns the model's verdict on the path (quiet) and the
+/// once locked); anything else is dropped. Returns the model's verdict on the path and the
 /// answer's t3 (the proof for the next request).
 fn take_answer(
     shared: &Shared,
@@ -209,7 +223,7 @@ fn take_answer(
     datagram: &[u8],
     from: SocketAddr,
     t4: LocalNs,
-) -> Option<(bool, i64)> {
+) -> Option<(Verdict, i64)> {
     if from != ctl {
         return None;
     }
@@ -248,19 +262,29 @@ fn take_answer(
             *snap = m.snapshot();
         }
     }
-    Some((m.quiet(), resp.t3.0))
+    let verdict = Verdict {
+        quiet: m.quiet(),
+        filling: m.filling(),
+    };
+    Some((verdict, resp.t3.0))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{next_grid_point, poll, Poll, POLL, POLL_QUIET};
+    use super::{next_grid_point, poll, Poll, Verdict, POLL, POLL_FILLING, POLL_QUIET};
 
     #[test]
     fn quiet_paths_poll_twice_a_second_on_the_grid_jittery_ones_forty_times() {
-        assert_eq!(poll(true, true), Poll::OnGrid);
-        assert_eq!(poll(true, false), Poll::Wait(POLL_QUIET));
-        assert_eq!(poll(false, true), Poll::Wait(POLL));
-        assert_eq!(poll(false, false), Poll::Wait(POLL));
+        let v = |quiet, filling| Verdict { quiet, filling };
+        for filling in [false, true] {
+            assert_eq!(poll(v(true, filling), true), Poll::OnGrid);
+            assert_eq!(poll(v(true, filling), false), Poll::Wait(POLL_QUIET));
+        }
+        for stamps in [false, true] {
+            assert_eq!(poll(v(false, false), stamps), Poll::Wait(POLL));
+            assert_eq!(poll(v(false, true), stamps), Poll::Wait(POLL_FILLING));
+        }
+        assert_eq!(POLL_FILLING.as_millis(), 10);
         assert_eq!(POLL.as_millis(), 25);
         assert_eq!(POLL_QUIET.as_millis(), 500);
     }

@@ -382,6 +382,12 @@ impl ClockModel {
         self.quiet && self.violations == 0
     }
 
+    /// True while the window holds fewer than half the exchanges it can: the envelopes are
+    /// still young (the speaker polls faster then).
+    pub fn filling(&self) -> bool {
+        self.history.len() < self.params.window / 2
+    }
+
     /// Clock steps detected (history dropped and re-learned).
     pub fn steps(&self) -> u64 {
         self.steps

@@ -23,11 +23,11 @@
 //!   soak.rs).
 
 mod attack;
+mod relay;
 mod soak;
 
 use chorus_tests::{skew_us, stats_abs, write_counter_wav, Capture};
 use rand::Rng;
-use std::collections::BinaryHeap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::ExitCode;
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
             write_counter_wav(Path::new(&args[1]), 1, (secs * 48_000.0) as u32);
             Ok(())
         }
-        Some("relay") => relay(&args[1..]),
+        Some("relay") => relay::relay(&args[1..]),
         Some("spoof") => spoof(&args[1..]),
         Some("impostor") => impostor(&args[1..]),
         Some("skew") if args.len() >= 3 => skew(Path::new(&args[1]), &args[2..]),
@@ -63,146 +63,6 @@ fn flag(args: &[String], name: &str, default: &str) -> String {
         .find(|w| w[0] == name)
         .map(|w| w[1].clone())
         .unwrap_or_else(|| default.to_string())
-}
-
-#[derive(PartialEq, Eq)]
-struct Pending {
-    due: Instant,
-    to: SocketAddr,
-    upstream: bool,
-    data: Vec<u8>,
-}
-impl Ord for Pending {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        o.due.cmp(&self.due)
-    }
-}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-fn relay(args: &[String]) -> Result<(), String> {
-    let listen: SocketAddr = flag(args, "--listen", "")
-        .parse()
-        .map_err(|e| format!("--listen: {e}"))?;
-    let to: SocketAddr = flag(args, "--to", "")
-        .parse()
-        .map_err(|e| format!("--to: {e}"))?;
-    let delay = flag(args, "--delay-ms", "0")
-        .parse::<f64>()
-        .map_err(|e| e.to_string())?;
-    let jitter = flag(args, "--jitter-ms", "0")
-        .parse::<f64>()
-        .map_err(|e| e.to_string())?;
-    let loss = flag(args, "--loss-pct", "0")
-        .parse::<f64>()
-        .map_err(|e| e.to_string())?
-        / 100.0;
-    let max = flag(args, "--max-seconds", "3600")
-        .parse::<u64>()
-        .map_err(|e| e.to_string())?;
-    // Loss bursts: everything dropped for `--burst-ms` once every `--burst-every-ms`.
-    let burst = flag(args, "--burst-ms", "0")
-        .parse::<f64>()
-        .map_err(|e| e.to_string())?;
-    let burst_every = flag(args, "--burst-every-ms", "1000")
-        .parse::<f64>()
-        .map_err(|e| e.to_string())?;
-    // The first burst begins this long after the relay starts.
-    let burst_offset = flag(args, "--burst-offset-ms", "0")
-        .parse::<f64>()
-        .map_err(|e| e.to_string())?;
-    let drop_every = flag(args, "--drop-every", "0")
-        .parse::<u64>()
-        .map_err(|e| e.to_string())?;
-    let drop_first_audio = flag(args, "--drop-first-audio", "0")
-        .parse::<u64>()
-        .map_err(|e| e.to_string())?;
-    let mut seen = 0u64;
-    let mut audio_dropped = 0u64;
-    // A multicast address to listen on is joined (on loopback), one to send to is sent to
-    // from a multicast socket: a lossy copy of a zone's stream on another group.
-    let join_if: std::net::Ipv4Addr = flag(args, "--join-interface", "127.0.0.1")
-        .parse()
-        .map_err(|e| format!("--join-interface: {e}"))?;
-    let down = match listen {
-        SocketAddr::V4(a) if a.ip().is_multicast() => {
-            chorus::net::multicast_receiver(*a.ip(), a.port(), join_if)
-                .map_err(|e| format!("join {listen}: {e}"))?
-        }
-        _ => UdpSocket::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?,
-    };
-    let up = match to {
-        SocketAddr::V4(a) if a.ip().is_multicast() => {
-            chorus::net::multicast_sender(std::net::Ipv4Addr::LOCALHOST, 1, true)
-                .map_err(|e| e.to_string())?
-        }
-        _ => UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?,
-    };
-    let started = Instant::now();
-    down.set_nonblocking(true).map_err(|e| e.to_string())?;
-    up.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let mut client: Option<SocketAddr> = None;
-    let mut queue = BinaryHeap::new();
-    let mut rng = rand::thread_rng();
-    let mut buf = [0u8; 2048];
-    let end = Instant::now() + Duration::from_secs(max);
-    let (mut passed, mut dropped) = (0u64, 0u64);
-    while Instant::now() < end {
-        let mut idle = true;
-        for upstream in [true, false] {
-            let sock = if upstream { &down } else { &up };
-            while let Ok((n, from)) = sock.recv_from(&mut buf) {
-                idle = false;
-                let dest = if upstream {
-                    client = Some(from);
-                    to
-                } else {
-                    match client {
-                        Some(c) => c,
-                        None => continue,
-                    }
-                };
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                let since = ms - burst_offset;
-                let in_burst = burst > 0.0 && since >= 0.0 && since % burst_every < burst;
-                seen += 1;
-                let nth = drop_every > 0 && seen.is_multiple_of(drop_every);
-                let first_audio = upstream
-                    && audio_dropped < drop_first_audio
-                    && chorus::wire::check_prefix(&buf[..n]) == Ok(chorus::wire::kind::AUDIO);
-                if first_audio {
-                    audio_dropped += 1;
-                }
-                if in_burst || nth || first_audio || rng.gen::<f64>() < loss {
-                    dropped += 1;
-                    continue;
-                }
-                let d = (delay + jitter * (2.0 * rng.gen::<f64>() - 1.0)).max(0.0);
-                queue.push(Pending {
-                    due: Instant::now() + Duration::from_secs_f64(d / 1000.0),
-                    to: dest,
-                    upstream,
-                    data: buf[..n].to_vec(),
-                });
-            }
-        }
-        let now = Instant::now();
-        while queue.peek().is_some_and(|p| p.due <= now) {
-            if let Some(p) = queue.pop() {
-                let sock = if p.upstream { &up } else { &down };
-                let _ = sock.send_to(&p.data, p.to);
-                passed += 1;
-            }
-        }
-        if idle {
-            std::thread::sleep(Duration::from_micros(100));
-        }
-    }
-    eprintln!("relay {listen} -> {to}: passed {passed}, dropped {dropped}");
-    Ok(())
 }
 
 /// An attacker on the LAN: listens to the zone's group and, for every datagram a controller
