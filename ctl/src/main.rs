@@ -3,6 +3,7 @@
 //! Talks to the controller's HTTP API (`--controller`, `$CHORUS_CONTROLLER`, or the controller
 //! found with mDNS, or http://127.0.0.1:7780). Human-readable output by default, `--json` for scripts. Exit codes:
 //! 0 success, 1 the daemon refused the request, 2 usage, 3 the daemon is unreachable.
+#![forbid(unsafe_code)]
 
 mod render;
 

@@ -191,6 +191,7 @@ fn send_segmented(
         return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
     };
     let seg = u16::try_from(seg).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a plain C struct; all-zero is a valid value for it.
     let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     addr.sin_family = libc::AF_INET as libc::sa_family_t;
     addr.sin_port = dest.port().to_be();

@@ -28,6 +28,7 @@ impl Counting {
     fn note(&self, counter: &AtomicU64) {
         if COUNTING.load(Ordering::Relaxed) {
             // gettid is a plain syscall: no allocation inside the allocator.
+            // SAFETY: gettid has no preconditions.
             let tid = unsafe { libc::gettid() } as i64;
             if tid == WATCHED_TID.load(Ordering::Relaxed) {
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -36,22 +37,28 @@ impl Counting {
     }
 }
 
+// SAFETY: every call is passed on to the system allocator unchanged (counting allocates
+// nothing), so its guarantees are System's.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.note(&ALLOCS);
-        System.alloc(layout)
+        // SAFETY: the caller's guarantees for `alloc`, passed on.
+        unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         self.note(&ALLOCS);
-        System.alloc_zeroed(layout)
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         self.note(&ALLOCS);
-        System.realloc(ptr, layout, new_size)
+        // SAFETY: `ptr` came from this allocator, which is System's (the caller's guarantee).
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         self.note(&FREES);
-        System.dealloc(ptr, layout)
+        // SAFETY: as for `realloc`.
+        unsafe { System.dealloc(ptr, layout) }
     }
 }
 
@@ -116,6 +123,7 @@ fn steady_state_playout_allocates_nothing_per_packet() {
         std::thread::Builder::new()
             .name("chorus-playout".into())
             .spawn(move || {
+                // SAFETY: gettid has no preconditions.
                 WATCHED_TID.store(unsafe { libc::gettid() } as i64, Ordering::Relaxed);
                 playout::supervise(open, rx, shared, clock, shutdown, None)
             })

@@ -3,6 +3,7 @@
 //!
 //! Every speaker gets its own clock offset and frequency error (the daemon's `[testing]`
 //! section), so a test cannot pass because processes share the host clock.
+#![forbid(unsafe_code)]
 
 use serde_json::Value;
 use std::io::BufRead;

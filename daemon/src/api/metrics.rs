@@ -86,6 +86,7 @@ impl Metrics {
     pub fn process(&mut self) {
         // SAFETY: getrusage fills the struct it is given; all-zero is a valid value for it.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `u` is a live, exclusively borrowed rusage for the call to fill.
         if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } == 0 {
             let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
             let name = "process_cpu_seconds_total";

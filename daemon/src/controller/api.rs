@@ -315,10 +315,11 @@ async fn forward(
     // event watcher also follows, come once a second).
     if let (Some(v), Some(m)) = (answer["volume"].as_u64(), answer["muted"].as_bool()) {
         c.registry.note_volume(&info.name, v.min(100) as u8, m);
-        c.events.publish(
-            "volume",
-            serde_json::json!({ "speaker": info.name, "volume": v, "muted": m }),
-        );
+        c.events.publish(crate::api::events::Event::SpeakerVolume {
+            speaker: info.name.clone(),
+            volume: v.min(100) as u8,
+            muted: m,
+        });
     }
     Ok(answer)
 }

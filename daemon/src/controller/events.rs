@@ -2,8 +2,7 @@
 //! anybody listens, and publishes what changed (see `api::events`).
 
 use super::registry::SpeakerInfo;
-use crate::api::events::Events;
-use serde_json::json;
+use crate::api::events::{Event, Events, SpeakerChange};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,33 +51,34 @@ fn compare_zone(seen: &mut ZoneSeen, z: &super::streamer::ZoneStatus, ev: &Event
     let first = seen.state.is_none();
     if seen.state != state {
         if !first {
-            ev.publish("transport", json!({ "zone": z.zone, "state": state }));
+            ev.publish(Event::Transport {
+                zone: z.zone.clone(),
+                state: state.clone().unwrap_or_default(),
+            });
         }
         seen.state = state;
     }
     let vol = (z.volume, z.muted);
     if seen.volume != Some(vol) {
         if !first {
-            ev.publish(
-                "volume",
-                json!({ "zone": z.zone, "volume": z.volume, "muted": z.muted }),
-            );
+            ev.publish(Event::ZoneVolume {
+                zone: z.zone.clone(),
+                volume: z.volume,
+                muted: z.muted,
+            });
         }
         seen.volume = Some(vol);
     }
     let track = (z.index, z.title.clone());
     if seen.track.as_ref() != Some(&track) {
         if !first && (track.1.is_some() || seen.track.as_ref().is_some_and(|t| t.1.is_some())) {
-            ev.publish(
-                "track",
-                json!({
-                    "zone": z.zone,
-                    "index": z.index,
-                    "title": z.title,
-                    "uri": z.uri,
-                    "duration_s": z.duration_s
-                }),
-            );
+            ev.publish(Event::Track {
+                zone: z.zone.clone(),
+                index: z.index,
+                title: z.title.clone(),
+                uri: z.uri.clone(),
+                duration_s: z.duration_s,
+            });
         }
         seen.track = Some(track);
     }
@@ -91,10 +91,12 @@ fn compare_zone(seen: &mut ZoneSeen, z: &super::streamer::ZoneStatus, ev: &Event
             .and_then(|k| z.errors.iter().rposition(|e| key(e) == *k))
             .map_or(0, |i| i + 1);
         for e in &z.errors[after.min(z.errors.len())..] {
-            ev.publish(
-                "error",
-                json!({ "zone": z.zone, "item": e.item, "message": e.message, "at_ms": e.at_ms }),
-            );
+            ev.publish(Event::Error {
+                zone: z.zone.clone(),
+                item: e.item.clone(),
+                message: e.message.clone(),
+                at_ms: e.at_ms,
+            });
         }
     }
     seen.last_error = z.errors.last().map(key);
@@ -104,31 +106,40 @@ fn compare_speakers(seen: &mut BTreeMap<String, SpeakerInfo>, now: Vec<SpeakerIn
     let fresh = seen.is_empty();
     for s in now {
         let name = s.name.clone();
-        let speaker = |what: &str| json!({ "speaker": name, "event": what });
+        let speaker = |what| Event::speaker(&name, what);
         match seen.get(&s.name) {
             None if !fresh => {
-                ev.publish("speaker", speaker("joined"));
+                ev.publish(speaker(SpeakerChange::Joined));
             }
             None => {}
             Some(old) => {
                 if old.online != s.online {
-                    ev.publish("speaker", speaker(if s.online { "joined" } else { "left" }));
+                    ev.publish(speaker(if s.online {
+                        SpeakerChange::Joined
+                    } else {
+                        SpeakerChange::Left
+                    }));
                 }
                 if old.zone != s.zone && s.zone.is_some() {
-                    ev.publish(
-                        "speaker",
-                        json!({ "speaker": name, "event": "moved", "zone": s.zone }),
-                    );
+                    ev.publish(Event::Speaker {
+                        speaker: name.clone(),
+                        event: SpeakerChange::Moved,
+                        zone: s.zone.clone(),
+                    });
                 }
                 if old.locked != s.locked {
-                    let what = if s.locked { "locked" } else { "lost_sync" };
-                    ev.publish("speaker", speaker(what));
+                    ev.publish(speaker(if s.locked {
+                        SpeakerChange::Locked
+                    } else {
+                        SpeakerChange::LostSync
+                    }));
                 }
                 if (old.volume, old.muted) != (s.volume, s.muted) {
-                    ev.publish(
-                        "volume",
-                        json!({ "speaker": name, "volume": s.volume, "muted": s.muted }),
-                    );
+                    ev.publish(Event::SpeakerVolume {
+                        speaker: name.clone(),
+                        volume: s.volume,
+                        muted: s.muted,
+                    });
                 }
             }
         }

@@ -1,8 +1,7 @@
 //! The speaker's event watcher: its own volume, mute and lock, every 50 ms while anybody
 //! listens (see `api::events`).
 
-use crate::api::events::Events;
-use serde_json::json;
+use crate::api::events::{Event, Events, SpeakerChange};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,14 +28,19 @@ pub fn watch_speaker(shared: Arc<super::Shared>, events: Arc<Events>) {
             }
             let now = read(&shared);
             if (now.0, now.1) != (last.0, last.1) {
-                events.publish(
-                    "volume",
-                    json!({ "speaker": shared.name, "volume": now.0, "muted": now.1 }),
-                );
+                events.publish(Event::SpeakerVolume {
+                    speaker: shared.name.clone(),
+                    volume: now.0,
+                    muted: now.1,
+                });
             }
             if now.2 != last.2 {
-                let what = if now.2 { "locked" } else { "lost_sync" };
-                events.publish("speaker", json!({ "speaker": shared.name, "event": what }));
+                let what = if now.2 {
+                    SpeakerChange::Locked
+                } else {
+                    SpeakerChange::LostSync
+                };
+                events.publish(Event::speaker(&shared.name, what));
             }
             last = now;
         }

@@ -219,7 +219,9 @@ impl StreamReceiver {
     ) -> usize {
         // SAFETY: plain C structs, all-zero is a valid value for each.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for (i, slot) in self.slots.iter_mut().take(BATCH).enumerate() {
             iov[i].iov_base = slot.as_mut_ptr().cast();

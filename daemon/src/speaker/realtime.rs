@@ -29,13 +29,14 @@ pub fn promote_current_thread() {
 /// and libraries it never touches are not loaded just to be locked (plain MCL_CURRENT made a
 /// speaker 13 MiB resident, most of it code it never runs).
 pub fn lock_memory() {
-    // SAFETY: mlockall has no memory-safety preconditions.
     let flags = libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT;
+    // SAFETY: mlockall has no memory-safety preconditions.
     if unsafe { libc::mlockall(flags) } == 0 {
         log::info!("memory locked (on fault)");
         return;
     }
     // Kernels before 4.4 know no MCL_ONFAULT.
+    // SAFETY: as above.
     if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
         log::info!("memory locked");
     } else {

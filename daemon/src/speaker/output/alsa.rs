@@ -167,9 +167,11 @@ impl Output for AlsaOutput {
             // which in `s16`; the checked constructors would query (and malloc) the hardware
             // parameters on every write.
             let n = if self.s16 {
+                // SAFETY: see above; the format is S16.
                 let io = unsafe { self.pcm.io_unchecked::<i16>() };
                 io.writei(&self.buf16[off..]).map_err(self.err("writei"))?
             } else {
+                // SAFETY: as above, the format is S32.
                 let io = unsafe { self.pcm.io_unchecked::<i32>() };
                 io.writei(&self.buf32[off..]).map_err(self.err("writei"))?
             };
