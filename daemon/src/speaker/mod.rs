@@ -135,6 +135,8 @@ pub struct Shared {
     pub model: Mutex<ClockModel>,
     /// Published copy of the model for the playout thread (read with `try_lock`).
     pub snapshot: Mutex<Option<ClockSnapshot>>,
+    /// The clock model's verdict after its last exchange (`ClockModel::locked`), for the
+    /// threads that do not take its lock.
     pub locked: AtomicBool,
     pub controller: Mutex<Option<SocketAddr>>,
     pub output: Mutex<Option<OutputInfo>>,
@@ -200,7 +202,7 @@ impl Shared {
                     est_error_us: m.est_error() as f64 / 1000.0,
                     steps: m.steps(),
                 }),
-                m.locked(),
+                self.locked.load(Ordering::Relaxed),
             ),
             Err(_) => (None, false),
         };

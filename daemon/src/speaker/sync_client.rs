@@ -25,6 +25,10 @@ const POLL_FILLING: Duration = Duration::from_millis(10);
 /// a controller with 32 speakers answers 64 exchanges a second instead of 1280.
 const POLL_QUIET: Duration = Duration::from_nanos(crate::sync::QUIET_POLL_NS as u64);
 
+/// A speaker that has heard no answer for this long says it is not locked (its model keeps
+/// what it learnt, and the playout goes on with it).
+const LOST_AFTER_NS: i64 = 5_000_000_000;
+
 /// Exchanges sync datagrams with the controller (see `poll`; lock after six, about 0.06 s), and
 /// sends the heartbeat once a second.
 pub fn sync_client(
@@ -48,6 +52,8 @@ pub fn sync_client(
     let mut last_heartbeat = LocalNs(i64::MIN / 2);
     // The model's verdict after the last exchange (read under the lock taken for it).
     let mut verdict = Verdict::default();
+    // When the last answer came.
+    let mut answered = clock.now();
     // The controller time t3 of the last answer: echoed in the next request, it proves to the
     // controller that we receive its answers here (it sends repairs only to such hosts).
     let mut proof: i64 = 0;
@@ -68,11 +74,14 @@ pub fn sync_client(
                 if let Some((v, t3)) =
                     take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
                 {
-                    (verdict, proof) = (v, t3);
+                    (verdict, proof, answered) = (v, t3, t4);
                 }
             }
         }
         let now = clock.now();
+        if now.since(answered) > LOST_AFTER_NS && shared.locked.swap(false, Ordering::Relaxed) {
+            log::warn!("no answer from {ctl} for 5 s: clock not locked any more");
+        }
         // About once a second: with every second quiet poll (polls a hair under 500 ms apart
         // must not push it to the third).
         if now.since(last_heartbeat) >= 900_000_000 {
@@ -124,7 +133,7 @@ pub fn sync_client(
             if let Some((v, t3)) =
                 take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
             {
-                (verdict, proof) = (v, t3);
+                (verdict, proof, answered) = (v, t3, t4);
             }
         }
     }
@@ -247,7 +256,14 @@ fn take_answer(
     let mut m = shared.model.lock().ok()?;
     m.handle_exchange(ex);
     let locked = m.locked();
-    if locked && !shared.locked.swap(true, Ordering::Relaxed) {
+    // The published copy follows the model both ways (it was set once and never cleared: a
+    // speaker whose model dropped its history after a clock step still said it was locked,
+    // and `lost_sync` was never sent).
+    let was = shared.locked.swap(locked, Ordering::Relaxed);
+    if was && !locked {
+        log::warn!("clock lost its lock to {ctl}: re-learning");
+    }
+    if locked && !was {
         if let Some(s) = m.snapshot() {
             log::info!(
                 "clock locked to {ctl}: offset_ns={} ppm={:.1} rtt_us={:.0}",
