@@ -75,12 +75,7 @@ impl DeviceClock {
                 }
             }
             Some((_, best)) => {
-                while self.bounds.len() >= BOUNDS
-                    || self.bounds.front().is_some_and(|b| t - b.1 > WINDOW_NS)
-                {
-                    self.bounds.pop_front();
-                }
-                self.bounds.push_back(best);
+                keep(&mut self.bounds, best, t);
                 self.open = Some((t, (p, t)));
                 self.fit_rate();
             }
@@ -102,12 +97,7 @@ impl DeviceClock {
                 }
             }
             Some((_, best)) => {
-                while self.lows.len() >= BOUNDS
-                    || self.lows.front().is_some_and(|b| t - b.1 > WINDOW_NS)
-                {
-                    self.lows.pop_front();
-                }
-                self.lows.push_back(best);
+                keep(&mut self.lows, best, t);
                 self.open_low = Some((t, (p, t)));
             }
             None => self.open_low = Some((t, (p, t))),
@@ -241,4 +231,13 @@ fn height_at(hull: &[(f64, f64)], x: f64) -> f64 {
             a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0).max(1.0)
         }
     }
+}
+
+/// A closed bucket's bound joins the window; bounds older than `WINDOW_NS` at `t`, or beyond
+/// `BOUNDS`, leave it.
+fn keep(window: &mut VecDeque<(i64, f64)>, best: (i64, f64), t: f64) {
+    while window.len() >= BOUNDS || window.front().is_some_and(|b| t - b.1 > WINDOW_NS) {
+        window.pop_front();
+    }
+    window.push_back(best);
 }
