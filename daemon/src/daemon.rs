@@ -293,8 +293,14 @@ fn start_controller(
             },
             sync_port: c.sync_port,
         };
-        let streamer = controller::streamer::spawn(params, sock, clock.clone(), shutdown.clone())
-            .map_err(io("streamer thread"))?;
+        let streamer = controller::streamer::spawn(
+            params,
+            sock,
+            clock.clone(),
+            shutdown.clone(),
+            events.clone(),
+        )
+        .map_err(io("streamer thread"))?;
         log::info!(
             "controller: zone {} on {}:{} ({} Hz, {} ch, {:?})",
             addr.name,
@@ -354,17 +360,20 @@ fn start_speaker(
     let (clock, shutdown, auth, events) = (&base.clock, &base.shutdown, &base.auth, &base.events);
     let (group, iface, z) = (cfg.group(), cfg.interface(), &cfg.zone);
     let s = &cfg.speaker;
-    let shared = Arc::new(Shared::new(
-        s.name.clone(),
-        speaker::ZoneAddr {
-            name: z.name.clone(),
-            group,
-            port: z.port,
-        },
-        z.rate,
-        s.volume,
-        s.extra_latency_ms,
-    ));
+    let shared = Arc::new(
+        Shared::new(
+            s.name.clone(),
+            speaker::ZoneAddr {
+                name: z.name.clone(),
+                group,
+                port: z.port,
+            },
+            z.rate,
+            s.volume,
+            s.extra_latency_ms,
+        )
+        .with_events(events.clone()),
+    );
     let fixed = !s.controller.is_empty();
     if fixed {
         if let Ok(mut c) = shared.controller.lock() {
@@ -433,7 +442,6 @@ fn start_speaker(
         z.port,
         iface
     );
-    speaker::events::watch_speaker(shared.clone(), events.clone());
     Ok((shared, playout))
 }
 

@@ -180,9 +180,9 @@ fn steady_state_playout_allocates_nothing_per_packet() {
 
     let st = shared.status();
     assert!(
-        st.playout.frames_played > 3 * RATE as u64,
+        st.playout.counts.frames_played > 3 * RATE as u64,
         "played only {} frames",
-        st.playout.frames_played
+        st.playout.counts.frames_played
     );
     assert!(
         st.network.packets >= 790,

@@ -588,3 +588,27 @@ fn chorusctl_watches_status_and_streams_events() {
     assert_eq!(ev["event"], "volume", "{ev}");
     assert_eq!(ev["volume"], 55, "{ev}");
 }
+
+#[test]
+fn a_speaker_publishes_its_own_changes_as_they_happen() {
+    let s = setup("spkevents", FAST);
+    let rx = subscribe(&format!("{}/api/v1/events", s.speaker.api));
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let url = format!("{}/api/v1/speaker/volume", s.speaker.api);
+    let (code, body) = send("PUT", &url, r#"{"volume": 22}"#);
+    assert_eq!(code, 200, "{body}");
+    let dt = wait_event(&rx, t0, Duration::from_secs(3), |n, d| {
+        n == "volume" && d["speaker"] == "den" && d["volume"] == 22
+    });
+    assert!(dt < Duration::from_millis(200), "{dt:?}");
+    // The controller gone, no answer comes: after 5 s the speaker says its clock is not
+    // locked any more, in its status and on its stream.
+    let mut c = s.controller;
+    c.stop();
+    wait_event(&rx, Instant::now(), Duration::from_secs(10), |n, d| {
+        n == "speaker" && d["speaker"] == "den" && d["event"] == "lost_sync"
+    });
+    let st = get(&format!("{}/api/v1/speaker", s.speaker.api)).unwrap();
+    assert_eq!(st["locked"], false, "{st}");
+}

@@ -1,7 +1,8 @@
 //! The event stream (`GET /api/v1/events`, Server-Sent Events): state changes as they happen,
-//! for home automation that wants to react instead of poll. A watcher task per role
-//! (`controller::events`, `speaker::events`) compares its state every 50 ms and publishes what
-//! changed; handlers that change state publish at once.
+//! for home automation that wants to react instead of poll. The speaker publishes where its
+//! state changes (`Shared::set_volume`, `Shared::set_locked`); the controller's watcher
+//! (`controller::events`) compares its zones and speaker list every 50 ms while anybody
+//! listens.
 //!
 //! Events (SSE `event:` name, JSON `data:`):
 //! - `transport` `{"zone", "state"}`: playing, paused, stopped

@@ -38,8 +38,10 @@ impl Metrics {
         }
     }
 
-    /// The HELP and TYPE lines of a metric.
+    /// The HELP and TYPE lines of a metric (the help on one line: it may come from a doc
+    /// comment of several).
     pub fn header(&mut self, name: &str, help: &str, kind: &str) {
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 

@@ -2,6 +2,7 @@
 
 pub mod bodies;
 pub mod browser;
+pub mod counters;
 pub mod events;
 pub mod guard;
 pub mod listener;

@@ -1,5 +1,6 @@
-//! The controller's event watcher: compares its zones and speaker list every 50 ms while
-//! anybody listens, and publishes what changed (see `api::events`).
+//! The controller's events (see `api::events`). A zone's changes are found by its streamer
+//! thread as it publishes its status ([`compare_zone`], every wake-up while anybody listens);
+//! the speaker list, whose "left" is a matter of time passing, by a watcher every 50 ms.
 
 use super::registry::SpeakerInfo;
 use crate::api::events::{Event, Events, SpeakerChange};
@@ -7,21 +8,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What the watcher last saw of a controller.
+/// What was last published of a zone.
 #[derive(Default)]
-struct ZoneSeen {
-    state: Option<String>,
+pub(super) struct ZoneSeen {
+    state: Option<super::streamer::TransportState>,
     track: Option<(Option<usize>, Option<String>)>,
     volume: Option<(u8, bool)>,
     /// The newest error seen (time, item).
     last_error: Option<(i64, String)>,
 }
 
-/// Watches a controller's zone and speaker list.
+/// Watches a controller's speaker list.
 pub fn watch_controller(ctx: Arc<super::api::Ctx>, events: Arc<Events>) {
     tokio::spawn(async move {
-        let fresh = || -> Vec<ZoneSeen> { ctx.zones.iter().map(|_| ZoneSeen::default()).collect() };
-        let mut seen = fresh();
         let mut speakers = BTreeMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -29,34 +28,30 @@ pub fn watch_controller(ctx: Arc<super::api::Ctx>, events: Arc<Events>) {
             tick.tick().await;
             if !events.listened() {
                 // Nobody listens: sleep until somebody does, then start from a fresh picture.
-                seen = fresh();
                 speakers.clear();
                 events.idle().await;
                 continue;
-            }
-            for (i, s) in seen.iter_mut().enumerate() {
-                if let Ok(z) = ctx.zone_status(super::api::Zoned(i)) {
-                    compare_zone(s, &z, &events);
-                }
             }
             compare_speakers(&mut speakers, ctx.speakers(), &events);
         }
     });
 }
 
-fn compare_zone(seen: &mut ZoneSeen, z: &super::streamer::ZoneStatus, ev: &Events) {
-    let state = serde_json::to_value(z.state)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from));
+/// Publishes what changed in `z` since `seen` (nothing the first time: that is the picture
+/// a new listener starts from).
+pub(super) fn compare_zone(seen: &mut ZoneSeen, z: &super::streamer::ZoneStatus, ev: &Events) {
     let first = seen.state.is_none();
-    if seen.state != state {
+    if seen.state != Some(z.state) {
         if !first {
+            let state = serde_json::to_value(z.state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from));
             ev.publish(Event::Transport {
                 zone: z.zone.clone(),
-                state: state.clone().unwrap_or_default(),
+                state: state.unwrap_or_default(),
             });
         }
-        seen.state = state;
+        seen.state = Some(z.state);
     }
     let vol = (z.volume, z.muted);
     if seen.volume != Some(vol) {
@@ -69,9 +64,12 @@ fn compare_zone(seen: &mut ZoneSeen, z: &super::streamer::ZoneStatus, ev: &Event
         }
         seen.volume = Some(vol);
     }
-    let track = (z.index, z.title.clone());
-    if seen.track.as_ref() != Some(&track) {
-        if !first && (track.1.is_some() || seen.track.as_ref().is_some_and(|t| t.1.is_some())) {
+    // (Compared without a copy: this runs at every wake-up of the streamer while anybody
+    // listens.)
+    let was = seen.track.as_ref().map(|(i, t)| (*i, t.as_deref()));
+    if was != Some((z.index, z.title.as_deref())) {
+        let titled = z.title.is_some() || was.is_some_and(|t| t.1.is_some());
+        if !first && titled {
             ev.publish(Event::Track {
                 zone: z.zone.clone(),
                 index: z.index,
@@ -80,15 +78,22 @@ fn compare_zone(seen: &mut ZoneSeen, z: &super::streamer::ZoneStatus, ev: &Event
                 duration_s: z.duration_s,
             });
         }
-        seen.track = Some(track);
+        seen.track = Some((z.index, z.title.clone()));
     }
-    let key = |e: &super::streamer::ErrorEvent| (e.at_ms, e.item.clone());
+    fn key(e: &super::streamer::ErrorEvent) -> (i64, &str) {
+        (e.at_ms, e.item.as_str())
+    }
+    let newest_seen = seen
+        .last_error
+        .as_ref()
+        .map(|(at, item)| (*at, item.as_str()));
+    if z.errors.last().map(key) == newest_seen {
+        return;
+    }
     if !first {
         // The list keeps the last 32: report the ones after the newest seen.
-        let after = seen
-            .last_error
-            .as_ref()
-            .and_then(|k| z.errors.iter().rposition(|e| key(e) == *k))
+        let after = newest_seen
+            .and_then(|k| z.errors.iter().rposition(|e| key(e) == k))
             .map_or(0, |i| i + 1);
         for e in &z.errors[after.min(z.errors.len())..] {
             ev.publish(Event::Error {
@@ -99,7 +104,7 @@ fn compare_zone(seen: &mut ZoneSeen, z: &super::streamer::ZoneStatus, ev: &Event
             });
         }
     }
-    seen.last_error = z.errors.last().map(key);
+    seen.last_error = z.errors.last().map(|e| (e.at_ms, e.item.clone()));
 }
 
 fn compare_speakers(seen: &mut BTreeMap<String, SpeakerInfo>, now: Vec<SpeakerInfo>, ev: &Events) {

@@ -3,7 +3,6 @@
 use super::api::{Ctx, Zoned};
 use super::streamer::{TransportState, ZoneStatus};
 use crate::api::metrics::Metrics;
-use std::sync::atomic::Ordering::Relaxed;
 
 /// Writes the controller's figures: one sample per zone, labelled with its name, the sync
 /// service's counters and the speakers it hears.
@@ -51,7 +50,7 @@ pub fn write(c: &Ctx, m: &mut Metrics) {
             m.sample(name, &[("zone", &z.zone)], field(z));
         }
     }
-    sync_service(m, &c.sync_stats);
+    c.sync_stats.snapshot().write_metrics(m);
     let speakers = c.speakers();
     m.gauge(
         "chorus_speakers_online",
@@ -66,55 +65,4 @@ pub fn write(c: &Ctx, m: &mut Metrics) {
                 .map(|e| (vec![("speaker", s.name.as_str())], e * 1e-6))
         }),
     );
-}
-
-/// The sync service's counters: exchanges, heartbeats, repairs, and what it refused.
-fn sync_service(m: &mut Metrics, st: &super::sync_service::ServerStats) {
-    m.counters(&[
-        (
-            "chorus_sync_requests_total",
-            "Clock-sync requests answered.",
-            st.requests.load(Relaxed),
-        ),
-        (
-            "chorus_sync_heartbeats_total",
-            "Speaker heartbeats received.",
-            st.heartbeats.load(Relaxed),
-        ),
-        (
-            "chorus_sync_heartbeats_refused_total",
-            "Heartbeats refused (replayed, forged moves, registry full).",
-            st.heartbeats_refused.load(Relaxed),
-        ),
-        (
-            "chorus_sync_invalid_total",
-            "Malformed datagrams on the sync port.",
-            st.invalid.load(Relaxed),
-        ),
-        (
-            "chorus_sync_unauthenticated_total",
-            "Datagrams on the sync port without a valid tag.",
-            st.unauthenticated.load(Relaxed),
-        ),
-        (
-            "chorus_sync_rate_limited_total",
-            "Datagrams dropped by the per-source limits.",
-            st.rate_limited.load(Relaxed),
-        ),
-        (
-            "chorus_repair_requests_total",
-            "Repair requests received from speakers.",
-            st.repair_requests.load(Relaxed),
-        ),
-        (
-            "chorus_repairs_sent_total",
-            "Datagrams sent again on request.",
-            st.repairs_sent.load(Relaxed),
-        ),
-        (
-            "chorus_repairs_refused_total",
-            "Datagrams asked for and not sent (unknown source, over its share, gone).",
-            st.repairs_refused.load(Relaxed),
-        ),
-    ]);
 }

@@ -250,6 +250,7 @@ pub fn spawn(
     socket: UdpSocket,
     clock: SharedClock,
     shutdown: Arc<AtomicBool>,
+    events: Arc<crate::api::events::Events>,
 ) -> std::io::Result<Arc<StreamerHandle>> {
     let (tx, rx) = std::sync::mpsc::channel();
     // Full datagrams (7 ms of 48 kHz 16-bit stereo): each one costs every speaker a trip
@@ -312,6 +313,8 @@ pub fn spawn(
         fade: None,
         pending: None,
         status: status.clone(),
+        events,
+        seen: Default::default(),
         buf: Vec::new(),
         pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
         errors: VecDeque::new(),
@@ -363,6 +366,9 @@ struct Streamer {
     fade: Option<Fade>,
     pending: Option<Command>,
     status: Arc<Mutex<ZoneStatus>>,
+    /// Where the zone's changes go as they are published, and what was published last.
+    events: Arc<crate::api::events::Events>,
+    seen: super::events::ZoneSeen,
     buf: Vec<f32>,
     pkt: Vec<u8>,
     errors: VecDeque<ErrorEvent>,
@@ -555,6 +561,12 @@ impl Streamer {
         st.send_errors = self.send_errors;
         if st.errors.len() != self.errors.len() || st.errors.last() != self.errors.back() {
             st.errors = self.errors.iter().cloned().collect();
+        }
+        if self.events.listened() {
+            super::events::compare_zone(&mut self.seen, &st, &self.events);
+        } else {
+            // Nobody listens: a new listener starts from the picture of its time.
+            self.seen = Default::default();
         }
     }
 }

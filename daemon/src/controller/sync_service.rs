@@ -9,27 +9,32 @@ use crate::wire::SyncResponse;
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Counters of the sync service.
-#[derive(Default, Debug)]
-pub struct ServerStats {
-    pub requests: AtomicU64,
-    pub heartbeats: AtomicU64,
-    /// Heartbeats refused: a known speaker's name from another address without a fresh send
-    /// time (replayed or forged), a replay, or a registry full of online speakers.
-    pub heartbeats_refused: AtomicU64,
-    pub invalid: AtomicU64,
-    /// Datagrams without a valid authentication tag.
-    pub unauthenticated: AtomicU64,
-    /// Datagrams dropped because their source sent more than its share.
-    pub rate_limited: AtomicU64,
-    /// Repair requests, datagrams sent again, and ones refused (unknown source, over its
-    /// share, or no longer held).
-    pub repair_requests: AtomicU64,
-    pub repairs_sent: AtomicU64,
-    pub repairs_refused: AtomicU64,
+crate::counters! {
+    /// Counters of the sync service: exchanges, heartbeats, repairs, and what it refused.
+    pub struct ServerStats => SyncServiceStatus {
+        /// Clock-sync requests answered.
+        requests => "chorus_sync_requests_total",
+        /// Speaker heartbeats received.
+        heartbeats => "chorus_sync_heartbeats_total",
+        /// Heartbeats refused: a known speaker's name from another address without a fresh
+        /// send time (replayed or forged), a replay, or a registry full of online speakers.
+        heartbeats_refused => "chorus_sync_heartbeats_refused_total",
+        /// Malformed datagrams on the sync port.
+        invalid => "chorus_sync_invalid_total",
+        /// Datagrams on the sync port without a valid authentication tag.
+        unauthenticated => "chorus_sync_unauthenticated_total",
+        /// Datagrams dropped because their source sent more than its share.
+        rate_limited => "chorus_sync_rate_limited_total",
+        /// Repair requests received from speakers.
+        repair_requests => "chorus_repair_requests_total",
+        /// Datagrams sent again on request.
+        repairs_sent => "chorus_repairs_sent_total",
+        /// Datagrams asked for and not sent (unknown source, over its share, no longer held).
+        repairs_refused => "chorus_repairs_refused_total",
+    }
 }
 
 /// Per-source token buckets: each source may send `rate` datagrams a second on average, in
@@ -97,23 +102,6 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
         } else {
             false
         }
-    }
-}
-
-impl ServerStats {
-    /// The counters as JSON, for the status API.
-    pub fn snapshot(&self) -> serde_json::Value {
-        serde_json::json!({
-            "requests": self.requests.load(Ordering::Relaxed),
-            "heartbeats": self.heartbeats.load(Ordering::Relaxed),
-            "heartbeats_refused": self.heartbeats_refused.load(Ordering::Relaxed),
-            "invalid": self.invalid.load(Ordering::Relaxed),
-            "unauthenticated": self.unauthenticated.load(Ordering::Relaxed),
-            "rate_limited": self.rate_limited.load(Ordering::Relaxed),
-            "repair_requests": self.repair_requests.load(Ordering::Relaxed),
-            "repairs_sent": self.repairs_sent.load(Ordering::Relaxed),
-            "repairs_refused": self.repairs_refused.load(Ordering::Relaxed),
-        })
     }
 }
 

@@ -32,7 +32,7 @@ async fn volume(
     b: Result<Json<VolumeBody>, JsonRejection>,
 ) -> ApiResult<SpeakerStatus> {
     let v = check_volume(body(b)?.volume)?;
-    s.volume.store(v, Ordering::Relaxed);
+    s.set_volume(Some(v), None);
     log::info!("volume {v}");
     Ok(Json(s.status()))
 }
@@ -42,7 +42,7 @@ async fn mute(
     b: Result<Json<MuteBody>, JsonRejection>,
 ) -> ApiResult<SpeakerStatus> {
     let m = body(b)?.muted;
-    s.muted.store(m, Ordering::Relaxed);
+    s.set_volume(None, Some(m));
     log::info!("muted {m}");
     Ok(Json(s.status()))
 }

@@ -4,8 +4,8 @@
 pub mod admission;
 pub mod announce;
 pub mod api;
+mod counters;
 pub mod devclock;
-pub mod events;
 pub mod floor;
 pub mod jitter;
 mod loss;
@@ -23,14 +23,16 @@ pub mod sync_client;
 pub mod tap;
 pub mod timeline;
 
+use crate::api::events::{Event, Events, SpeakerChange};
 use crate::sync::{ClockModel, ClockSnapshot};
 use output::OutputInfo;
 use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub use crate::config::ZoneAddr;
+pub use counters::{NetCounters, NetworkStatus, PlayoutCounters, PlayoutCounts};
 
 /// A move to another zone's stream, waiting for the playout thread: the new stream is already
 /// received into its own jitter buffer, so the switch needs no gap.
@@ -71,37 +73,8 @@ impl Receiving {
 /// Counters and gauges, written by the network tasks and the playout thread, read by the API.
 #[derive(Default, Debug)]
 pub struct Stats {
-    pub packets: AtomicU64,
-    pub invalid_packets: AtomicU64,
-    pub foreign_format: AtomicU64,
-    pub queue_overflow: AtomicU64,
-    pub duplicates: AtomicU64,
-    /// Datagrams without a valid authentication tag (or with one when no key is set).
-    pub unauthenticated: AtomicU64,
-    /// Audio of another session that is not due now (replayed or forged).
-    pub foreign_session: AtomicU64,
-    /// Audio older than the replay window.
-    pub too_old: AtomicU64,
-    /// Audio of the session playing refused as implausible: due far from now, or numbered
-    /// further ahead than its time allows (forged).
-    pub implausible: AtomicU64,
-    /// Datagrams asked for again, received after being asked for, and given up on.
-    pub repairs_requested: AtomicU64,
-    pub repaired: AtomicU64,
-    pub repairs_abandoned: AtomicU64,
-    /// Parity datagrams received; datagrams rebuilt from parity; parities that could not help
-    /// (two or more datagrams of their group missing).
-    pub parity: AtomicU64,
-    pub fec_recovered: AtomicU64,
-    pub fec_unrecoverable: AtomicU64,
-    pub sessions: AtomicU64,
-    pub frames_played: AtomicU64,
-    pub frames_silence: AtomicU64,
-    pub frames_late: AtomicU64,
-    pub frames_lost: AtomicU64,
-    pub concealments: AtomicU64,
-    pub resyncs: AtomicU64,
-    pub output_errors: AtomicU64,
+    pub net: NetCounters,
+    pub playout: PlayoutCounters,
     pub buffered_frames: AtomicU64,
     /// Last playout timing error, ns (i64::MIN: none yet).
     pub sync_error_ns: AtomicI64,
@@ -136,8 +109,10 @@ pub struct Shared {
     /// Published copy of the model for the playout thread (read with `try_lock`).
     pub snapshot: Mutex<Option<ClockSnapshot>>,
     /// The clock model's verdict after its last exchange (`ClockModel::locked`), for the
-    /// threads that do not take its lock.
+    /// threads that do not take its lock. Changed only through [`Shared::set_locked`].
     pub locked: AtomicBool,
+    /// Where changes are published as they happen (the event stream).
+    pub events: Arc<Events>,
     pub controller: Mutex<Option<SocketAddr>>,
     pub output: Mutex<Option<OutputInfo>>,
     /// Why the output is not open (device missing, busy, unplugged), while it is not.
@@ -149,6 +124,48 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The same, publishing to `events` (the daemon's stream) instead of a stream of its own.
+    pub fn with_events(mut self, events: Arc<Events>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// Sets the clock's verdict; a change is published (`locked`, `lost_sync`). Returns the
+    /// verdict before.
+    pub fn set_locked(&self, locked: bool) -> bool {
+        let was = self.locked.swap(locked, Ordering::Relaxed);
+        if was != locked {
+            let what = if locked {
+                SpeakerChange::Locked
+            } else {
+                SpeakerChange::LostSync
+            };
+            self.events.publish(Event::speaker(&self.name, what));
+        }
+        was
+    }
+
+    /// Sets the volume and mute (each when given); a change is published.
+    pub fn set_volume(&self, volume: Option<u8>, muted: Option<bool>) {
+        let v0 = volume.map_or(self.volume.load(Ordering::Relaxed), |v| {
+            self.volume.swap(v, Ordering::Relaxed)
+        });
+        let m0 = muted.map_or(self.muted.load(Ordering::Relaxed), |m| {
+            self.muted.swap(m, Ordering::Relaxed)
+        });
+        let now = (
+            self.volume.load(Ordering::Relaxed),
+            self.muted.load(Ordering::Relaxed),
+        );
+        if now != (v0, m0) {
+            self.events.publish(Event::SpeakerVolume {
+                speaker: self.name.clone(),
+                volume: now.0,
+                muted: now.1,
+            });
+        }
+    }
+
     pub fn new(name: String, zone: ZoneAddr, rate: u32, volume: u8, extra_latency_ms: f64) -> Self {
         let stats = Stats::default();
         stats.sync_error_ns.store(i64::MIN, Ordering::Relaxed);
@@ -166,6 +183,7 @@ impl Shared {
             model: Mutex::new(ClockModel::new(Default::default())),
             snapshot: Mutex::new(None),
             locked: AtomicBool::new(false),
+            events: Arc::new(Events::default()),
             controller: Mutex::new(None),
             output: Mutex::new(None),
             output_problem: Mutex::new(None),
@@ -237,35 +255,12 @@ impl Shared {
                 playing: s.playing.load(Ordering::Relaxed),
                 sync_error_us: self.sync_error_us(),
                 buffered_ms: ld(&s.buffered_frames) as f64 * 1000.0 / self.rate as f64,
-                frames_played: ld(&s.frames_played),
-                frames_silence: ld(&s.frames_silence),
-                frames_late: ld(&s.frames_late),
-                frames_lost: ld(&s.frames_lost),
-                concealments: ld(&s.concealments),
-                resyncs: ld(&s.resyncs),
+                counts: s.playout.snapshot(),
                 resampling: s.resampling.load(Ordering::Relaxed),
                 ratio_ppm: s.ratio_ppb.load(Ordering::Relaxed) as f64 / 1000.0,
-                output_errors: ld(&s.output_errors),
                 device: self.device_clock.lock().ok().and_then(|d| *d),
             },
-            network: NetworkStatus {
-                packets: ld(&s.packets),
-                invalid: ld(&s.invalid_packets),
-                foreign_format: ld(&s.foreign_format),
-                duplicates: ld(&s.duplicates),
-                unauthenticated: ld(&s.unauthenticated),
-                foreign_session: ld(&s.foreign_session),
-                too_old: ld(&s.too_old),
-                implausible: ld(&s.implausible),
-                repairs_requested: ld(&s.repairs_requested),
-                repaired: ld(&s.repaired),
-                repairs_abandoned: ld(&s.repairs_abandoned),
-                parity: ld(&s.parity),
-                fec_recovered: ld(&s.fec_recovered),
-                fec_unrecoverable: ld(&s.fec_unrecoverable),
-                queue_overflow: ld(&s.queue_overflow),
-                sessions: ld(&s.sessions),
-            },
+            network: s.net.snapshot(),
         }
     }
 }
@@ -318,50 +313,14 @@ pub struct PlayoutStatus {
     pub playing: bool,
     pub sync_error_us: Option<f64>,
     pub buffered_ms: f64,
-    pub frames_played: u64,
-    pub frames_silence: u64,
-    pub frames_late: u64,
-    /// Frames that never arrived in time (concealed: silence between fades).
-    pub frames_lost: u64,
-    /// Times audio faded out because the next frame was missing (gaps and stream ends).
-    pub concealments: u64,
-    pub resyncs: u64,
+    /// What was played, lost, late, corrected (each a counter).
+    #[serde(flatten)]
+    pub counts: PlayoutCounts,
     /// Whether the resampler is correcting drift.
     pub resampling: bool,
     /// Resampling correction, ppm (stream frames per DAC frame minus one).
     pub ratio_ppm: f64,
-    pub output_errors: u64,
     /// The device's pointer step, how it stamps its status and its rate, as the playout
     /// thread found them (null before the first reading).
     pub device: Option<devclock::DeviceClockStatus>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NetworkStatus {
-    pub packets: u64,
-    pub invalid: u64,
-    pub foreign_format: u64,
-    /// Datagrams received twice (or replayed) within the replay window.
-    pub duplicates: u64,
-    /// Datagrams without a valid authentication tag.
-    pub unauthenticated: u64,
-    /// Audio of another stream session that was not due now (replayed or forged).
-    pub foreign_session: u64,
-    /// Audio older than the replay window.
-    pub too_old: u64,
-    /// Audio of the stream playing due far from now or numbered ahead of its time (forged).
-    pub implausible: u64,
-    /// Missing datagrams asked for again (each request counts), received after being asked
-    /// for, and given up on (too late to play).
-    pub repairs_requested: u64,
-    pub repaired: u64,
-    pub repairs_abandoned: u64,
-    /// Parity datagrams received (forward error correction), datagrams rebuilt from them, and
-    /// parities that came with two or more datagrams of their group missing (left to repair
-    /// requests).
-    pub parity: u64,
-    pub fec_recovered: u64,
-    pub fec_unrecoverable: u64,
-    pub queue_overflow: u64,
-    pub sessions: u64,
 }

@@ -120,7 +120,7 @@ impl StreamReceiver {
             loop {
                 let mut lens = [0usize; BATCH];
                 let mut from = [None; BATCH];
-                let n = self.recv_batch(*fd, &mut lens, &mut from, &shared.stats);
+                let n = self.recv_batch(*fd, &mut lens, &mut from, &shared.stats.net);
                 if n > 0 && *fd == fds[0] {
                     self.last_datagrams_ns = local_ns;
                 }
@@ -175,7 +175,7 @@ impl StreamReceiver {
         if self.missing.is_empty() {
             return;
         }
-        let stats = &shared.stats;
+        let stats = &shared.stats.net;
         let before = self.missing.len();
         self.missing
             .retain(|m| local_ns - m.found < REPAIR_GIVE_UP_NS);
@@ -215,7 +215,7 @@ impl StreamReceiver {
         fd: std::os::fd::RawFd,
         lens: &mut [usize; BATCH],
         from: &mut [Option<SocketAddr>; BATCH],
-        stats: &super::Stats,
+        stats: &super::NetCounters,
     ) -> usize {
         // SAFETY: plain C structs, all-zero is a valid value for each.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
@@ -250,7 +250,7 @@ impl StreamReceiver {
         for i in 0..n {
             let h = &hdrs[i];
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || h.msg_len as usize > SLOT {
-                stats.invalid_packets.fetch_add(1, Ordering::Relaxed);
+                stats.invalid.fetch_add(1, Ordering::Relaxed);
                 lens[i] = 0;
                 from[i] = None;
                 continue;
@@ -284,7 +284,7 @@ impl StreamReceiver {
             Some(Origin::Rebuilt(seq)) => Some(seq),
             _ => None,
         };
-        let stats = &shared.stats;
+        let stats = &shared.stats.net;
         let from = from?;
         let d = match self.auth.open(&self.slots[slot][..len]) {
             Ok(d) => d,
@@ -317,7 +317,7 @@ impl StreamReceiver {
                 return None;
             }
             Ok(_) | Err(_) => {
-                stats.invalid_packets.fetch_add(1, Ordering::Relaxed);
+                stats.invalid.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
         };
@@ -366,7 +366,7 @@ impl StreamReceiver {
         shared: &Shared,
         (local_ns, now): (i64, Option<ControllerNs>),
     ) {
-        let stats = &shared.stats;
+        let stats = &shared.stats.net;
         // Only the controller of the stream playing moves the address (a replayed
         // announcement of another session must not steal the speaker).
         if self.admission.session().is_some_and(|s| s != a.session) {
@@ -397,7 +397,7 @@ impl StreamReceiver {
         &mut self,
         h: &crate::wire::AudioHeader,
         now: Option<ControllerNs>,
-        stats: &super::Stats,
+        stats: &super::NetCounters,
     ) -> bool {
         let counter = match self.admission.admit(h, now) {
             Ok(Admitted::Same) => return true,
@@ -489,7 +489,7 @@ fn file(chunk: Chunk, shared: &Shared, jb: Option<&mut JitterBuffer>) -> bool {
     let Some(jb) = jb else {
         return false;
     };
-    let stats = &shared.stats;
+    let stats = &shared.stats.net;
     match jb.insert(chunk) {
         Insert::NewSession => {
             stats.sessions.fetch_add(1, Ordering::Relaxed);

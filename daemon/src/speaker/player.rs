@@ -411,12 +411,21 @@ impl<'a> Player<'a> {
     fn publish(&self) {
         let stats = &self.shared.stats;
         let st = self.sched.stats();
-        stats.frames_played.store(st.played, Ordering::Relaxed);
-        stats.frames_silence.store(st.silence, Ordering::Relaxed);
-        stats.frames_late.store(st.late, Ordering::Relaxed);
-        stats.frames_lost.store(st.lost, Ordering::Relaxed);
-        stats.concealments.store(st.concealments, Ordering::Relaxed);
-        stats.resyncs.store(st.resyncs, Ordering::Relaxed);
+        stats
+            .playout
+            .frames_played
+            .store(st.played, Ordering::Relaxed);
+        stats
+            .playout
+            .frames_silence
+            .store(st.silence, Ordering::Relaxed);
+        stats.playout.frames_late.store(st.late, Ordering::Relaxed);
+        stats.playout.frames_lost.store(st.lost, Ordering::Relaxed);
+        stats
+            .playout
+            .concealments
+            .store(st.concealments, Ordering::Relaxed);
+        stats.playout.resyncs.store(st.resyncs, Ordering::Relaxed);
         let buffered = self.jb.buffered_frames();
         stats.buffered_frames.store(buffered, Ordering::Relaxed);
         let servo = self.timeline.servo();
@@ -511,7 +520,12 @@ fn output_error(
     e: OutputError,
     before: u32,
 ) -> u32 {
-    let n = shared.stats.output_errors.fetch_add(1, Ordering::Relaxed) + 1;
+    let n = shared
+        .stats
+        .playout
+        .output_errors
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
     if n.is_power_of_two() {
         log::warn!("output error ({n} so far): {e}");
     }

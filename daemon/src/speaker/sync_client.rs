@@ -79,7 +79,7 @@ pub fn sync_client(
             }
         }
         let now = clock.now();
-        if now.since(answered) > LOST_AFTER_NS && shared.locked.swap(false, Ordering::Relaxed) {
+        if now.since(answered) > LOST_AFTER_NS && shared.set_locked(false) {
             log::warn!("no answer from {ctl} for 5 s: clock not locked any more");
         }
         // About once a second: with every second quiet poll (polls a hair under 500 ms apart
@@ -237,7 +237,11 @@ fn take_answer(
         return None;
     }
     let Ok(body) = auth.open(datagram) else {
-        shared.stats.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        shared
+            .stats
+            .net
+            .unauthenticated
+            .fetch_add(1, Ordering::Relaxed);
         return None;
     };
     let Ok(Packet::SyncResponse(resp)) = parse(body) else {
@@ -259,7 +263,7 @@ fn take_answer(
     // The published copy follows the model both ways (it was set once and never cleared: a
     // speaker whose model dropped its history after a clock step still said it was locked,
     // and `lost_sync` was never sent).
-    let was = shared.locked.swap(locked, Ordering::Relaxed);
+    let was = shared.set_locked(locked);
     if was && !locked {
         log::warn!("clock lost its lock to {ctl}: re-learning");
     }
