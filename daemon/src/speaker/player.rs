@@ -179,6 +179,7 @@ impl<'a> Player<'a> {
             }
         };
         self.watch = false;
+        self.timeline.set_headroom(self.out.headroom());
         let view = self.look(delay, local);
         match self.timeline.plan(&view) {
             Plan::Sleep { ns } => self.sleep(ns),

@@ -133,6 +133,8 @@ pub struct Timeline {
     period: i64,
     buffer: i64,
     low_water: i64,
+    /// The low-water mark by time alone; the device's headroom may raise it.
+    base_low_water: i64,
     servo: RateServo,
     fade: Fade,
     written: i64,
@@ -156,6 +158,7 @@ impl Timeline {
             period: period as i64,
             buffer: buffer as i64,
             low_water: low_water as i64,
+            base_low_water: low_water as i64,
             servo: RateServo::new(rate),
             fade: Fade::None,
             written: 0,
@@ -163,6 +166,16 @@ impl Timeline {
             stopping: false,
             stop_turns: 0,
         }
+    }
+
+    /// What the device needs queued for its next bite (`Output::headroom`): the refill comes
+    /// a period before that, if that is later than by time alone (at most a period short of
+    /// the whole buffer).
+    pub fn set_headroom(&mut self, frames: i64) {
+        self.low_water = self
+            .base_low_water
+            .max(frames + self.period)
+            .min(self.buffer - self.period);
     }
 
     /// Queued frames at which the device is refilled.

@@ -271,3 +271,17 @@ fn the_device_is_filled_to_the_latency_less_the_room_a_repair_needs() {
     assert_eq!(t.fill(Some(i64::MAX), 0), 4800);
     assert_eq!(t.fill(None, 0), 4800);
 }
+
+#[test]
+fn a_device_that_bites_a_quantum_at_a_time_is_refilled_before_its_bite() {
+    // PipeWire at quantum 1024 through a 10 ms period, 100 ms buffer: the bite and the
+    // quantum in flight (2041 frames) and a period more; never less than by time alone, never
+    // more than a period short of the buffer.
+    let mut t = Timeline::new(48_000, 480, 4800);
+    t.set_headroom(2041);
+    assert_eq!(t.low_water(), 2521);
+    t.set_headroom(0);
+    assert_eq!(t.low_water(), 960);
+    t.set_headroom(10_000);
+    assert_eq!(t.low_water(), 4320);
+}

@@ -1,6 +1,7 @@
 //! The real output: an ALSA PCM through alsa-lib. Asks for a period and buffer size, reads back
 //! what the device granted, and reports the delay of every write.
 
+use super::headroom::Headroom;
 use super::{Delay, Output, OutputError, OutputInfo};
 use crate::clock::SharedClock;
 use crate::wire::SampleFormat;
@@ -24,6 +25,8 @@ pub struct AlsaOutput {
     unpaced: bool,
     /// The device stamps its status on CLOCK_MONOTONIC_RAW.
     tstamps: bool,
+    /// The bite it takes and what of its delay is out of the ring.
+    headroom: Headroom,
 }
 
 // SAFETY: alsa-lib PCM handles may be used from any one thread at a time; AlsaOutput is owned
@@ -122,6 +125,7 @@ impl AlsaOutput {
             zero_delays: 0,
             unpaced: false,
             tstamps,
+            headroom: Headroom::default(),
         })
     }
 
@@ -205,6 +209,15 @@ impl Output for AlsaOutput {
         #[allow(clippy::useless_conversion)]
         let frames = i64::from(status.get_delay());
         let now = self.clock.now();
+        // alsa::pcm::Frames is a C long: 32 bits on armhf.
+        #[allow(clippy::useless_conversion)]
+        let fill = self.buffer as i64 - i64::from(status.get_avail()).clamp(0, self.buffer as i64);
+        self.headroom.note(
+            self.written as i64 - fill,
+            now.0,
+            frames - fill,
+            self.buffer as i64 / 2,
+        );
         let at = if self.tstamps {
             let ts = status.get_htstamp();
             #[allow(clippy::unnecessary_cast)]
@@ -238,7 +251,12 @@ impl Output for AlsaOutput {
         Ok(Some(Delay { frames, at }))
     }
 
+    fn headroom(&self) -> i64 {
+        self.headroom.frames()
+    }
+
     fn recover(&mut self) -> Result<(), OutputError> {
+        self.headroom.restart();
         match self.pcm.state() {
             State::XRun | State::Suspended | State::Setup | State::Disconnected => {
                 self.pcm.prepare().map_err(self.err("prepare"))

@@ -2,6 +2,7 @@
 //! thread can schedule each frame for its presentation time.
 
 pub mod alsa;
+pub mod headroom;
 pub mod sim;
 
 use crate::clock::{LocalNs, SharedClock};
@@ -62,6 +63,11 @@ pub trait Output: Send {
     fn write(&mut self, samples: &[f32]) -> Result<(), OutputError>;
     fn delay(&mut self) -> Result<Option<Delay>, OutputError>;
     fn recover(&mut self) -> Result<(), OutputError>;
+    /// Frames the device needs queued, by its delay, for its next bite to find them in its
+    /// ring (see [`headroom`]); 0 when it takes a frame at a time.
+    fn headroom(&self) -> i64 {
+        0
+    }
     /// The playout thread sleeps this long before it looks at the device again (the sim's
     /// wake-ups come late here, as a loaded machine's do: before any clock is read).
     fn sleep(&mut self, d: std::time::Duration) {
