@@ -209,15 +209,6 @@ impl Output for AlsaOutput {
         #[allow(clippy::useless_conversion)]
         let frames = i64::from(status.get_delay());
         let now = self.clock.now();
-        // alsa::pcm::Frames is a C long: 32 bits on armhf.
-        #[allow(clippy::useless_conversion)]
-        let fill = self.buffer as i64 - i64::from(status.get_avail()).clamp(0, self.buffer as i64);
-        self.headroom.note(
-            self.written as i64 - fill,
-            now.0,
-            frames - fill,
-            self.buffer as i64 / 2,
-        );
         let at = if self.tstamps {
             let ts = status.get_htstamp();
             #[allow(clippy::unnecessary_cast)]
@@ -247,6 +238,20 @@ impl Output for AlsaOutput {
             }
         } else {
             self.zero_delays = 0;
+        }
+        // What the device bites off its ring at once. Not from a device that reports no delay
+        // (null consumes each write at once: every write would look like a bite).
+        if frames > 0 {
+            // alsa::pcm::Frames is a C long: 32 bits on armhf.
+            #[allow(clippy::useless_conversion)]
+            let avail = i64::from(status.get_avail());
+            let fill = self.buffer as i64 - avail.clamp(0, self.buffer as i64);
+            self.headroom.note(
+                self.written as i64 - fill,
+                now.0,
+                frames - fill,
+                self.buffer as i64 / 2,
+            );
         }
         Ok(Some(Delay { frames, at }))
     }
