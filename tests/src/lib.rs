@@ -49,22 +49,33 @@ pub fn scratch(tag: &str) -> PathBuf {
     d
 }
 
-/// A free TCP port on loopback.
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port no other test of this process was given, free for TCP on loopback and for UDP on
+/// every address. Below the kernel's ephemeral range (32768 and up), so that no socket bound to
+/// port 0 — a speaker's sync socket, a client — can take it between this call and the daemon's
+/// bind (a zone's multicast receiver once failed with "address already in use" that way), and
+/// from a range of its own per test process (test binaries run one after another).
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 64) * 180;
+    loop {
+        let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 180) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let udp = std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok();
+        if tcp && udp {
+            return port;
+        }
+    }
 }
 
-/// A free UDP port on loopback.
+/// A free TCP port on loopback.
+pub fn free_tcp_port() -> u16 {
+    free_port()
+}
+
+/// A free UDP port.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
 
 /// A running daemon; SIGTERM and wait on drop.
