@@ -5,12 +5,19 @@
 //! 0 success, 1 the daemon refused the request, 2 usage, 3 the daemon is unreachable.
 #![forbid(unsafe_code)]
 
+mod client;
 mod render;
+
+use client::{is_this_box, json, Client, Failure, BOX_TOKEN};
 
 use render::{render, render_watch};
 
+use chorus_api::{
+    AddBody, Found, MoveBody, MuteBody, PlayBody, QueueView, RepeatBody, SeekBody, SpeakerList,
+    SpeakerStatus, SpeakerZoneBody, Status, VolumeBody, ZoneList, ZoneStatus,
+};
 use clap::{Parser, Subcommand};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -120,8 +127,8 @@ enum Cmd {
     ZoneMute,
     /// Repeat: off, all (the queue) or one (the item).
     Repeat {
-        #[arg(value_parser = ["off", "all", "one"])]
-        mode: String,
+        #[arg(value_parser = parse_repeat)]
+        mode: chorus_api::Repeat,
     },
     /// The controller's zones: what each plays and which speakers play it.
     Zones,
@@ -134,120 +141,6 @@ enum Cmd {
     Completions {
         shell: clap_complete::Shell,
     },
-}
-
-enum Failure {
-    Unreachable(String),
-    Refused(String),
-    Usage(String),
-}
-
-struct Client {
-    base: String,
-    agent: ureq::Agent,
-    token: Option<String>,
-    zone: Option<String>,
-}
-
-impl Client {
-    fn new(base: &str, token: Option<String>, zone: Option<String>) -> Client {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(5))
-            .build();
-        Client {
-            base: base.trim_end_matches('/').to_string(),
-            agent,
-            token,
-            zone,
-        }
-    }
-
-    fn call(&self, method: &str, url: &str, body: Option<Value>) -> Result<Value, Failure> {
-        let mut req = self.agent.request(method, url);
-        if let Some(t) = &self.token {
-            req = req.set("Authorization", &format!("Bearer {}", t.trim()));
-        }
-        let res = match body {
-            Some(b) => req.send_json(b),
-            None => req.call(),
-        };
-        match res {
-            Ok(r) => r
-                .into_json()
-                .map_err(|e| Failure::Refused(format!("bad answer from {url}: {e}"))),
-            Err(ureq::Error::Status(code, r)) => {
-                let text = r.into_string().unwrap_or_default();
-                let msg = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                    .unwrap_or(text);
-                let hint = if code == 401 && self.token.is_none() {
-                    format!(
-                        "; pass --token or CHORUS_TOKEN, or, as root on a paired box, \
-                         --controller {} to send {BOX_TOKEN}",
-                        self.base
-                    )
-                } else {
-                    String::new()
-                };
-                Err(Failure::Refused(format!("{msg} (HTTP {code}){hint}")))
-            }
-            Err(e) => Err(Failure::Unreachable(format!(
-                "cannot reach chorusd at {}: {e}",
-                self.base
-            ))),
-        }
-    }
-    /// The URL of `path`, with `?zone=` for calls that act on a zone.
-    fn url(&self, path: &str) -> String {
-        let zoned = ![
-            "/api/v1/speaker",
-            "/api/v1/volume",
-            "/api/v1/zones",
-            "/api/v1/events",
-        ]
-        .iter()
-        .any(|p| path.starts_with(p));
-        match &self.zone {
-            Some(z) if zoned => format!("{}{}?zone={}", self.base, path, enc(z)),
-            _ => format!("{}{}", self.base, path),
-        }
-    }
-    fn get(&self, path: &str) -> Result<Value, Failure> {
-        self.call("GET", &self.url(path), None)
-    }
-    fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
-        self.call("POST", &self.url(path), Some(body))
-    }
-    fn put(&self, path: &str, body: Value) -> Result<Value, Failure> {
-        self.call("PUT", &self.url(path), Some(body))
-    }
-    fn delete(&self, path: &str) -> Result<Value, Failure> {
-        self.call("DELETE", &self.url(path), None)
-    }
-}
-
-/// The token the package generates at install, the same on every box once paired.
-const BOX_TOKEN: &str = "/etc/chorus/api-token";
-
-/// Whether an API URL points at this box (loopback): an answer learnt from mDNS may come from
-/// anyone on the LAN, and this box's token goes only where the user said or to itself.
-fn is_this_box(base: &str) -> bool {
-    let host = base
-        .split("://")
-        .nth(1)
-        .unwrap_or(base)
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if host == "localhost" {
-        return true;
-    }
-    // An address of this box's own is one a socket can be bound to.
-    host.trim_matches(|c| c == '[' || c == ']')
-        .parse::<std::net::IpAddr>()
-        .is_ok_and(|a| a.is_loopback() || std::net::UdpSocket::bind((a, 0)).is_ok())
 }
 
 fn main() -> ExitCode {
@@ -270,10 +163,7 @@ fn main() -> ExitCode {
             for f in &found {
                 println!(
                     "{:<32} {:<20} zone {:<12} {}",
-                    f["name"].as_str().unwrap_or("?"),
-                    f["role"].as_str().unwrap_or("?"),
-                    f["zone"].as_str().unwrap_or("?"),
-                    f["api_url"].as_str().unwrap_or("?")
+                    f.name, f.role, f.zone, f.api_url
                 );
             }
         }
@@ -285,8 +175,8 @@ fn main() -> ExitCode {
         // 3 s, but only until a controller answers.
         browse(Duration::from_secs(3), true)
             .iter()
-            .find(|f| f["role"].as_str().is_some_and(|r| r.contains("controller")))
-            .and_then(|f| f["api_url"].as_str().map(String::from))
+            .find(|f| f.role.contains("controller"))
+            .map(|f| f.api_url.clone())
             .unwrap_or_else(|| "http://127.0.0.1:7780".into())
     });
     let token = cli.token.clone().or_else(|| {
@@ -334,91 +224,129 @@ fn parse_volume(s: &str) -> Result<i64, Failure> {
         .ok_or_else(|| Failure::Usage(format!("volume must be a whole number 0-100, not {s:?}")))
 }
 
-fn run(c: &Client, cli: &Cli) -> Result<Value, Failure> {
-    match &cli.cmd {
-        Cmd::Status { watch: true, views } => watch(c, cli.json, *views),
-        Cmd::Status { .. } => c.get("/api/v1/status"),
-        Cmd::Events { count } => events(c, cli.json, *count),
-        Cmd::Speakers => c.get("/api/v1/speakers"),
-        Cmd::Play { uri } => c.post("/api/v1/play", json!({ "uri": absolute(uri) })),
-        Cmd::Queue => c.get("/api/v1/queue"),
+/// What a command got back: one of the API's answers.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum Answer {
+    Status(Box<Status>),
+    Speakers(SpeakerList),
+    Speaker(Box<SpeakerStatus>),
+    Zone(Box<ZoneStatus>),
+    Zones(ZoneList),
+    Queue(QueueView),
+    /// `mute`: what it set, and each speaker's answer.
+    Muted(Muted),
+    /// Printed as it came (`status --watch`, `events`).
+    Nothing,
+}
+
+#[derive(Serialize)]
+pub(crate) struct Muted {
+    muted: bool,
+    speakers: Vec<SpeakerStatus>,
+}
+
+fn run(c: &Client, cli: &Cli) -> Result<Answer, Failure> {
+    use Answer::{Queue, Zone};
+    let zone = |z: Result<ZoneStatus, Failure>| z.map(|z| Zone(Box::new(z)));
+    Ok(match &cli.cmd {
+        Cmd::Status { watch: true, views } => watch(c, cli.json, *views)?,
+        Cmd::Status { .. } => Answer::Status(Box::new(c.get("/api/v1/status")?)),
+        Cmd::Events { count } => events(c, cli.json, *count)?,
+        Cmd::Speakers => Answer::Speakers(c.get("/api/v1/speakers")?),
+        Cmd::Play { uri } => zone(c.post("/api/v1/play", &PlayBody { uri: absolute(uri) }))?,
+        Cmd::Queue => Queue(c.get("/api/v1/queue")?),
         Cmd::ZoneVolume { n } => {
-            c.put("/api/v1/zone/volume", json!({ "volume": parse_volume(n)? }))
+            let volume = parse_volume(n)?;
+            zone(c.put("/api/v1/zone/volume", &VolumeBody { volume }))?
         }
         Cmd::ZoneMute => {
-            let muted = c.get("/api/v1/zone")?["muted"] == true;
-            c.put("/api/v1/zone/mute", json!({ "muted": !muted }))
+            let muted = !c.get::<ZoneStatus>("/api/v1/zone")?.muted;
+            zone(c.put("/api/v1/zone/mute", &MuteBody { muted }))?
         }
         Cmd::Add { uri, at } => {
-            let mut b = json!({ "uri": absolute(uri) });
-            if let Some(at) = at {
-                b["position"] = json!(at - 1);
-            }
-            c.post("/api/v1/queue", b)
+            let uri = absolute(uri);
+            let position = at.map(|at| at - 1);
+            Queue(c.post("/api/v1/queue", &AddBody { uri, position })?)
         }
-        Cmd::Remove { n } => c.delete(&format!("/api/v1/queue/{}", n - 1)),
-        Cmd::Move { from, to } => c.post(
-            "/api/v1/queue/move",
-            json!({ "from": from - 1, "to": to - 1 }),
-        ),
-        Cmd::Clear => c.delete("/api/v1/queue"),
-        Cmd::Zones => c.get("/api/v1/zones"),
-        Cmd::Assign { speaker, zone } => c.put(
-            &format!("/api/v1/speakers/{}/zone", enc(speaker)),
-            json!({ "zone": zone }),
-        ),
-        Cmd::Shuffle => c.post("/api/v1/queue/shuffle", json!({})),
-        Cmd::Repeat { mode } => c.put("/api/v1/repeat", json!({ "mode": mode })),
-        Cmd::Pause => c.post("/api/v1/pause", json!({})),
-        Cmd::Resume => c.post("/api/v1/resume", json!({})),
-        Cmd::Stop => c.post("/api/v1/stop", json!({})),
-        Cmd::Next => c.post("/api/v1/next", json!({})),
-        Cmd::Prev => c.post("/api/v1/previous", json!({})),
-        Cmd::Seek { seconds } => c.post("/api/v1/seek", json!({ "position_s": seconds })),
+        Cmd::Remove { n } => Queue(c.delete(&format!("/api/v1/queue/{}", n - 1))?),
+        Cmd::Move { from, to } => {
+            let (from, to) = (from - 1, to - 1);
+            Queue(c.post("/api/v1/queue/move", &MoveBody { from, to })?)
+        }
+        Cmd::Clear => Queue(c.delete("/api/v1/queue")?),
+        Cmd::Zones => Answer::Zones(c.get("/api/v1/zones")?),
+        Cmd::Assign { speaker, zone } => {
+            let path = format!("/api/v1/speakers/{}/zone", enc(speaker));
+            let zone = zone.clone();
+            Answer::Speaker(Box::new(c.put(&path, &SpeakerZoneBody { zone })?))
+        }
+        Cmd::Shuffle => Queue(c.act("/api/v1/queue/shuffle")?),
+        Cmd::Repeat { mode } => Queue(c.put("/api/v1/repeat", &RepeatBody { mode: *mode })?),
+        Cmd::Pause => zone(c.act("/api/v1/pause"))?,
+        Cmd::Resume => zone(c.act("/api/v1/resume"))?,
+        Cmd::Stop => zone(c.act("/api/v1/stop"))?,
+        Cmd::Next => zone(c.act("/api/v1/next"))?,
+        Cmd::Prev => zone(c.act("/api/v1/previous"))?,
+        Cmd::Seek { seconds } => zone(c.post(
+            "/api/v1/seek",
+            &SeekBody {
+                position_s: *seconds,
+            },
+        ))?,
         Cmd::Volume { a, b } => match b {
-            None => c.put("/api/v1/volume", json!({ "volume": parse_volume(a)? })),
-            Some(n) => c.put(
-                &format!("/api/v1/speakers/{}/volume", enc(a)),
-                json!({ "volume": parse_volume(n)? }),
-            ),
-        },
-        Cmd::Mute { speaker } => {
-            let list = c.get("/api/v1/speakers")?;
-            let speakers = list["speakers"].as_array().cloned().unwrap_or_default();
-            let targets: Vec<&Value> = match speaker {
-                Some(name) => {
-                    let s = speakers.iter().find(|s| s["name"] == name.as_str());
-                    vec![s.ok_or_else(|| Failure::Refused(format!("no speaker named {name:?}")))?]
-                }
-                None => speakers.iter().filter(|s| s["online"] == true).collect(),
-            };
-            // Toggle: mute all if any is unmuted, else unmute all.
-            let mute = targets.iter().any(|s| s["muted"] != true);
-            let mut results = vec![];
-            for s in targets {
-                let name = s["name"].as_str().unwrap_or_default();
-                results.push(c.put(
-                    &format!("/api/v1/speakers/{}/mute", enc(name)),
-                    json!({ "muted": mute }),
-                )?);
+            None => {
+                let volume = parse_volume(a)?;
+                Answer::Speakers(c.put("/api/v1/volume", &VolumeBody { volume })?)
             }
-            Ok(json!({ "muted": mute, "speakers": results }))
-        }
+            Some(n) => {
+                let path = format!("/api/v1/speakers/{}/volume", enc(a));
+                let volume = parse_volume(n)?;
+                Answer::Speaker(Box::new(c.put(&path, &VolumeBody { volume })?))
+            }
+        },
+        Cmd::Mute { speaker } => Answer::Muted(mute(c, speaker.as_deref())?),
         Cmd::Latency { speaker, ms } => {
-            let list = c.get("/api/v1/speakers")?;
-            let url = list["speakers"]
-                .as_array()
-                .and_then(|a| a.iter().find(|s| s["name"] == speaker.as_str()))
-                .and_then(|s| s["api_url"].as_str().map(str::to_string))
+            let list: SpeakerList = c.get("/api/v1/speakers")?;
+            let url = list
+                .speakers
+                .iter()
+                .find(|s| s.name == *speaker)
+                .map(|s| s.api_url.clone())
                 .ok_or_else(|| Failure::Refused(format!("no speaker named {speaker:?}")))?;
-            c.call(
-                "PUT",
-                &format!("{url}/api/v1/speaker/latency"),
-                Some(json!({ "extra_latency_ms": ms })),
-            )
+            let body = chorus_api::LatencyBody {
+                extra_latency_ms: *ms,
+            };
+            let url = format!("{url}/api/v1/speaker/latency");
+            Answer::Speaker(Box::new(c.call("PUT", &url, Some(json(&body)))?))
         }
-        Cmd::Completions { .. } | Cmd::Discover => Ok(Value::Null), // handled in main
+        Cmd::Completions { .. } | Cmd::Discover => Answer::Nothing, // handled in main
+    })
+}
+
+/// Toggles the mute of one speaker, or of every online one (mutes all if any is unmuted).
+fn mute(c: &Client, speaker: Option<&str>) -> Result<Muted, Failure> {
+    let list: SpeakerList = c.get("/api/v1/speakers")?;
+    let targets: Vec<_> = match speaker {
+        Some(name) => {
+            let s = list.speakers.iter().find(|s| s.name == name);
+            vec![s.ok_or_else(|| Failure::Refused(format!("no speaker named {name:?}")))?]
+        }
+        None => list.speakers.iter().filter(|s| s.online).collect(),
+    };
+    let muted = targets.iter().any(|s| !s.muted);
+    let mut speakers = vec![];
+    for s in targets {
+        let path = format!("/api/v1/speakers/{}/mute", enc(&s.name));
+        speakers.push(c.put(&path, &MuteBody { muted })?);
     }
+    Ok(Muted { muted, speakers })
+}
+
+/// `repeat`'s argument: a mode by its API name.
+fn parse_repeat(s: &str) -> Result<chorus_api::Repeat, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("{s:?} is not off, all or one"))
 }
 
 /// Relative paths mean the caller's directory (the controller is usually local).
@@ -434,10 +362,10 @@ fn absolute(uri: &str) -> String {
 }
 
 /// `status --watch`: the zone and its speakers, redrawn twice a second.
-fn watch(c: &Client, json: bool, views: Option<u64>) -> Result<Value, Failure> {
+fn watch(c: &Client, json: bool, views: Option<u64>) -> Result<Answer, Failure> {
     let mut shown = 0;
     loop {
-        let v = c.get("/api/v1/status")?;
+        let v: Status = c.get("/api/v1/status")?;
         if json {
             println!("{}", serde_json::to_string(&v).unwrap_or_default());
         } else {
@@ -448,14 +376,14 @@ fn watch(c: &Client, json: bool, views: Option<u64>) -> Result<Value, Failure> {
         let _ = std::io::stdout().flush();
         shown += 1;
         if views.is_some_and(|n| shown >= n) {
-            return Ok(Value::Null);
+            return Ok(Answer::Nothing);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
 /// `events`: the API's event stream, one line per event.
-fn events(c: &Client, json: bool, count: Option<u64>) -> Result<Value, Failure> {
+fn events(c: &Client, json: bool, count: Option<u64>) -> Result<Answer, Failure> {
     use std::io::BufRead;
     let url = format!("{}/api/v1/events", c.base);
     let mut req = ureq::AgentBuilder::new().build().get(&url);
@@ -483,11 +411,17 @@ fn events(c: &Client, json: bool, count: Option<u64>) -> Result<Value, Failure> 
             name = n.to_string();
         } else if let Some(d) = line.strip_prefix("data: ") {
             if json {
-                let mut v: Value = serde_json::from_str(d).unwrap_or(Value::Null);
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("event".into(), Value::String(name.clone()));
+                // The event's fields with its name; one this version does not know, as it came.
+                #[derive(Serialize)]
+                struct Named<'a> {
+                    event: &'a str,
+                    #[serde(flatten)]
+                    data: chorus_api::Event,
                 }
-                println!("{v}");
+                match serde_json::from_str(d) {
+                    Ok(data) => println!("{}", crate::json(&Named { event: &name, data })),
+                    Err(_) => println!("{d}"),
+                }
             } else {
                 println!("{name} {d}");
             }
@@ -499,12 +433,12 @@ fn events(c: &Client, json: bool, count: Option<u64>) -> Result<Value, Failure> 
             }
         }
     }
-    Ok(Value::Null)
+    Ok(Answer::Nothing)
 }
 
 /// The chorus daemons that answer an mDNS browse within `timeout` (or, with `first_controller`,
 /// until a controller does): name, role, zone, api_url.
-fn browse(timeout: Duration, first_controller: bool) -> Vec<Value> {
+fn browse(timeout: Duration, first_controller: bool) -> Vec<Found> {
     use mdns_sd::{ServiceDaemon, ServiceEvent};
     const SERVICE: &str = "_chorus._tcp.local.";
     let Ok(daemon) = ServiceDaemon::new() else {
@@ -531,12 +465,15 @@ fn browse(timeout: Duration, first_controller: bool) -> Vec<Value> {
             let controller = prop("role").contains("controller");
             found.insert(
                 s.fullname.clone(),
-                json!({
-                    "name": name.trim_end_matches('.').replace("\\032", " ").replace("\\ ", " "),
-                    "role": prop("role"),
-                    "zone": prop("zone"),
-                    "api_url": format!("http://{}", std::net::SocketAddr::new(ip, s.port)),
-                }),
+                Found {
+                    name: name
+                        .trim_end_matches('.')
+                        .replace("\\032", " ")
+                        .replace("\\ ", " "),
+                    role: prop("role").into(),
+                    zone: prop("zone").into(),
+                    api_url: format!("http://{}", std::net::SocketAddr::new(ip, s.port)),
+                },
             );
             if first_controller && controller {
                 break;
@@ -547,7 +484,7 @@ fn browse(timeout: Duration, first_controller: bool) -> Vec<Value> {
     found.into_values().collect()
 }
 
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -557,29 +494,4 @@ fn enc(s: &str) -> String {
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_this_box;
-
-    #[test]
-    fn the_box_token_goes_only_to_this_box_unless_named() {
-        for url in [
-            "http://127.0.0.1:7780",
-            "http://localhost:7780/",
-            "http://[::1]:7780",
-            "http://127.0.0.53:7780/api/v1",
-        ] {
-            assert!(is_this_box(url), "{url}");
-        }
-        // Not an address of this box (TEST-NET-1), names that are not this box's.
-        for url in [
-            "http://192.0.2.1:7780",
-            "http://music-box.local:7780",
-            "http://evil.example:80",
-        ] {
-            assert!(!is_this_box(url), "{url}");
-        }
-    }
 }

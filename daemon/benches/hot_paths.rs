@@ -6,6 +6,7 @@ use chorus::audio::decode::FileDecoder;
 use chorus::clock::ControllerNs;
 use chorus::dsp::resampler::FracResampler;
 use chorus::wire::packet::{encode_audio, parse, AudioHeader, Packet};
+use chorus::wire::Pcm;
 use chorus::wire::SampleFormat;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::path::PathBuf;

@@ -1,9 +1,8 @@
 //! Wiring: starts the roles a config enables, the HTTP API, and stops cleanly on a signal.
 
 use crate::api;
-use crate::clock::{process_clock, ControllerNs, SharedClock};
+use crate::clock::{process_clock, SharedClock};
 use crate::config::Config;
-use crate::controller::sync_service::ServerStats;
 use crate::controller::{self, Registry};
 use crate::net::multicast_sender;
 use crate::speaker::{self, net::Expect, Shared};
@@ -11,7 +10,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
-use serde_json::json;
+use chorus_api::SyncServiceCounters;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -313,7 +312,7 @@ fn start_controller(
         zones.push(controller::api::ZoneHandle { addr, streamer });
     }
     let registry = Arc::new(Registry::default());
-    let sync_stats = Arc::new(ServerStats::default());
+    let sync_stats = Arc::new(SyncServiceCounters::default());
     let sync_sock = std::net::UdpSocket::bind(("0.0.0.0", c.sync_port))
         .map_err(io(format!("sync service on UDP port {}", c.sync_port)))?;
     {
@@ -534,3 +533,4 @@ pub fn reload(path: &std::path::Path, running: Config, speaker: Option<&Shared>)
 #[path = "daemon_routes.rs"]
 mod routes;
 use routes::router;
+pub(crate) use routes::CommonDoc;

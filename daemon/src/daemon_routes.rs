@@ -3,6 +3,11 @@
 
 use super::*;
 
+/// The routes every role serves, in the API document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status, events, metrics, crate::api::openapi))]
+pub(crate) struct CommonDoc;
+
 pub(super) fn router(roles: Roles, guard: Arc<api::guard::Guard>) -> Router {
     let roles = Arc::new(roles);
     let mut app = Router::new()
@@ -26,6 +31,14 @@ pub(super) fn router(roles: Roles, guard: Arc<api::guard::Guard>) -> Router {
 }
 
 /// `GET /api/v1/events`: Server-Sent Events of state changes (see api::events).
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    summary = "Server-Sent Events of state changes: transport, track, volume, speaker (joined, left, locked, lost_sync), error",
+    responses(
+        (status = 200, description = "an endless text/event-stream; each event's data is a JSON object", body = String, content_type = "text/event-stream"),
+    )
+)]
 async fn events(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoResponse {
     roles.events.stream()
 }
@@ -44,6 +57,14 @@ fn render_metrics(roles: &Roles) -> String {
 }
 
 /// Prometheus metrics of whichever roles run here.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    summary = "Prometheus metrics of the roles running here",
+    responses(
+        (status = 200, description = "text exposition format 0.0.4", body = String, content_type = "text/plain"),
+    )
+)]
 async fn metrics(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoResponse {
     (
         [(
@@ -60,10 +81,20 @@ struct StatusQuery {
     zone: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    summary = "Roles running here, their status, clocks",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    responses(
+        (status = 200, description = "status of every role", body = chorus_api::Status),
+        (status = 404, description = "no zone of that name (or this daemon is no controller)", body = chorus_api::ErrorBody),
+    )
+)]
 async fn status(
     State(roles): State<Arc<Roles>>,
     q: Result<axum::extract::Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, api::ApiError> {
+) -> Result<Json<chorus_api::Status>, api::ApiError> {
     let q = q.map_err(|e| api::ApiError::bad_request(format!("query: {}", e.body_text())))?;
     let zone = match (&roles.controller, &q.zone) {
         (Some(c), Some(name)) => c.find_zone(name)?,
@@ -76,37 +107,37 @@ async fn status(
     };
     let mut names = vec![];
     let controller = roles.controller.as_ref().map(|c| {
-        names.push("controller");
-        json!({
-            "zone": c.zone_status(zone).ok(),
-            "zones": c.zones.iter().map(|z| z.addr.name.clone()).collect::<Vec<_>>(),
-            "speakers": c.speakers(),
-            "clock_ns": ControllerNs(c.clock.now().0).0,
-            "sync_service": c.sync_stats.snapshot(),
-        })
+        names.push("controller".to_string());
+        chorus_api::ControllerStatus {
+            zone: c.zone_status(zone).ok(),
+            zones: c.zones.iter().map(|z| z.addr.name.clone()).collect(),
+            speakers: c.speakers(),
+            clock_ns: c.clock.now().0,
+            sync_service: c.sync_stats.snapshot(),
+        }
     });
     let speaker = roles.speaker.as_ref().map(|s| {
-        names.push("speaker");
+        names.push("speaker".to_string());
         s.status()
     });
     // For measurement across hosts or namespaces that share a realtime clock: this process's
     // clock and (on a speaker) its estimate of the controller's, read together with realtime.
     let local = roles.clock.now();
-    let realtime = crate::clock::realtime_ns_for_measurement();
-    let estimate = roles
+    let realtime_ns = crate::clock::realtime_ns_for_measurement();
+    let controller_estimate_ns = roles
         .speaker
         .as_ref()
         .and_then(|s| s.snapshot.lock().ok().and_then(|g| *g))
         .map(|snap| snap.to_controller(local).0);
-    Ok(Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "roles": names,
-        "controller": controller,
-        "speaker": speaker,
-        "timing": {
-            "realtime_ns": realtime,
-            "clock_ns": local.0,
-            "controller_estimate_ns": estimate,
+    Ok(Json(chorus_api::Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        roles: names,
+        controller,
+        speaker,
+        timing: chorus_api::Timing {
+            realtime_ns,
+            clock_ns: local.0,
+            controller_estimate_ns,
         },
-    })))
+    }))
 }

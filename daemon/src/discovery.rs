@@ -5,7 +5,6 @@
 //! which is what a user setting up a box wants to see.
 
 use mdns_sd::{ServiceDaemon, ServiceEvent, ServiceInfo};
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -13,16 +12,7 @@ use std::sync::{Arc, Mutex};
 /// The DNS-SD service type.
 pub const SERVICE: &str = "_chorus._tcp.local.";
 
-/// A chorus daemon seen on the network.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Found {
-    /// Instance name: the speaker's name, or `<zone> controller on <host>`.
-    pub name: String,
-    /// `controller`, `speaker` or `controller+speaker`.
-    pub role: String,
-    pub zone: String,
-    pub api_url: String,
-}
+pub use chorus_api::Found;
 
 /// The announcement and, on a controller, what the browse found.
 pub struct Discovery {

@@ -6,7 +6,7 @@
 
 use crate::wire::auth::{Auth, ReplayWindow};
 use crate::wire::packet::{parse, Packet, AUDIO_HEADER_LEN};
-use crate::wire::{MAGIC, MAX_DATAGRAM, VERSION};
+use crate::wire::{Pcm, MAGIC, MAX_DATAGRAM, VERSION};
 
 fn check(data: &[u8]) {
     let Ok(p) = parse(data) else { return };

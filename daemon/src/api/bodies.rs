@@ -1,25 +1,7 @@
-//! Request bodies both roles take (the controller forwards speaker calls), and their checks.
+//! Checks of request bodies both roles take (the controller forwards speaker calls); the bodies
+//! themselves are `chorus_api`'s.
 
 use super::ApiError;
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VolumeBody {
-    pub volume: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MuteBody {
-    pub muted: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LatencyBody {
-    pub extra_latency_ms: f64,
-}
 
 /// Validates a volume from an API body.
 pub fn check_volume(v: i64) -> Result<u8, ApiError> {

@@ -1,19 +1,12 @@
 //! The event stream (`GET /api/v1/events`, Server-Sent Events): state changes as they happen,
 //! for home automation that wants to react instead of poll. The speaker publishes where its
-//! state changes (`Shared::set_volume`, `Shared::set_locked`); the controller's watcher
-//! (`controller::events`) compares its zones and speaker list every 50 ms while anybody
-//! listens.
+//! state changes (`Shared::set_volume`, `Shared::set_locked`), a zone's streamer as it
+//! publishes its status, and the controller's watcher (`controller::events`) compares the
+//! speaker list every 50 ms while anybody listens (its "left" is time passing).
 //!
-//! Events (SSE `event:` name, JSON `data:`):
-//! - `transport` `{"zone", "state"}`: playing, paused, stopped
-//! - `track` `{"zone", "index", "title", "uri", "duration_s"}`: now playing changed
-//! - `volume` `{"speaker", "volume", "muted"}` or `{"zone", "volume", "muted"}`
-//! - `speaker` `{"speaker", "event"}`: joined, left (no heartbeat for a while), locked,
-//!   lost_sync; moved (with `"zone"`: it now plays that zone)
-//! - `error` `{"zone", "item", "message"}`: an item that could not be played
+//! The events themselves (SSE `event:` name, JSON `data:`) are `chorus_api::Event`.
 
 use axum::response::sse::{Event as Sse_, KeepAlive, Sse};
-use serde::Serialize;
 use serde_json::json;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -23,81 +16,7 @@ use tokio::sync::broadcast;
 /// shutdown does not wait on clients that never hang up).
 const CLOSE: &str = "\u{0}close";
 
-/// One event: the SSE `event:` name is [`Event::kind`], the `data:` the variant's fields as a
-/// JSON object (the names above; one definition, used by every publisher).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Event {
-    /// A zone's transport state changed (`playing`, `paused`, `stopped`).
-    Transport { zone: String, state: String },
-    /// A zone's now-playing item changed.
-    Track {
-        zone: String,
-        index: Option<usize>,
-        title: Option<String>,
-        uri: Option<String>,
-        duration_s: Option<f64>,
-    },
-    /// A zone's volume or mute changed.
-    ZoneVolume {
-        zone: String,
-        volume: u8,
-        muted: bool,
-    },
-    /// A speaker's volume or mute changed.
-    SpeakerVolume {
-        speaker: String,
-        volume: u8,
-        muted: bool,
-    },
-    /// A speaker joined, left, locked, lost sync or moved (then `zone` is where it plays).
-    Speaker {
-        speaker: String,
-        event: SpeakerChange,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        zone: Option<String>,
-    },
-    /// An item of a zone's queue could not be played (`at_ms`: controller clock).
-    Error {
-        zone: String,
-        item: String,
-        message: String,
-        at_ms: i64,
-    },
-}
-
-/// What happened to a speaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SpeakerChange {
-    Joined,
-    Left,
-    Locked,
-    LostSync,
-    Moved,
-}
-
-impl Event {
-    /// The SSE event name.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Event::Transport { .. } => "transport",
-            Event::Track { .. } => "track",
-            Event::ZoneVolume { .. } | Event::SpeakerVolume { .. } => "volume",
-            Event::Speaker { .. } => "speaker",
-            Event::Error { .. } => "error",
-        }
-    }
-
-    /// A speaker's change without a zone.
-    pub fn speaker(speaker: &str, event: SpeakerChange) -> Self {
-        Event::Speaker {
-            speaker: speaker.to_string(),
-            event,
-            zone: None,
-        }
-    }
-}
+pub use chorus_api::{Event, SpeakerChange};
 
 /// The publisher. Cheap to clone-share; publishing without subscribers costs nothing.
 pub struct Events {
@@ -180,7 +99,7 @@ mod tests {
         assert_eq!(
             wire(&Event::Transport {
                 zone: "home".into(),
-                state: "playing".into()
+                state: chorus_api::TransportState::Playing
             }),
             ("transport", json!({ "zone": "home", "state": "playing" }))
         );

@@ -2,21 +2,26 @@
 
 pub mod bodies;
 pub mod browser;
-pub mod counters;
+pub mod doc;
 pub mod events;
 pub mod guard;
 pub mod listener;
 pub mod metrics;
 pub mod sign;
 
-/// The OpenAPI document of every route (kept true by tests/tests/api.rs).
-pub const OPENAPI: &str = include_str!("openapi.json");
-
 /// `GET /api/v1/openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    summary = "This document",
+    responses(
+        (status = 200, description = "the OpenAPI document", body = serde_json::Value),
+    )
+)]
 pub async fn openapi() -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        doc::document(),
     )
 }
 
@@ -33,7 +38,6 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
 
 /// An API error: a status code and a JSON body `{"error": {"code", "message"}}`.
 #[derive(Debug)]
@@ -95,22 +99,12 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorInner<'a>,
-}
-#[derive(Serialize)]
-struct ErrorInner<'a> {
-    code: &'a str,
-    message: &'a str,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorInner {
-                code: self.code,
-                message: &self.message,
+        let body = chorus_api::ErrorBody {
+            error: chorus_api::ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
             },
         };
         (self.status, Json(body)).into_response()

@@ -11,6 +11,7 @@
 use super::pipe::PipeFormat;
 use super::AudioError;
 use crate::dsp::resampler::FracResampler;
+use crate::wire::Pcm;
 use alsa::pcm::{Access, Format, HwParams, PCM};
 use alsa::{Direction, ValueOr};
 use std::collections::VecDeque;

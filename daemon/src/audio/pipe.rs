@@ -8,7 +8,7 @@
 //! as soon as it comes: a FIFO item never ends by itself.
 
 use super::AudioError;
-use crate::wire::SampleFormat;
+use crate::wire::{Pcm, SampleFormat};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@ use super::queue::{self, QueueError};
 use super::registry::SpeakerInfo;
 use super::streamer::{Command, ZoneStatus};
 use super::{Registry, StreamerHandle};
-use crate::api::bodies::{check_volume, MuteBody, VolumeBody};
+use crate::api::bodies::check_volume;
 use crate::api::{body, ApiError, ApiResult};
 use crate::clock::{ControllerNs, SharedClock};
 use crate::config::ZoneAddr;
@@ -14,7 +14,10 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use chorus_api::SpeakerStatus;
+use chorus_api::{AddBody, MoveBody, MuteBody, PlayBody, QueueView, RepeatBody, SeekBody};
+use chorus_api::{SpeakerList, SpeakerZoneBody, VolumeBody, ZoneEntry, ZoneList};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +34,7 @@ pub struct Ctx {
     pub registry: Arc<Registry>,
     pub clock: SharedClock,
     /// Counters of the clock-sync service.
-    pub sync_stats: Arc<super::sync_service::ServerStats>,
+    pub sync_stats: Arc<chorus_api::SyncServiceCounters>,
     /// The API token: calls forwarded to speakers are signed with it (it is never sent).
     pub token: Option<String>,
     /// Where state changes are published (volume changes made here at once).
@@ -102,25 +105,6 @@ impl FromRequestParts<Arc<Ctx>> for Zoned {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PlayBody {
-    uri: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeekBody {
-    position_s: f64,
-}
-
-#[derive(Serialize)]
-struct SpeakerList {
-    speakers: Vec<SpeakerInfo>,
-    /// Speakers of this zone that announce themselves (mDNS) but send no heartbeats here.
-    discovered: Vec<crate::discovery::Found>,
-}
-
 impl Ctx {
     fn speaker_list(&self) -> SpeakerList {
         let speakers = self.speakers();
@@ -142,6 +126,43 @@ impl Ctx {
         }
     }
 }
+
+#[path = "api_queue.rs"]
+mod queue_routes;
+#[path = "api_speakers.rs"]
+mod speaker_routes;
+use queue_routes::*;
+use speaker_routes::*;
+
+/// The controller's routes, in the API document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    zone,
+    zones,
+    speaker_routes::speakers,
+    speaker_routes::speaker,
+    speaker_routes::speaker_volume,
+    speaker_routes::speaker_mute,
+    speaker_routes::speaker_zone,
+    speaker_routes::all_volume,
+    play,
+    pause,
+    resume,
+    stop,
+    next,
+    previous,
+    seek,
+    queue_routes::queue_get,
+    queue_routes::queue_add,
+    queue_routes::queue_clear,
+    queue_routes::queue_remove,
+    queue_routes::queue_move,
+    queue_routes::queue_shuffle,
+    queue_routes::repeat,
+    zone_volume,
+    zone_mute
+))]
+pub struct Doc;
 
 /// Routes of a controller.
 pub fn routes(ctx: Arc<Ctx>) -> Router {
@@ -174,29 +195,27 @@ pub fn routes(ctx: Arc<Ctx>) -> Router {
         .with_state(ctx)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/zone",
+    summary = "Zone status: transport, queue, now playing, stream format",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    responses(
+        (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
+    )
+)]
 async fn zone(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     Ok(Json(c.zone_status(z)?))
 }
 
-/// A zone in the list of zones.
-#[derive(Serialize)]
-struct ZoneEntry {
-    name: String,
-    /// The zone's stream, `group:port`.
-    stream: String,
-    state: Option<super::streamer::TransportState>,
-    title: Option<String>,
-    volume: Option<u8>,
-    muted: Option<bool>,
-    /// Speakers playing this zone's stream.
-    speakers: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct ZoneList {
-    zones: Vec<ZoneEntry>,
-}
-
+#[utoipa::path(
+    get,
+    path = "/api/v1/zones",
+    summary = "The controller's zones: stream, what plays, which speakers play it",
+    responses(
+        (status = 200, description = "zone list", body = chorus_api::ZoneList),
+    )
+)]
 async fn zones(State(c): State<Arc<Ctx>>) -> Json<ZoneList> {
     let speakers = c.speakers();
     Json(ZoneList {
@@ -223,160 +242,6 @@ async fn zones(State(c): State<Arc<Ctx>>) -> Json<ZoneList> {
     })
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpeakerZoneBody {
-    zone: String,
-}
-
-/// Moves a speaker to another zone: the speaker joins that zone's stream and switches to it at
-/// a frame boundary once it is due (no gap, a short crossing fade).
-async fn speaker_zone(
-    State(c): State<Arc<Ctx>>,
-    Path(name): Path<String>,
-    b: Result<Json<SpeakerZoneBody>, JsonRejection>,
-) -> ApiResult<serde_json::Value> {
-    let want = body(b)?.zone;
-    let z = c.find_zone(&want)?;
-    let info = find(&c, &name)?;
-    let addr = &c.zones[z.0].addr;
-    let answer = forward(
-        &c,
-        &info,
-        "/api/v1/speaker/zone",
-        serde_json::json!({
-            "zone": addr.name,
-            "group": addr.group.to_string(),
-            "port": addr.port,
-        }),
-    )
-    .await?;
-    // The event watcher reports the move ("moved") from here on.
-    c.registry.note_stream(&info.name, addr.stream());
-    Ok(Json(answer))
-}
-
-async fn speakers(State(c): State<Arc<Ctx>>) -> Json<SpeakerList> {
-    Json(c.speaker_list())
-}
-
-fn find(c: &Ctx, name: &str) -> Result<SpeakerInfo, ApiError> {
-    c.speakers()
-        .into_iter()
-        .find(|s| s.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("no speaker named {name:?}")))
-}
-
-async fn speaker(State(c): State<Arc<Ctx>>, Path(name): Path<String>) -> ApiResult<SpeakerInfo> {
-    Ok(Json(find(&c, &name)?))
-}
-
-/// Forwards a PUT to a speaker's own API.
-async fn forward(
-    c: &Ctx,
-    info: &SpeakerInfo,
-    path: &str,
-    payload: serde_json::Value,
-) -> Result<serde_json::Value, ApiError> {
-    let url = format!("{}{}", info.api_url, path);
-    let name = info.name.clone();
-    let token = c.token.clone();
-    let path = path.to_string();
-    let answer = tokio::task::spawn_blocking(move || {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(3))
-            .redirects(0)
-            .build();
-        let body = payload.to_string();
-        let mut req = agent.put(&url).set("Content-Type", "application/json");
-        if let Some(t) = &token {
-            // The address came from a heartbeat (UDP, forgeable): the token is not sent, only
-            // a MAC under it for this one call.
-            let nonce = rand::random::<u64>();
-            let auth = crate::api::sign::sign(t.as_bytes(), "PUT", &path, nonce, body.as_bytes());
-            req = req.set("Authorization", &auth);
-        }
-        match req.send_string(&body) {
-            Ok(r) => r
-                .into_json::<serde_json::Value>()
-                .map_err(|e| ApiError::bad_gateway(format!("speaker {name}: {e}"))),
-            // The answer's body is not shown: the address may be an impostor's.
-            Err(ureq::Error::Status(code, _)) => Err(ApiError::bad_gateway(format!(
-                "speaker {name} answered {code}"
-            ))),
-            Err(e) => Err(ApiError::bad_gateway(format!(
-                "speaker {name} unreachable: {e}"
-            ))),
-        }
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
-    // The speaker's answer is its status: publish the volume at once (heartbeats, which the
-    // event watcher also follows, come once a second).
-    if let (Some(v), Some(m)) = (answer["volume"].as_u64(), answer["muted"].as_bool()) {
-        c.registry.note_volume(&info.name, v.min(100) as u8, m);
-        c.events.publish(crate::api::events::Event::SpeakerVolume {
-            speaker: info.name.clone(),
-            volume: v.min(100) as u8,
-            muted: m,
-        });
-    }
-    Ok(answer)
-}
-
-async fn speaker_volume(
-    State(c): State<Arc<Ctx>>,
-    Path(name): Path<String>,
-    b: Result<Json<VolumeBody>, JsonRejection>,
-) -> ApiResult<serde_json::Value> {
-    let v = check_volume(body(b)?.volume)?;
-    let info = find(&c, &name)?;
-    Ok(Json(
-        forward(
-            &c,
-            &info,
-            "/api/v1/speaker/volume",
-            serde_json::json!({ "volume": v }),
-        )
-        .await?,
-    ))
-}
-
-async fn speaker_mute(
-    State(c): State<Arc<Ctx>>,
-    Path(name): Path<String>,
-    b: Result<Json<MuteBody>, JsonRejection>,
-) -> ApiResult<serde_json::Value> {
-    let m = body(b)?.muted;
-    let info = find(&c, &name)?;
-    Ok(Json(
-        forward(
-            &c,
-            &info,
-            "/api/v1/speaker/mute",
-            serde_json::json!({ "muted": m }),
-        )
-        .await?,
-    ))
-}
-
-async fn all_volume(
-    State(c): State<Arc<Ctx>>,
-    b: Result<Json<VolumeBody>, JsonRejection>,
-) -> ApiResult<SpeakerList> {
-    let v = check_volume(body(b)?.volume)?;
-    for info in c.speakers().into_iter().filter(|s| s.online) {
-        forward(
-            &c,
-            &info,
-            "/api/v1/speaker/volume",
-            serde_json::json!({ "volume": v }),
-        )
-        .await?;
-    }
-    Ok(Json(c.speaker_list()))
-}
-
 async fn send(c: &Ctx, z: Zoned, cmd: Command) -> ApiResult<ZoneStatus> {
     if !c.zones[z.0].streamer.send(cmd) {
         return Err(ApiError::internal("streamer is not running"));
@@ -386,6 +251,19 @@ async fn send(c: &Ctx, z: Zoned, cmd: Command) -> ApiResult<ZoneStatus> {
     Ok(Json(c.zone_status(z)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/play",
+    summary = "Replace the queue with a file, folder or .m3u on the controller's box and play it",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    request_body = chorus_api::PlayBody,
+    responses(
+        (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
+        (status = 403, description = "the path lies outside the folders this controller plays from ([controller] media-roots)", body = chorus_api::ErrorBody),
+        (status = 404, description = "nothing at that path; or no zone of that name", body = chorus_api::ErrorBody),
+        (status = 422, description = "nothing playable there (empty folder, unreadable playlist)", body = chorus_api::ErrorBody),
+    )
+)]
 async fn play(
     State(c): State<Arc<Ctx>>,
     z: Zoned,
@@ -394,123 +272,6 @@ async fn play(
     let uri = body(b)?.uri;
     let items = expand(&c, &uri).await?;
     send(&c, z, Command::Play { uri, items }).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBody {
-    uri: String,
-    /// 0-based position to insert at; absent: at the end.
-    position: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MoveBody {
-    from: i64,
-    to: i64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RepeatBody {
-    mode: super::streamer::Repeat,
-}
-
-#[derive(Serialize)]
-struct QueueView {
-    items: Vec<String>,
-    /// The item playing or paused, 0-based.
-    index: Option<usize>,
-    repeat: super::streamer::Repeat,
-}
-
-fn queue_view(z: &ZoneStatus) -> QueueView {
-    QueueView {
-        items: z.queue.clone(),
-        index: z.index,
-        repeat: z.repeat,
-    }
-}
-
-/// A 0-based position that must name an item of a queue of `len` (or, `end_ok`, the end).
-fn position(p: i64, len: usize, end_ok: bool) -> Result<usize, ApiError> {
-    let max = if end_ok { len } else { len.saturating_sub(1) };
-    usize::try_from(p)
-        .ok()
-        .filter(|&p| p <= max && (end_ok || len > 0))
-        .ok_or_else(|| {
-            ApiError::unprocessable(format!(
-                "position {p} is not in the queue (0..={}{})",
-                max,
-                if len == 0 && !end_ok {
-                    ", and it is empty"
-                } else {
-                    ""
-                }
-            ))
-        })
-}
-
-async fn queue_get(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<QueueView> {
-    Ok(Json(queue_view(&c.zone_status(z)?)))
-}
-
-async fn queue_cmd(c: &Ctx, z: Zoned, cmd: Command) -> ApiResult<QueueView> {
-    let Json(status) = send(c, z, cmd).await?;
-    Ok(Json(queue_view(&status)))
-}
-
-async fn queue_add(
-    State(c): State<Arc<Ctx>>,
-    z: Zoned,
-    b: Result<Json<AddBody>, JsonRejection>,
-) -> ApiResult<QueueView> {
-    let b = body(b)?;
-    let len = c.zone_status(z)?.queue.len();
-    let at = b.position.map(|p| position(p, len, true)).transpose()?;
-    let items = expand(&c, &b.uri).await?;
-    queue_cmd(&c, z, Command::Add { at, items }).await
-}
-
-async fn queue_remove(
-    State(c): State<Arc<Ctx>>,
-    z: Zoned,
-    Path(p): Path<String>,
-) -> ApiResult<QueueView> {
-    let p: i64 = p
-        .parse()
-        .map_err(|_| ApiError::unprocessable(format!("position {p:?} is not a number")))?;
-    let at = position(p, c.zone_status(z)?.queue.len(), false)?;
-    queue_cmd(&c, z, Command::Remove(at)).await
-}
-
-async fn queue_move(
-    State(c): State<Arc<Ctx>>,
-    z: Zoned,
-    b: Result<Json<MoveBody>, JsonRejection>,
-) -> ApiResult<QueueView> {
-    let b = body(b)?;
-    let len = c.zone_status(z)?.queue.len();
-    let (from, to) = (position(b.from, len, false)?, position(b.to, len, false)?);
-    queue_cmd(&c, z, Command::Move { from, to }).await
-}
-
-async fn queue_clear(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<QueueView> {
-    queue_cmd(&c, z, Command::Clear).await
-}
-
-async fn queue_shuffle(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<QueueView> {
-    queue_cmd(&c, z, Command::Shuffle).await
-}
-
-async fn repeat(
-    State(c): State<Arc<Ctx>>,
-    z: Zoned,
-    b: Result<Json<RepeatBody>, JsonRejection>,
-) -> ApiResult<QueueView> {
-    let mode = body(b)?.mode;
-    queue_cmd(&c, z, Command::SetRepeat(mode)).await
 }
 
 /// A URI's items, or the API error that says why there are none. The file system is read on a
@@ -529,6 +290,16 @@ async fn expand(c: &Ctx, uri: &str) -> Result<Vec<std::path::PathBuf>, ApiError>
     })
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/zone/volume",
+    summary = "Zone volume: scales every speaker of the zone (glides over 30 ms; 100: the stream untouched)",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    request_body = chorus_api::VolumeBody,
+    responses(
+        (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
+    )
+)]
 async fn zone_volume(
     State(c): State<Arc<Ctx>>,
     z: Zoned,
@@ -538,6 +309,16 @@ async fn zone_volume(
     send(&c, z, Command::ZoneVolume(v)).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/zone/mute",
+    summary = "Mute or unmute the whole zone",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    request_body = chorus_api::MuteBody,
+    responses(
+        (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
+    )
+)]
 async fn zone_mute(
     State(c): State<Arc<Ctx>>,
     z: Zoned,
@@ -547,22 +328,79 @@ async fn zone_mute(
     send(&c, z, Command::ZoneMute(m)).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/pause",
+    summary = "Pause (fades out)",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    responses(
+        (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
+    )
+)]
 async fn pause(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     send(&c, z, Command::Pause).await
 }
+#[utoipa::path(
+    post,
+    path = "/api/v1/resume",
+    summary = "Resume (fades in)",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    responses(
+        (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
+    )
+)]
 async fn resume(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     send(&c, z, Command::Resume).await
 }
+#[utoipa::path(
+    post,
+    path = "/api/v1/stop",
+    summary = "Stop",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    responses(
+        (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
+    )
+)]
 async fn stop(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     send(&c, z, Command::Stop).await
 }
+#[utoipa::path(
+    post,
+    path = "/api/v1/next",
+    summary = "Next item of the queue",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    responses(
+        (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
+    )
+)]
 async fn next(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     send(&c, z, Command::Next).await
 }
+#[utoipa::path(
+    post,
+    path = "/api/v1/previous",
+    summary = "Previous item of the queue",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    responses(
+        (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
+    )
+)]
 async fn previous(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     send(&c, z, Command::Previous).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/seek",
+    summary = "Seek within the current item",
+    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    request_body = chorus_api::SeekBody,
+    responses(
+        (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
+        (status = 409, description = "nothing is playing", body = chorus_api::ErrorBody),
+        (status = 422, description = "negative, or past the end", body = chorus_api::ErrorBody),
+    )
+)]
 async fn seek(
     State(c): State<Arc<Ctx>>,
     z: Zoned,

@@ -43,12 +43,9 @@ pub(super) fn compare_zone(seen: &mut ZoneSeen, z: &super::streamer::ZoneStatus,
     let first = seen.state.is_none();
     if seen.state != Some(z.state) {
         if !first {
-            let state = serde_json::to_value(z.state)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from));
             ev.publish(Event::Transport {
                 zone: z.zone.clone(),
-                state: state.unwrap_or_default(),
+                state: z.state,
             });
         }
         seen.state = Some(z.state);

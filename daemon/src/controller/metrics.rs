@@ -50,7 +50,9 @@ pub fn write(c: &Ctx, m: &mut Metrics) {
             m.sample(name, &[("zone", &z.zone)], field(z));
         }
     }
-    c.sync_stats.snapshot().write_metrics(m);
+    c.sync_stats
+        .snapshot()
+        .write_metrics(|n, h, v| m.counter(n, h, v));
     let speakers = c.speakers();
     m.gauge(
         "chorus_speakers_online",

@@ -2,7 +2,7 @@
 
 use crate::clock::ControllerNs;
 use crate::wire::Heartbeat;
-use serde::Serialize;
+pub use chorus_api::SpeakerInfo;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -36,23 +36,6 @@ struct Entry {
     addr: IpAddr,
     heartbeat: Heartbeat,
     last_seen: ControllerNs,
-}
-
-/// What the API shows about a speaker.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SpeakerInfo {
-    pub name: String,
-    pub api_url: String,
-    pub volume: u8,
-    pub muted: bool,
-    pub locked: bool,
-    pub sync_error_us: Option<f64>,
-    /// The zone whose stream it plays (None: a stream this controller does not send).
-    pub zone: Option<String>,
-    /// That stream, `group:port`, as the speaker reports it.
-    pub stream: Option<String>,
-    pub online: bool,
-    pub last_seen_ms_ago: i64,
 }
 
 /// Known speakers, keyed by name.

@@ -15,7 +15,7 @@ use crate::wire::fec::ParityBuilder;
 use crate::wire::packet::{encode_announce, encode_audio};
 use crate::wire::Announce;
 use crate::wire::{AudioHeader, SampleFormat};
-use serde::Serialize;
+pub use chorus_api::{ErrorEvent, Repeat, StreamInfo, TransportState, ZoneStatus};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -58,77 +58,6 @@ pub enum Command {
     /// Zone volume (0..=100, scales every speaker of the zone) and mute, gliding.
     ZoneVolume(u8),
     ZoneMute(bool),
-}
-
-/// What happens at the end of an item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Repeat {
-    /// Play the queue once.
-    #[default]
-    Off,
-    /// Start the queue over after its last item.
-    All,
-    /// Play the current item again and again.
-    One,
-}
-
-/// Transport state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransportState {
-    Stopped,
-    Playing,
-    Paused,
-}
-
-/// A reported problem (undecodable file, failed seek, ...).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ErrorEvent {
-    /// Controller clock, ms.
-    pub at_ms: i64,
-    pub item: String,
-    pub message: String,
-}
-
-/// What the API shows about the zone.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ZoneStatus {
-    pub zone: String,
-    pub state: TransportState,
-    pub uri: Option<String>,
-    pub queue: Vec<String>,
-    pub index: Option<usize>,
-    pub repeat: Repeat,
-    /// Zone volume 0..=100 and mute (applied to the stream: every speaker follows).
-    pub volume: u8,
-    pub muted: bool,
-    pub title: Option<String>,
-    pub artist: Option<String>,
-    pub album: Option<String>,
-    /// Position heard by the speakers, seconds.
-    pub position_s: f64,
-    pub duration_s: Option<f64>,
-    pub stream: StreamInfo,
-    pub session: u32,
-    pub frames_sent: u64,
-    pub packets_sent: u64,
-    /// Parity datagrams sent (forward error correction).
-    pub parity_sent: u64,
-    pub send_errors: u64,
-    /// Last errors, oldest first.
-    pub errors: Vec<ErrorEvent>,
-}
-
-/// The zone's stream format.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct StreamInfo {
-    pub group: String,
-    pub rate: u32,
-    pub channels: u8,
-    pub sample_format: SampleFormat,
-    pub latency_ms: u32,
-    pub frames_per_packet: usize,
 }
 
 /// Parameters of a streamer.

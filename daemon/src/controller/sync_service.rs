@@ -6,36 +6,12 @@ use crate::clock::{ControllerNs, SharedClock};
 use crate::wire::auth::Auth;
 use crate::wire::packet::{parse, Packet};
 use crate::wire::SyncResponse;
+use chorus_api::SyncServiceCounters;
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-crate::counters! {
-    /// Counters of the sync service: exchanges, heartbeats, repairs, and what it refused.
-    pub struct ServerStats => SyncServiceStatus {
-        /// Clock-sync requests answered.
-        requests => "chorus_sync_requests_total",
-        /// Speaker heartbeats received.
-        heartbeats => "chorus_sync_heartbeats_total",
-        /// Heartbeats refused: a known speaker's name from another address without a fresh
-        /// send time (replayed or forged), a replay, or a registry full of online speakers.
-        heartbeats_refused => "chorus_sync_heartbeats_refused_total",
-        /// Malformed datagrams on the sync port.
-        invalid => "chorus_sync_invalid_total",
-        /// Datagrams on the sync port without a valid authentication tag.
-        unauthenticated => "chorus_sync_unauthenticated_total",
-        /// Datagrams dropped because their source sent more than its share.
-        rate_limited => "chorus_sync_rate_limited_total",
-        /// Repair requests received from speakers.
-        repair_requests => "chorus_repair_requests_total",
-        /// Datagrams sent again on request.
-        repairs_sent => "chorus_repairs_sent_total",
-        /// Datagrams asked for and not sent (unknown source, over its share, no longer held).
-        repairs_refused => "chorus_repairs_refused_total",
-    }
-}
 
 /// Per-source token buckets: each source may send `rate` datagrams a second on average, in
 /// bursts of up to `burst`. The service keeps two: per address and port (a speaker sends 40
@@ -114,7 +90,7 @@ pub fn serve(
     clock: SharedClock,
     registry: Arc<Registry>,
     recent: Vec<Arc<std::sync::Mutex<RecentDatagrams>>>,
-    stats: Arc<ServerStats>,
+    stats: Arc<SyncServiceCounters>,
 ) {
     if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
         log::warn!(
@@ -152,7 +128,7 @@ struct Service {
     clock: SharedClock,
     registry: Arc<Registry>,
     recent: Vec<Arc<std::sync::Mutex<RecentDatagrams>>>,
-    stats: Arc<ServerStats>,
+    stats: Arc<SyncServiceCounters>,
     per_source: RateLimiter<SocketAddr>,
     per_host: RateLimiter<IpAddr>,
     repairs: RateLimiter<IpAddr>,

@@ -1,16 +1,21 @@
 //! The speaker's HTTP routes (under /api/v1/speaker).
 
 use super::{Shared, SpeakerStatus, ZoneAddr};
-use crate::api::bodies::{check_volume, LatencyBody, MuteBody, VolumeBody};
+use crate::api::bodies::check_volume;
 use crate::api::{body, ApiError, ApiResult};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use chorus_api::{LatencyBody, MuteBody, VolumeBody, ZoneBody};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+/// The speaker's routes, in the API document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status, volume, mute, latency, zone))]
+pub struct Doc;
 
 /// Routes of a speaker.
 pub fn routes(shared: Arc<Shared>) -> Router {
@@ -23,10 +28,28 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/speaker",
+    summary = "This speaker: clock, output, latency, playout, network counters",
+    responses(
+        (status = 200, description = "speaker status", body = chorus_api::SpeakerStatus),
+    )
+)]
 async fn status(State(s): State<Arc<Shared>>) -> Json<SpeakerStatus> {
     Json(s.status())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/speaker/volume",
+    summary = "Set this speaker's volume (glides over 30 ms)",
+    request_body = chorus_api::VolumeBody,
+    responses(
+        (status = 200, description = "speaker status", body = chorus_api::SpeakerStatus),
+        (status = 422, description = "volume outside 0..=100", body = chorus_api::ErrorBody),
+    )
+)]
 async fn volume(
     State(s): State<Arc<Shared>>,
     b: Result<Json<VolumeBody>, JsonRejection>,
@@ -37,6 +60,15 @@ async fn volume(
     Ok(Json(s.status()))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/speaker/mute",
+    summary = "Mute or unmute this speaker",
+    request_body = chorus_api::MuteBody,
+    responses(
+        (status = 200, description = "speaker status", body = chorus_api::SpeakerStatus),
+    )
+)]
 async fn mute(
     State(s): State<Arc<Shared>>,
     b: Result<Json<MuteBody>, JsonRejection>,
@@ -47,15 +79,18 @@ async fn mute(
     Ok(Json(s.status()))
 }
 
-/// A move to another zone's stream (the controller sends these: it knows where each zone is).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneBody {
-    pub zone: String,
-    pub group: String,
-    pub port: u16,
-}
-
+#[utoipa::path(
+    put,
+    path = "/api/v1/speaker/zone",
+    summary = "Play another zone's stream (what the controller sends on a move)",
+    request_body = chorus_api::ZoneBody,
+    responses(
+        (status = 200, description = "the speaker's status", body = chorus_api::SpeakerStatus),
+        (status = 409, description = "the speaker is not receiving yet", body = chorus_api::ErrorBody),
+        (status = 422, description = "zone empty or longer than 64 bytes, group not an IPv4 multicast address, port 0, a field missing, unknown or of the wrong type", body = chorus_api::ErrorBody),
+        (status = 500, description = "the group could not be joined", body = chorus_api::ErrorBody),
+    )
+)]
 async fn zone(
     State(s): State<Arc<Shared>>,
     b: Result<Json<ZoneBody>, JsonRejection>,
@@ -119,6 +154,16 @@ async fn zone(
     Ok(Json(s.status()))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/speaker/latency",
+    summary = "Latency after the DAC (amplifier, DSP), subtracted from the schedule",
+    request_body = chorus_api::LatencyBody,
+    responses(
+        (status = 200, description = "speaker status", body = chorus_api::SpeakerStatus),
+        (status = 422, description = "outside 0..=1000 ms", body = chorus_api::ErrorBody),
+    )
+)]
 async fn latency(
     State(s): State<Arc<Shared>>,
     b: Result<Json<LatencyBody>, JsonRejection>,

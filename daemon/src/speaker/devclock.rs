@@ -37,7 +37,7 @@
 
 use super::floor::Floor;
 use crate::clock::LocalNs;
-use serde::Serialize;
+pub use chorus_api::{DeviceStatus, Stamps};
 use std::collections::VecDeque;
 
 /// Largest rate error assumed before the rate is measured: DAC and CPU clock together.
@@ -96,16 +96,6 @@ const SETTLE_MOST_NS: f64 = 2_000_000_000.0;
 /// that has moved): it starts again.
 const FLOOR_SLACK_NS: f64 = 300_000.0;
 
-/// How a device stamps its status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stamps {
-    /// When it is read (ALSA plugins, most drivers): stale by up to a pointer step.
-    AtCall,
-    /// When the position moved (hardware-pointer or audio timestamps): exact.
-    AtPointerUpdate,
-}
-
 /// One status reading of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {
@@ -117,24 +107,6 @@ pub struct Reading {
     pub after: LocalNs,
     /// Frames the device had consumed since it started (frames written less its delay).
     pub position: i64,
-}
-
-/// What the model has found out about the device, for the API.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct DeviceClockStatus {
-    /// Frames the position moves by at a time (1: exact).
-    pub pointer_step_frames: u64,
-    pub stamps: Stamps,
-    /// The DAC's rate against this box's clock, ppm (positive: fast).
-    pub rate_ppm: f64,
-    /// Width of the bracket around the DAC's position, µs (how well it is known).
-    pub uncertainty_us: f64,
-    /// Times the model started over (device restarted or stalled).
-    pub restarts: u64,
-    /// How much the moments the position moves vary (µs, one deviation of the lower half), when
-    /// they do (a plugin's callback): then the line under them is the estimate. None while the
-    /// edges are sharp or not known yet.
-    pub edge_jitter_us: Option<f64>,
 }
 
 /// The model. Times are ns since `origin`, positions frames since the device started.
@@ -461,8 +433,8 @@ impl DeviceClock {
     }
 
     /// What the model knows, for the API.
-    pub fn status(&self) -> DeviceClockStatus {
-        DeviceClockStatus {
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus {
             pointer_step_frames: self.step as u64,
             stamps: self.stamps(),
             rate_ppm: (self.nominal / self.jittery_floor().map_or(self.rate, |l| l.ns_per_frame)

@@ -1,7 +1,7 @@
 //! The jitter buffer: received audio keyed by frame index, until the playout thread takes it.
 
 use crate::clock::{frames_to_ns, ControllerNs};
-use crate::wire::SampleFormat;
+use crate::wire::{Pcm, SampleFormat};
 use std::collections::VecDeque;
 
 /// Spare datagram buffers kept beyond the ring's size (a batch of datagrams in flight).

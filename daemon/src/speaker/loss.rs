@@ -87,7 +87,7 @@ impl FecRing {
         &mut self,
         p: &Parity<'_>,
         missing: &mut [Missing],
-        stats: &super::NetCounters,
+        stats: &super::NetworkCounters,
     ) -> Option<u32> {
         stats.parity.fetch_add(1, Ordering::Relaxed);
         self.group = p.count;
@@ -157,7 +157,7 @@ pub(super) fn track(
     (seq, by_fec): (u32, bool),
     local_ns: i64,
     hold: impl Fn(u32) -> i64,
-    stats: &super::NetCounters,
+    stats: &super::NetworkCounters,
 ) {
     if let Some(next) = *next_seq {
         let ahead = seq.wrapping_sub(next);

@@ -33,13 +33,13 @@ pub fn write(s: &Shared, m: &mut Metrics) {
             p.ratio_ppm,
         ),
     ]);
-    p.counts.write_metrics(m);
+    p.counts.write_metrics(|n, h, v| m.counter(n, h, v));
     m.counter(
         "chorus_output_opens_total",
         "Times the output device was opened.",
         st.output_opens,
     );
-    n.write_metrics(m);
+    n.write_metrics(|n, h, v| m.counter(n, h, v));
 }
 
 /// The clock model: offset, frequency, round trip and its own error estimate.

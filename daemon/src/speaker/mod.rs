@@ -4,7 +4,6 @@
 pub mod admission;
 pub mod announce;
 pub mod api;
-mod counters;
 pub mod devclock;
 pub mod floor;
 pub mod jitter;
@@ -25,14 +24,13 @@ pub mod timeline;
 
 use crate::api::events::{Event, Events, SpeakerChange};
 use crate::sync::{ClockModel, ClockSnapshot};
-use output::OutputInfo;
-use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use crate::config::ZoneAddr;
-pub use counters::{NetCounters, NetworkStatus, PlayoutCounters, PlayoutCounts};
+pub use chorus_api::{ClockStatus, LatencyStatus, OutputInfo, PlayoutStatus, SpeakerStatus};
+pub use chorus_api::{NetworkCounters, PlayoutCounters};
 
 /// A move to another zone's stream, waiting for the playout thread: the new stream is already
 /// received into its own jitter buffer, so the switch needs no gap.
@@ -73,7 +71,7 @@ impl Receiving {
 /// Counters and gauges, written by the network tasks and the playout thread, read by the API.
 #[derive(Default, Debug)]
 pub struct Stats {
-    pub net: NetCounters,
+    pub net: NetworkCounters,
     pub playout: PlayoutCounters,
     pub buffered_frames: AtomicU64,
     /// Last playout timing error, ns (i64::MIN: none yet).
@@ -120,7 +118,7 @@ pub struct Shared {
     /// Times the output was (re)opened.
     pub output_opens: AtomicU64,
     /// What the playout thread's device clock knows (pointer step, stamps, rate).
-    pub device_clock: Mutex<Option<devclock::DeviceClockStatus>>,
+    pub device_clock: Mutex<Option<devclock::DeviceStatus>>,
 }
 
 impl Shared {
@@ -263,64 +261,4 @@ impl Shared {
             network: s.net.snapshot(),
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SpeakerStatus {
-    pub name: String,
-    pub zone: String,
-    /// The zone's stream, `group:port`.
-    pub stream: String,
-    /// A move to another zone is under way (the old stream plays until the new one is due).
-    pub switching: bool,
-    pub controller: Option<String>,
-    pub volume: u8,
-    pub muted: bool,
-    pub locked: bool,
-    pub clock: Option<ClockStatus>,
-    pub output: Option<OutputInfo>,
-    /// Why there is no output (device missing or lost; retried every 2 s), if so.
-    pub output_problem: Option<String>,
-    pub output_opens: u64,
-    pub latency: LatencyStatus,
-    pub playout: PlayoutStatus,
-    pub network: NetworkStatus,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ClockStatus {
-    /// controller - local, ns, at the model's reference point.
-    pub offset_ns: i64,
-    pub freq_ppm: f64,
-    pub rtt_us: f64,
-    pub min_rtt_us: f64,
-    /// Estimated offset error, µs: the statistical error of the delay-envelope fit once enough
-    /// exchanges are in (assumes the path's minimum delay is the same both ways), half the best
-    /// round trip before that.
-    pub est_error_us: f64,
-    /// Clock steps detected (the model dropped its history and re-learned).
-    pub steps: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LatencyStatus {
-    pub device_buffer_ms: Option<f64>,
-    pub extra_ms: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PlayoutStatus {
-    pub playing: bool,
-    pub sync_error_us: Option<f64>,
-    pub buffered_ms: f64,
-    /// What was played, lost, late, corrected (each a counter).
-    #[serde(flatten)]
-    pub counts: PlayoutCounts,
-    /// Whether the resampler is correcting drift.
-    pub resampling: bool,
-    /// Resampling correction, ppm (stream frames per DAC frame minus one).
-    pub ratio_ppm: f64,
-    /// The device's pointer step, how it stamps its status and its rate, as the playout
-    /// thread found them (null before the first reading).
-    pub device: Option<devclock::DeviceClockStatus>,
 }

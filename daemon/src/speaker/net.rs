@@ -215,7 +215,7 @@ impl StreamReceiver {
         fd: std::os::fd::RawFd,
         lens: &mut [usize; BATCH],
         from: &mut [Option<SocketAddr>; BATCH],
-        stats: &super::NetCounters,
+        stats: &super::NetworkCounters,
     ) -> usize {
         // SAFETY: plain C structs, all-zero is a valid value for each.
         let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
@@ -397,7 +397,7 @@ impl StreamReceiver {
         &mut self,
         h: &crate::wire::AudioHeader,
         now: Option<ControllerNs>,
-        stats: &super::NetCounters,
+        stats: &super::NetworkCounters,
     ) -> bool {
         let counter = match self.admission.admit(h, now) {
             Ok(Admitted::Same) => return true,

@@ -9,7 +9,7 @@ pub mod packet;
 pub mod repair;
 pub mod sync;
 
-pub use packet::{Announce, AudioHeader, AudioPacket, Heartbeat, Packet, SampleFormat};
+pub use packet::{Announce, AudioHeader, AudioPacket, Heartbeat, Packet, Pcm, SampleFormat};
 pub use sync::{SyncRequest, SyncResponse};
 
 /// First four bytes of every chorus datagram.

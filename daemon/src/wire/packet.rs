@@ -4,62 +4,25 @@ use super::{check_prefix, kind, put_prefix, Reader, WireError, PREFIX_LEN};
 use crate::clock::ControllerNs;
 use serde::{Deserialize, Serialize};
 
-/// PCM sample encodings on the wire (always little-endian, interleaved).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SampleFormat {
-    /// Signed 16-bit.
-    S16,
-    /// Signed 24-bit, packed in 3 bytes.
-    S24,
-    /// Signed 32-bit.
-    S32,
-}
+pub use chorus_api::SampleFormat;
 
-impl SampleFormat {
-    /// Bytes per sample on the wire.
-    pub fn bytes(self) -> usize {
-        match self {
-            SampleFormat::S16 => 2,
-            SampleFormat::S24 => 3,
-            SampleFormat::S32 => 4,
-        }
-    }
-    /// Significant bits.
-    pub fn bits(self) -> u16 {
-        match self {
-            SampleFormat::S16 => 16,
-            SampleFormat::S24 => 24,
-            SampleFormat::S32 => 32,
-        }
-    }
-    fn code(self) -> u8 {
-        match self {
-            SampleFormat::S16 => 1,
-            SampleFormat::S24 => 2,
-            SampleFormat::S32 => 3,
-        }
-    }
-    fn from_code(c: u8) -> Result<Self, WireError> {
-        match c {
-            1 => Ok(SampleFormat::S16),
-            2 => Ok(SampleFormat::S24),
-            3 => Ok(SampleFormat::S32),
-            other => Err(WireError::BadSampleFormat(other)),
-        }
-    }
-    /// Full-scale value for float conversion.
-    fn scale(self) -> f32 {
-        match self {
-            SampleFormat::S16 => 32_768.0,
-            SampleFormat::S24 => 8_388_608.0,
-            SampleFormat::S32 => 2_147_483_648.0,
-        }
-    }
+/// Encoding and decoding PCM of a [`SampleFormat`] on the wire (the format itself is an API
+/// type: the zone's status shows it).
+pub trait Pcm: Sized {
     /// Encodes float samples in [-1, 1) to this format, appending to `out`. Out-of-range
     /// samples are clipped.
-    pub fn encode(self, samples: &[f32], out: &mut Vec<u8>) {
-        let scale = self.scale() as f64;
+    fn encode(self, samples: &[f32], out: &mut Vec<u8>);
+    /// Decodes bytes of this format to float samples, appending to `out`. A trailing partial
+    /// sample is ignored (callers check lengths first).
+    fn decode(self, bytes: &[u8], out: &mut Vec<f32>);
+    /// Decodes bytes of this format into `out`, as many samples as both hold (the speaker
+    /// decodes a datagram's frames straight into the period being filled). Returns the count.
+    fn decode_into(self, bytes: &[u8], out: &mut [f32]) -> usize;
+}
+
+impl Pcm for SampleFormat {
+    fn encode(self, samples: &[f32], out: &mut Vec<u8>) {
+        let scale = scale(self) as f64;
         let (min, max) = (-scale as i64, scale as i64 - 1);
         // Rounded half away from zero by truncating v ± 0.5 (`f64::round` is a libm call on
         // baseline x86-64); `as` saturates, the clip is an integer clamp.
@@ -90,19 +53,15 @@ impl SampleFormat {
             }
         }
     }
-    /// Decodes bytes of this format to float samples, appending to `out`. A trailing partial
-    /// sample is ignored (callers check lengths first).
-    pub fn decode(self, bytes: &[u8], out: &mut Vec<f32>) {
+    fn decode(self, bytes: &[u8], out: &mut Vec<f32>) {
         let n = bytes.len() / self.bytes();
         out.reserve(n);
-        let written = self.decode_uninit(bytes, &mut out.spare_capacity_mut()[..n]);
+        let written = decode_uninit(self, bytes, &mut out.spare_capacity_mut()[..n]);
         // SAFETY: `decode_uninit` wrote the first `written` (= n) elements of the spare room.
         unsafe { out.set_len(out.len() + written) };
     }
 
-    /// Decodes bytes of this format into `out`, as many samples as both hold (the speaker
-    /// decodes a datagram's frames straight into the period being filled). Returns the count.
-    pub fn decode_into(self, bytes: &[u8], out: &mut [f32]) -> usize {
+    fn decode_into(self, bytes: &[u8], out: &mut [f32]) -> usize {
         // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the decoder only writes
         // initialised values: every element stays a valid f32.
         let out = unsafe {
@@ -111,48 +70,71 @@ impl SampleFormat {
                 out.len(),
             )
         };
-        self.decode_uninit(bytes, out)
+        decode_uninit(self, bytes, out)
     }
+}
 
-    /// Writes the first `min(bytes / sample size, out.len())` samples of `out`; returns that
-    /// count.
-    fn decode_uninit(self, bytes: &[u8], out: &mut [std::mem::MaybeUninit<f32>]) -> usize {
-        // 16 and 24-bit values and the power-of-two scale are exact in f32: no need for f64.
-        let inv32 = 1.0 / self.scale();
-        let inv = 1.0 / self.scale() as f64;
-        let n = (bytes.len() / self.bytes()).min(out.len());
-        let (bytes, dst) = (&bytes[..n * self.bytes()], &mut out[..n]);
-        match self {
-            SampleFormat::S16 => {
-                for (b, d) in bytes.chunks_exact(2).zip(dst) {
-                    d.write(i16::from_le_bytes([b[0], b[1]]) as f32 * inv32);
-                }
-            }
-            SampleFormat::S24 => {
-                // Every sample but the last is read with a 4-byte load at its offset (the extra
-                // byte is the next sample's, shifted out): the loop vectorises, 3-5x faster than
-                // assembling each value from three bytes. The last sample has no byte after it.
-                let Some(last) = n.checked_sub(1) else {
-                    return 0;
-                };
-                // Scaled by 1/256 more: the value sits in the top 24 bits of the i32.
-                let inv_top = inv32 / 256.0;
-                let (head, tail) = dst.split_at_mut(last);
-                for (i, d) in head.iter_mut().enumerate() {
-                    let w: [u8; 4] = bytes[3 * i..3 * i + 4].try_into().unwrap_or_default();
-                    d.write(((u32::from_le_bytes(w) << 8) as i32) as f32 * inv_top);
-                }
-                let b = &bytes[3 * last..];
-                tail[0].write((i32::from_le_bytes([0, b[0], b[1], b[2]])) as f32 * inv_top);
-            }
-            SampleFormat::S32 => {
-                for (b, d) in bytes.chunks_exact(4).zip(dst) {
-                    d.write((i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 * inv) as f32);
-                }
+fn code(f: SampleFormat) -> u8 {
+    match f {
+        SampleFormat::S16 => 1,
+        SampleFormat::S24 => 2,
+        SampleFormat::S32 => 3,
+    }
+}
+fn from_code(c: u8) -> Result<SampleFormat, WireError> {
+    match c {
+        1 => Ok(SampleFormat::S16),
+        2 => Ok(SampleFormat::S24),
+        3 => Ok(SampleFormat::S32),
+        other => Err(WireError::BadSampleFormat(other)),
+    }
+}
+/// Full-scale value for float conversion.
+fn scale(f: SampleFormat) -> f32 {
+    match f {
+        SampleFormat::S16 => 32_768.0,
+        SampleFormat::S24 => 8_388_608.0,
+        SampleFormat::S32 => 2_147_483_648.0,
+    }
+}
+/// Writes the first `min(bytes / sample size, out.len())` samples of `out`; returns that
+/// count.
+fn decode_uninit(f: SampleFormat, bytes: &[u8], out: &mut [std::mem::MaybeUninit<f32>]) -> usize {
+    // 16 and 24-bit values and the power-of-two scale are exact in f32: no need for f64.
+    let inv32 = 1.0 / scale(f);
+    let inv = 1.0 / scale(f) as f64;
+    let n = (bytes.len() / f.bytes()).min(out.len());
+    let (bytes, dst) = (&bytes[..n * f.bytes()], &mut out[..n]);
+    match f {
+        SampleFormat::S16 => {
+            for (b, d) in bytes.chunks_exact(2).zip(dst) {
+                d.write(i16::from_le_bytes([b[0], b[1]]) as f32 * inv32);
             }
         }
-        n
+        SampleFormat::S24 => {
+            // Every sample but the last is read with a 4-byte load at its offset (the extra
+            // byte is the next sample's, shifted out): the loop vectorises, 3-5x faster than
+            // assembling each value from three bytes. The last sample has no byte after it.
+            let Some(last) = n.checked_sub(1) else {
+                return 0;
+            };
+            // Scaled by 1/256 more: the value sits in the top 24 bits of the i32.
+            let inv_top = inv32 / 256.0;
+            let (head, tail) = dst.split_at_mut(last);
+            for (i, d) in head.iter_mut().enumerate() {
+                let w: [u8; 4] = bytes[3 * i..3 * i + 4].try_into().unwrap_or_default();
+                d.write(((u32::from_le_bytes(w) << 8) as i32) as f32 * inv_top);
+            }
+            let b = &bytes[3 * last..];
+            tail[0].write((i32::from_le_bytes([0, b[0], b[1], b[2]])) as f32 * inv_top);
+        }
+        SampleFormat::S32 => {
+            for (b, d) in bytes.chunks_exact(4).zip(dst) {
+                d.write((i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64 * inv) as f32);
+            }
+        }
     }
+    n
 }
 
 /// Fixed part of an audio datagram.
@@ -211,7 +193,7 @@ pub fn encode_audio(h: &AudioHeader, samples: &[f32], out: &mut Vec<u8>) {
     out.extend_from_slice(&h.pts.0.to_le_bytes());
     out.extend_from_slice(&h.rate.to_le_bytes());
     out.push(h.channels);
-    out.push(h.format.code());
+    out.push(code(h.format));
     out.extend_from_slice(&h.frames.to_le_bytes());
     debug_assert_eq!(out.len(), AUDIO_HEADER_LEN);
     h.format.encode(samples, out);
@@ -231,7 +213,7 @@ fn parse_audio(buf: &[u8]) -> Result<AudioPacket<'_>, WireError> {
     let pts = ControllerNs(r.i64()?);
     let rate = r.u32()?;
     let channels = r.u8()?;
-    let format = SampleFormat::from_code(r.u8()?)?;
+    let format = from_code(r.u8()?)?;
     let frames = r.u16()?;
     if !(8_000..=384_000).contains(&rate) {
         return Err(WireError::BadStreamFormat("rate outside 8000..=384000 Hz"));

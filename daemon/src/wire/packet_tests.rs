@@ -23,7 +23,7 @@ fn encode_rounds_like_round_and_clips() {
     inputs.extend((-32_768..32_767).map(|k| (k as f32 + 0.5) / 32_768.0));
     inputs.extend([0.0, -0.0, 1.0, -1.0, f32::MAX, f32::MIN, 1e-12, -1e-12]);
     for format in [SampleFormat::S16, SampleFormat::S24, SampleFormat::S32] {
-        let scale = format.scale() as f64;
+        let scale = super::scale(format) as f64;
         let mut got = Vec::new();
         format.encode(&inputs, &mut got);
         let mut want = Vec::new();

@@ -141,7 +141,7 @@ impl AlsaOutput {
 impl Output for AlsaOutput {
     fn info(&self) -> OutputInfo {
         OutputInfo {
-            backend: "alsa",
+            backend: "alsa".into(),
             device: self.device.clone(),
             rate: self.rate,
             channels: self.channels,

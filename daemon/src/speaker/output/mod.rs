@@ -8,7 +8,7 @@ pub mod sim;
 use crate::clock::{LocalNs, SharedClock};
 use crate::config::{OutputKind, SpeakerConfig};
 use crate::wire::SampleFormat;
-use serde::Serialize;
+pub use chorus_api::OutputInfo;
 
 /// How far the device is behind the writer: `frames` written but not yet heard, as of local
 /// time `at`.
@@ -16,18 +16,6 @@ use serde::Serialize;
 pub struct Delay {
     pub frames: i64,
     pub at: LocalNs,
-}
-
-/// What an output is, as opened (granted values, not requested ones).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct OutputInfo {
-    pub backend: &'static str,
-    pub device: String,
-    pub rate: u32,
-    pub channels: u8,
-    pub sample_format: String,
-    pub period_frames: usize,
-    pub buffer_frames: usize,
 }
 
 /// Errors of output backends, with the device they concern.

@@ -132,7 +132,7 @@ fn realtime_at(raw: i64) -> i64 {
 impl Output for SimDac {
     fn info(&self) -> OutputInfo {
         OutputInfo {
-            backend: self.p.backend,
+            backend: self.p.backend.into(),
             device: self.p.path.clone(),
             rate: self.p.rate,
             channels: self.p.channels,
