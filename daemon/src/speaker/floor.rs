@@ -50,8 +50,6 @@ const JITTERY_FITS: u32 = 3;
 /// Older bounds weigh less: by e for each this long (a rate that changed bends the line for
 /// less long).
 const MEMORY_NS: f64 = 30_000_000_000.0;
-/// The line's height is that of the bounds of the last this long, along the slope of all.
-const PHASE_NS: f64 = 5_000_000_000.0;
 /// Rounds of fitting through the lower half.
 const ROUNDS: usize = 4;
 /// All bounds of the last this long this far on one side of the line: the timeline moved.
@@ -205,7 +203,6 @@ impl Floor {
             }
         }
         self.spread = (sum / n.max(1.0)).sqrt();
-        a += self.recent_height(a, b, tz - t0);
         // Sharp edges lie after every lower bound of theirs; jittery ones leave many of those
         // above a line under the early edges.
         let above = self
@@ -226,39 +223,6 @@ impl Floor {
             t0: t0 + a,
             ns_per_frame: nominal + b,
         })
-    }
-}
-
-impl Floor {
-    /// How far the recent bounds lie from the line `a + b·x`: the lower quartile of their
-    /// residuals (those of the last `PHASE_NS`) less that of all. The slope wanders by tenths
-    /// of a ppm from fit to fit (edges that come a little later for a while tilt it), and the
-    /// line's height at its newest bounds moved with it: 9.5 µs per ppm on a JACK rig, a third
-    /// of the skew's variance between two speakers there. Measured at the newest bounds, the
-    /// height does not lean on the slope.
-    fn recent_height(&mut self, a: f64, b: f64, newest: f64) -> f64 {
-        let quartile = |v: &mut Vec<f64>| {
-            let k = v.len() / 4;
-            *v.select_nth_unstable_by(k, f64::total_cmp).1
-        };
-        let residual = |&(x, y, _, _): &(f64, f64, f64, bool)| y - a - b * x;
-        self.residuals.clear();
-        self.residuals.extend(self.points.iter().map(residual));
-        let all = quartile(&mut self.residuals);
-        self.residuals.clear();
-        let t0 = self.bounds.front().map_or(0.0, |b| b.1);
-        let recent = self.bounds.iter().map(|b| b.1 - t0 >= newest - PHASE_NS);
-        self.residuals.extend(
-            self.points
-                .iter()
-                .zip(recent)
-                .filter(|(_, r)| *r)
-                .map(|(p, _)| residual(p)),
-        );
-        if self.residuals.len() < MIN_BOUNDS {
-            return 0.0;
-        }
-        quartile(&mut self.residuals) - all
     }
 }
 
@@ -327,28 +291,6 @@ mod tests {
         assert!((l.ns_per_frame / true_ns - 1.0).abs() < 0.5e-6);
         assert!((15e3..30e3).contains(&f.spread()), "{}", f.spread());
         assert_eq!(f.shifts(), 0);
-    }
-
-    #[test]
-    fn a_while_of_later_edges_does_not_tilt_the_line_after_it() {
-        // 50 bounds a second, each 0-30 µs after its edge; from 30 s to 50 s every one comes
-        // 15 µs later. That tilts the slope of the minute's fit; eight seconds after, the
-        // line's height at the newest bounds is back where it was before (within 2 µs).
-        let mut f = Floor::new(NS);
-        let mut r = 99u64;
-        let mut before = 0.0;
-        for k in 0..2_900 {
-            let t = k as f64 * 0.02;
-            let late = uniform(&mut r) * 30e3 + if (30.0..50.0).contains(&t) { 15e3 } else { 0.0 };
-            let p = k * 960;
-            f.add(p, NS * p as f64 + late, NS * p as f64 + late - 20e3);
-            if k == 1_490 {
-                before = f.line().unwrap().at(p) - NS * p as f64;
-            }
-        }
-        let p = 2_899 * 960;
-        let after = f.line().unwrap().at(p) - NS * p as f64;
-        assert!((after - before).abs() < 2e3, "{before} -> {after}");
     }
 
     #[test]
