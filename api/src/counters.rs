@@ -43,10 +43,16 @@ macro_rules! counters {
         }
 
         impl $snap {
-            /// One Prometheus counter per row: `counter(name, help, value)`, its doc the help
-            /// text.
+            /// Every row: (Prometheus name, help text (its doc), value).
+            pub fn rows(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> {
+                [$( ($metric, concat!($($help),+), self.$field), )+].into_iter()
+            }
+
+            /// One Prometheus counter per row: `counter(name, help, value)`.
             pub fn write_metrics(&self, mut counter: impl FnMut(&str, &str, u64)) {
-                $( counter($metric, concat!($($help),+), self.$field); )+
+                for (name, help, value) in self.rows() {
+                    counter(name, help, value);
+                }
             }
 
             /// The rows: (JSON name, Prometheus name), for tests and documents.
@@ -56,7 +62,22 @@ macro_rules! counters {
     };
 }
 
-// The tables: the speaker's stream and playout, the controller's sync service.
+// The tables: the speaker's stream and playout, the controller's sync service and zones.
+
+counters! {
+    /// A zone's stream: what its controller sent. (Kept by the zone's streamer thread alone:
+    /// it counts in the snapshot itself.)
+    pub struct ZoneCounters => ZoneCounts {
+        /// Audio frames sent.
+        frames_sent => "chorus_controller_frames_sent_total",
+        /// Audio datagrams sent.
+        packets_sent => "chorus_controller_packets_sent_total",
+        /// Parity datagrams sent (forward error correction).
+        parity_sent => "chorus_controller_parity_sent_total",
+        /// Datagrams the network stack refused (failed multicast sends).
+        send_errors => "chorus_controller_send_errors_total",
+    }
+}
 
 counters! {
     /// The stream's counters: what came, what was refused and why, what was repaired.

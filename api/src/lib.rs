@@ -17,7 +17,7 @@ pub mod zone;
 
 pub use bodies::*;
 pub use counters::{NetworkCounters, NetworkStatus, PlayoutCounters, PlayoutCounts};
-pub use counters::{SyncServiceCounters, SyncServiceStatus};
+pub use counters::{SyncServiceCounters, SyncServiceStatus, ZoneCounters, ZoneCounts};
 pub use error::{ErrorBody, ErrorDetail};
 pub use events::{Event, SpeakerChange};
 pub use speaker::*;

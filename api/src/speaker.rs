@@ -102,6 +102,10 @@ pub struct DeviceStatus {
     /// they do (a plugin's callback): then the line under them is the estimate. None while the
     /// edges are sharp or not known yet.
     pub edge_jitter_us: Option<f64>,
+    /// A position the DAC passed (frames since the device started) and when, by the model
+    /// (this box's clock, ns): a point of the line the speaker plays by, for measurement.
+    pub position: i64,
+    pub position_at_ns: i64,
 }
 
 /// What an output is, as opened (granted values, not requested ones).

@@ -1,6 +1,7 @@
 //! Zones and the speakers a controller knows: what `/api/v1/zone`, `/zones`, `/queue` and
 //! `/speakers` answer.
 
+use crate::counters::ZoneCounts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -98,11 +99,9 @@ pub struct ZoneStatus {
     pub duration_s: Option<f64>,
     pub stream: StreamInfo,
     pub session: u32,
-    pub frames_sent: u64,
-    pub packets_sent: u64,
-    /// Parity datagrams sent (forward error correction).
-    pub parity_sent: u64,
-    pub send_errors: u64,
+    /// What was sent (each a counter).
+    #[serde(flatten)]
+    pub counts: ZoneCounts,
     /// Last errors, oldest first.
     pub errors: Vec<ErrorEvent>,
 }

@@ -36,7 +36,6 @@ pub struct SecurityConfig {
 }
 
 /// A config problem: the key and what is wrong with it.
-type KeyedError = (String, String);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -341,15 +340,19 @@ impl Default for SpeakerConfig {
 }
 
 /// One problem in a config, with the key it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
 pub struct Problem {
     pub key: String,
     pub message: String,
 }
 
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
+impl Problem {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -380,10 +383,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    let cfg = parse(&text).map_err(|(key, message)| ConfigError::Parse {
+    let cfg = parse(&text).map_err(|p| ConfigError::Parse {
         path: path.to_owned(),
-        key,
-        message,
+        key: p.key,
+        message: p.message,
     })?;
     let mut cfg = cfg;
     cfg.secrets_beside(path.parent().unwrap_or(Path::new(".")));
@@ -399,7 +402,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Parses TOML text into a config; on error returns the key path and the problem.
-pub fn parse(text: &str) -> Result<Config, (String, String)> {
+pub fn parse(text: &str) -> Result<Config, Problem> {
     let de = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
@@ -410,7 +413,7 @@ pub fn parse(text: &str) -> Result<Config, (String, String)> {
         };
         // toml's message carries a line/column excerpt; keep its first meaningful line.
         let inner = e.into_inner().message().trim().to_string();
-        (key, inner)
+        Problem::new(key, inner)
     })
 }
 

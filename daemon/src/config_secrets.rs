@@ -10,12 +10,12 @@ fn load_secret(
     name: &str,
     inline: &str,
     file: Option<&str>,
-) -> Result<Option<(Vec<u8>, String)>, KeyedError> {
+) -> Result<Option<(Vec<u8>, String)>, Problem> {
     let file = file.unwrap_or("");
     match (inline.is_empty(), file.is_empty()) {
         (true, true) => Ok(None),
-        (false, false) => Err((
-            section.into(),
+        (false, false) => Err(Problem::new(
+            section,
             format!("set {name}-file or {name}, not both"),
         )),
         (false, true) => Ok(Some((
@@ -27,7 +27,7 @@ fn load_secret(
                 String::from_utf8_lossy(&bytes).trim().as_bytes().to_vec(),
                 format!("{section}.{name}-file"),
             ))),
-            Err(e) => Err((
+            Err(e) => Err(Problem::new(
                 format!("{section}.{name}-file"),
                 format!("cannot read {file}: {e}"),
             )),
@@ -55,14 +55,14 @@ pub(super) fn read_small(path: &str) -> std::io::Result<Vec<u8>> {
 
 impl SecurityConfig {
     /// The key, read and checked, if one is configured.
-    pub fn load_key(&self) -> Result<Option<Vec<u8>>, (String, String)> {
+    pub fn load_key(&self) -> Result<Option<Vec<u8>>, Problem> {
         let Some((key, name)) =
             load_secret("security", "key", &self.key, self.key_file.as_deref())?
         else {
             return Ok(None);
         };
         if key.len() < crate::wire::auth::MIN_KEY_LEN {
-            return Err((
+            return Err(Problem::new(
                 name,
                 format!(
                     "the key is {} bytes; use at least {} (e.g. `openssl rand -hex 32`)",
@@ -85,14 +85,14 @@ impl SecurityConfig {
 
 impl ApiConfig {
     /// The token, read and checked, if one is configured.
-    pub fn load_token(&self) -> Result<Option<Vec<u8>>, (String, String)> {
+    pub fn load_token(&self) -> Result<Option<Vec<u8>>, Problem> {
         let Some((token, key)) =
             load_secret("api", "token", &self.token, self.token_file.as_deref())?
         else {
             return Ok(None);
         };
         if token.len() < MIN_TOKEN_LEN {
-            return Err((
+            return Err(Problem::new(
                 key,
                 format!(
                     "the token is {} bytes; use at least {MIN_TOKEN_LEN} (e.g. `openssl rand -hex 24`)",
@@ -101,9 +101,9 @@ impl ApiConfig {
             ));
         }
         if token.iter().any(|b| !b.is_ascii_graphic()) {
-            return Err((
+            return Err(Problem::new(
                 key,
-                "the token must be printable ASCII without spaces".into(),
+                "the token must be printable ASCII without spaces",
             ));
         }
         Ok(Some(token))

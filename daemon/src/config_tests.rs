@@ -109,14 +109,14 @@ fn reserved_groups_devices_as_key_files_and_huge_values_are_refused() {
 
 #[test]
 fn unknown_key_is_named() {
-    let (key, msg) = parse("[speaker]\nvolumme = 3\n").unwrap_err();
+    let Problem { key, message: msg } = parse("[speaker]\nvolumme = 3\n").unwrap_err();
     assert_eq!(key, "speaker.volumme");
     assert!(msg.contains("unknown field"), "{msg}");
 }
 
 #[test]
 fn wrong_type_is_named() {
-    let (key, _) = parse("[zone]\nport = \"loud\"\n").unwrap_err();
+    let Problem { key, .. } = parse("[zone]\nport = \"loud\"\n").unwrap_err();
     assert_eq!(key, "zone.port");
 }
 

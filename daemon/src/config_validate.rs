@@ -16,11 +16,11 @@ impl Config {
                 ),
             );
         }
-        if let Err((key, why)) = self.security.load_key() {
-            problem(&mut p, &key, why);
+        if let Err(e) = self.security.load_key() {
+            problem(&mut p, &e.key, e.message);
         }
-        if let Err((key, why)) = self.api.load_token() {
-            problem(&mut p, &key, why);
+        if let Err(e) = self.api.load_token() {
+            problem(&mut p, &e.key, e.message);
         }
         if self.api.mutating_per_second == 0 {
             problem(&mut p, "api.mutating-per-second", "must be at least 1");

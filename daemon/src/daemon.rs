@@ -80,7 +80,7 @@ async fn run_async(cfg: Config, path: std::path::PathBuf) -> Result<(), DaemonEr
     let token = cfg
         .api
         .load_token()
-        .map_err(|(key, why)| DaemonError::Config(format!("{key}: {why}")))?;
+        .map_err(|p| DaemonError::Config(p.to_string()))?;
     log_protection(&cfg, auth.keyed(), token.is_some());
     let events = Arc::new(api::events::Events::default());
     let base = Base {

@@ -5,7 +5,7 @@ use super::*;
 
 /// The routes every role serves, in the API document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(status, events, metrics, crate::api::openapi))]
+#[openapi(paths(status, events, metrics, openapi))]
 pub(crate) struct CommonDoc;
 
 pub(super) fn router(roles: Roles, guard: Arc<api::guard::Guard>) -> Router {
@@ -13,7 +13,7 @@ pub(super) fn router(roles: Roles, guard: Arc<api::guard::Guard>) -> Router {
     let mut app = Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events))
-        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .with_state(roles.clone());
     if let Some(c) = &roles.controller {
@@ -28,6 +28,22 @@ pub(super) fn router(roles: Roles, guard: Arc<api::guard::Guard>) -> Router {
             guard,
             api::guard::check,
         ))
+}
+
+/// `GET /api/v1/openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    summary = "This document",
+    responses(
+        (status = 200, description = "the OpenAPI document", body = serde_json::Value),
+    )
+)]
+async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
 }
 
 /// `GET /api/v1/events`: Server-Sent Events of state changes (see api::events).

@@ -14,6 +14,15 @@ pub const SERVICE: &str = "_chorus._tcp.local.";
 
 pub use chorus_api::Found;
 
+/// Why discovery could not start (the daemon runs without it).
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("mDNS: {0}")]
+    Mdns(#[from] mdns_sd::Error),
+    #[error("mDNS thread: {0}")]
+    Thread(std::io::Error),
+}
+
 /// The announcement and, on a controller, what the browse found.
 pub struct Discovery {
     daemon: ServiceDaemon,
@@ -30,8 +39,8 @@ impl Discovery {
         interface: Ipv4Addr,
         port: u16,
         browse: bool,
-    ) -> Result<Discovery, String> {
-        let daemon = ServiceDaemon::new().map_err(|e| format!("mDNS: {e}"))?;
+    ) -> Result<Discovery, DiscoveryError> {
+        let daemon = ServiceDaemon::new()?;
         if !interface.is_unspecified() {
             // Only where the zone lives.
             let _ = daemon.disable_interface(mdns_sd::IfKind::All);
@@ -58,13 +67,12 @@ impl Discovery {
         } else {
             interface.to_string()
         };
-        let info = ServiceInfo::new(SERVICE, instance, &host, ip.as_str(), port, props)
-            .map_err(|e| format!("mDNS: {e}"))?
+        let info = ServiceInfo::new(SERVICE, instance, &host, ip.as_str(), port, props)?
             .enable_addr_auto();
-        daemon.register(info).map_err(|e| format!("mDNS: {e}"))?;
+        daemon.register(info)?;
         let found = Arc::new(Mutex::new(BTreeMap::new()));
         if browse {
-            let rx = daemon.browse(SERVICE).map_err(|e| format!("mDNS: {e}"))?;
+            let rx = daemon.browse(SERVICE)?;
             let f = found.clone();
             std::thread::Builder::new()
                 .name("chorus-mdns".into())
@@ -73,7 +81,7 @@ impl Discovery {
                         apply(&f, ev);
                     }
                 })
-                .map_err(|e| format!("mDNS thread: {e}"))?;
+                .map_err(DiscoveryError::Thread)?;
         }
         Ok(Discovery { daemon, found })
     }

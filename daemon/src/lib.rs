@@ -13,6 +13,7 @@ pub mod dsp;
 pub mod fuzz;
 pub mod net;
 pub mod notify;
+pub mod openapi;
 pub mod speaker;
 pub mod sync;
 pub mod wire;

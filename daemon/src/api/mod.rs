@@ -2,28 +2,11 @@
 
 pub mod bodies;
 pub mod browser;
-pub mod doc;
 pub mod events;
 pub mod guard;
 pub mod listener;
 pub mod metrics;
 pub mod sign;
-
-/// `GET /api/v1/openapi.json`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/openapi.json",
-    summary = "This document",
-    responses(
-        (status = 200, description = "the OpenAPI document", body = serde_json::Value),
-    )
-)]
-pub async fn openapi() -> impl IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        doc::document(),
-    )
-}
 
 /// A known route asked with a method it does not take.
 pub async fn method_not_allowed() -> ApiError {

@@ -201,8 +201,17 @@ fn alsa_format(f: crate::wire::SampleFormat) -> Format {
     }
 }
 
-fn open_pcm(device: &str, fmt: PipeFormat) -> Result<PCM, String> {
-    let e = |what: &'static str| move |err: alsa::Error| format!("{what}: {err}");
+/// Why a capture device could not be opened as asked.
+#[derive(Debug, thiserror::Error)]
+enum CaptureError {
+    #[error("{0}: {1}")]
+    Alsa(&'static str, alsa::Error),
+    #[error("the device captures at {got} Hz, not {want} Hz (set [controller] capture-format)")]
+    Rate { got: u32, want: u32 },
+}
+
+fn open_pcm(device: &str, fmt: PipeFormat) -> Result<PCM, CaptureError> {
+    let e = |what: &'static str| move |err: alsa::Error| CaptureError::Alsa(what, err);
     // Non-blocking, waited on with a timeout: a device that stalls never holds up a stop.
     let pcm = PCM::new(device, Direction::Capture, true).map_err(e("open"))?;
     {
@@ -222,10 +231,10 @@ fn open_pcm(device: &str, fmt: PipeFormat) -> Result<PCM, String> {
         pcm.hw_params(&hwp).map_err(e("hw_params"))?;
         let got = hwp.get_rate().map_err(e("rate"))?;
         if got != fmt.rate {
-            return Err(format!(
-                "the device captures at {got} Hz, not {} Hz (set [controller] capture-format)",
-                fmt.rate
-            ));
+            return Err(CaptureError::Rate {
+                got,
+                want: fmt.rate,
+            });
         }
     }
     pcm.start().or_else(|_| pcm.prepare()).map_err(e("start"))?;

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod decode;
+pub mod item;
 pub mod pipe;
 pub mod radio;
 pub mod remix;
@@ -10,4 +11,5 @@ pub mod resample;
 pub mod source;
 
 pub use decode::AudioError;
+pub use item::Item;
 pub use source::Source;

@@ -201,6 +201,23 @@ struct Fetch {
     life: Arc<Life>,
 }
 
+/// Why a radio stream stopped (the reader reconnects after each).
+#[derive(Debug, thiserror::Error)]
+enum RadioError {
+    #[error("{0}")]
+    Http(Box<ureq::Error>),
+    #[error("not a stream we can decode: {0}")]
+    Format(symphonia::core::errors::Error),
+    #[error("no audio track")]
+    NoTrack,
+    #[error("no decoder: {0}")]
+    Codec(symphonia::core::errors::Error),
+    #[error("stream ended: {0}")]
+    Ended(symphonia::core::errors::Error),
+    #[error("undecodable: {0}")]
+    Undecodable(symphonia::core::errors::Error),
+}
+
 impl Fetch {
     /// The reader thread: connect, read, decode, hand over; reconnect on any failure. Ends when
     /// the source is gone.
@@ -234,14 +251,14 @@ impl Fetch {
     }
 
     /// One connection: Ok when the receiver went away, Err why the stream stopped.
-    fn stream_once(&self) -> Result<(), String> {
+    fn stream_once(&self) -> Result<(), RadioError> {
         let (url, tx, shared, life) = (&self.url, &self.tx, &self.shared, &self.life);
         let resp = agent(self.allow_local)
             .get(url)
             .set("Icy-MetaData", "1")
             .set("User-Agent", concat!("chorus/", env!("CARGO_PKG_VERSION")))
             .call()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| RadioError::Http(Box::new(e)))?;
         let metaint = resp
             .header("icy-metaint")
             .and_then(|v| v.trim().parse::<usize>().ok())
@@ -279,15 +296,15 @@ impl Fetch {
                 &FormatOptions::default(),
                 &MetadataOptions::default(),
             )
-            .map_err(|e| format!("not a stream we can decode: {e}"))?;
+            .map_err(RadioError::Format)?;
         let track = probed
             .format
             .default_track()
-            .ok_or("no audio track")?
+            .ok_or(RadioError::NoTrack)?
             .clone();
         let mut dec = symphonia::default::get_codecs()
             .make(&track.codec_params, &DecoderOptions::default())
-            .map_err(|e| e.to_string())?;
+            .map_err(RadioError::Codec)?;
         pump(&mut *probed.format, &mut *dec, tx)
     }
 }
@@ -325,19 +342,17 @@ fn pump(
     format: &mut dyn symphonia::core::formats::FormatReader,
     dec: &mut dyn symphonia::core::codecs::Decoder,
     tx: &SyncSender<Chunk>,
-) -> Result<(), String> {
+) -> Result<(), RadioError> {
     let mut sb: Option<SampleBuffer<f32>> = None;
     let mut bad = 0;
     loop {
-        let packet = format
-            .next_packet()
-            .map_err(|e| format!("stream ended: {e}"))?;
+        let packet = format.next_packet().map_err(RadioError::Ended)?;
         let buf = match dec.decode(&packet) {
             Ok(b) => b,
             Err(e) => {
                 bad += 1;
                 if bad > 64 {
-                    return Err(format!("undecodable: {e}"));
+                    return Err(RadioError::Undecodable(e));
                 }
                 continue;
             }

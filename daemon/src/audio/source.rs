@@ -6,7 +6,7 @@ use super::pipe::{PipeFormat, PipeReader};
 use super::radio::RadioReader;
 use super::remix::Remixer;
 use super::resample::StreamResampler;
-use super::AudioError;
+use super::{AudioError, Item};
 use std::path::{Path, PathBuf};
 
 /// Where a source's frames come from.
@@ -83,32 +83,31 @@ pub struct Source {
 }
 
 impl Source {
-    /// Opens `path` for a zone of `rate` Hz and `channels` channels.
+    /// Opens `path` (whatever it is: see `Item::classify`) for a zone of `rate` Hz and
+    /// `channels` channels.
     pub fn open(path: &Path, rate: u32, channels: usize) -> Result<Source, AudioError> {
-        Self::open_with(path, rate, channels, RawFormats::default())
+        let item = Item::classify(path.to_path_buf());
+        Self::open_with(&item, rate, channels, RawFormats::default())
     }
 
-    /// Opens `path`; a FIFO is read as raw PCM of `raw.fifo` format, an `alsa:` capture device
+    /// Opens `item`; a FIFO is read as raw PCM of `raw.fifo` format, an `alsa:` capture device
     /// in `raw.capture` format.
     pub fn open_with(
-        path: &Path,
+        item: &Item,
         rate: u32,
         channels: usize,
         raw: RawFormats,
     ) -> Result<Source, AudioError> {
-        let uri = path.to_string_lossy();
-        let fifo = raw.fifo;
-        let decoder = if super::capture::is_capture(&uri) {
-            Input::Capture(CaptureReader::open(&uri, raw.capture)?)
-        } else if super::radio::is_radio(&uri) {
-            Input::Radio(RadioReader::open(&uri, rate, channels, raw.radio_local)?)
-        } else if super::pipe::is_fifo(path) {
-            Input::Pipe(PipeReader::open(path, fifo)?)
-        } else {
-            Input::File(FileDecoder::open(path)?)
+        let decoder = match item {
+            Item::Capture(uri) => Input::Capture(CaptureReader::open(uri, raw.capture)?),
+            Item::Radio(url) => {
+                Input::Radio(RadioReader::open(url, rate, channels, raw.radio_local)?)
+            }
+            Item::Fifo(path) => Input::Pipe(PipeReader::open(path, raw.fifo)?),
+            Item::File(path) => Input::File(FileDecoder::open(path)?),
         };
         let mut s = Source {
-            path: path.into(),
+            path: item.path().to_path_buf(),
             remix: Remixer::new(decoder.channels().max(1), channels, decoder.layout()),
             resampler: None,
             res_rate: 0,

@@ -242,12 +242,13 @@ async fn zones(State(c): State<Arc<Ctx>>) -> Json<ZoneList> {
     })
 }
 
+/// Sends a command to a zone's streamer and answers with the zone's status once the command has
+/// taken effect (after its fade, 30 ms by default), or after a second at most.
 async fn send(c: &Ctx, z: Zoned, cmd: Command) -> ApiResult<ZoneStatus> {
-    if !c.zones[z.0].streamer.send(cmd) {
+    let Some(done) = c.zones[z.0].streamer.send_then(cmd) else {
         return Err(ApiError::internal("streamer is not running"));
-    }
-    // Give the streamer a moment so the answer reflects the command.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), done).await;
     Ok(Json(c.zone_status(z)?))
 }
 
@@ -277,7 +278,7 @@ async fn play(
 /// A URI's items, or the API error that says why there are none. The file system is read on a
 /// blocking thread: a folder of a slow disk (or a loop of symlinks, before the walk stopped
 /// following them) held an API worker for as long as the walk took.
-async fn expand(c: &Ctx, uri: &str) -> Result<Vec<std::path::PathBuf>, ApiError> {
+async fn expand(c: &Ctx, uri: &str) -> Result<Vec<crate::audio::Item>, ApiError> {
     let (uri, roots) = (uri.to_string(), c.media_roots.clone());
     let found = tokio::task::spawn_blocking(move || queue::expand(&uri, &roots))
         .await

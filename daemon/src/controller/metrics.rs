@@ -1,8 +1,9 @@
 //! The controller's Prometheus metrics, read from the same counters as its JSON status.
 
 use super::api::{Ctx, Zoned};
-use super::streamer::{TransportState, ZoneStatus};
+use super::streamer::TransportState;
 use crate::api::metrics::Metrics;
+use chorus_api::ZoneCounts;
 
 /// Writes the controller's figures: one sample per zone, labelled with its name, the sync
 /// service's counters and the speakers it hears.
@@ -11,44 +12,22 @@ pub fn write(c: &Ctx, m: &mut Metrics) {
     let zones: Vec<_> = (0..c.zones.len())
         .filter_map(|i| c.zone_status(Zoned(i)).ok())
         .collect();
-    type Field = fn(&ZoneStatus) -> f64;
-    let table: [(&str, &str, &str, Field); 5] = [
-        (
-            "chorus_controller_packets_sent_total",
-            "Audio datagrams sent.",
-            "counter",
-            |z| z.packets_sent as f64,
-        ),
-        (
-            "chorus_controller_parity_sent_total",
-            "Parity datagrams sent (forward error correction).",
-            "counter",
-            |z| z.parity_sent as f64,
-        ),
-        (
-            "chorus_controller_frames_sent_total",
-            "Audio frames sent.",
-            "counter",
-            |z| z.frames_sent as f64,
-        ),
-        (
-            "chorus_controller_send_errors_total",
-            "Failed multicast sends.",
-            "counter",
-            |z| z.send_errors as f64,
-        ),
-        (
-            "chorus_controller_playing",
-            "1 while the zone plays.",
-            "gauge",
-            |z| f64::from(u8::from(z.state == TransportState::Playing)),
-        ),
-    ];
-    for (name, help, kind, field) in table {
-        m.header(name, help, kind);
-        for z in &zones {
-            m.sample(name, &[("zone", &z.zone)], field(z));
+    // The zone counters' table, a header each, then a sample per zone.
+    let rows: Vec<_> = zones
+        .iter()
+        .map(|z| z.counts.rows().collect::<Vec<_>>())
+        .collect();
+    for (i, (name, help, _)) in ZoneCounts::default().rows().enumerate() {
+        m.header(name, help, "counter");
+        for (z, r) in zones.iter().zip(&rows) {
+            m.sample(name, &[("zone", &z.zone)], r[i].2 as f64);
         }
+    }
+    let playing = "chorus_controller_playing";
+    m.header(playing, "1 while the zone plays.", "gauge");
+    for z in &zones {
+        let on = f64::from(u8::from(z.state == TransportState::Playing));
+        m.sample(playing, &[("zone", &z.zone)], on);
     }
     c.sync_stats
         .snapshot()

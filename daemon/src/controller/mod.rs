@@ -4,6 +4,7 @@
 pub mod api;
 pub mod events;
 pub mod metrics;
+mod prefetch;
 pub mod proof;
 pub mod queue;
 pub mod registry;

@@ -7,6 +7,7 @@
 //! stalled the API), stop at 16 levels, `MAX_VISITED` entries and `MAX_ITEMS` files, and run
 //! on a blocking thread, not on the API's workers (the caller's business).
 
+use crate::audio::Item;
 use std::path::{Component, Path, PathBuf};
 
 /// Entries a folder walk looks at, at most.
@@ -98,7 +99,7 @@ fn is_playlist(p: &Path) -> bool {
 
 /// Expands `uri` (a path or `file://` URL) into the files to play, in order: only files under
 /// `roots`. Reads the file system: not on an async worker.
-pub fn expand(uri: &str, roots: &MediaRoots) -> Result<Vec<PathBuf>, QueueError> {
+pub fn expand(uri: &str, roots: &MediaRoots) -> Result<Vec<Item>, QueueError> {
     if crate::audio::capture::is_capture(uri) {
         // Line-in: one item, the device (opened, or refused with the device's reason, when
         // it plays).
@@ -107,7 +108,7 @@ pub fn expand(uri: &str, roots: &MediaRoots) -> Result<Vec<PathBuf>, QueueError>
                 uri.chars().take(80).collect(),
             ));
         }
-        return Ok(vec![PathBuf::from(uri)]);
+        return Ok(vec![Item::Capture(uri.into())]);
     }
     if crate::audio::radio::is_radio(uri) {
         // A live stream: one item, the URL itself.
@@ -116,7 +117,7 @@ pub fn expand(uri: &str, roots: &MediaRoots) -> Result<Vec<PathBuf>, QueueError>
                 uri.chars().take(80).collect(),
             ));
         }
-        return Ok(vec![PathBuf::from(uri)]);
+        return Ok(vec![Item::Radio(uri.into())]);
     }
     let path = match uri.strip_prefix("file://") {
         Some(p) => p,
@@ -155,7 +156,7 @@ pub fn expand(uri: &str, roots: &MediaRoots) -> Result<Vec<PathBuf>, QueueError>
     if out.is_empty() {
         return Err(QueueError::Empty(uri.into()));
     }
-    Ok(out)
+    Ok(out.into_iter().map(Item::classify).collect())
 }
 
 /// Audio files under `dir`, sorted, depth first. Symlinked folders are not followed (no
@@ -272,7 +273,7 @@ mod tests {
         let m = |p: &str| music.join(p).to_str().unwrap().to_string();
         assert_eq!(
             expand(&m("album"), &roots).unwrap(),
-            [music.join("album/a.flac")]
+            [Item::File(music.join("album/a.flac"))]
         );
         // Outside, through .., through a symlink (to a file and to a folder).
         for bad in [
@@ -306,18 +307,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             expand(m("").trim_end_matches('/'), &roots).unwrap(),
-            [music.join("album/a.flac")]
+            [Item::File(music.join("album/a.flac"))]
         );
         assert_eq!(
             expand(&m("list.m3u"), &roots).unwrap(),
-            [music.join("album/a.flac")]
+            [Item::File(music.join("album/a.flac"))]
         );
         // A loop of symlinked folders ends at once.
         std::os::unix::fs::symlink(&music, music.join("album/loop")).unwrap();
         std::os::unix::fs::symlink(music.join("album"), music.join("album/loop2")).unwrap();
         assert_eq!(
             expand(&m("album"), &roots).unwrap(),
-            [music.join("album/a.flac")]
+            [Item::File(music.join("album/a.flac"))]
         );
         // A root that is not there yet (a disk mounted later) is still a root.
         let later = MediaRoots::new(&["/media/not-yet/../not-yet"]);
@@ -341,16 +342,23 @@ mod tests {
         let q = expand(dir.to_str().unwrap(), &all()).unwrap();
         let names: Vec<_> = q
             .iter()
-            .map(|p| p.strip_prefix(&dir).unwrap().to_str().unwrap().to_string())
+            .map(|p| {
+                p.path()
+                    .strip_prefix(&dir)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(names, ["a.wav", "b.flac", "sub/c.mp3"]);
         let l = expand(dir.join("list.m3u").to_str().unwrap(), &all()).unwrap();
         assert_eq!(
             l,
             vec![
-                dir.join("sub/c.mp3"),
-                PathBuf::from("/abs/x.wav"),
-                PathBuf::from("https://radio.example/live")
+                Item::File(dir.join("sub/c.mp3")),
+                Item::File("/abs/x.wav".into()),
+                Item::Radio("https://radio.example/live".into())
             ]
         );
         assert!(matches!(
@@ -360,7 +368,7 @@ mod tests {
         // Radio: one item, the URL; other schemes and broken URLs are refused.
         assert_eq!(
             expand("http://radio/x", &all()).unwrap(),
-            vec![PathBuf::from("http://radio/x")]
+            vec![Item::Radio("http://radio/x".into())]
         );
         for bad in ["ftp://radio/x", "http://radio/a b", "smb://nas/music"] {
             assert!(
@@ -377,9 +385,9 @@ mod tests {
         assert_eq!(
             expand(dir.join("radio.PLS").to_str().unwrap(), &all()).unwrap(),
             vec![
-                PathBuf::from("https://radio.example/pls"),
-                dir.join("sub/c.mp3"),
-                PathBuf::from("/abs/y.flac")
+                Item::Radio("https://radio.example/pls".into()),
+                Item::File(dir.join("sub/c.mp3")),
+                Item::File("/abs/y.flac".into())
             ]
         );
         std::fs::write(dir.join("bad.pls"), "[playlist]\nFileX=a\nnothing\n").unwrap();

@@ -8,6 +8,7 @@
 //! the same frame everywhere.
 
 use super::transport::{Effects, FadeChange, Transport};
+use crate::audio::Item;
 use crate::audio::Source;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
 use crate::net::{SendBatch, SendError};
@@ -18,7 +19,6 @@ use crate::wire::{AudioHeader, SampleFormat};
 pub use chorus_api::{ErrorEvent, Repeat, StreamInfo, TransportState, ZoneStatus};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -30,7 +30,7 @@ pub enum Command {
     /// Replace the queue and play it from the start.
     Play {
         uri: String,
-        items: Vec<PathBuf>,
+        items: Vec<Item>,
     },
     Pause,
     Resume,
@@ -44,7 +44,7 @@ pub enum Command {
     Add {
         /// None: at the end.
         at: Option<usize>,
-        items: Vec<PathBuf>,
+        items: Vec<Item>,
     },
     Remove(usize),
     Move {
@@ -82,9 +82,12 @@ pub struct StreamParams {
 
 const MAX_ERRORS: usize = 32;
 
+/// Told when a command has taken effect and the zone's status shows it.
+type Reply = tokio::sync::oneshot::Sender<()>;
+
 /// Handle to the streamer thread.
 pub struct StreamerHandle {
-    tx: Mutex<Sender<Command>>,
+    tx: Mutex<Sender<(Command, Option<Reply>)>>,
     status: Arc<Mutex<ZoneStatus>>,
     /// The last datagrams sent, for repair requests.
     pub recent: Arc<Mutex<RecentDatagrams>>,
@@ -137,8 +140,15 @@ impl StreamerHandle {
     pub fn send(&self, cmd: Command) -> bool {
         self.tx
             .lock()
-            .map(|tx| tx.send(cmd).is_ok())
+            .map(|tx| tx.send((cmd, None)).is_ok())
             .unwrap_or(false)
+    }
+    /// Sends a command; the answer comes when it has taken effect (after its fade, if it
+    /// fades) and the status shows it. None if the streamer is not running.
+    pub fn send_then(&self, cmd: Command) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let sent = self.tx.lock().ok()?.send((cmd, Some(reply))).is_ok();
+        sent.then_some(done)
     }
     /// A copy of the current status.
     pub fn status(&self) -> Option<ZoneStatus> {
@@ -208,10 +218,7 @@ pub fn spawn(
             frames_per_packet: fpp,
         },
         session: 0,
-        frames_sent: 0,
-        packets_sent: 0,
-        parity_sent: 0,
-        send_errors: 0,
+        counts: Default::default(),
         errors: vec![],
     }));
     let session = rand::random::<u32>() | 1;
@@ -241,16 +248,16 @@ pub fn spawn(
         source: None,
         fade: None,
         pending: None,
+        pending_reply: None,
+        replies: Vec::new(),
+        prefetch: None,
         status: status.clone(),
         events,
         seen: Default::default(),
         buf: Vec::new(),
         pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
         errors: VecDeque::new(),
-        frames_sent: 0,
-        packets_sent: 0,
-        parity_sent: 0,
-        send_errors: 0,
+        counts: Default::default(),
         batch: SendBatch::new(true),
         fec,
         fec_pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
@@ -294,6 +301,11 @@ struct Streamer {
     source: Option<Source>,
     fade: Option<Fade>,
     pending: Option<Command>,
+    /// Who waits for the pending command, and who is to be told at the next status.
+    pending_reply: Option<Reply>,
+    replies: Vec<Reply>,
+    /// The next item, being opened ahead.
+    prefetch: Option<super::prefetch::Prefetch>,
     status: Arc<Mutex<ZoneStatus>>,
     /// Where the zone's changes go as they are published, and what was published last.
     events: Arc<crate::api::events::Events>,
@@ -301,10 +313,7 @@ struct Streamer {
     buf: Vec<f32>,
     pkt: Vec<u8>,
     errors: VecDeque<ErrorEvent>,
-    frames_sent: u64,
-    packets_sent: u64,
-    parity_sent: u64,
-    send_errors: u64,
+    counts: chorus_api::ZoneCounts,
     /// The datagrams of this wake-up, sent together at its end.
     batch: SendBatch,
     /// Parity of the group being sent, and the buffer its datagram is built in.
@@ -343,7 +352,7 @@ fn count_send(errors: &mut u64, dest: SocketAddr, sent: Result<(), SendError>) {
 }
 
 impl Streamer {
-    fn run(&mut self, rx: Receiver<Command>, shutdown: Arc<AtomicBool>) {
+    fn run(&mut self, rx: Receiver<(Command, Option<Reply>)>, shutdown: Arc<AtomicBool>) {
         loop {
             let wait = if self.t.state == TransportState::Playing {
                 // Until the next packet's latest send time; `send_due` then sends everything
@@ -358,12 +367,12 @@ impl Streamer {
                 Duration::from_nanos(until_tail.clamp(0, 50_000_000) as u64)
             };
             match rx.recv_timeout(wait) {
-                Ok(cmd) => self.command(cmd),
+                Ok((cmd, reply)) => self.command(cmd, reply),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            while let Ok(cmd) = rx.try_recv() {
-                self.command(cmd);
+            while let Ok((cmd, reply)) = rx.try_recv() {
+                self.command(cmd, reply);
             }
             if shutdown.load(Ordering::Relaxed) {
                 break;
@@ -374,12 +383,15 @@ impl Streamer {
             self.repeat_tail();
             self.announce();
             let sent = self.batch.flush(&self.socket, self.p.dest);
-            count_send(&mut self.send_errors, self.p.dest, sent);
+            count_send(&mut self.counts.send_errors, self.p.dest, sent);
             self.publish();
+            for r in self.replies.drain(..) {
+                let _ = r.send(());
+            }
         }
         // What the last commands queued (a stopped stream's last parity).
         let sent = self.batch.flush(&self.socket, self.p.dest);
-        count_send(&mut self.send_errors, self.p.dest, sent);
+        count_send(&mut self.counts.send_errors, self.p.dest, sent);
     }
 
     fn pts(&self, slot: i64) -> ControllerNs {
@@ -454,12 +466,7 @@ impl Streamer {
         st.muted = self.muted;
         if st.uri != self.t.uri || self.published_queue != self.t.queue_version {
             self.published_queue = self.t.queue_version;
-            st.queue = self
-                .t
-                .queue
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
+            st.queue = self.t.queue.iter().map(Item::to_string).collect();
             st.uri = self.t.uri.clone();
         }
         st.index = (self.t.state != TransportState::Stopped).then_some(self.t.index);
@@ -484,10 +491,7 @@ impl Streamer {
         };
         st.position_s = (sent - ahead).max(0.0);
         st.session = self.session;
-        st.frames_sent = self.frames_sent;
-        st.packets_sent = self.packets_sent;
-        st.parity_sent = self.parity_sent;
-        st.send_errors = self.send_errors;
+        st.counts = self.counts;
         if st.errors.len() != self.errors.len() || st.errors.last() != self.errors.back() {
             st.errors = self.errors.iter().cloned().collect();
         }

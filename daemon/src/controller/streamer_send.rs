@@ -34,6 +34,7 @@ impl Streamer {
                     if f.dir == FadeDir::Out {
                         if let Some(cmd) = self.pending.take() {
                             self.apply(cmd);
+                            self.replies.extend(self.pending_reply.take());
                         }
                     }
                 }
@@ -79,7 +80,7 @@ impl Streamer {
             for s in (0..TAIL_REPEAT).rev().map(|back| seq.wrapping_sub(back)) {
                 if let Some(d) = r.get(self.session, s) {
                     let sent = self.batch.push(&self.socket, self.p.dest, d);
-                    count_send(&mut self.send_errors, self.p.dest, sent);
+                    count_send(&mut self.counts.send_errors, self.p.dest, sent);
                 }
             }
         }
@@ -99,8 +100,8 @@ impl Streamer {
         }
         self.p.auth.seal(&mut self.fec_pkt);
         let sent = self.batch.push(&self.socket, self.p.dest, &self.fec_pkt);
-        count_send(&mut self.send_errors, self.p.dest, sent);
-        self.parity_sent += 1;
+        count_send(&mut self.counts.send_errors, self.p.dest, sent);
+        self.counts.parity_sent += 1;
     }
 
     pub(super) fn apply_fade(&mut self, frames: usize) {
@@ -147,7 +148,7 @@ impl Streamer {
             r.store(self.seq, &self.pkt);
         }
         let sent = self.batch.push(&self.socket, self.p.dest, &self.pkt);
-        count_send(&mut self.send_errors, self.p.dest, sent);
+        count_send(&mut self.counts.send_errors, self.p.dest, sent);
         let complete = self
             .fec
             .as_mut()
@@ -158,8 +159,8 @@ impl Streamer {
         self.seq = self.seq.wrapping_add(1);
         self.frame_index += frames as u64;
         self.next_slot += frames as i64;
-        self.frames_sent += frames as u64;
-        self.packets_sent += 1;
+        self.counts.frames_sent += frames as u64;
+        self.counts.packets_sent += 1;
     }
 
     pub(super) fn announce(&mut self) {
@@ -176,6 +177,6 @@ impl Streamer {
         let mut d = encode_announce(&a);
         self.p.auth.seal(&mut d);
         let sent = self.batch.push(&self.socket, self.p.dest, &d);
-        count_send(&mut self.send_errors, self.p.dest, sent);
+        count_send(&mut self.counts.send_errors, self.p.dest, sent);
     }
 }

@@ -2,9 +2,10 @@
 //! opening the item that plays.
 
 use super::*;
+use crate::controller::prefetch::Prefetch;
 
 impl Streamer {
-    pub(super) fn command(&mut self, cmd: Command) {
+    pub(super) fn command(&mut self, cmd: Command, reply: Option<Reply>) {
         log::info!("transport: {cmd:?}");
         let touches_current = match &cmd {
             Command::Resume
@@ -42,8 +43,13 @@ impl Streamer {
                 total: self.fade_frames,
             });
             self.pending = Some(cmd);
+            // A command that replaces one still waiting for its fade answers for it.
+            if let Some(old) = std::mem::replace(&mut self.pending_reply, reply) {
+                self.replies.push(old);
+            }
         } else {
             self.apply(cmd);
+            self.replies.extend(reply);
         }
     }
 
@@ -99,7 +105,7 @@ impl Streamer {
         self.t
             .queue
             .get(self.t.index)
-            .map(|p| p.display().to_string())
+            .map(Item::to_string)
             .unwrap_or_default()
     }
 
@@ -107,23 +113,24 @@ impl Streamer {
     /// the end of the queue.
     pub(super) fn open_current(&mut self) {
         self.source = None;
+        let (rate, ch, raw) = (self.p.rate, self.p.channels as usize, self.p.raw_formats);
         while self.t.index < self.t.queue.len() {
-            let path = self.t.queue[self.t.index].clone();
-            match Source::open_with(
-                &path,
-                self.p.rate,
-                self.p.channels as usize,
-                self.p.raw_formats,
-            ) {
+            let item = self.t.queue[self.t.index].clone();
+            let ahead = self.prefetch.take().and_then(|p| p.take(&item));
+            match ahead.unwrap_or_else(|| Source::open_with(&item, rate, ch, raw)) {
                 Ok(s) => {
                     let (r, c) = s.source_format();
-                    log::info!("playing {} ({} Hz, {} ch)", path.display(), r, c);
+                    log::info!("playing {item} ({r} Hz, {c} ch)");
                     self.source = Some(s);
                     self.opened += 1;
+                    self.prefetch = self
+                        .t
+                        .upcoming()
+                        .and_then(|next| Prefetch::start(next, rate, ch, raw));
                     return;
                 }
                 Err(e) => {
-                    self.record_error(path.display().to_string(), e.to_string());
+                    self.record_error(item.to_string(), e.to_string());
                     self.t.skip_failed();
                 }
             }

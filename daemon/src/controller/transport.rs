@@ -4,8 +4,8 @@
 //! timeline). No I/O: tested below.
 
 use super::streamer::{Command, Repeat, TransportState};
+use crate::audio::Item;
 use rand::seq::SliceRandom;
-use std::path::PathBuf;
 
 /// What the transport knows.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,7 +13,7 @@ pub struct Transport {
     pub state: TransportState,
     /// What was asked to play (a file, a folder, a playlist, a station).
     pub uri: Option<String>,
-    pub queue: Vec<PathBuf>,
+    pub queue: Vec<Item>,
     /// Bumped at every change of the queue (the status copies the queue only then).
     pub queue_version: u64,
     /// The item playing (or to play next).
@@ -204,10 +204,20 @@ impl Transport {
 
     /// The item playing ended: the next one, by the repeat mode.
     pub fn advance(&mut self) {
+        self.index = self.after_this();
+    }
+
+    /// The item that plays when this one ends, if the queue has one (what `advance` chooses:
+    /// the streamer opens it ahead).
+    pub fn upcoming(&self) -> Option<&Item> {
+        self.queue.get(self.after_this())
+    }
+
+    fn after_this(&self) -> usize {
         match self.repeat {
-            Repeat::One => {}
-            Repeat::All if self.index + 1 >= self.queue.len() => self.index = 0,
-            _ => self.index += 1,
+            Repeat::One => self.index,
+            Repeat::All if self.index + 1 >= self.queue.len() => 0,
+            _ => self.index + 1,
         }
     }
 }

@@ -3,9 +3,9 @@
 use super::*;
 use rand::SeedableRng;
 
-fn items(n: usize) -> Vec<PathBuf> {
+fn items(n: usize) -> Vec<Item> {
     (0..n)
-        .map(|i| PathBuf::from(format!("/m/{i}.flac")))
+        .map(|i| Item::File(format!("/m/{i}.flac").into()))
         .collect()
 }
 
@@ -93,13 +93,19 @@ fn next_and_previous_follow_the_repeat_mode_and_the_three_second_rule() {
     t.apply(Command::Previous, true, 1.0, &mut rng());
     assert_eq!(t.index, 1);
     // The end of an item: repeat one plays it again, all wraps, off goes on.
+    // What is opened ahead is what `advance` then plays.
     let mut t = playing(3, 2);
+    assert_eq!(t.upcoming(), None);
     t.repeat = Repeat::One;
+    assert_eq!(t.upcoming(), Some(&items(3)[2]));
     t.advance();
     assert_eq!(t.index, 2);
     t.repeat = Repeat::All;
+    assert_eq!(t.upcoming(), Some(&items(3)[0]));
     t.advance();
     assert_eq!(t.index, 0);
+    t.repeat = Repeat::Off;
+    assert_eq!(t.upcoming(), Some(&items(3)[1]));
 }
 
 #[test]
@@ -151,7 +157,7 @@ fn the_item_playing_stays_the_one_playing_when_another_moves() {
     let mut t = playing(5, 2);
     t.apply(Command::Move { from: 0, to: 4 }, true, 1.0, &mut rng());
     assert_eq!(t.index, 1);
-    assert_eq!(t.queue[1], PathBuf::from("/m/2.flac"));
+    assert_eq!(t.queue[1], Item::File("/m/2.flac".into()));
 }
 
 #[test]

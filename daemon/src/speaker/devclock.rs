@@ -443,6 +443,8 @@ impl DeviceClock {
             uncertainty_us: (self.hi - self.lo) / 1000.0,
             restarts: self.restarts,
             edge_jitter_us: self.jittery_floor().map(|_| self.floor.spread() / 1000.0),
+            position: self.p_ref,
+            position_at_ns: self.heard(self.p_ref).map_or(0, |t| t.0),
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::wire::auth::Auth;
 use crate::wire::packet::{encode_heartbeat, parse, Packet};
 use crate::wire::{Heartbeat, SyncRequest};
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,59 @@ const POLL_QUIET: Duration = Duration::from_nanos(crate::sync::QUIET_POLL_NS as 
 /// what it learnt, and the playout goes on with it).
 const LOST_AFTER_NS: i64 = 5_000_000_000;
 
+/// What the exchange loop keeps from one request to the next.
+struct Exchanges {
+    /// Requests sent and not answered yet (id, t1).
+    outstanding: HashMap<u64, LocalNs>,
+    next_id: u64,
+    /// The model's verdict after the last exchange (read under the lock taken for it).
+    verdict: Verdict,
+    /// When the last answer came.
+    answered: LocalNs,
+    /// The controller time t3 of the last answer: echoed in the next request, it proves to the
+    /// controller that we receive its answers here (it sends repairs only to such hosts).
+    proof: i64,
+}
+
+impl Exchanges {
+    /// Takes an answer in, if it is one to a request of ours.
+    fn take(
+        &mut self,
+        shared: &Shared,
+        auth: &Auth,
+        ctl: SocketAddr,
+        bytes: &[u8],
+        from: SocketAddr,
+        t4: LocalNs,
+    ) {
+        if let Some((v, t3)) =
+            take_answer(shared, auth, &mut self.outstanding, ctl, bytes, from, t4)
+        {
+            (self.verdict, self.proof, self.answered) = (v, t3, t4);
+        }
+    }
+
+    /// Sends the next request.
+    fn request(&mut self, auth: &Auth, socket: &UdpSocket, ctl: SocketAddr, clock: &SharedClock) {
+        self.next_id += 1;
+        let t1 = clock.now();
+        if self.outstanding.len() > 64 {
+            self.outstanding.clear();
+        }
+        self.outstanding.insert(self.next_id, t1);
+        let mut req = SyncRequest {
+            id: self.next_id,
+            t1,
+            proof: self.proof,
+        }
+        .encode();
+        auth.seal(&mut req);
+        if let Err(e) = socket.send_to(&req, ctl) {
+            log::debug!("sync request to {ctl} failed: {e}");
+        }
+    }
+}
+
 /// Exchanges sync datagrams with the controller (see `poll`; lock after six, about 0.06 s), and
 /// sends the heartbeat once a second.
 pub fn sync_client(
@@ -37,7 +90,7 @@ pub fn sync_client(
     api_port: u16,
     auth: Auth,
 ) -> std::io::Result<()> {
-    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
     let stamped = match crate::net::enable_rx_timestamps(&socket) {
         Ok(()) => true,
         Err(e) => {
@@ -46,17 +99,15 @@ pub fn sync_client(
         }
     };
     let mut rate = crate::net::RealtimeRate::new();
-    let mut outstanding: HashMap<u64, LocalNs> = HashMap::new();
-    let mut next_id: u64 = rand::random::<u32>() as u64;
+    let mut x = Exchanges {
+        outstanding: HashMap::new(),
+        next_id: rand::random::<u32>() as u64,
+        verdict: Verdict::default(),
+        answered: clock.now(),
+        proof: 0,
+    };
     let mut buf = [0u8; 256];
     let mut last_heartbeat = LocalNs(i64::MIN / 2);
-    // The model's verdict after the last exchange (read under the lock taken for it).
-    let mut verdict = Verdict::default();
-    // When the last answer came.
-    let mut answered = clock.now();
-    // The controller time t3 of the last answer: echoed in the next request, it proves to the
-    // controller that we receive its answers here (it sends repairs only to such hosts).
-    let mut proof: i64 = 0;
     // The answer to the last request is read at this wake-up, not when it came.
     let mut late = false;
     // This speaker's place on the controller's poll grid.
@@ -71,15 +122,11 @@ pub fn sync_client(
             while let Ok((len, from, t4)) =
                 crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false)
             {
-                if let Some((v, t3)) =
-                    take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
-                {
-                    (verdict, proof, answered) = (v, t3, t4);
-                }
+                x.take(&shared, &auth, ctl, &buf[..len], from, t4);
             }
         }
         let now = clock.now();
-        if now.since(answered) > LOST_AFTER_NS && shared.set_locked(false) {
+        if now.since(x.answered) > LOST_AFTER_NS && shared.set_locked(false) {
             log::warn!("no answer from {ctl} for 5 s: clock not locked any more");
         }
         // About once a second: with every second quiet poll (polls a hair under 500 ms apart
@@ -88,27 +135,12 @@ pub fn sync_client(
             last_heartbeat = now;
             send_heartbeat(&shared, &auth, &socket, ctl, api_port, now);
         }
-        next_id += 1;
-        let t1 = clock.now();
-        if outstanding.len() > 64 {
-            outstanding.clear();
-        }
-        outstanding.insert(next_id, t1);
-        let mut req = SyncRequest {
-            id: next_id,
-            t1,
-            proof,
-        }
-        .encode();
-        auth.seal(&mut req);
-        if let Err(e) = socket.send_to(&req, ctl) {
-            log::debug!("sync request to {ctl} failed: {e}");
-        }
+        x.request(&auth, &socket, ctl, &clock);
         // On a quiet path the answer waits in the socket, its kernel stamp saying when it
         // came, and is read at the next poll: one wake-up per exchange instead of two (the
         // answer, then the poll). This needs the stamps, and the realtime clock's rate
         // against ours to convert their age.
-        let wait = match poll(verdict, stamped && rate.known()) {
+        let wait = match poll(x.verdict, stamped && rate.known()) {
             Poll::OnGrid => {
                 late = true;
                 std::thread::sleep(until_next_poll(&shared, &clock, phase_ns));
@@ -123,17 +155,11 @@ pub fn sync_client(
             if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
                 break;
             }
-            let (len, from, t4) =
-                match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true) {
-                    Ok(r) => r,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
-                    Err(_) => break,
-                };
-            if let Some((v, t3)) =
-                take_answer(&shared, &auth, &mut outstanding, ctl, &buf[..len], from, t4)
-            {
-                (verdict, proof, answered) = (v, t3, t4);
+            match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true) {
+                Ok((len, from, t4)) => x.take(&shared, &auth, ctl, &buf[..len], from, t4),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
+                Err(_) => break,
             }
         }
     }

@@ -2,8 +2,9 @@
 //! its handler's `#[utoipa::path]`, and what every operation of a kind shares from the rules
 //! that make it so (the guard's 401 and 429 on calls that change state, the JSON extractor's
 //! 400, 415 and 422 on calls with a body, `?zone=`'s 400 and 404). Served at
-//! `/api/v1/openapi.json`; tests/tests/api.rs checks it against the routes in the source and
-//! calls every operation as documented.
+//! `/api/v1/openapi.json`. Above both roles (it gathers their routes), beside `daemon`. The
+//! tests (tests/tests/api.rs) check it against the routes in the source and
+//! call every operation as documented.
 
 use serde_json::json;
 use std::sync::OnceLock;
