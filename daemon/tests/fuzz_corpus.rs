@@ -1,6 +1,7 @@
 //! Replays the fuzz corpus (`daemon/fuzz/corpus/<target>/`, grown by `cargo fuzz`, see
 //! docs/FUZZING.md) and a set of hand-made malformed datagrams through the same entry points as
 //! the fuzz targets: no input may panic, and the parsers must refuse every malformed one.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus::fuzz;
 use chorus::wire::auth::Auth;

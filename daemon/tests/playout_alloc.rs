@@ -2,6 +2,7 @@
 //! allocator watches that one thread while real multicast datagrams stream through its socket
 //! (recvmmsg, parse, decode), the jitter buffer, the scheduler, the resampler (a DAC 300 ppm off
 //! keeps it engaged) and the simulated DAC.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus::clock::{ControllerNs, LocalNs, MonotonicRaw, SharedClock};
 use chorus::speaker::net::{Expect, StreamReceiver};

@@ -3,6 +3,7 @@
 //!
 //! Every speaker gets its own clock offset and frequency error (the daemon's `[testing]`
 //! section), so a test cannot pass because processes share the host clock.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 #![forbid(unsafe_code)]
 
 use serde_json::Value;

@@ -1,5 +1,6 @@
 //! The ALSA backend through alsa-lib itself, with PCMs from a test asoundrc: a `file` PCM over
 //! `null` captures exactly what the backend wrote.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus::clock::{MonotonicRaw, SharedClock};
 use chorus::speaker::output::{alsa::AlsaOutput, Output};

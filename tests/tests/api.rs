@@ -3,6 +3,7 @@
 //! documented; a property test throws malformed and out-of-range input at every operation
 //! (never a 5xx, always a documented status with a JSON error); the token and the rate limit;
 //! the event stream.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus_tests::*;
 use serde_json::{json, Value};

@@ -1,4 +1,5 @@
 //! `chorusd check-config` and `chorusctl` error handling, through the real binaries.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus_tests::*;
 use std::process::Command;

@@ -6,6 +6,7 @@
 //! must play together within 1 ms median, 2 ms at most: what is held today, not the goal (the
 //! skew wanders by a few hundred µs in the first seconds; before the device clock it was
 //! 2.5-2.8 ms p99 with holes). tests/rig/device-bench measures.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus_tests::*;
 use std::process::{Child, Command, Stdio};

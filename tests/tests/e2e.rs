@@ -4,6 +4,7 @@
 //! Content is checked sample by sample on each speaker's stream tap (what it scheduled, before
 //! the resampler); alignment is measured on what its simulated DAC played, by cross-correlation
 //! on the host's common clock.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus_tests::*;
 use std::time::{Duration, Instant};

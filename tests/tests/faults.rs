@@ -1,6 +1,7 @@
 //! Faults and hostile traffic: spoofed and replayed datagrams on the zone's group, lossy paths,
 //! a controller killed mid-track. Real processes, over loopback multicast or, where the issue
 //! asks for separate hosts, in network namespaces on a bridge (`Lan`, needs root).
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus_tests::*;
 use serde_json::Value;

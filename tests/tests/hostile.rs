@@ -1,6 +1,7 @@
 //! Attacks from the LAN against a default install (no datagram key, no API token), as real
 //! processes: the controller, a speaker and an attacker each in their own network namespace;
 //! and a careless day (a disk that fills up).
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus_tests::*;
 use std::process::Stdio;

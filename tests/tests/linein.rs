@@ -2,6 +2,7 @@
 //! asoundrc: a `file` PCM over `null` whose capture reads a raw file (`infile`). `null`
 //! delivers as fast as it is read, so this also shows the reader pacing a device that is
 //! faster than real time.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus_tests::*;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! systemd integration: READY=1 once the API listens and audio is set up, watchdog pings while
 //! healthy, STOPPING=1 on SIGTERM — checked with a fake NOTIFY_SOCKET.
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
 use chorus_tests::*;
 use std::os::unix::net::UnixDatagram;

@@ -21,6 +21,7 @@
 //!   [--log FILE]`: random attacks for a soak (see attack.rs).
 //! - `chorus-rig soak-report DIR --attacks FILE --track-frames N NAME...`: what they did (see
 //!   soak.rs).
+#![allow(clippy::too_many_lines)] // scenarios read top to bottom
 #![forbid(unsafe_code)]
 
 mod attack;
