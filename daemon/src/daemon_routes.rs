@@ -2,6 +2,7 @@
 //! guard around them all.
 
 use super::*;
+use crate::controller::api::ZoneQuery;
 
 /// The routes every role serves, in the API document.
 #[derive(utoipa::OpenApi)]
@@ -91,17 +92,11 @@ async fn metrics(State(roles): State<Arc<Roles>>) -> impl axum::response::IntoRe
     )
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusQuery {
-    zone: Option<String>,
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/status",
     summary = "Roles running here, their status, clocks",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "status of every role", body = chorus_api::Status),
         (status = 404, description = "no zone of that name (or this daemon is no controller)", body = chorus_api::ErrorBody),
@@ -109,7 +104,7 @@ struct StatusQuery {
 )]
 async fn status(
     State(roles): State<Arc<Roles>>,
-    q: Result<axum::extract::Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<axum::extract::Query<ZoneQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<chorus_api::Status>, api::ApiError> {
     let q = q.map_err(|e| api::ApiError::bad_request(format!("query: {}", e.body_text())))?;
     let zone = match (&roles.controller, &q.zone) {

@@ -61,14 +61,7 @@ mod tests {
         assert_eq!(p("alsa:hw:1"), Item::Capture("alsa:hw:1".into()));
         assert_eq!(p("/music/a.flac"), Item::File("/music/a.flac".into()));
         let dir = std::env::temp_dir().join(format!("chorus-item-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let fifo = dir.join("fifo");
-        let _ = std::fs::remove_file(&fifo);
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        let fifo = crate::audio::pipe::tests::make_fifo(&dir, "fifo");
         assert_eq!(Item::classify(fifo.clone()), Item::Fifo(fifo.clone()));
         assert_eq!(
             Item::Fifo(fifo.clone()).to_string(),

@@ -138,7 +138,7 @@ impl PipeReader {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -162,17 +162,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn reads_whole_frames_and_gives_silence_when_empty() {
-        let dir = std::env::temp_dir().join(format!("chorus-pipe-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let fifo = dir.join("f");
+    /// A fresh FIFO at `dir/name` (for tests).
+    pub(crate) fn make_fifo(dir: &Path, name: &str) -> std::path::PathBuf {
+        let _ = std::fs::create_dir_all(dir);
+        let fifo = dir.join(name);
         let _ = std::fs::remove_file(&fifo);
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap();
         assert!(made.success());
+        fifo
+    }
+
+    #[test]
+    fn reads_whole_frames_and_gives_silence_when_empty() {
+        let dir = std::env::temp_dir().join(format!("chorus-pipe-{}", std::process::id()));
+        let fifo = make_fifo(&dir, "f");
         assert!(is_fifo(&fifo));
         let mut r = PipeReader::open(&fifo, PipeFormat::default()).unwrap();
         let mut out = vec![];

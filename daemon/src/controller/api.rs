@@ -86,10 +86,13 @@ impl Ctx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Zoned(pub usize);
 
-#[derive(Deserialize)]
+/// `?zone=NAME`: the zone a call acts on (the API document's parameter too).
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ZoneQuery {
-    zone: Option<String>,
+#[into_params(parameter_in = Query)]
+pub(crate) struct ZoneQuery {
+    /// The zone, by name (default: the first).
+    pub(crate) zone: Option<String>,
 }
 
 impl FromRequestParts<Arc<Ctx>> for Zoned {
@@ -199,7 +202,7 @@ pub fn routes(ctx: Arc<Ctx>) -> Router {
     get,
     path = "/api/v1/zone",
     summary = "Zone status: transport, queue, now playing, stream format",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
     )
@@ -256,7 +259,7 @@ async fn send(c: &Ctx, z: Zoned, cmd: Command) -> ApiResult<ZoneStatus> {
     post,
     path = "/api/v1/play",
     summary = "Replace the queue with a file, folder or .m3u on the controller's box and play it",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     request_body = chorus_api::PlayBody,
     responses(
         (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
@@ -295,7 +298,7 @@ async fn expand(c: &Ctx, uri: &str) -> Result<Vec<crate::audio::Item>, ApiError>
     put,
     path = "/api/v1/zone/volume",
     summary = "Zone volume: scales every speaker of the zone (glides over 30 ms; 100: the stream untouched)",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     request_body = chorus_api::VolumeBody,
     responses(
         (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
@@ -314,7 +317,7 @@ async fn zone_volume(
     put,
     path = "/api/v1/zone/mute",
     summary = "Mute or unmute the whole zone",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     request_body = chorus_api::MuteBody,
     responses(
         (status = 200, description = "zone status", body = chorus_api::ZoneStatus),
@@ -333,7 +336,7 @@ async fn zone_mute(
     post,
     path = "/api/v1/pause",
     summary = "Pause (fades out)",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
     )
@@ -345,7 +348,7 @@ async fn pause(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     post,
     path = "/api/v1/resume",
     summary = "Resume (fades in)",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
     )
@@ -357,7 +360,7 @@ async fn resume(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     post,
     path = "/api/v1/stop",
     summary = "Stop",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
     )
@@ -369,7 +372,7 @@ async fn stop(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     post,
     path = "/api/v1/next",
     summary = "Next item of the queue",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
     )
@@ -381,7 +384,7 @@ async fn next(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> {
     post,
     path = "/api/v1/previous",
     summary = "Previous item of the queue",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "zone status after the command", body = chorus_api::ZoneStatus),
     )
@@ -394,7 +397,7 @@ async fn previous(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResult<ZoneStatus> 
     post,
     path = "/api/v1/seek",
     summary = "Seek within the current item",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     request_body = chorus_api::SeekBody,
     responses(
         (status = 200, description = "zone status", body = chorus_api::ZoneStatus),

@@ -33,7 +33,7 @@ pub(super) fn position(p: i64, len: usize, end_ok: bool) -> Result<usize, ApiErr
     get,
     path = "/api/v1/queue",
     summary = "The queue, the item playing (0-based) and the repeat mode",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "the queue", body = chorus_api::QueueView),
     )
@@ -51,7 +51,7 @@ pub(super) async fn queue_cmd(c: &Ctx, z: Zoned, cmd: Command) -> ApiResult<Queu
     post,
     path = "/api/v1/queue",
     summary = "Add a file, folder, .m3u or FIFO to the queue, at the end or at a position (the item playing stays playing)",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     request_body = chorus_api::AddBody,
     responses(
         (status = 200, description = "the queue", body = chorus_api::QueueView),
@@ -75,7 +75,7 @@ pub(super) async fn queue_add(
     delete,
     path = "/api/v1/queue/{position}",
     summary = "Remove an item (0-based); removing the item playing moves on to the next",
-    params(("position" = i64, Path, description = "0-based"), ("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(("position" = i64, Path, description = "0-based"), ZoneQuery),
     responses(
         (status = 200, description = "the queue", body = chorus_api::QueueView),
         (status = 422, description = "no item at that position", body = chorus_api::ErrorBody),
@@ -97,7 +97,7 @@ pub(super) async fn queue_remove(
     post,
     path = "/api/v1/queue/move",
     summary = "Move an item (the item playing stays playing)",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     request_body = chorus_api::MoveBody,
     responses(
         (status = 200, description = "the queue", body = chorus_api::QueueView),
@@ -118,7 +118,7 @@ pub(super) async fn queue_move(
     delete,
     path = "/api/v1/queue",
     summary = "Clear the queue (and stop)",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "the queue", body = chorus_api::QueueView),
     )
@@ -131,7 +131,7 @@ pub(super) async fn queue_clear(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiResul
     post,
     path = "/api/v1/queue/shuffle",
     summary = "Shuffle the queue; the item playing stays playing and becomes the first",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     responses(
         (status = 200, description = "the queue", body = chorus_api::QueueView),
     )
@@ -144,7 +144,7 @@ pub(super) async fn queue_shuffle(State(c): State<Arc<Ctx>>, z: Zoned) -> ApiRes
     put,
     path = "/api/v1/repeat",
     summary = "Repeat mode: off, all (the queue), one (the item)",
-    params(("zone" = Option<String>, Query, description = "the zone, by name (default: the first)")),
+    params(ZoneQuery),
     request_body = chorus_api::RepeatBody,
     responses(
         (status = 200, description = "the queue", body = chorus_api::QueueView),
