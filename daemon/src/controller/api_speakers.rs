@@ -3,13 +3,21 @@
 
 use super::*;
 
+/// `{name}` in a speaker's routes (the extractor and the API document's parameter).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct SpeakerName {
+    /// The speaker, by the name it reports.
+    name: String,
+}
+
 /// Moves a speaker to another zone: the speaker joins that zone's stream and switches to it at
 /// a frame boundary once it is due (no gap, a short crossing fade).
 #[utoipa::path(
     put,
     path = "/api/v1/speakers/{name}/zone",
     summary = "Move a speaker to another zone: it joins that zone's stream and switches to it at a frame boundary once it is due (no gap, a 10 ms fade across)",
-    params(("name" = String, Path, description = "the speaker, by the name it reports")),
+    params(SpeakerName),
     request_body = chorus_api::SpeakerZoneBody,
     responses(
         (status = 200, description = "the speaker's status (its zone is the new one; `switching` until the new stream plays)", body = chorus_api::SpeakerStatus),
@@ -20,7 +28,7 @@ use super::*;
 )]
 pub(super) async fn speaker_zone(
     State(c): State<Arc<Ctx>>,
-    Path(name): Path<String>,
+    Path(SpeakerName { name }): Path<SpeakerName>,
     b: Result<Json<SpeakerZoneBody>, JsonRejection>,
 ) -> ApiResult<SpeakerStatus> {
     let want = body(b)?.zone;
@@ -66,7 +74,7 @@ pub(super) fn find(c: &Ctx, name: &str) -> Result<SpeakerInfo, ApiError> {
     get,
     path = "/api/v1/speakers/{name}",
     summary = "One speaker as the controller knows it",
-    params(("name" = String, Path, description = "the speaker, by the name it reports")),
+    params(SpeakerName),
     responses(
         (status = 200, description = "the speaker", body = chorus_api::SpeakerInfo),
         (status = 404, description = "no speaker of that name", body = chorus_api::ErrorBody),
@@ -74,7 +82,7 @@ pub(super) fn find(c: &Ctx, name: &str) -> Result<SpeakerInfo, ApiError> {
 )]
 pub(super) async fn speaker(
     State(c): State<Arc<Ctx>>,
-    Path(name): Path<String>,
+    Path(SpeakerName { name }): Path<SpeakerName>,
 ) -> ApiResult<SpeakerInfo> {
     Ok(Json(find(&c, &name)?))
 }
@@ -135,7 +143,7 @@ pub(super) async fn forward(
     put,
     path = "/api/v1/speakers/{name}/volume",
     summary = "Set a speaker's volume (forwarded to it)",
-    params(("name" = String, Path, description = "the speaker, by the name it reports")),
+    params(SpeakerName),
     request_body = chorus_api::VolumeBody,
     responses(
         (status = 200, description = "the speaker's status", body = chorus_api::SpeakerStatus),
@@ -146,7 +154,7 @@ pub(super) async fn forward(
 )]
 pub(super) async fn speaker_volume(
     State(c): State<Arc<Ctx>>,
-    Path(name): Path<String>,
+    Path(SpeakerName { name }): Path<SpeakerName>,
     b: Result<Json<VolumeBody>, JsonRejection>,
 ) -> ApiResult<SpeakerStatus> {
     let v = check_volume(body(b)?.volume)?;
@@ -166,7 +174,7 @@ pub(super) async fn speaker_volume(
     put,
     path = "/api/v1/speakers/{name}/mute",
     summary = "Mute or unmute a speaker (forwarded to it)",
-    params(("name" = String, Path, description = "the speaker, by the name it reports")),
+    params(SpeakerName),
     request_body = chorus_api::MuteBody,
     responses(
         (status = 200, description = "the speaker's status", body = chorus_api::SpeakerStatus),
@@ -176,7 +184,7 @@ pub(super) async fn speaker_volume(
 )]
 pub(super) async fn speaker_mute(
     State(c): State<Arc<Ctx>>,
-    Path(name): Path<String>,
+    Path(SpeakerName { name }): Path<SpeakerName>,
     b: Result<Json<MuteBody>, JsonRejection>,
 ) -> ApiResult<SpeakerStatus> {
     let m = body(b)?.muted;

@@ -5,7 +5,13 @@
 
 use crate::audio::source::RawFormats;
 use crate::audio::{AudioError, Item, Source};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
+
+/// Opening threads running at once, at most: a dropped prefetch's thread runs until its open
+/// returns, and a share that hangs must not collect one thread per `next`.
+const MOST: usize = 2;
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// An item being (or done being) opened.
 pub(super) struct Prefetch {
@@ -19,15 +25,24 @@ impl Prefetch {
         if !matches!(item, Item::File(_)) {
             return None;
         }
+        if RUNNING.fetch_add(1, Ordering::SeqCst) >= MOST {
+            // Opened when it plays, as without a prefetch.
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
         let (tx, rx) = sync_channel(1);
         let it = item.clone();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("chorus-prefetch".into())
             .spawn(move || {
                 // The streamer may have moved on: then nobody takes it.
                 let _ = tx.send(Source::open_with(&it, rate, channels, raw));
-            })
-            .ok()?;
+                RUNNING.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
         Some(Prefetch {
             item: item.clone(),
             rx,
