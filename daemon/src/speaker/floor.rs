@@ -8,8 +8,8 @@
 //! lifts it, an early one holds it down for the window): two speakers on one JACK server
 //! wandered ±20–50 µs apart.
 //!
-//! Here every upper bound of the last minute is kept, and a line is fitted through the lower
-//! half of them: least squares, then again through those below the median of the residuals,
+//! Here every upper bound of the last four minutes is kept, and a line is fitted through the
+//! lower half of them (older bounds weighing less, by e per two minutes): least squares, then again through those below the median of the residuals,
 //! four times. Replayed against two minutes of edges recorded from two clients of one JACK
 //! server (one bound per wake-up, as the playout thread takes them), the statistics compare
 //! so (|skew| between the two speakers' lines, p99): the lowest bound of each second through
@@ -23,7 +23,9 @@
 //! with the caller's rate, hundreds of ppm off in the first second, parted two speakers by
 //! 300 µs on a JACK rig).
 //! When the bounds of the last three seconds all lie far to one side, the device's timeline
-//! moved (an xrun): the fit starts again from them.
+//! moved (an xrun): the fit starts again from them. A long memory lags a rate that changes
+//! (a crystal warming up): a second line, of 20 s memory, is fitted beside it, and when the two
+//! part by more than four of the short line's deviations the older bounds are let go.
 //!
 //! Each bound comes with the reading before it, which still showed the old position: a lower
 //! bound on the same edge. A sharp edge (a hardware pointer, the sim) lies after all of them;
@@ -33,9 +35,9 @@
 
 use std::collections::VecDeque;
 
-/// Bounds kept: the last minute.
-const WINDOW_NS: f64 = 60_000_000_000.0;
-const BOUNDS: usize = 4096;
+/// Bounds kept: the last four minutes.
+const WINDOW_NS: f64 = 240_000_000_000.0;
+const BOUNDS: usize = 8192;
 /// The line is refitted each time this much time has passed.
 const REFIT_NS: f64 = 1_000_000_000.0;
 /// The line is fitted from this many bounds spanning this long.
@@ -47,9 +49,20 @@ const SHARP_NS: f64 = 5_000.0;
 /// fits in a row (a timeline that moved contradicts it for a moment too).
 const JITTERY_SHARE: f64 = 0.05;
 const JITTERY_FITS: u32 = 3;
-/// Older bounds weigh less: by e for each this long (a rate that changed bends the line for
-/// less long).
-const MEMORY_NS: f64 = 30_000_000_000.0;
+/// Older bounds weigh less: by e for each this long. The line's height is the mean of the
+/// lower half of the bounds, and a dozen bounds a second scatter by 50 µs: replayed through
+/// 300 s of readings recorded from two speakers on one JACK server, the two lines parted by
+/// p99 22 µs with 30 s, 14 µs with 90 s and 11 µs with 120 s (and a four-minute window).
+const MEMORY_NS: f64 = 120_000_000_000.0;
+/// The check against a rate that changed: a line of this memory through the bounds of three
+/// times as long, which follows a change within seconds, and scatters more.
+const SHORT_MEMORY_NS: f64 = 20_000_000_000.0;
+/// When the short line's height now lies this many of its deviations from the long one (and
+/// at least `CHANGE_MIN_NS`), the rate changed (the long line lags a rate that drifts by
+/// 0.1 ppm a minute by 24 µs): the bounds older than `CHANGE_KEEP_NS` go.
+const CHANGE_SIGMAS: f64 = 4.0;
+const CHANGE_MIN_NS: f64 = 15_000.0;
+const CHANGE_KEEP_NS: f64 = 40_000_000_000.0;
 /// Rounds of fitting through the lower half.
 const ROUNDS: usize = 4;
 /// All bounds of the last this long this far on one side of the line: the timeline moved.
@@ -70,6 +83,15 @@ impl Line {
     }
 }
 
+/// A fitted line, how far its kept bounds lie from it, and how well its height at the newest
+/// bound is known (ns, one deviation each).
+#[derive(Debug, Clone, Copy)]
+struct Fitted {
+    line: Line,
+    spread: f64,
+    sigma: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Floor {
     nominal: f64,
@@ -86,6 +108,7 @@ pub struct Floor {
     /// Fits in a row whose edges came at varying moments after the line (a plugin's callback).
     jittery_fits: u32,
     shifts: u64,
+    changes: u64,
 }
 
 impl Floor {
@@ -100,6 +123,7 @@ impl Floor {
             spread: f64::INFINITY,
             jittery_fits: 0,
             shifts: 0,
+            changes: 0,
         }
     }
 
@@ -132,6 +156,11 @@ impl Floor {
         self.shifts
     }
 
+    /// Times the rate was seen to change (the older bounds were let go).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// An edge: the device passed `p` after `lo` and at or before `t`.
     pub fn add(&mut self, p: i64, t: f64, lo: f64) {
         while self.bounds.len() >= BOUNDS
@@ -144,11 +173,37 @@ impl Floor {
             return;
         }
         self.fitted_at = t;
-        let Some(line) = self.fit() else {
+        let Some(mut fitted) = self.fit(MEMORY_NS, f64::NEG_INFINITY) else {
             self.line = None;
             return;
         };
-        // Every bound of the last three seconds far on one side: the timeline moved.
+        if self.moved(fitted.line, t) {
+            self.shifts += 1;
+            self.forget_before(t - SHIFT_AFTER_NS);
+            self.line = self
+                .fit(MEMORY_NS, f64::NEG_INFINITY)
+                .map(|f| self.judge(f));
+            return;
+        }
+        // A rate that changed: the short line parts from the long one by more than its
+        // scatter explains.
+        let first = self.bounds.front().map_or(t, |b| b.1);
+        if t - first > 3.0 * SHORT_MEMORY_NS {
+            if let Some(short) = self.fit(SHORT_MEMORY_NS, t - 3.0 * SHORT_MEMORY_NS) {
+                let gap = (short.line.at(p) - fitted.line.at(p)).abs();
+                if gap > (CHANGE_SIGMAS * short.sigma).max(CHANGE_MIN_NS) {
+                    self.changes += 1;
+                    self.forget_before(t - CHANGE_KEEP_NS);
+                    fitted = self.fit(MEMORY_NS, f64::NEG_INFINITY).unwrap_or(short);
+                }
+            }
+        }
+        self.line = Some(self.judge(fitted));
+    }
+
+    /// Whether every bound of the last three seconds lies far on one side of `line`: the
+    /// timeline moved.
+    fn moved(&self, line: Line, t: f64) -> bool {
         let since = t - SHIFT_AFTER_NS;
         let first = self.bounds.front().map_or(t, |b| b.1);
         let (mut above, mut below, mut n) = (true, true, 0);
@@ -158,76 +213,103 @@ impl Floor {
             below &= r < -SHIFT_NS;
             n += 1;
         }
-        if first < since && n >= 3 && (above || below) {
-            self.shifts += 1;
-            while self.bounds.front().is_some_and(|b| b.1 < since) {
-                self.bounds.pop_front();
-            }
-            self.line = self.fit();
-            return;
-        }
-        self.line = Some(line);
+        first < since && n >= 3 && (above || below)
     }
 
-    /// Least squares through the bounds, then through those below the median residual, and
-    /// again.
-    fn fit(&mut self) -> Option<Line> {
-        let (&(p0, t0, _), &(_, tz, _)) = (self.bounds.front()?, self.bounds.back()?);
-        if self.bounds.len() < MIN_BOUNDS || tz - t0 < MIN_SPAN_NS {
+    fn forget_before(&mut self, since: f64) {
+        while self.bounds.front().is_some_and(|b| b.1 < since) {
+            self.bounds.pop_front();
+        }
+    }
+
+    /// Least squares through the bounds since `since`, each weighing less by e per `memory`
+    /// of age, then through those below the median residual, and again.
+    fn fit(&mut self, memory: f64, since: f64) -> Option<Fitted> {
+        let first = self.bounds.partition_point(|b| b.1 < since);
+        let (&(p0, t0, _), &(_, tz, _)) = (self.bounds.get(first)?, self.bounds.back()?);
+        if self.bounds.len() - first < MIN_BOUNDS || tz - t0 < MIN_SPAN_NS {
             return None;
         }
         // Heights against the nominal rate keep the numbers small.
         let nominal = self.nominal;
         self.points.clear();
-        self.points.extend(self.bounds.iter().map(|&(p, t, _)| {
-            let x = (p - p0) as f64;
-            (x, t - t0 - nominal * x, (-(tz - t) / MEMORY_NS).exp(), true)
-        }));
-        let (mut a, mut b) = solve(&self.points)?;
+        self.points
+            .extend(self.bounds.range(first..).map(|&(p, t, _)| {
+                let x = (p - p0) as f64;
+                (x, t - t0 - nominal * x, (-(tz - t) / memory).exp(), true)
+            }));
+        let mut sol = solve(&self.points)?;
         for _ in 0..ROUNDS {
             self.residuals.clear();
             self.residuals
-                .extend(self.points.iter().map(|&(x, y, _, _)| y - a - b * x));
+                .extend(self.points.iter().map(|&(x, y, _, _)| y - sol.at(x)));
             let mid = self.residuals.len() / 2;
             let (_, &mut median, _) = self.residuals.select_nth_unstable_by(mid, f64::total_cmp);
             for s in self.points.iter_mut() {
-                s.3 = s.1 - a - b * s.0 <= median;
+                s.3 = s.1 - sol.at(s.0) <= median;
             }
-            (a, b) = solve(&self.points)?;
+            sol = solve(&self.points)?;
         }
-        let (mut sum, mut n) = (0.0f64, 0.0f64);
-        for &(x, y, _, kept) in &self.points {
+        let (mut sum, mut w) = (0.0f64, 0.0f64);
+        for &(x, y, wi, kept) in &self.points {
             if kept {
-                sum += (y - a - b * x).powi(2);
-                n += 1.0;
+                sum += wi * (y - sol.at(x)).powi(2);
+                w += wi;
             }
         }
-        self.spread = (sum / n.max(1.0)).sqrt();
-        // Sharp edges lie after every lower bound of theirs; jittery ones leave many of those
-        // above a line under the early edges.
+        let spread = (sum / w.max(1e-9)).sqrt();
+        let xz = self.points.last().map_or(0.0, |p| p.0);
+        let sigma = spread * (1.0 / sol.w + (xz - sol.mx).powi(2) / sol.sxx).sqrt();
+        Some(Fitted {
+            line: Line {
+                p0,
+                t0: t0 + sol.a,
+                ns_per_frame: nominal + sol.b,
+            },
+            spread,
+            sigma,
+        })
+    }
+
+    /// Takes a fit as the line: its spread, and whether its edges are jittery (sharp edges lie
+    /// after every lower bound of theirs; jittery ones leave many of those above a line under
+    /// the early edges).
+    fn judge(&mut self, fitted: Fitted) -> Line {
+        self.spread = fitted.spread;
+        let line = fitted.line;
         let above = self
             .bounds
             .iter()
-            .filter(|&&(p, _, lo)| {
-                let x = (p - p0) as f64;
-                lo - t0 - nominal * x - a - b * x > SHARP_NS
-            })
+            .filter(|&&(p, _, lo)| lo - line.at(p) > SHARP_NS)
             .count();
         if above as f64 > JITTERY_SHARE * self.bounds.len() as f64 {
             self.jittery_fits += 1;
         } else {
             self.jittery_fits = 0;
         }
-        Some(Line {
-            p0,
-            t0: t0 + a,
-            ns_per_frame: nominal + b,
-        })
+        line
     }
 }
 
-/// The line `y = a + b·x` through the kept points, by weighted least squares.
-fn solve(points: &[(f64, f64, f64, bool)]) -> Option<(f64, f64)> {
+/// A weighted least-squares line `y = a + b·x`, with what its uncertainty needs: the weights'
+/// sum, their mean x and the spread of x.
+#[derive(Debug, Clone, Copy)]
+struct Solution {
+    a: f64,
+    b: f64,
+    w: f64,
+    mx: f64,
+    sxx: f64,
+}
+
+impl Solution {
+    fn at(&self, x: f64) -> f64 {
+        self.a + self.b * x
+    }
+}
+
+/// The line through the kept points, by weighted least squares.
+fn solve(points: &[(f64, f64, f64, bool)]) -> Option<Solution> {
     let kept = points.iter().filter(|p| p.3);
     let (mut n, mut w, mut sx, mut sy) = (0, 0.0, 0.0, 0.0);
     for &(x, y, wi, _) in kept.clone() {
@@ -246,7 +328,13 @@ fn solve(points: &[(f64, f64, f64, bool)]) -> Option<(f64, f64)> {
         return None;
     }
     let b = sxy / sxx;
-    Some((my - b * mx, b))
+    Some(Solution {
+        a: my - b * mx,
+        b,
+        w,
+        mx,
+        sxx,
+    })
 }
 
 #[cfg(test)]
@@ -309,5 +397,37 @@ mod tests {
         let l = f.line().unwrap();
         let p = 600 * 4_800;
         assert!((l.at(p) - NS * p as f64 - 300e3).abs() < 1e3);
+    }
+
+    /// Bounds of an edge every 100 ms, each 0-150 µs late, on a device whose rate steps by
+    /// `ppm` at 200 s; the line's height above the true edges at `at_s`, and the floor.
+    fn after_a_rate_step(ppm: f64, at_s: i64) -> (f64, Floor) {
+        let mut f = Floor::new(NS);
+        let mut r = 99u64;
+        let step_p = 2_000 * 4_800;
+        let edge = |p: i64| {
+            let bent = (p - step_p).max(0) as f64 * NS * ppm * 1e-6;
+            NS * p as f64 + bent
+        };
+        for k in 0..at_s * 10 {
+            let p = k * 4_800;
+            let late = uniform(&mut r) * 150e3;
+            f.add(p, edge(p) + late, edge(p) - 30e3);
+        }
+        let p = (at_s * 10 - 1) * 4_800;
+        (f.line().unwrap().at(p) - edge(p), f)
+    }
+
+    #[test]
+    fn a_long_memory_stills_the_line_and_a_changed_rate_is_followed() {
+        // Steady: the line stays within a few µs of the lower half's height (37.5 µs).
+        let (steady, f) = after_a_rate_step(0.0, 200);
+        assert!((steady - 37.5e3).abs() < 5e3, "{steady}");
+        assert_eq!(f.changes(), 0);
+        // 3 ppm more at 200 s: the two-minute line would lag it by 100 µs at 260 s; the
+        // short line sees it, the old bounds go, and the line is back within 15 µs.
+        let (bent, f) = after_a_rate_step(3.0, 260);
+        assert!((bent - 37.5e3).abs() < 15e3, "{bent}");
+        assert!(f.changes() >= 1);
     }
 }
