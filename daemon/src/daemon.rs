@@ -422,14 +422,18 @@ fn start_speaker(
         .stack_size(256 * 1024)
         .spawn(move || speaker::playout::supervise(open, rx, sh, ck, sd, tap))
         .map_err(io("playout thread"))?;
-    let (sh, ck, au) = (shared.clone(), clock.clone(), auth.clone());
+    let host = Arc::new(speaker::sync_host::SyncHost {
+        shared: shared.clone(),
+        api_port,
+    });
+    let (ck, au) = (clock.clone(), auth.clone());
     // A thread of its own, blocking on its socket: one wake-up per exchange, no runtime
     // in between (the tokio thread then serves only the API).
     std::thread::Builder::new()
         .name("chorus-sync".into())
         .stack_size(256 * 1024)
         .spawn(move || {
-            if let Err(e) = speaker::sync_client::sync_client(sh, ck, api_port, au) {
+            if let Err(e) = crate::sync::client::run(host, ck, au) {
                 log::error!("sync client failed: {e}");
             }
         })

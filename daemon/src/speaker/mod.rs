@@ -18,7 +18,7 @@ pub mod reading;
 pub mod realtime;
 pub mod schedule;
 pub mod servo;
-pub mod sync_client;
+pub mod sync_host;
 pub mod tap;
 pub mod timeline;
 

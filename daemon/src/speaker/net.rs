@@ -1,6 +1,6 @@
 //! The speaker's stream receiver: the zone's multicast datagrams (authenticated, checked,
 //! filed in the jitter buffer), parity, repairs, and the controller's announcements. The
-//! clock-sync client and the heartbeat are `super::sync_client`.
+//! clock-sync client and the heartbeat are `crate::sync::client` (its host: `super::sync_host`).
 
 use super::admission::{Admission, Admitted, Refused};
 use super::jitter::{Chunk, Insert, JitterBuffer};

@@ -1,7 +1,8 @@
-//! Clock synchronisation: the speaker's model of the controller clock (pure logic) and the
-//! poll schedule both sides agree on. The controller's side of the exchange is
-//! `controller::sync_service`.
+//! Clock synchronisation: the speaker's model of the controller clock (pure logic), the
+//! speaker's side of the exchange (`client`, with its poll policy), and the poll schedule both
+//! sides agree on. The controller's side of the exchange is `controller::sync_service`.
 
+pub mod client;
 pub mod model;
 
 pub use model::{ClockModel, ClockSnapshot, Exchange};

@@ -1,17 +1,33 @@
-//! The speaker's clock-sync client and its heartbeat to the controller: a thread of its own,
-//! blocking on its socket (one wake-up per exchange).
+//! The speaker's side of the clock sync, and its heartbeat to the controller: a thread of its
+//! own, blocking on its socket (one wake-up per exchange). What it needs of the speaker (where
+//! the controller is, the model the exchanges feed, the heartbeat's content) comes through
+//! [`Host`], so that this layer imports no role.
 
-use super::Shared;
+use super::{ClockModel, ClockSnapshot, Exchange};
 use crate::clock::{LocalNs, SharedClock};
-use crate::sync::Exchange;
 use crate::wire::auth::Auth;
 use crate::wire::packet::{encode_heartbeat, parse, Packet};
 use crate::wire::{Heartbeat, SyncRequest};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// What the client needs of the speaker it keeps in time.
+pub trait Host: Send + Sync {
+    /// The controller to sync with, once known.
+    fn controller(&self) -> Option<SocketAddr>;
+    /// The model the exchanges feed.
+    fn model(&self) -> &Mutex<ClockModel>;
+    /// The snapshot the playout reads: published once locked (`None`: not yet).
+    fn snapshot(&self) -> &Mutex<Option<ClockSnapshot>>;
+    /// Publishes whether the clock is locked; returns what it was.
+    fn set_locked(&self, locked: bool) -> bool;
+    /// A datagram failed its authentication.
+    fn unauthenticated(&self);
+    /// The heartbeat to send now, but for `sent_ns`, which the client fills in.
+    fn heartbeat(&self) -> Heartbeat;
+}
 
 /// Exchange interval on a jittery path: the envelope filter's precision grows with the number
 /// of exchanges it sees.
@@ -23,7 +39,7 @@ const POLL: Duration = Duration::from_millis(25);
 const POLL_FILLING: Duration = Duration::from_millis(10);
 /// Exchange interval on a quiet path once locked: a sharp delay floor needs few exchanges, and
 /// a controller with 32 speakers answers 64 exchanges a second instead of 1280.
-const POLL_QUIET: Duration = Duration::from_nanos(crate::sync::QUIET_POLL_NS as u64);
+const POLL_QUIET: Duration = Duration::from_nanos(super::QUIET_POLL_NS as u64);
 
 /// A speaker that has heard no answer for this long says it is not locked (its model keeps
 /// what it learnt, and the playout goes on with it).
@@ -47,15 +63,14 @@ impl Exchanges {
     /// Takes an answer in, if it is one to a request of ours.
     fn take(
         &mut self,
-        shared: &Shared,
+        host: &dyn Host,
         auth: &Auth,
         ctl: SocketAddr,
         bytes: &[u8],
         from: SocketAddr,
         t4: LocalNs,
     ) {
-        if let Some((v, t3)) =
-            take_answer(shared, auth, &mut self.outstanding, ctl, bytes, from, t4)
+        if let Some((v, t3)) = take_answer(host, auth, &mut self.outstanding, ctl, bytes, from, t4)
         {
             (self.verdict, self.proof, self.answered) = (v, t3, t4);
         }
@@ -84,12 +99,7 @@ impl Exchanges {
 
 /// Exchanges sync datagrams with the controller (see `poll`; lock after six, about 0.06 s), and
 /// sends the heartbeat once a second.
-pub fn sync_client(
-    shared: Arc<Shared>,
-    clock: SharedClock,
-    api_port: u16,
-    auth: Auth,
-) -> std::io::Result<()> {
+pub fn run(host: Arc<dyn Host>, clock: SharedClock, auth: Auth) -> std::io::Result<()> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
     let stamped = match crate::net::enable_rx_timestamps(&socket) {
         Ok(()) => true,
@@ -111,9 +121,9 @@ pub fn sync_client(
     // The answer to the last request is read at this wake-up, not when it came.
     let mut late = false;
     // This speaker's place on the controller's poll grid.
-    let phase_ns = (rand::random::<u32>() as i64) % crate::sync::QUIET_POLL_SPREAD_NS;
+    let phase_ns = (rand::random::<u32>() as i64) % super::QUIET_POLL_SPREAD_NS;
     loop {
-        let controller = shared.controller.lock().ok().and_then(|c| *c);
+        let controller = host.controller();
         let Some(ctl) = controller else {
             std::thread::sleep(Duration::from_millis(50));
             continue;
@@ -122,18 +132,18 @@ pub fn sync_client(
             while let Ok((len, from, t4)) =
                 crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, false)
             {
-                x.take(&shared, &auth, ctl, &buf[..len], from, t4);
+                x.take(&*host, &auth, ctl, &buf[..len], from, t4);
             }
         }
         let now = clock.now();
-        if now.since(x.answered) > LOST_AFTER_NS && shared.set_locked(false) {
+        if now.since(x.answered) > LOST_AFTER_NS && host.set_locked(false) {
             log::warn!("no answer from {ctl} for 5 s: clock not locked any more");
         }
         // About once a second: with every second quiet poll (polls a hair under 500 ms apart
         // must not push it to the third).
         if now.since(last_heartbeat) >= 900_000_000 {
             last_heartbeat = now;
-            send_heartbeat(&shared, &auth, &socket, ctl, api_port, now);
+            send_heartbeat(&*host, &auth, &socket, ctl, now);
         }
         x.request(&auth, &socket, ctl, &clock);
         // On a quiet path the answer waits in the socket, its kernel stamp saying when it
@@ -143,7 +153,7 @@ pub fn sync_client(
         let wait = match poll(x.verdict, stamped && rate.known()) {
             Poll::OnGrid => {
                 late = true;
-                std::thread::sleep(until_next_poll(&shared, &clock, phase_ns));
+                std::thread::sleep(until_next_poll(&*host, &clock, phase_ns));
                 continue;
             }
             Poll::Wait(d) => d,
@@ -156,7 +166,7 @@ pub fn sync_client(
                 break;
             }
             match crate::net::recv_stamped(&socket, &mut buf, &clock, &mut rate, true) {
-                Ok((len, from, t4)) => x.take(&shared, &auth, ctl, &buf[..len], from, t4),
+                Ok((len, from, t4)) => x.take(&*host, &auth, ctl, &buf[..len], from, t4),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // The deadline (WouldBlock or TimedOut), or trouble: next exchange.
                 Err(_) => break,
@@ -165,30 +175,17 @@ pub fn sync_client(
     }
 }
 
-/// The heartbeat: who this speaker is, where its API listens, its volume and sync state, and
-/// when it was sent (controller clock, so that a replay is told from a new one).
-fn send_heartbeat(
-    shared: &Shared,
-    auth: &Auth,
-    socket: &std::net::UdpSocket,
-    ctl: SocketAddr,
-    api_port: u16,
-    now: LocalNs,
-) {
+/// The heartbeat: the host's (who it is, where its API listens, its volume and sync state),
+/// and when it was sent (controller clock, so that a replay is told from a new one).
+fn send_heartbeat(host: &dyn Host, auth: &Auth, socket: &UdpSocket, ctl: SocketAddr, now: LocalNs) {
     let hb = Heartbeat {
-        name: shared.name.clone(),
-        api_port,
-        volume: shared.volume.load(Ordering::Relaxed),
-        muted: shared.muted.load(Ordering::Relaxed),
-        locked: shared.locked.load(Ordering::Relaxed),
-        sync_error_us: shared.sync_error_us(),
-        stream: Some(shared.zone().stream()),
-        sent_ns: shared
-            .snapshot
+        sent_ns: host
+            .snapshot()
             .try_lock()
             .ok()
             .and_then(|s| *s)
             .map(|s| s.to_controller(now).0),
+        ..host.heartbeat()
     };
     let mut d = encode_heartbeat(&hb);
     auth.seal(&mut d);
@@ -232,8 +229,8 @@ fn poll(v: Verdict, stamps_usable: bool) -> Poll {
 /// speaker's phase (under 2 ms), so that a controller with many speakers takes their requests
 /// and heartbeats in a few wake-ups instead of one each (its sync service lingers a moment
 /// after a wake-up for the rest of the burst). Until the clock is locked: one poll from now.
-fn until_next_poll(shared: &Shared, clock: &SharedClock, phase_ns: i64) -> Duration {
-    let Some(s) = shared.snapshot.lock().ok().and_then(|s| *s) else {
+fn until_next_poll(host: &dyn Host, clock: &SharedClock, phase_ns: i64) -> Duration {
+    let Some(s) = host.snapshot().lock().ok().and_then(|s| *s) else {
         return POLL_QUIET;
     };
     let now = s.to_controller(clock.now()).0;
@@ -251,7 +248,7 @@ fn next_grid_point(now: i64, phase_ns: i64) -> i64 {
 /// once locked); anything else is dropped. Returns the model's verdict on the path and the
 /// answer's t3 (the proof for the next request).
 fn take_answer(
-    shared: &Shared,
+    host: &dyn Host,
     auth: &Auth,
     outstanding: &mut HashMap<u64, LocalNs>,
     ctl: SocketAddr,
@@ -263,11 +260,7 @@ fn take_answer(
         return None;
     }
     let Ok(body) = auth.open(datagram) else {
-        shared
-            .stats
-            .net
-            .unauthenticated
-            .fetch_add(1, Ordering::Relaxed);
+        host.unauthenticated();
         return None;
     };
     let Ok(Packet::SyncResponse(resp)) = parse(body) else {
@@ -283,13 +276,13 @@ fn take_answer(
         t3: resp.t3,
         t4,
     };
-    let mut m = shared.model.lock().ok()?;
+    let mut m = host.model().lock().ok()?;
     m.handle_exchange(ex);
     let locked = m.locked();
     // The published copy follows the model both ways (it was set once and never cleared: a
     // speaker whose model dropped its history after a clock step still said it was locked,
     // and `lost_sync` was never sent).
-    let was = shared.set_locked(locked);
+    let was = host.set_locked(locked);
     if was && !locked {
         log::warn!("clock lost its lock to {ctl}: re-learning");
     }
@@ -304,7 +297,7 @@ fn take_answer(
         }
     }
     if locked {
-        if let Ok(mut snap) = shared.snapshot.lock() {
+        if let Ok(mut snap) = host.snapshot().lock() {
             *snap = m.snapshot();
         }
     }
