@@ -8,6 +8,9 @@
 //! Nothing in chorus reads `CLOCK_REALTIME` or `SystemTime` for synchronisation: only the
 //! [`Clock`] trait, whose production implementation reads `CLOCK_MONOTONIC_RAW`.
 
+// Times and frame counts from the network pass through these conversions: none may wrap.
+#![cfg_attr(not(test), warn(clippy::cast_possible_truncation))]
+
 use std::sync::Arc;
 
 /// Nanoseconds on the controller's clock (its `CLOCK_MONOTONIC_RAW`, possibly skewed in tests).
@@ -41,16 +44,16 @@ impl LocalNs {
     }
 }
 
-/// Nanoseconds for `frames` at `rate` Hz, rounded to the nearest nanosecond.
+/// Nanoseconds for `frames` at `rate` Hz (0 counts as 1), rounded to the nearest nanosecond.
 pub fn frames_to_ns(frames: i64, rate: u32) -> i64 {
     let num = frames as i128 * 1_000_000_000i128;
-    let r = rate as i128;
+    let r = rate.max(1) as i128;
     let q = if num >= 0 {
         (num + r / 2) / r
     } else {
         (num - r / 2) / r
     };
-    q as i64
+    saturate(q)
 }
 
 /// Whole frames in `ns` nanoseconds at `rate` Hz, rounded to the nearest frame.
@@ -62,7 +65,13 @@ pub fn ns_to_frames(ns: i64, rate: u32) -> i64 {
     } else {
         (num - d / 2) / d
     };
-    q as i64
+    saturate(q)
+}
+
+/// `q` as an i64, held at its ends: a frame count or a time from the network far out of range
+/// saturates instead of wrapping to the other side.
+fn saturate(q: i128) -> i64 {
+    i64::try_from(q).unwrap_or(if q < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// A monotonic clock in nanoseconds.
@@ -143,6 +152,10 @@ impl Clock for SkewedClock {
     fn now(&self) -> LocalNs {
         let raw = self.inner.now().0;
         let elapsed = raw - self.anchor;
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "`as` saturates; a test clock"
+        )]
         let skew = (elapsed as f64 * self.ppm * 1e-6) as i64;
         LocalNs(raw + self.offset_ns + skew)
     }
@@ -155,7 +168,12 @@ pub fn process_clock(offset_ms: f64, ppm: f64) -> SharedClock {
     if offset_ms == 0.0 && ppm == 0.0 {
         raw
     } else {
-        Arc::new(SkewedClock::new(raw, (offset_ms * 1e6) as i64, ppm))
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "`as` saturates; a test clock"
+        )]
+        let offset_ns = (offset_ms * 1e6) as i64;
+        Arc::new(SkewedClock::new(raw, offset_ns, ppm))
     }
 }
 
@@ -186,6 +204,14 @@ pub mod test_clock {
 mod tests {
     use super::test_clock::ManualClock;
     use super::*;
+
+    #[test]
+    fn conversions_saturate_instead_of_wrapping() {
+        assert_eq!(frames_to_ns(i64::MAX, 48_000), i64::MAX);
+        assert_eq!(frames_to_ns(i64::MIN, 48_000), i64::MIN);
+        assert_eq!(ns_to_frames(i64::MAX, u32::MAX), i64::MAX);
+        assert_eq!(frames_to_ns(5, 0), 5_000_000_000);
+    }
 
     #[test]
     fn frame_ns_round_trip() {

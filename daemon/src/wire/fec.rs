@@ -52,7 +52,10 @@ impl Parity<'_> {
             if d.len() > out.len() {
                 return false;
             }
-            len ^= d.len() as u16;
+            let Ok(n) = u16::try_from(d.len()) else {
+                return false;
+            };
+            len ^= n;
             xor_into(&mut out[..d.len()], d);
         }
         let len = len as usize;
@@ -93,7 +96,7 @@ impl ParityBuilder {
     /// Groups of `group` datagrams (clamped to 1..=MAX_GROUP).
     pub fn new(group: usize) -> Self {
         ParityBuilder {
-            group: group.clamp(1, MAX_GROUP) as u8,
+            group: u8::try_from(group.clamp(1, MAX_GROUP)).unwrap_or(1),
             session: 0,
             first_seq: 0,
             count: 0,
@@ -119,7 +122,13 @@ impl ParityBuilder {
             self.acc.resize(datagram.len(), 0);
         }
         xor_into(&mut self.acc[..datagram.len()], datagram);
-        self.length_xor ^= datagram.len() as u16;
+        // Our own datagrams, at most MAX_DATAGRAM (1400) bytes.
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "at most MAX_DATAGRAM bytes"
+        )]
+        let n = datagram.len() as u16;
+        self.length_xor ^= n;
         self.count += 1;
         self.count == self.group
     }

@@ -2,6 +2,10 @@
 //! Every byte is treated as hostile: parsers check lengths before reading and never panic.
 //! The format is documented in docs/PROTOCOL.md; keep the two in step.
 
+// Lengths and counts from the network must not wrap: every narrowing cast here is checked or
+// says why it cannot truncate (tests aside).
+#![cfg_attr(not(test), warn(clippy::cast_possible_truncation))]
+
 pub mod auth;
 pub mod fec;
 #[doc(hidden)]

@@ -21,6 +21,10 @@ pub trait Pcm: Sized {
 }
 
 impl Pcm for SampleFormat {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "samples: clamped to the format's range before they narrow"
+    )]
     fn encode(self, samples: &[f32], out: &mut Vec<u8>) {
         let scale = scale(self) as f64;
         let (min, max) = (-scale as i64, scale as i64 - 1);
@@ -99,6 +103,10 @@ fn scale(f: SampleFormat) -> f32 {
 }
 /// Writes the first `min(bytes / sample size, out.len())` samples of `out`; returns that
 /// count.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "a 32-bit sample scaled to [-1, 1) in f64, then to f32: rounding, no wrap"
+)]
 fn decode_uninit(f: SampleFormat, bytes: &[u8], out: &mut [std::mem::MaybeUninit<f32>]) -> usize {
     // 16 and 24-bit values and the power-of-two scale are exact in f32: no need for f64.
     let inv32 = 1.0 / scale(f);
