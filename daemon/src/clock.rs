@@ -44,6 +44,28 @@ impl LocalNs {
     }
 }
 
+/// A duration in nanoseconds, on the clock its context names (a sleep, a lead, a latency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Nanos(pub i64);
+
+/// A count of audio frames, at the rate its context names (queued in a device, a fill depth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Frames(pub i64);
+
+impl Nanos {
+    /// Whole frames in this long at `rate` Hz, rounded to the nearest.
+    pub fn frames_at(self, rate: u32) -> Frames {
+        Frames(ns_to_frames(self.0, rate))
+    }
+}
+
+impl Frames {
+    /// How long these frames last at `rate` Hz, rounded to the nearest nanosecond.
+    pub fn time_at(self, rate: u32) -> Nanos {
+        Nanos(frames_to_ns(self.0, rate))
+    }
+}
+
 /// Nanoseconds for `frames` at `rate` Hz (0 counts as 1), rounded to the nearest nanosecond.
 pub fn frames_to_ns(frames: i64, rate: u32) -> i64 {
     let num = frames as i128 * 1_000_000_000i128;

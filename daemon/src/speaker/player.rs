@@ -15,7 +15,7 @@ use super::schedule::Scheduler;
 use super::tap::StreamTap;
 use super::timeline::{Fade, Period, Plan, Timeline, View};
 use super::{Shared, Switch};
-use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, LocalNs, SharedClock};
+use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, Frames, LocalNs, Nanos, SharedClock};
 use crate::dsp::resampler::{FracResampler, TAPS};
 use crate::dsp::volume::{gain_for, VolumeRamp};
 use crate::sync::ClockSnapshot;
@@ -182,7 +182,7 @@ impl<'a> Player<'a> {
         self.timeline.set_headroom(self.out.headroom());
         let view = self.look(delay, local);
         match self.timeline.plan(&view) {
-            Plan::Sleep { ns } => self.sleep(ns),
+            Plan::Sleep(ns) => self.sleep(ns),
             Plan::Adopt => {
                 if let Some(n) = self.next.take() {
                     adopt(n, self.rx, &mut self.jb, &mut self.sched, self.shared);
@@ -224,11 +224,11 @@ impl<'a> Player<'a> {
         let extra = self.shared.extra_latency_us.load(Ordering::Relaxed) * 1000;
         let (queued, heard) = self.queue(delay, extra);
         View {
-            queued,
+            queued: Frames(queued),
             heard,
             grid: heard.map(|m| on_grid(m, &self.jb, self.rate)),
-            lead_ns: self.rx.lead_ns(local.0),
-            extra_ns: extra,
+            lead: self.rx.lead_ns(local.0).map(Nanos),
+            extra: Nanos(extra),
             anchor: self.sched.anchor_time(),
             read_position: self.rs.position(),
             // What the resampler reads for a period, and the concealment fade's look-ahead
@@ -284,7 +284,7 @@ impl<'a> Player<'a> {
 
     /// Sleeps about `ns`: until the device clock's probe when it asks for one (within a
     /// pointer step before the refill is due; see `DeviceClock::probe`).
-    fn sleep(&mut self, ns: i64) {
+    fn sleep(&mut self, Nanos(ns): Nanos) {
         let now = self.clock.now();
         let at = self.device.probe(now.plus(ns), now.plus(ns / 2));
         self.watch = at != now.plus(ns);

@@ -9,7 +9,7 @@
 //! shell's. No I/O, no clock reads, no allocation: tested in simulated time below.
 
 use super::servo::RateServo;
-use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs};
+use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, Frames, Nanos};
 
 /// Timing error beyond which the stream is re-anchored (frames dropped or inserted) instead of
 /// being pulled in by the resampler.
@@ -55,16 +55,16 @@ pub enum Fade {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct View {
     /// Frames queued in the device (from the device clock's model).
-    pub queued: i64,
+    pub queued: Frames,
     /// When the next frame written will be heard, on the controller's clock (None: the clock
     /// is not synchronised yet, or the device cannot tell and no clock is known).
     pub heard: Option<ControllerNs>,
     /// `heard` moved onto the stream's grid of frame times (where an anchor goes).
     pub grid: Option<ControllerNs>,
     /// How far the stream leads its presentation time at the most (None: no stream).
-    pub lead_ns: Option<i64>,
+    pub lead: Option<Nanos>,
     /// Latency after the DAC (the speaker's extra latency), ns.
-    pub extra_ns: i64,
+    pub extra: Nanos,
     /// Where the stream is placed on the timeline (None: not placed).
     pub anchor: Option<ControllerNs>,
     /// The stream position the next output frame reads, frames since the anchor.
@@ -107,7 +107,7 @@ pub struct Period {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Plan {
     /// Nothing to write: sleep this long (the device clock may move the wake-up earlier).
-    Sleep { ns: i64 },
+    Sleep(Nanos),
     /// Write a period of silence: the device starts with it, or learns its clock meanwhile.
     Silence,
     /// Take the next zone's stream now (nothing plays), then look again.
@@ -171,16 +171,16 @@ impl Timeline {
     /// What the device needs queued for its next bite (`Output::headroom`): the refill comes
     /// a period before that, if that is later than by time alone (at most a period short of
     /// the whole buffer).
-    pub fn set_headroom(&mut self, frames: i64) {
+    pub fn set_headroom(&mut self, frames: Frames) {
         self.low_water = self
             .base_low_water
-            .max(frames + self.period)
+            .max(frames.0 + self.period)
             .min(self.buffer - self.period);
     }
 
     /// Queued frames at which the device is refilled.
-    pub fn low_water(&self) -> i64 {
-        self.low_water
+    pub fn low_water(&self) -> Frames {
+        Frames(self.low_water)
     }
 
     /// The servo, for the status.
@@ -202,16 +202,16 @@ impl Timeline {
         self.stop_turns > STOP_TURNS
     }
 
-    /// How far ahead to fill the device, frames, for a stream that arrives `lead_ns` before its
-    /// presentation time at the most (and `extra_ns` of latency after the DAC): the zone's
+    /// How far ahead to fill the device, frames, for a stream that arrives `lead` before its
+    /// presentation time at the most (and `extra` latency after the DAC): the zone's
     /// latency less `REPAIR_ROOM_NS`, at least `MIN_FILL_NS`, in whole periods above the
     /// low-water mark (at least one), at most the buffer.
-    fn fill(&self, lead_ns: Option<i64>, extra_ns: i64) -> i64 {
-        let Some(lead_ns) = lead_ns else {
+    fn fill(&self, lead: Option<Nanos>, extra: Nanos) -> i64 {
+        let Some(Nanos(lead)) = lead else {
             return self.buffer;
         };
-        let room = (SEND_BURST_NS + REPAIR_ROOM_NS).saturating_add(extra_ns);
-        let ahead = ns_to_frames(lead_ns.saturating_sub(room), self.rate)
+        let room = (SEND_BURST_NS + REPAIR_ROOM_NS).saturating_add(extra.0);
+        let ahead = ns_to_frames(lead.saturating_sub(room), self.rate)
             .max(ns_to_frames(MIN_FILL_NS, self.rate));
         let above = (ahead - self.low_water).max(0);
         let periods = ((above + self.period - 1) / self.period).max(1);
@@ -223,10 +223,11 @@ impl Timeline {
     /// than the low-water mark: they may still come. A frame is written early only if it is
     /// here; and the device is filled only as far ahead as leaves a hole in the stream time to
     /// show and be repaired before its frames are due.
-    fn sleep(&self, v: &View) -> Option<i64> {
-        let full = v.queued + self.period > self.fill(v.lead_ns, v.extra_ns);
+    fn sleep(&self, v: &View) -> Option<Nanos> {
+        let queued = v.queued.0;
+        let full = queued + self.period > self.fill(v.lead, v.extra);
         let waiting = !full
-            && v.queued > self.low_water
+            && queued > self.low_water
             && v.anchor.is_some()
             && (v.repairing || v.flowing)
             && !v.ready;
@@ -244,14 +245,14 @@ impl Timeline {
         } else {
             LONGEST_SLEEP_NS
         };
-        let wait = frames_to_ns(v.queued - self.low_water, self.rate);
-        Some(wait.clamp(SHORTEST_SLEEP_NS, longest))
+        let wait = frames_to_ns(queued - self.low_water, self.rate);
+        Some(Nanos(wait.clamp(SHORTEST_SLEEP_NS, longest)))
     }
 
     /// What to do this turn.
     pub fn plan(&mut self, v: &View) -> Plan {
         if let Some(ns) = self.sleep(v) {
-            return Plan::Sleep { ns };
+            return Plan::Sleep(ns);
         }
         if let (Some(true), false) = (v.next_due, self.switching) {
             if v.anchor.is_some() && v.playing {

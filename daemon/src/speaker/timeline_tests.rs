@@ -14,11 +14,11 @@ fn timeline() -> Timeline {
 /// frames here, not yet placed.
 fn view(heard_ns: i64) -> View {
     View {
-        queued: 0,
+        queued: Frames(0),
         heard: Some(ControllerNs(heard_ns)),
         grid: Some(ControllerNs(heard_ns)),
-        lead_ns: Some(150 * MS),
-        extra_ns: 0,
+        lead: Some(Nanos(150 * MS)),
+        extra: Nanos(0),
         anchor: None,
         read_position: 0.0,
         ready: true,
@@ -41,23 +41,23 @@ fn period(plan: Plan) -> Period {
 #[test]
 fn a_full_device_sleeps_until_the_low_water_mark() {
     let mut t = timeline();
-    assert_eq!(t.low_water(), 960);
+    assert_eq!(t.low_water(), Frames(960));
     // Filled to the latency less the room a repair needs: 150 - 60 ms = 4320 frames.
     let v = View {
-        queued: 4_000,
+        queued: Frames(4_000),
         ..view(0)
     };
-    assert_eq!(t.plan(&v), Plan::Sleep { ns: 63_333_333 });
+    assert_eq!(t.plan(&v), Plan::Sleep(Nanos(63_333_333)));
     // One period short of that: a period is written.
     let v = View {
-        queued: 3_800,
+        queued: Frames(3_800),
         ..view(0)
     };
     assert!(matches!(t.plan(&v), Plan::Write(_)));
     // Without a stream the whole buffer is filled.
     let v = View {
-        queued: 4_000,
-        lead_ns: None,
+        queued: Frames(4_000),
+        lead: None,
         ..view(0)
     };
     assert!(matches!(t.plan(&v), Plan::Write(_)));
@@ -67,20 +67,20 @@ fn a_full_device_sleeps_until_the_low_water_mark() {
 fn late_audio_is_waited_for_while_the_device_holds_enough() {
     let mut t = timeline();
     let late = View {
-        queued: 2_400,
+        queued: Frames(2_400),
         anchor: Some(ControllerNs(0)),
         ready: false,
         ..view(0)
     };
-    assert_eq!(t.plan(&late), Plan::Sleep { ns: 20 * MS });
+    assert_eq!(t.plan(&late), Plan::Sleep(Nanos(20 * MS)));
     let repairing = View {
         repairing: true,
         ..late
     };
-    assert_eq!(t.plan(&repairing), Plan::Sleep { ns: 5 * MS });
+    assert_eq!(t.plan(&repairing), Plan::Sleep(Nanos(5 * MS)));
     // At the low-water mark it is written (concealed) rather than let the device run dry.
     let low = View {
-        queued: 900,
+        queued: Frames(900),
         ..late
     };
     assert!(matches!(t.plan(&low), Plan::Write(_)));
@@ -246,7 +246,8 @@ fn shutdown_fades_out_one_period_then_stops() {
 fn the_device_is_filled_to_the_latency_less_the_room_a_repair_needs() {
     // 48 kHz, the default device: 10 ms periods, 100 ms buffer, refilled at 20 ms.
     let t = timeline();
-    let fill = |lead_ms: i64, extra_ms: i64| t.fill(Some(lead_ms * MS), extra_ms * MS);
+    let fill =
+        |lead_ms: i64, extra_ms: i64| t.fill(Some(Nanos(lead_ms * MS)), Nanos(extra_ms * MS));
     // Default latency (150 ms, found as up to 170 ms of lead): the whole buffer.
     assert_eq!(fill(168, 0), 4800);
     assert_eq!(fill(150 + 20, 0), 4800);
@@ -262,14 +263,20 @@ fn the_device_is_filled_to_the_latency_less_the_room_a_repair_needs() {
     assert_eq!(fill(170, 80), 2880);
     assert_eq!(fill(70, 0), 2880);
     assert_eq!(fill(-5_000, 0), 2880);
-    assert_eq!(t.fill(Some(i64::MIN), i64::MAX), 2880);
+    assert_eq!(t.fill(Some(Nanos(i64::MIN)), Nanos(i64::MAX)), 2880);
     // A configured buffer smaller than that is filled whole; a configured period of 1024
     // frames: whole periods above the low-water mark (one period), 64 ms at least.
-    assert_eq!(Timeline::new(RATE, 480, 1920).fill(Some(0), 0), 1920);
-    assert_eq!(Timeline::new(RATE, 1024, 8192).fill(Some(0), 0), 3072);
+    assert_eq!(
+        Timeline::new(RATE, 480, 1920).fill(Some(Nanos(0)), Nanos(0)),
+        1920
+    );
+    assert_eq!(
+        Timeline::new(RATE, 1024, 8192).fill(Some(Nanos(0)), Nanos(0)),
+        3072
+    );
     // A lead from a forged datagram: no more than the buffer; no stream: the buffer.
-    assert_eq!(t.fill(Some(i64::MAX), 0), 4800);
-    assert_eq!(t.fill(None, 0), 4800);
+    assert_eq!(t.fill(Some(Nanos(i64::MAX)), Nanos(0)), 4800);
+    assert_eq!(t.fill(None, Nanos(0)), 4800);
 }
 
 #[test]
@@ -278,10 +285,10 @@ fn a_device_that_bites_a_quantum_at_a_time_is_refilled_before_its_bite() {
     // quantum in flight (2041 frames) and a period more; never less than by time alone, never
     // more than a period short of the buffer.
     let mut t = Timeline::new(48_000, 480, 4800);
-    t.set_headroom(2041);
-    assert_eq!(t.low_water(), 2521);
-    t.set_headroom(0);
-    assert_eq!(t.low_water(), 960);
-    t.set_headroom(10_000);
-    assert_eq!(t.low_water(), 4320);
+    t.set_headroom(Frames(2041));
+    assert_eq!(t.low_water(), Frames(2521));
+    t.set_headroom(Frames(0));
+    assert_eq!(t.low_water(), Frames(960));
+    t.set_headroom(Frames(10_000));
+    assert_eq!(t.low_water(), Frames(4320));
 }

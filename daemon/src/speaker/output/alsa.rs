@@ -3,7 +3,7 @@
 
 use super::headroom::Headroom;
 use super::{Delay, Output, OutputError, OutputInfo};
-use crate::clock::SharedClock;
+use crate::clock::{Frames, SharedClock};
 use crate::wire::SampleFormat;
 use alsa::pcm::{Access, Format, HwParams, State, TstampType, PCM};
 use alsa::{Direction, ValueOr};
@@ -256,8 +256,8 @@ impl Output for AlsaOutput {
         Ok(Some(Delay { frames, at }))
     }
 
-    fn headroom(&self) -> i64 {
-        self.headroom.frames()
+    fn headroom(&self) -> Frames {
+        Frames(self.headroom.frames())
     }
 
     fn recover(&mut self) -> Result<(), OutputError> {

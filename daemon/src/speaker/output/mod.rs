@@ -5,7 +5,7 @@ pub mod alsa;
 pub mod headroom;
 pub mod sim;
 
-use crate::clock::{LocalNs, SharedClock};
+use crate::clock::{Frames, LocalNs, SharedClock};
 use crate::config::{OutputKind, SpeakerConfig};
 use crate::wire::SampleFormat;
 pub use chorus_api::OutputInfo;
@@ -53,8 +53,8 @@ pub trait Output: Send {
     fn recover(&mut self) -> Result<(), OutputError>;
     /// Frames the device needs queued, by its delay, for its next bite to find them in its
     /// ring (see [`headroom`]); 0 when it takes a frame at a time.
-    fn headroom(&self) -> i64 {
-        0
+    fn headroom(&self) -> Frames {
+        Frames(0)
     }
     /// The playout thread sleeps this long before it looks at the device again (the sim's
     /// wake-ups come late here, as a loaded machine's do: before any clock is read).
