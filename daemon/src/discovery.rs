@@ -10,13 +10,13 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 /// The DNS-SD service type.
-pub const SERVICE: &str = "_chorus._tcp.local.";
+pub(crate) const SERVICE: &str = "_chorus._tcp.local.";
 
-pub use chorus_api::Found;
+pub(crate) use chorus_api::Found;
 
 /// Why discovery could not start (the daemon runs without it).
 #[derive(Debug, thiserror::Error)]
-pub enum DiscoveryError {
+pub(crate) enum DiscoveryError {
     #[error("mDNS: {0}")]
     Mdns(#[from] mdns_sd::Error),
     #[error("mDNS thread: {0}")]
@@ -24,7 +24,7 @@ pub enum DiscoveryError {
 }
 
 /// The announcement and, on a controller, what the browse found.
-pub struct Discovery {
+pub(crate) struct Discovery {
     daemon: ServiceDaemon,
     found: Arc<Mutex<BTreeMap<String, Found>>>,
 }
@@ -32,7 +32,7 @@ pub struct Discovery {
 impl Discovery {
     /// Announces this daemon's API (`port`) on `interface` (0.0.0.0: every interface) and, when
     /// `browse`, keeps a list of the others.
-    pub fn start(
+    pub(crate) fn start(
         instance: &str,
         role: &str,
         zone: &str,
@@ -87,7 +87,7 @@ impl Discovery {
     }
 
     /// Everything seen announcing itself (on a daemon that browses).
-    pub fn found(&self) -> Vec<Found> {
+    pub(crate) fn found(&self) -> Vec<Found> {
         self.found
             .lock()
             .map(|m| m.values().cloned().collect())
@@ -95,7 +95,7 @@ impl Discovery {
     }
 
     /// Withdraws the announcement (on shutdown: others forget us at once).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         if let Ok(rx) = self.daemon.shutdown() {
             let _ = rx.recv_timeout(std::time::Duration::from_millis(500));
         }

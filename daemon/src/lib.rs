@@ -2,18 +2,21 @@
 //! sources and multicasts timestamped PCM, and speakers that follow the controller's clock and
 //! play each frame at its presentation time. See docs/ARCHITECTURE.md for the map.
 
-pub mod api;
+// What the tests, benches and fuzz targets do not use is pub(crate); this keeps it so.
+#![warn(unreachable_pub)]
+
+pub(crate) mod api;
 pub mod audio;
 pub mod clock;
 pub mod config;
-pub mod controller;
+pub(crate) mod controller;
 pub mod daemon;
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod dsp;
 pub mod fuzz;
 pub mod net;
-pub mod notify;
-pub mod openapi;
+pub(crate) mod notify;
+pub(crate) mod openapi;
 pub mod speaker;
 pub mod sync;
 pub mod wire;

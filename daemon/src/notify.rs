@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Sends `state` (e.g. `READY=1`) to systemd. Returns false when not run by systemd (no
 /// `$NOTIFY_SOCKET`); an error when the socket is there but the send fails.
-pub fn notify(state: &str) -> std::io::Result<bool> {
+pub(crate) fn notify(state: &str) -> std::io::Result<bool> {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(false);
     };
@@ -23,7 +23,7 @@ pub fn notify(state: &str) -> std::io::Result<bool> {
 }
 
 /// How often to ping the watchdog: half of `$WATCHDOG_USEC`, when it is set for this process.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok()? != std::process::id() {

@@ -12,13 +12,13 @@ use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, ResponseBuilder};
 
 /// The document, as served (built once).
-pub fn document() -> &'static str {
+pub(crate) fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| build().to_pretty_json().unwrap_or_default())
 }
 
 /// Every role's operations, each marked with the role that serves it.
-pub fn build() -> OpenApi {
+pub(crate) fn build() -> OpenApi {
     use utoipa::OpenApi as _;
     let mut doc = utoipa::openapi::OpenApiBuilder::new()
         .info(

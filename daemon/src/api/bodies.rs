@@ -4,7 +4,7 @@
 use super::ApiError;
 
 /// Validates a volume from an API body.
-pub fn check_volume(v: i64) -> Result<u8, ApiError> {
+pub(crate) fn check_volume(v: i64) -> Result<u8, ApiError> {
     u8::try_from(v)
         .ok()
         .filter(|v| *v <= 100)

@@ -11,7 +11,7 @@
 use axum::http::{header, HeaderMap};
 
 /// Why a browser's call is refused (None: taken).
-pub fn refuse(headers: &HeaderMap, hostname: &str, allowed: &[String]) -> Option<String> {
+pub(crate) fn refuse(headers: &HeaderMap, hostname: &str, allowed: &[String]) -> Option<String> {
     let text = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
     let origin = text(header::ORIGIN.as_str());
     let browser = origin.is_some() || headers.keys().any(|k| k.as_str().starts_with("sec-fetch-"));

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 /// shutdown does not wait on clients that never hang up).
 const CLOSE: &str = "\u{0}close";
 
-pub use chorus_api::{Event, SpeakerChange};
+pub(crate) use chorus_api::{Event, SpeakerChange};
 
 /// The publisher. Cheap to clone-share; publishing without subscribers costs nothing.
 pub struct Events {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The API's gatekeeper.
-pub struct Guard {
+pub(crate) struct Guard {
     /// SHA-256 of the token, if one is set (comparing digests takes the same time whatever the
     /// presented token's length or content).
     token: Option<[u8; 32]>,
@@ -40,12 +40,13 @@ fn digest(b: &[u8]) -> [u8; 32] {
 }
 
 impl Guard {
-    pub fn new(token: Option<Vec<u8>>, protect_reads: bool, per_second: u32) -> Guard {
+    #[cfg(test)]
+    pub(crate) fn new(token: Option<Vec<u8>>, protect_reads: bool, per_second: u32) -> Guard {
         Guard::with_hosts(token, protect_reads, per_second, vec![])
     }
 
     /// A guard that also takes browsers' calls by the names in `allowed_hosts`.
-    pub fn with_hosts(
+    pub(crate) fn with_hosts(
         token: Option<Vec<u8>>,
         protect_reads: bool,
         per_second: u32,
@@ -109,7 +110,7 @@ impl Guard {
 }
 
 /// The middleware: 401 without the token where one is needed, 429 over the limit.
-pub async fn check(
+pub(crate) async fn check(
     State(g): State<Arc<Guard>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,

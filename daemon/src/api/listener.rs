@@ -23,8 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 /// Connections open at once, and from one address.
-pub const MAX_CONNECTIONS: usize = 512;
-pub const MAX_PER_ADDRESS: usize = 32;
+pub(crate) const MAX_CONNECTIONS: usize = 512;
+pub(crate) const MAX_PER_ADDRESS: usize = 32;
 /// A connection's first byte must come within this.
 const FIRST_BYTE: Duration = Duration::from_secs(10);
 /// A connection on which nothing moved for this long is closed.
@@ -33,14 +33,14 @@ const IDLE: Duration = Duration::from_secs(120);
 /// Open connections per source address.
 type Counts = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
-pub struct CappedListener {
+pub(crate) struct CappedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     counts: Counts,
 }
 
 impl CappedListener {
-    pub fn new(inner: TcpListener) -> Self {
+    pub(crate) fn new(inner: TcpListener) -> Self {
         CappedListener {
             inner,
             permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -88,7 +88,7 @@ impl Listener for CappedListener {
 }
 
 /// One accepted connection, holding its permit until it closes.
-pub struct Capped {
+pub(crate) struct Capped {
     io: TcpStream,
     _permit: OwnedSemaphorePermit,
     counts: Counts,

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 /// Builds one exposition document.
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     out: String,
 }
 
@@ -19,7 +19,7 @@ fn escape(v: &str) -> String {
 
 impl Metrics {
     /// One sample.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -40,39 +40,32 @@ impl Metrics {
 
     /// The HELP and TYPE lines of a metric (the help on one line: it may come from a doc
     /// comment of several).
-    pub fn header(&mut self, name: &str, help: &str, kind: &str) {
+    pub(crate) fn header(&mut self, name: &str, help: &str, kind: &str) {
         let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
         let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
     /// A counter (`name` should end in `_total`).
-    pub fn counter(&mut self, name: &str, help: &str, value: u64) {
+    pub(crate) fn counter(&mut self, name: &str, help: &str, value: u64) {
         self.header(name, help, "counter");
         self.sample(name, &[], value as f64);
     }
 
     /// A gauge.
-    pub fn gauge(&mut self, name: &str, help: &str, value: f64) {
+    pub(crate) fn gauge(&mut self, name: &str, help: &str, value: f64) {
         self.header(name, help, "gauge");
         self.sample(name, &[], value);
     }
 
-    /// Counters from a table of (name, help, value).
-    pub fn counters(&mut self, table: &[(&str, &str, u64)]) {
-        for &(name, help, v) in table {
-            self.counter(name, help, v);
-        }
-    }
-
     /// Gauges from a table of (name, help, value).
-    pub fn gauge_table(&mut self, table: &[(&str, &str, f64)]) {
+    pub(crate) fn gauge_table(&mut self, table: &[(&str, &str, f64)]) {
         for &(name, help, v) in table {
             self.gauge(name, help, v);
         }
     }
 
     /// A gauge with one sample per label set.
-    pub fn gauges<'a>(
+    pub(crate) fn gauges<'a>(
         &mut self,
         name: &str,
         help: &str,
@@ -85,7 +78,7 @@ impl Metrics {
     }
 
     /// The process's CPU time and resident memory.
-    pub fn process(&mut self) {
+    pub(crate) fn process(&mut self) {
         // SAFETY: getrusage fills the struct it is given; all-zero is a valid value for it.
         let mut u: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: `u` is a live, exclusively borrowed rusage for the call to fill.
@@ -111,7 +104,7 @@ impl Metrics {
         }
     }
 
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }

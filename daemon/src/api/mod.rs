@@ -1,15 +1,15 @@
 //! The HTTP/JSON API shared pieces: errors, JSON extraction, the combined status route.
 
-pub mod bodies;
-pub mod browser;
-pub mod events;
-pub mod guard;
-pub mod listener;
-pub mod metrics;
-pub mod sign;
+pub(crate) mod bodies;
+pub(crate) mod browser;
+pub(crate) mod events;
+pub(crate) mod guard;
+pub(crate) mod listener;
+pub(crate) mod metrics;
+pub(crate) mod sign;
 
 /// A known route asked with a method it does not take.
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
@@ -24,56 +24,56 @@ use axum::Json;
 
 /// An API error: a status code and a JSON body `{"error": {"code", "message"}}`.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
             message: message.into(),
         }
     }
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
         }
     }
-    pub fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::FORBIDDEN,
             code: "forbidden",
             message: message.into(),
         }
     }
-    pub fn unprocessable(message: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "unprocessable",
             message: message.into(),
         }
     }
-    pub fn conflict(message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::CONFLICT,
             code: "conflict",
             message: message.into(),
         }
     }
-    pub fn bad_gateway(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_gateway(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_GATEWAY,
             code: "bad_gateway",
             message: message.into(),
         }
     }
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
@@ -111,14 +111,14 @@ impl From<JsonRejection> for ApiError {
 }
 
 /// Result type of handlers.
-pub type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Unwraps a JSON body or turns the rejection into a JSON error.
-pub fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(v)| v).map_err(ApiError::from)
 }
 
 /// Fallback for unknown routes.
-pub async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see docs/API.md")
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashSet, VecDeque};
 
 /// The scheme's name in the `Authorization` header.
-pub const SCHEME: &str = "Chorus-Signed ";
+pub(crate) const SCHEME: &str = "Chorus-Signed ";
 /// Nonces remembered (the oldest leave first).
 const NONCES: usize = 4096;
 
@@ -29,7 +29,7 @@ fn mac(token: &[u8], method: &str, path: &str, nonce: u64, body: &[u8]) -> [u8; 
 }
 
 /// The `Authorization` header value for a call.
-pub fn sign(token: &[u8], method: &str, path: &str, nonce: u64, body: &[u8]) -> String {
+pub(crate) fn sign(token: &[u8], method: &str, path: &str, nonce: u64, body: &[u8]) -> String {
     let tag = mac(token, method, path, nonce, body);
     let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
     format!("{SCHEME}n={nonce},mac={hex}")
@@ -37,7 +37,7 @@ pub fn sign(token: &[u8], method: &str, path: &str, nonce: u64, body: &[u8]) -> 
 
 /// Why a signed call is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     Malformed,
     BadMac,
     Replayed,
@@ -45,7 +45,7 @@ pub enum Refused {
 
 /// The nonces already taken.
 #[derive(Debug, Default)]
-pub struct Nonces {
+pub(crate) struct Nonces {
     order: VecDeque<u64>,
     seen: HashSet<u64>,
 }
@@ -53,7 +53,7 @@ pub struct Nonces {
 impl Nonces {
     /// Checks a `Chorus-Signed` header value (`value` after the scheme) against the token and
     /// the call; takes its nonce when it is good.
-    pub fn verify(
+    pub(crate) fn verify(
         &mut self,
         token: &[u8],
         value: &str,

@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A zone the controller streams.
-pub struct ZoneHandle {
+pub(crate) struct ZoneHandle {
     pub addr: ZoneAddr,
     pub streamer: Arc<StreamerHandle>,
 }
 
 /// What the controller's handlers share.
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The zones, `[zone]` first (the one calls without `?zone=` act on).
     pub zones: Vec<ZoneHandle>,
     pub registry: Arc<Registry>,
@@ -50,14 +50,14 @@ impl Ctx {
         ControllerNs(self.clock.now().0)
     }
     /// Status of a zone.
-    pub fn zone_status(&self, z: Zoned) -> Result<ZoneStatus, ApiError> {
+    pub(crate) fn zone_status(&self, z: Zoned) -> Result<ZoneStatus, ApiError> {
         self.zones[z.0]
             .streamer
             .status()
             .ok_or_else(|| ApiError::internal("streamer state unavailable"))
     }
     /// Known speakers, each with the zone whose stream it plays.
-    pub fn speakers(&self) -> Vec<SpeakerInfo> {
+    pub(crate) fn speakers(&self) -> Vec<SpeakerInfo> {
         let mut list = self.registry.list(self.now());
         for s in &mut list {
             s.zone = s.stream.as_deref().and_then(|st| {
@@ -70,7 +70,7 @@ impl Ctx {
         list
     }
     /// The zone named `name`.
-    pub fn find_zone(&self, name: &str) -> Result<Zoned, ApiError> {
+    pub(crate) fn find_zone(&self, name: &str) -> Result<Zoned, ApiError> {
         self.zones
             .iter()
             .position(|z| z.addr.name == name)
@@ -84,7 +84,7 @@ impl Ctx {
 
 /// The zone a call acts on: `?zone=NAME`, or the first zone without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Zoned(pub usize);
+pub(crate) struct Zoned(pub usize);
 
 /// `?zone=NAME`: the zone a call acts on (the API document's parameter too).
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -165,10 +165,10 @@ use speaker_routes::*;
     zone_volume,
     zone_mute
 ))]
-pub struct Doc;
+pub(crate) struct Doc;
 
 /// Routes of a controller.
-pub fn routes(ctx: Arc<Ctx>) -> Router {
+pub(crate) fn routes(ctx: Arc<Ctx>) -> Router {
     Router::new()
         .route("/api/v1/zone", get(zone))
         .route("/api/v1/speakers", get(speakers))

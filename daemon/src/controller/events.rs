@@ -19,7 +19,7 @@ pub(super) struct ZoneSeen {
 }
 
 /// Watches a controller's speaker list.
-pub fn watch_controller(ctx: Arc<super::api::Ctx>, events: Arc<Events>) {
+pub(crate) fn watch_controller(ctx: Arc<super::api::Ctx>, events: Arc<Events>) {
     tokio::spawn(async move {
         let mut speakers = BTreeMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(50));

@@ -7,7 +7,7 @@ use chorus_api::ZoneCounts;
 
 /// Writes the controller's figures: one sample per zone, labelled with its name, the sync
 /// service's counters and the speakers it hears.
-pub fn write(c: &Ctx, m: &mut Metrics) {
+pub(crate) fn write(c: &Ctx, m: &mut Metrics) {
     // One sample per zone, labelled with its name.
     let zones: Vec<_> = (0..c.zones.len())
         .filter_map(|i| c.zone_status(Zoned(i)).ok())

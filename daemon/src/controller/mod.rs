@@ -1,16 +1,16 @@
 //! The controller role: turns a queue of files into the zone's timestamped multicast stream,
 //! answers clock-sync requests and keeps track of the speakers that announce themselves.
 
-pub mod api;
-pub mod events;
-pub mod metrics;
+pub(crate) mod api;
+pub(crate) mod events;
+pub(crate) mod metrics;
 mod prefetch;
-pub mod proof;
-pub mod queue;
-pub mod registry;
-pub mod streamer;
-pub mod sync_service;
-pub mod transport;
+pub(crate) mod proof;
+pub(crate) mod queue;
+pub(crate) mod registry;
+pub(crate) mod streamer;
+pub(crate) mod sync_service;
+pub(crate) mod transport;
 
-pub use registry::Registry;
-pub use streamer::{Command, StreamerHandle, ZoneStatus};
+pub(crate) use registry::Registry;
+pub(crate) use streamer::StreamerHandle;

@@ -21,14 +21,14 @@ const RECENT: usize = 8;
 
 /// The last `t3`s sent to each source (and when), and when each host last proved itself.
 #[derive(Debug, Default)]
-pub struct Proofs {
+pub(crate) struct Proofs {
     sent: HashMap<SocketAddr, ([i64; RECENT], i64)>,
     proven: HashMap<IpAddr, i64>,
 }
 
 impl Proofs {
     /// A sync request from `from` at controller time `now` echoing `proof` (0: none).
-    pub fn request(&mut self, from: SocketAddr, proof: i64, now: i64) {
+    pub(crate) fn request(&mut self, from: SocketAddr, proof: i64, now: i64) {
         if proof != 0
             && self
                 .sent
@@ -40,7 +40,7 @@ impl Proofs {
     }
 
     /// An answer went to `from` with `t3`, at controller time `now`.
-    pub fn answered(&mut self, from: SocketAddr, t3: i64, now: i64) {
+    pub(crate) fn answered(&mut self, from: SocketAddr, t3: i64, now: i64) {
         let mut t3s = self.sent.get(&from).map_or([0; RECENT], |s| s.0);
         t3s.rotate_right(1);
         t3s[0] = t3;
@@ -48,7 +48,7 @@ impl Proofs {
     }
 
     /// Whether `host` proved itself in the last 10 s.
-    pub fn proven(&self, host: IpAddr, now: i64) -> bool {
+    pub(crate) fn proven(&self, host: IpAddr, now: i64) -> bool {
         self.proven
             .get(&host)
             .is_some_and(|&t| now.saturating_sub(t) < PROVEN_FOR_NS)

@@ -13,18 +13,18 @@ use std::path::{Component, Path, PathBuf};
 /// Entries a folder walk looks at, at most.
 const MAX_VISITED: usize = 200_000;
 /// Files a URI expands to, at most (a whole library, shuffled, is a fair thing to ask).
-pub const MAX_ITEMS: usize = 50_000;
+pub(crate) const MAX_ITEMS: usize = 50_000;
 /// Folder levels a walk descends, at most.
 const MAX_DEPTH: u32 = 16;
 
 /// The folders the controller plays from, resolved.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct MediaRoots(Vec<PathBuf>);
+pub(crate) struct MediaRoots(Vec<PathBuf>);
 
 impl MediaRoots {
     /// From the configured folders; ones missing now are kept as written (a USB disk mounted
     /// later under /media is still allowed).
-    pub fn new<S: AsRef<str>>(roots: &[S]) -> Self {
+    pub(crate) fn new<S: AsRef<str>>(roots: &[S]) -> Self {
         MediaRoots(
             roots
                 .iter()
@@ -38,7 +38,7 @@ impl MediaRoots {
 
     /// Whether `p` lies under a root, once `..` and symlinks are resolved (as far as the path
     /// exists: a missing playlist entry is checked as written).
-    pub fn allows(&self, p: &Path) -> bool {
+    pub(crate) fn allows(&self, p: &Path) -> bool {
         let real = std::fs::canonicalize(p).unwrap_or_else(|_| lexical(p));
         self.0.iter().any(|r| real.starts_with(r))
     }
@@ -61,7 +61,7 @@ fn lexical(p: &Path) -> PathBuf {
 
 /// Why a URI gives nothing to play.
 #[derive(Debug, thiserror::Error)]
-pub enum QueueError {
+pub(crate) enum QueueError {
     #[error("{0}: no such file or folder")]
     NotFound(String),
     #[error("{0}: only local files, folders, .m3u playlists, FIFOs, http(s):// radio streams and alsa:DEVICE line-in are supported")]
@@ -75,7 +75,7 @@ pub enum QueueError {
 }
 
 /// File extensions treated as audio when scanning a folder.
-pub const AUDIO_EXTENSIONS: &[&str] = &[
+pub(crate) const AUDIO_EXTENSIONS: &[&str] = &[
     "wav", "wave", "flac", "mp3", "ogg", "oga", "m4a", "mp4", "aac", "aif", "aiff", "caf", "mka",
     "webm",
 ];
@@ -99,7 +99,7 @@ fn is_playlist(p: &Path) -> bool {
 
 /// Expands `uri` (a path or `file://` URL) into the files to play, in order: only files under
 /// `roots`. Reads the file system: not on an async worker.
-pub fn expand(uri: &str, roots: &MediaRoots) -> Result<Vec<Item>, QueueError> {
+pub(crate) fn expand(uri: &str, roots: &MediaRoots) -> Result<Vec<Item>, QueueError> {
     if crate::audio::capture::is_capture(uri) {
         // Line-in: one item, the device (opened, or refused with the device's reason, when
         // it plays).
@@ -220,7 +220,7 @@ fn read_m3u(list: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// The entries of an .m3u or (`pls`) .pls playlist's text, in order, at most `MAX_ITEMS`:
 /// stations as they are, paths joined to `base` when relative. Entries are kept even when
 /// missing: the streamer reports them and moves on. Pure: the fuzz target's too.
-pub fn parse_playlist(text: &str, pls: bool, base: &Path) -> Vec<PathBuf> {
+pub(crate) fn parse_playlist(text: &str, pls: bool, base: &Path) -> Vec<PathBuf> {
     let lines = text
         .lines()
         .map(|l| l.trim().trim_start_matches('\u{feff}'));

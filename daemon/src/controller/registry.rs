@@ -2,15 +2,15 @@
 
 use crate::clock::ControllerNs;
 use crate::wire::Heartbeat;
-pub use chorus_api::SpeakerInfo;
+pub(crate) use chorus_api::SpeakerInfo;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 /// A speaker is reported lost after this long without a heartbeat.
-pub const LOST_AFTER_NS: i64 = 5_000_000_000;
+pub(crate) const LOST_AFTER_NS: i64 = 5_000_000_000;
 /// ... and forgotten after this long (forged names must not fill the registry for good).
-pub const FORGET_AFTER_NS: i64 = 600_000_000_000;
+pub(crate) const FORGET_AFTER_NS: i64 = 600_000_000_000;
 /// Speakers known at most.
 const CAPACITY: usize = 256;
 /// A heartbeat that moves a speaker to another address must have been sent within this span of
@@ -19,7 +19,7 @@ const FRESH_NS: i64 = 2_000_000_000;
 
 /// What became of a heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Heard {
+pub(crate) enum Heard {
     Joined,
     Updated,
     /// From another address than the speaker's, without a fresh send time (a replay, or
@@ -40,7 +40,7 @@ struct Entry {
 
 /// Known speakers, keyed by name.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     inner: Mutex<BTreeMap<String, Entry>>,
 }
 
@@ -50,7 +50,12 @@ impl Registry {
     /// at its address takes any heartbeat not older than its last. Speakers silent for 10 min
     /// are forgotten, and a full registry makes room by forgetting the longest-silent offline
     /// one.
-    pub fn handle_heartbeat(&self, from: SocketAddr, hb: Heartbeat, now: ControllerNs) -> Heard {
+    pub(crate) fn handle_heartbeat(
+        &self,
+        from: SocketAddr,
+        hb: Heartbeat,
+        now: ControllerNs,
+    ) -> Heard {
         let Ok(mut m) = self.inner.lock() else {
             return Heard::RefusedFull;
         };
@@ -96,12 +101,12 @@ impl Registry {
     }
 
     /// Speakers heard from (whether still online or not).
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.inner.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     /// All known speakers, as of `now`.
-    pub fn list(&self, now: ControllerNs) -> Vec<SpeakerInfo> {
+    pub(crate) fn list(&self, now: ControllerNs) -> Vec<SpeakerInfo> {
         let Ok(m) = self.inner.lock() else {
             return vec![];
         };
@@ -126,7 +131,7 @@ impl Registry {
 
     /// A volume or mute change made through the controller, ahead of the speaker's next
     /// heartbeat.
-    pub fn note_volume(&self, name: &str, volume: u8, muted: bool) {
+    pub(crate) fn note_volume(&self, name: &str, volume: u8, muted: bool) {
         if let Ok(mut m) = self.inner.lock() {
             if let Some(e) = m.get_mut(name) {
                 e.heartbeat.volume = volume;
@@ -136,7 +141,7 @@ impl Registry {
     }
 
     /// A move to another zone made through the controller, ahead of the next heartbeat.
-    pub fn note_stream(&self, name: &str, stream: String) {
+    pub(crate) fn note_stream(&self, name: &str, stream: String) {
         if let Ok(mut m) = self.inner.lock() {
             if let Some(e) = m.get_mut(name) {
                 e.heartbeat.stream = Some(stream);
@@ -148,11 +153,6 @@ impl Registry {
     #[cfg(test)]
     fn addr_of(&self, name: &str) -> Option<IpAddr> {
         self.inner.lock().ok()?.get(name).map(|e| e.addr)
-    }
-
-    /// One speaker by name.
-    pub fn get(&self, name: &str, now: ControllerNs) -> Option<SpeakerInfo> {
-        self.list(now).into_iter().find(|s| s.name == name)
     }
 }
 

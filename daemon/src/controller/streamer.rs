@@ -16,7 +16,7 @@ use crate::wire::fec::ParityBuilder;
 use crate::wire::packet::{encode_announce, encode_audio};
 use crate::wire::Announce;
 use crate::wire::{AudioHeader, SampleFormat};
-pub use chorus_api::{ErrorEvent, Repeat, StreamInfo, TransportState, ZoneStatus};
+pub(crate) use chorus_api::{ErrorEvent, Repeat, StreamInfo, TransportState, ZoneStatus};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 /// Transport commands.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Replace the queue and play it from the start.
     Play {
         uri: String,
@@ -62,7 +62,7 @@ pub enum Command {
 
 /// Parameters of a streamer.
 #[derive(Debug, Clone)]
-pub struct StreamParams {
+pub(crate) struct StreamParams {
     pub zone: String,
     /// Seals every datagram (a no-op without a key).
     pub auth: crate::wire::auth::Auth,
@@ -86,7 +86,7 @@ const MAX_ERRORS: usize = 32;
 type Reply = tokio::sync::oneshot::Sender<()>;
 
 /// Handle to the streamer thread.
-pub struct StreamerHandle {
+pub(crate) struct StreamerHandle {
     tx: Mutex<Sender<(Command, Option<Reply>)>>,
     status: Arc<Mutex<ZoneStatus>>,
     /// The last datagrams sent, for repair requests.
@@ -96,7 +96,7 @@ pub struct StreamerHandle {
 /// The last `RECENT` audio datagrams sent (sealed, as they went out), by sequence number: what
 /// the sync service sends again when a speaker asks. About 3.6 s of 48 kHz stereo; slots are
 /// allocated once and reused.
-pub struct RecentDatagrams {
+pub(crate) struct RecentDatagrams {
     session: u32,
     slots: Vec<(Option<u32>, Vec<u8>)>,
 }
@@ -121,12 +121,12 @@ impl RecentDatagrams {
     }
 
     /// The session whose datagrams these are.
-    pub fn session(&self) -> u32 {
+    pub(crate) fn session(&self) -> u32 {
         self.session
     }
 
     /// Datagram `seq` of `session`, if it is still held.
-    pub fn get(&self, session: u32, seq: u32) -> Option<&[u8]> {
+    pub(crate) fn get(&self, session: u32, seq: u32) -> Option<&[u8]> {
         if session != self.session {
             return None;
         }
@@ -136,22 +136,15 @@ impl RecentDatagrams {
 }
 
 impl StreamerHandle {
-    /// Sends a command to the streamer.
-    pub fn send(&self, cmd: Command) -> bool {
-        self.tx
-            .lock()
-            .map(|tx| tx.send((cmd, None)).is_ok())
-            .unwrap_or(false)
-    }
     /// Sends a command; the answer comes when it has taken effect (after its fade, if it
     /// fades) and the status shows it. None if the streamer is not running.
-    pub fn send_then(&self, cmd: Command) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    pub(crate) fn send_then(&self, cmd: Command) -> Option<tokio::sync::oneshot::Receiver<()>> {
         let (reply, done) = tokio::sync::oneshot::channel();
         let sent = self.tx.lock().ok()?.send((cmd, Some(reply))).is_ok();
         sent.then_some(done)
     }
     /// A copy of the current status.
-    pub fn status(&self) -> Option<ZoneStatus> {
+    pub(crate) fn status(&self) -> Option<ZoneStatus> {
         self.status.lock().ok().map(|s| s.clone())
     }
 }
@@ -184,7 +177,7 @@ impl Fade {
 }
 
 /// Starts the streamer thread.
-pub fn spawn(
+pub(crate) fn spawn(
     params: StreamParams,
     socket: UdpSocket,
     clock: SharedClock,

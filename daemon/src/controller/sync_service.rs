@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// speakers on one box, as in tests). Only a flood (or a reflection attempt with spoofed
 /// sources) is cut; the answers are never larger than the requests either, so the service
 /// amplifies nothing.
-pub struct RateLimiter<K> {
+pub(crate) struct RateLimiter<K> {
     buckets: HashMap<K, (f64, i64)>,
     rate: f64,
     burst: f64,
@@ -41,7 +41,7 @@ fn just_after_grid(t: i64) -> bool {
 const MAX_SOURCES: usize = 4096;
 
 impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
-    pub fn new(rate: f64, burst: f64) -> Self {
+    pub(crate) fn new(rate: f64, burst: f64) -> Self {
         RateLimiter {
             buckets: HashMap::new(),
             rate,
@@ -50,7 +50,7 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     }
 
     /// True when a datagram from `source` at time `now_ns` may be served.
-    pub fn allow(&mut self, source: K, now_ns: i64) -> bool {
+    pub(crate) fn allow(&mut self, source: K, now_ns: i64) -> bool {
         if !self.buckets.contains_key(&source) && self.buckets.len() >= MAX_SOURCES {
             self.buckets
                 .retain(|_, (_, last)| now_ns - *last < 10_000_000_000);
@@ -84,7 +84,7 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
 /// Serves sync requests and heartbeats on a thread of its own (blocking receive: one wake-up
 /// per datagram, no runtime in between; with 32 speakers that is 160 datagrams a second)
 /// until the socket fails.
-pub fn serve(
+pub(crate) fn serve(
     socket: UdpSocket,
     auth: Auth,
     clock: SharedClock,

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 
 /// What the transport knows.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Transport {
+pub(crate) struct Transport {
     pub state: TransportState,
     /// What was asked to play (a file, a folder, a playlist, a station).
     pub uri: Option<String>,
@@ -23,7 +23,7 @@ pub struct Transport {
 
 /// A change of the fade under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FadeChange {
+pub(crate) enum FadeChange {
     #[default]
     Keep,
     /// No fade: the next frames play at full level (a new item starts as it was made).
@@ -36,7 +36,7 @@ pub enum FadeChange {
 /// start the timeline at the next slot from now, set volume and mute, seek, open the item at
 /// `index`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Effects {
+pub(crate) struct Effects {
     pub close: bool,
     pub fade: FadeChange,
     pub resync: bool,
@@ -61,7 +61,7 @@ impl Default for Transport {
 
 impl Transport {
     /// Applies `cmd`. `loaded`: an item is open; `position_s`: how far into it.
-    pub fn apply(
+    pub(crate) fn apply(
         &mut self,
         cmd: Command,
         loaded: bool,
@@ -192,24 +192,24 @@ impl Transport {
     }
 
     /// The item at `index` could not be opened: the next one is tried.
-    pub fn skip_failed(&mut self) {
+    pub(crate) fn skip_failed(&mut self) {
         self.index += 1;
     }
 
     /// Nothing left to open: the queue has played (or failed) to its end.
-    pub fn exhausted(&mut self) {
+    pub(crate) fn exhausted(&mut self) {
         self.state = TransportState::Stopped;
         self.index = 0;
     }
 
     /// The item playing ended: the next one, by the repeat mode.
-    pub fn advance(&mut self) {
+    pub(crate) fn advance(&mut self) {
         self.index = self.after_this();
     }
 
     /// The item that plays when this one ends, if the queue has one (what `advance` chooses:
     /// the streamer opens it ahead).
-    pub fn upcoming(&self) -> Option<&Item> {
+    pub(crate) fn upcoming(&self) -> Option<&Item> {
         self.queue.get(self.after_this())
     }
 

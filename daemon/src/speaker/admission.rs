@@ -15,7 +15,7 @@ const NEW_SESSION_SPAN_NS: i64 = 2_000_000_000;
 
 /// Why a datagram was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     ForeignFormat,
     ForeignSession,
     Implausible,
@@ -25,7 +25,7 @@ pub enum Refused {
 
 /// A datagram taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admitted {
+pub(crate) enum Admitted {
     /// Of the session playing.
     Same,
     /// The first of a new session: what was missing of the old one is moot.
@@ -37,7 +37,7 @@ pub enum Admitted {
 
 /// The admission's state: the session playing, its replay window and its plausibility.
 #[derive(Debug, Clone)]
-pub struct Admission {
+pub(crate) struct Admission {
     expect: Expect,
     session: Option<u32>,
     window: ReplayWindow,
@@ -45,7 +45,7 @@ pub struct Admission {
 }
 
 impl Admission {
-    pub fn new(expect: Expect) -> Self {
+    pub(crate) fn new(expect: Expect) -> Self {
         Admission {
             expect,
             session: None,
@@ -55,13 +55,13 @@ impl Admission {
     }
 
     /// The session playing.
-    pub fn session(&self) -> Option<u32> {
+    pub(crate) fn session(&self) -> Option<u32> {
         self.session
     }
 
     /// Takes audio with header `h` or says why not; `now` is the controller's clock, when
     /// known (without it, a new session is taken whenever it is due).
-    pub fn admit(
+    pub(crate) fn admit(
         &mut self,
         h: &AudioHeader,
         now: Option<ControllerNs>,

@@ -19,7 +19,7 @@ const FRESH_NS: i64 = 2_000_000_000;
 
 /// The newest announcement taken: its controller clock, and when it came (local ns).
 #[derive(Debug, Clone, Default)]
-pub struct AnnounceGate {
+pub(crate) struct AnnounceGate {
     last: Option<(i64, i64)>,
 }
 
@@ -27,7 +27,7 @@ impl AnnounceGate {
     /// Whether an announcement sent at `sent_ns` (controller clock), seen at `local_ns` when
     /// the controller's clock reads `now` (None: not known yet), may set the controller's
     /// address; if so it becomes the newest.
-    pub fn admit(&mut self, sent_ns: i64, local_ns: i64, now: Option<i64>) -> bool {
+    pub(crate) fn admit(&mut self, sent_ns: i64, local_ns: i64, now: Option<i64>) -> bool {
         if let Some((sent, at)) = self.last {
             let silent = local_ns.saturating_sub(at) > SILENT_NS;
             let stale = now.is_some_and(|n| sent_ns.abs_diff(n) > FRESH_NS as u64);

@@ -15,10 +15,10 @@ use std::sync::Arc;
 /// The speaker's routes, in the API document.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(status, volume, mute, latency, zone))]
-pub struct Doc;
+pub(crate) struct Doc;
 
 /// Routes of a speaker.
-pub fn routes(shared: Arc<Shared>) -> Router {
+pub(crate) fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/speaker", get(status))
         .route("/api/v1/speaker/volume", put(volume))

@@ -37,7 +37,7 @@
 
 use super::floor::Floor;
 use crate::clock::LocalNs;
-pub use chorus_api::{DeviceStatus, Stamps};
+pub(crate) use chorus_api::{DeviceStatus, Stamps};
 use std::collections::VecDeque;
 
 /// Largest rate error assumed before the rate is measured: DAC and CPU clock together.
@@ -98,7 +98,7 @@ const FLOOR_SLACK_NS: f64 = 300_000.0;
 
 /// One status reading of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reading {
+pub(crate) struct Reading {
     /// Local time just before the status call.
     pub before: LocalNs,
     /// The time the device gave with its status.
@@ -111,7 +111,7 @@ pub struct Reading {
 
 /// The model. Times are ns since `origin`, positions frames since the device started.
 #[derive(Debug, Clone)]
-pub struct DeviceClock {
+pub(crate) struct DeviceClock {
     nominal: f64,
     /// Local ns per DAC frame, and its uncertainty.
     rate: f64,
@@ -165,7 +165,7 @@ pub struct DeviceClock {
 
 impl DeviceClock {
     /// A model for a device playing `rate` frames per second.
-    pub fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         let nominal = 1e9 / rate.max(1) as f64;
         DeviceClock {
             nominal,
@@ -203,7 +203,7 @@ impl DeviceClock {
 
     /// Forgets the device's position (it restarted: opened, recovered from an xrun). Its rate
     /// and the kind of pointer and stamps it has are kept: they are the device's, not the run's.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.origin = None;
         self.bounds.clear();
         self.open = None;
@@ -214,7 +214,7 @@ impl DeviceClock {
     }
 
     /// Takes one reading in.
-    pub fn handle_reading(&mut self, r: Reading) {
+    pub(crate) fn handle_reading(&mut self, r: Reading) {
         let early = r.stamp.0 < r.before.0 - 1_000;
         self.at_call = (self.at_call << 1) | u64::from(!early);
         self.kinds = (self.kinds + 1).min(64);
@@ -357,7 +357,7 @@ impl DeviceClock {
 
     /// When the device consumes frame `frame` (counted like `Reading::position`), local time:
     /// the frame after the last one written is the next one heard. None before any reading.
-    pub fn heard(&self, frame: i64) -> Option<LocalNs> {
+    pub(crate) fn heard(&self, frame: i64) -> Option<LocalNs> {
         let origin = self.origin?;
         let t = match self.jittery_floor() {
             Some(line) => line.at(frame),
@@ -371,7 +371,7 @@ impl DeviceClock {
     /// step before `natural` (earlier is always safe for a refill). Devices with a fine pointer
     /// or exact stamps need no probing, and a probe before `earliest` is not asked for: then
     /// `natural` itself.
-    pub fn probe(&mut self, natural: LocalNs, earliest: LocalNs) -> LocalNs {
+    pub(crate) fn probe(&mut self, natural: LocalNs, earliest: LocalNs) -> LocalNs {
         let Some(origin) = self.origin else {
             return natural;
         };
@@ -415,14 +415,14 @@ impl DeviceClock {
     /// the device has been read for `SETTLE_MOST_NS` without: then that is all there is). Until then a frame a buffer ahead is
     /// placed off by the rate error times the buffer (53 us at 530 ppm and 100 ms), which the
     /// servo pulls in over seconds: the stream should not start on it.
-    pub fn settled(&self) -> bool {
+    pub(crate) fn settled(&self) -> bool {
         let narrow = self.hi - self.lo < SETTLED_WIDTH_NS || self.jittery_floor().is_some();
         let known = self.rate_sigma <= self.nominal * SETTLED_PPM * 1e-6;
         (self.fitted && narrow && known) || (self.origin.is_some() && self.last_t > SETTLE_MOST_NS)
     }
 
     /// How the device stamps its status (most of the last 64 readings).
-    pub fn stamps(&self) -> Stamps {
+    pub(crate) fn stamps(&self) -> Stamps {
         let n = self.kinds.min(64);
         let mask = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
         if 2 * (self.at_call & mask).count_ones() >= n {
@@ -433,7 +433,7 @@ impl DeviceClock {
     }
 
     /// What the model knows, for the API.
-    pub fn status(&self) -> DeviceStatus {
+    pub(crate) fn status(&self) -> DeviceStatus {
         DeviceStatus {
             pointer_step_frames: self.step as u64,
             stamps: self.stamps(),

@@ -73,14 +73,14 @@ const SHIFT_NS: f64 = 100_000.0;
 
 /// A line through the bounds: the device reached `p` at `t0 + ns_per_frame·(p − p0)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Line {
+pub(crate) struct Line {
     pub p0: i64,
     pub t0: f64,
     pub ns_per_frame: f64,
 }
 
 impl Line {
-    pub fn at(&self, p: i64) -> f64 {
+    pub(crate) fn at(&self, p: i64) -> f64 {
         self.t0 + self.ns_per_frame * (p - self.p0) as f64
     }
 }
@@ -93,7 +93,7 @@ struct Fitted {
 }
 
 #[derive(Debug, Clone)]
-pub struct Floor {
+pub(crate) struct Floor {
     nominal: f64,
     /// Every upper bound (position, time) of the last `WINDOW_NS`.
     bounds: VecDeque<(i64, f64, f64)>,
@@ -112,7 +112,7 @@ pub struct Floor {
 }
 
 impl Floor {
-    pub fn new(nominal_ns_per_frame: f64) -> Self {
+    pub(crate) fn new(nominal_ns_per_frame: f64) -> Self {
         Floor {
             nominal: nominal_ns_per_frame,
             bounds: VecDeque::with_capacity(BOUNDS),
@@ -127,7 +127,7 @@ impl Floor {
         }
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.bounds.clear();
         self.line = None;
         self.fitted_at = f64::NEG_INFINITY;
@@ -136,33 +136,35 @@ impl Floor {
     }
 
     /// The line, once enough bounds are in.
-    pub fn line(&self) -> Option<Line> {
+    pub(crate) fn line(&self) -> Option<Line> {
         self.line
     }
 
     /// How far the kept bounds lie from the line (ns, one deviation): how sharp the edges are.
-    pub fn spread(&self) -> f64 {
+    pub(crate) fn spread(&self) -> f64 {
         self.spread
     }
 
     /// Whether the edges come at varying moments: many an edge's reading before it (which
     /// still showed the old position) came after the line. A sharp edge's never does.
-    pub fn jittery(&self) -> bool {
+    pub(crate) fn jittery(&self) -> bool {
         self.jittery_fits >= JITTERY_FITS
     }
 
     /// Times the timeline was seen to move.
-    pub fn shifts(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn shifts(&self) -> u64 {
         self.shifts
     }
 
     /// Times the rate was seen to change (the older bounds were let go).
-    pub fn changes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn changes(&self) -> u64 {
         self.changes
     }
 
     /// An edge: the device passed `p` after `lo` and at or before `t`.
-    pub fn add(&mut self, p: i64, t: f64, lo: f64) {
+    pub(crate) fn add(&mut self, p: i64, t: f64, lo: f64) {
         while self.bounds.len() >= BOUNDS
             || self.bounds.front().is_some_and(|b| t - b.1 > WINDOW_NS)
         {

@@ -4,7 +4,7 @@ use super::Shared;
 use crate::api::metrics::Metrics;
 
 /// Writes the speaker's figures: lock, clock model, playout, and the stream's counters.
-pub fn write(s: &Shared, m: &mut Metrics) {
+pub(crate) fn write(s: &Shared, m: &mut Metrics) {
     let flag = |b: bool| f64::from(u8::from(b));
     let st = s.status();
     let (p, n) = (&st.playout, &st.network);

@@ -1,26 +1,26 @@
 //! The speaker role: receives the zone's stream, keeps a model of the controller clock, and
 //! plays every frame at its presentation time.
 
-pub mod admission;
-pub mod announce;
-pub mod api;
-pub mod devclock;
-pub mod floor;
+pub(crate) mod admission;
+pub(crate) mod announce;
+pub(crate) mod api;
+pub(crate) mod devclock;
+pub(crate) mod floor;
 pub mod jitter;
 mod loss;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod net;
 pub mod output;
-pub mod plausible;
+pub(crate) mod plausible;
 mod player;
 pub mod playout;
-pub mod reading;
-pub mod realtime;
+pub(crate) mod reading;
+pub(crate) mod realtime;
 pub mod schedule;
-pub mod servo;
-pub mod sync_host;
-pub mod tap;
-pub mod timeline;
+pub(crate) mod servo;
+pub(crate) mod sync_host;
+pub(crate) mod tap;
+pub(crate) mod timeline;
 
 use crate::api::events::{Event, Events, SpeakerChange};
 use crate::sync::{ClockModel, ClockSnapshot};

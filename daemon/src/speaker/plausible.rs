@@ -24,7 +24,7 @@ const RESYNC_AFTER: u32 = 16;
 
 /// The highest sequence number believed, with its presentation time.
 #[derive(Debug, Default, Clone)]
-pub struct Plausibility {
+pub(crate) struct Plausibility {
     top: Option<(u32, ControllerNs)>,
     too_old_run: u32,
 }
@@ -32,7 +32,7 @@ pub struct Plausibility {
 impl Plausibility {
     /// Whether a datagram numbered `seq`, due at `pts`, `datagram_ns` long, is believable at
     /// controller time `now` (None: no clock model yet, times are not checked).
-    pub fn believe(
+    pub(crate) fn believe(
         &self,
         seq: u32,
         pts: ControllerNs,
@@ -59,7 +59,7 @@ impl Plausibility {
     }
 
     /// A datagram was believed and was new: `seq`, due at `pts`.
-    pub fn accepted(&mut self, seq: u32, pts: ControllerNs) {
+    pub(crate) fn accepted(&mut self, seq: u32, pts: ControllerNs) {
         self.too_old_run = 0;
         let higher = self
             .top
@@ -71,7 +71,7 @@ impl Plausibility {
 
     /// A believable datagram was older than the replay window. True when enough came in a row
     /// that the window (and this) must start again: its top was forged.
-    pub fn too_old(&mut self) -> bool {
+    pub(crate) fn too_old(&mut self) -> bool {
         self.too_old_run += 1;
         if self.too_old_run < RESYNC_AFTER {
             return false;
@@ -81,7 +81,7 @@ impl Plausibility {
     }
 
     /// Forgets the stream (a new session).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Plausibility::default();
     }
 }

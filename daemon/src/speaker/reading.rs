@@ -13,7 +13,7 @@ const EDGE_WATCH_NS: i64 = 400_000;
 /// bound it to the length of one call (a few µs on a JACK plugin) rather than the time it
 /// takes to write a period (80–190 µs), and each wake-up sees an edge, not every other one.
 /// Costs at most 0.4 ms per wake-up, on devices with a coarse pointer only.
-pub fn read_device(
+pub(crate) fn read_device(
     out: &mut dyn Output,
     device: &mut DeviceClock,
     clock: &SharedClock,

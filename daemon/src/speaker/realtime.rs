@@ -2,11 +2,11 @@
 
 /// Priority of the playout thread under SCHED_FIFO (below the kernel's IRQ threads at 50..,
 /// above ordinary processes).
-pub const PRIORITY: i32 = 40;
+pub(crate) const PRIORITY: i32 = 40;
 
 /// Asks for SCHED_FIFO on the calling thread; logs and carries on at normal priority when
 /// not permitted.
-pub fn promote_current_thread() {
+pub(crate) fn promote_current_thread() {
     let param = libc::sched_param {
         sched_priority: PRIORITY,
     };
@@ -28,7 +28,7 @@ pub fn promote_current_thread() {
 /// the playout path never waits for the disk once it has run, but the parts of the binary
 /// and libraries it never touches are not loaded just to be locked (plain MCL_CURRENT made a
 /// speaker 13 MiB resident, most of it code it never runs).
-pub fn lock_memory() {
+pub(crate) fn lock_memory() {
     let flags = libc::MCL_CURRENT | libc::MCL_FUTURE | libc::MCL_ONFAULT;
     // SAFETY: mlockall has no memory-safety preconditions.
     if unsafe { libc::mlockall(flags) } == 0 {

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 
 /// Largest correction, as a ratio offset.
-pub const MAX_PPM: f64 = 1000.0;
+pub(crate) const MAX_PPM: f64 = 1000.0;
 /// Drift (ppm) above which the servo engages even before the error reaches half a frame.
 const ENGAGE_PPM: f64 = 20.0;
 /// Samples kept for the rate estimate.
@@ -23,7 +23,7 @@ const WINDOW: usize = 256;
 
 /// Servo state.
 #[derive(Debug, Clone)]
-pub struct RateServo {
+pub(crate) struct RateServo {
     rate: f64,
     tau_p: f64,
     /// Low-pass of the error, in updates (one per write).
@@ -37,7 +37,7 @@ pub struct RateServo {
 }
 
 impl RateServo {
-    pub fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         RateServo {
             rate: rate as f64,
             tau_p: 1.0,
@@ -52,7 +52,7 @@ impl RateServo {
 
     /// Forgets the rate history (the device restarted or the timeline was re-anchored; the
     /// estimate itself is kept).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.history.clear();
         self.err_lp = None;
     }
@@ -61,7 +61,7 @@ impl RateServo {
     /// and the clock sync know it) when it has none yet: without it the first quarter second
     /// of a cold start ran at 1.0, and a DAC 450 ppm off the controller's clock fell 110 us
     /// behind before the estimate had its span (the sim's first seconds).
-    pub fn prime(&mut self, ratio: f64) {
+    pub(crate) fn prime(&mut self, ratio: f64) {
         if self.ff.is_none() && (ratio - 1.0).abs() <= MAX_PPM * 1e-6 {
             self.ff = Some(ratio);
         }
@@ -71,7 +71,7 @@ impl RateServo {
     /// at which the next one will be heard, `err_frames` the position error (positive: the
     /// output is behind its schedule). Returns the step
     /// (stream frames per DAC frame).
-    pub fn update(&mut self, written: i64, heard_ns: f64, err_frames: f64) -> f64 {
+    pub(crate) fn update(&mut self, written: i64, heard_ns: f64, err_frames: f64) -> f64 {
         if self.history.len() == WINDOW {
             self.history.pop_front();
         }
@@ -129,7 +129,7 @@ impl RateServo {
     }
 
     /// Current step.
-    pub fn step(&self) -> f64 {
+    pub(crate) fn step(&self) -> f64 {
         if self.engaged {
             self.step
         } else {
@@ -138,7 +138,7 @@ impl RateServo {
     }
 
     /// Whether the resampler is correcting (false: bit-exact copy).
-    pub fn engaged(&self) -> bool {
+    pub(crate) fn engaged(&self) -> bool {
         self.engaged
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-pub struct SyncHost {
+pub(crate) struct SyncHost {
     pub shared: Arc<Shared>,
     /// Where the speaker's API listens (told in the heartbeat).
     pub api_port: u16,

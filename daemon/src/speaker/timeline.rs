@@ -13,7 +13,7 @@ use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, Frames, Nanos};
 
 /// Timing error beyond which the stream is re-anchored (frames dropped or inserted) instead of
 /// being pulled in by the resampler.
-pub const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
+pub(crate) const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
 
 /// Audio left in the device when the playout thread refills it.
 const LOW_WATER_NS: i64 = 20_000_000;
@@ -43,7 +43,7 @@ const STOP_TURNS: u32 = 8;
 
 /// A fade around a jump of the timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fade {
+pub(crate) enum Fade {
     None,
     /// This period fades out; the next re-anchors.
     Out,
@@ -53,7 +53,7 @@ pub enum Fade {
 
 /// What the shell sees at the start of a turn.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct View {
+pub(crate) struct View {
     /// Frames queued in the device (from the device clock's model).
     pub queued: Frames,
     /// When the next frame written will be heard, on the controller's clock (None: the clock
@@ -88,7 +88,7 @@ pub struct View {
 
 /// One period of the stream, as the timeline wants it written.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Period {
+pub(crate) struct Period {
     /// Place the stream on the timeline here first: the scheduler's slots and the resampler's
     /// read position start over (the servo's rate history already did).
     pub anchor: Option<ControllerNs>,
@@ -105,7 +105,7 @@ pub struct Period {
 
 /// What to do this turn.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// Nothing to write: sleep this long (the device clock may move the wake-up earlier).
     Sleep(Nanos),
     /// Write a period of silence: the device starts with it, or learns its clock meanwhile.
@@ -118,7 +118,7 @@ pub enum Plan {
 
 /// What follows a successful write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct After {
+pub(crate) struct After {
     /// The old zone faded out with this period: the next zone's stream takes over.
     pub adopt: bool,
     /// The last period before shutdown was written.
@@ -128,7 +128,7 @@ pub struct After {
 /// The timeline's state: the servo, the fade under way, a move or a stop under way, and
 /// frames written since the last anchor.
 #[derive(Debug, Clone)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     rate: u32,
     period: i64,
     buffer: i64,
@@ -145,7 +145,7 @@ pub struct Timeline {
 
 impl Timeline {
     /// A timeline for a device of `period` and `buffer` frames at `rate`.
-    pub fn new(rate: u32, period: usize, buffer: usize) -> Self {
+    pub(crate) fn new(rate: u32, period: usize, buffer: usize) -> Self {
         let period = period.max(1);
         let buffer = buffer.max(2 * period);
         // Queued frames at which a full device is refilled: 20 ms against an underrun (whole
@@ -171,7 +171,7 @@ impl Timeline {
     /// What the device needs queued for its next bite (`Output::headroom`): the refill comes
     /// a period before that, if that is later than by time alone (at most a period short of
     /// the whole buffer).
-    pub fn set_headroom(&mut self, frames: Frames) {
+    pub(crate) fn set_headroom(&mut self, frames: Frames) {
         self.low_water = self
             .base_low_water
             .max(frames.0 + self.period)
@@ -179,18 +179,19 @@ impl Timeline {
     }
 
     /// Queued frames at which the device is refilled.
-    pub fn low_water(&self) -> Frames {
+    #[cfg(test)]
+    pub(crate) fn low_water(&self) -> Frames {
         Frames(self.low_water)
     }
 
     /// The servo, for the status.
-    pub fn servo(&self) -> &RateServo {
+    pub(crate) fn servo(&self) -> &RateServo {
         &self.servo
     }
 
     /// Shutdown was asked for: whether to stop at once (nothing plays, or the turns to fade out
     /// are spent). Otherwise the next period fades out and is the last.
-    pub fn shutdown(&mut self, playing: bool, anchored: bool) -> bool {
+    pub(crate) fn shutdown(&mut self, playing: bool, anchored: bool) -> bool {
         if !self.stopping {
             self.stopping = true;
             if !playing || !anchored {
@@ -250,7 +251,7 @@ impl Timeline {
     }
 
     /// What to do this turn.
-    pub fn plan(&mut self, v: &View) -> Plan {
+    pub(crate) fn plan(&mut self, v: &View) -> Plan {
         if let Some(ns) = self.sleep(v) {
             return Plan::Sleep(ns);
         }
@@ -333,7 +334,7 @@ impl Timeline {
     }
 
     /// A period was written to the device.
-    pub fn wrote(&mut self) -> After {
+    pub(crate) fn wrote(&mut self) -> After {
         self.written += self.period;
         let adopt = std::mem::take(&mut self.switching);
         if adopt {

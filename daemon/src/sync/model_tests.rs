@@ -182,11 +182,11 @@ mod basics {
 mod jittered {
     use super::*;
 
-    pub struct Rng(pub u64);
+    pub(super) struct Rng(pub u64);
 
     impl Rng {
         /// Uniform in [0, 1).
-        pub fn uniform(&mut self) -> f64 {
+        pub(super) fn uniform(&mut self) -> f64 {
             self.0 = self
                 .0
                 .wrapping_mul(6364136223846793005)
@@ -195,7 +195,7 @@ mod jittered {
         }
     }
 
-    pub fn exchange(local: impl Fn(i64) -> LocalNs, t: i64, rng: &mut Rng) -> Exchange {
+    pub(super) fn exchange(local: impl Fn(i64) -> LocalNs, t: i64, rng: &mut Rng) -> Exchange {
         let up = (1_000_000.0 + 2_000_000.0 * rng.uniform()) as i64;
         let down = (1_000_000.0 + 2_000_000.0 * rng.uniform()) as i64;
         Exchange {
