@@ -98,7 +98,7 @@ const FLOOR_SLACK_NS: f64 = 300_000.0;
 
 /// One status reading of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Reading {
+pub struct Reading {
     /// Local time just before the status call.
     pub before: LocalNs,
     /// The time the device gave with its status.
@@ -111,7 +111,7 @@ pub(crate) struct Reading {
 
 /// The model. Times are ns since `origin`, positions frames since the device started.
 #[derive(Debug, Clone)]
-pub(crate) struct DeviceClock {
+pub struct DeviceClock {
     nominal: f64,
     /// Local ns per DAC frame, and its uncertainty.
     rate: f64,
@@ -165,7 +165,7 @@ pub(crate) struct DeviceClock {
 
 impl DeviceClock {
     /// A model for a device playing `rate` frames per second.
-    pub(crate) fn new(rate: u32) -> Self {
+    pub fn new(rate: u32) -> Self {
         let nominal = 1e9 / rate.max(1) as f64;
         DeviceClock {
             nominal,
@@ -214,7 +214,7 @@ impl DeviceClock {
     }
 
     /// Takes one reading in.
-    pub(crate) fn handle_reading(&mut self, r: Reading) {
+    pub fn handle_reading(&mut self, r: Reading) {
         let early = r.stamp.0 < r.before.0 - 1_000;
         self.at_call = (self.at_call << 1) | u64::from(!early);
         self.kinds = (self.kinds + 1).min(64);
@@ -357,7 +357,7 @@ impl DeviceClock {
 
     /// When the device consumes frame `frame` (counted like `Reading::position`), local time:
     /// the frame after the last one written is the next one heard. None before any reading.
-    pub(crate) fn heard(&self, frame: i64) -> Option<LocalNs> {
+    pub fn heard(&self, frame: i64) -> Option<LocalNs> {
         let origin = self.origin?;
         let t = match self.jittery_floor() {
             Some(line) => line.at(frame),
@@ -433,7 +433,7 @@ impl DeviceClock {
     }
 
     /// What the model knows, for the API.
-    pub(crate) fn status(&self) -> DeviceStatus {
+    pub fn status(&self) -> DeviceStatus {
         DeviceStatus {
             pointer_step_frames: self.step as u64,
             stamps: self.stamps(),

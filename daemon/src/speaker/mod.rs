@@ -4,7 +4,7 @@
 pub(crate) mod admission;
 pub(crate) mod announce;
 pub(crate) mod api;
-pub(crate) mod devclock;
+pub mod devclock;
 pub(crate) mod floor;
 pub mod jitter;
 mod loss;
