@@ -188,7 +188,7 @@ impl Floor {
             return;
         }
         // A rate that changed: the short line parts from the long one by more than its
-        // scatter explains.
+        // scatter on a steady device (`CHANGE_NS`).
         let first = self.bounds.front().map_or(t, |b| b.1);
         if t - first > 3.0 * SHORT_MEMORY_NS {
             if let Some(short) = self.fit(SHORT_MEMORY_NS, t - 3.0 * SHORT_MEMORY_NS) {
