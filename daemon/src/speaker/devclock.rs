@@ -95,6 +95,16 @@ const SETTLE_MOST_NS: f64 = 2_000_000_000.0;
 /// A floor further than this outside the bracket is wrong (it rests on bounds of a timeline
 /// that has moved): it starts again.
 const FLOOR_SLACK_NS: f64 = 300_000.0;
+/// Edges are jittery after this many of them came late (a reading at the call crossed the
+/// bracket by this much), each after one that did not. The floor
+/// says so when enough lower bounds lie above its line, but on a JACK rig the reading before
+/// an edge comes 30-140 µs before it (the graph holds the playout thread's CPU), few do, and
+/// one of two speakers took 57 s to say so: it kept the bracket while the other followed the
+/// line, and stepped by 43 µs when it switched. Replayed, these crossings say it within
+/// seconds on both.
+const CROSSING_NS: f64 = 5_000.0;
+const CROSSINGS: u32 = 8;
+const CROSSING_MOST_NS: f64 = 300_000.0;
 
 /// One status reading of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +165,11 @@ pub struct DeviceClock {
     /// edges are jittery (which, once seen, the device stays).
     floor: Floor,
     jittery: bool,
+    /// Late edges after one that was not (`count_crossing`), whether the edge now being
+    /// watched came late, and whether the one before did.
+    crossings: u32,
+    crossed: bool,
+    crossed_before: bool,
     /// (position, time) of narrow brackets: the phase, whose slope is the rate long before the
     /// upper bounds' hull has the span to give it.
     track: VecDeque<(i64, f64)>,
@@ -192,6 +207,9 @@ impl DeviceClock {
             asked: None,
             lateness: 0.0,
             restarts: 0,
+            crossings: 0,
+            crossed: false,
+            crossed_before: false,
             near: 0.0,
             floor: Floor::new(nominal),
             jittery: false,
@@ -249,6 +267,7 @@ impl DeviceClock {
             self.lo += self.rate * dp as f64 - widen;
             self.hi += self.rate * dp as f64 + widen;
             self.p_ref = r.position;
+            self.count_crossing();
             self.note_edge(r.position, self.last_lo, t_hi);
             self.add_bound(r.position, t_hi);
         }
@@ -296,7 +315,14 @@ impl DeviceClock {
             (self.lo, self.lo_at) = (lo, t_hi);
         }
         if self.lo > self.hi - MIN_BRACKET_NS {
-            // Jittery edges: the early side wins.
+            // Jittery edges: the early side wins. A sharp edge never comes after another
+            // edge's upper bound allows: readings at the call that cross the bracket by more
+            // than a few µs, with the rate known, say this edge came late.
+            let known = self.rate_sigma <= self.nominal * SETTLED_PPM * 1e-6;
+            let cross = self.lo - self.hi;
+            if !exact && known && cross > CROSSING_NS && cross < CROSSING_MOST_NS {
+                self.crossed = true;
+            }
             self.lo = self.hi - MIN_BRACKET_NS;
         }
     }
@@ -317,6 +343,18 @@ impl DeviceClock {
         self.track_at = f64::NEG_INFINITY;
         self.add_bound(r.position, 0.0);
         self.asked = None;
+    }
+
+    /// A new edge: the one before it counts towards jittery edges if it came late after one
+    /// that did not. Jitter makes edges late now and then; a timeline that moved makes every
+    /// edge late from then on, which counts once.
+    fn count_crossing(&mut self) {
+        if self.crossed && !self.crossed_before {
+            self.crossings += 1;
+            self.jittery |= self.crossings >= CROSSINGS;
+        }
+        self.crossed_before = self.crossed;
+        self.crossed = false;
     }
 
     fn restart(&mut self, r: Reading) {
