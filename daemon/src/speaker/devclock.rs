@@ -318,9 +318,8 @@ impl DeviceClock {
             // Jittery edges: the early side wins. A sharp edge never comes after another
             // edge's upper bound allows: readings at the call that cross the bracket by more
             // than a few µs, with the rate known, say this edge came late.
-            let known = self.rate_sigma <= self.nominal * SETTLED_PPM * 1e-6;
             let cross = self.lo - self.hi;
-            if !exact && known && cross > CROSSING_NS && cross < CROSSING_MOST_NS {
+            if !exact && self.rate_known() && cross > CROSSING_NS && cross < CROSSING_MOST_NS {
                 self.crossed = true;
             }
             self.lo = self.hi - MIN_BRACKET_NS;
@@ -455,8 +454,13 @@ impl DeviceClock {
     /// servo pulls in over seconds: the stream should not start on it.
     pub(crate) fn settled(&self) -> bool {
         let narrow = self.hi - self.lo < SETTLED_WIDTH_NS || self.jittery_floor().is_some();
-        let known = self.rate_sigma <= self.nominal * SETTLED_PPM * 1e-6;
-        (self.fitted && narrow && known) || (self.origin.is_some() && self.last_t > SETTLE_MOST_NS)
+        (self.fitted && narrow && self.rate_known())
+            || (self.origin.is_some() && self.last_t > SETTLE_MOST_NS)
+    }
+
+    /// Whether the rate is known to `SETTLED_PPM`.
+    fn rate_known(&self) -> bool {
+        self.rate_sigma <= self.nominal * SETTLED_PPM * 1e-6
     }
 
     /// How the device stamps its status (most of the last 64 readings).
