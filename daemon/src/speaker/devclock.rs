@@ -96,12 +96,12 @@ const SETTLE_MOST_NS: f64 = 2_000_000_000.0;
 /// that has moved): it starts again.
 const FLOOR_SLACK_NS: f64 = 300_000.0;
 /// Edges are jittery after this many of them came late (a reading at the call crossed the
-/// bracket by this much), each after one that did not. The floor
-/// says so when enough lower bounds lie above its line, but on a JACK rig the reading before
-/// an edge comes 30-140 µs before it (the graph holds the playout thread's CPU), few do, and
-/// one of two speakers took 57 s to say so: it kept the bracket while the other followed the
-/// line, and stepped by 43 µs when it switched. Replayed, these crossings say it within
-/// seconds on both.
+/// bracket by more than `CROSSING_NS`, less than `CROSSING_MOST_NS`), each after one that did
+/// not. The floor says so when enough lower bounds lie above its line, but on a JACK rig the
+/// reading before an edge comes 30-140 µs before it (the graph holds the playout thread's
+/// CPU), few do, and one of two speakers took 57 s to say so: it kept the bracket while the
+/// other followed the line, and stepped by 43 µs when it switched. Replayed, these crossings
+/// said it at 22.7 s (7.7 s on the other).
 const CROSSING_NS: f64 = 5_000.0;
 const CROSSINGS: u32 = 8;
 const CROSSING_MOST_NS: f64 = 300_000.0;
@@ -349,7 +349,7 @@ impl DeviceClock {
     /// edge late from then on, which counts once.
     fn count_crossing(&mut self) {
         if self.crossed && !self.crossed_before {
-            self.crossings += 1;
+            self.crossings = self.crossings.saturating_add(1);
             self.jittery |= self.crossings >= CROSSINGS;
         }
         self.crossed_before = self.crossed;

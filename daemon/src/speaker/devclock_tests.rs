@@ -361,26 +361,20 @@ fn wake_ups_late_by_up_to_three_milliseconds_settle_within_two_seconds() {
 
 #[test]
 fn edges_that_cross_the_bracket_are_called_jittery_within_seconds() {
-    // One edge in four seen at once (its reading before 40 µs early, the one after 10 µs
-    // late); the others late by 50 µs, with the reading before them 38 µs after the cycle
-    // began and the one after at 60 µs (a JACK rig: the graph holds the playout thread's CPU).
-    // Against the line under the lower half of the upper bounds (at 35 µs) no reading before
-    // an edge lies 5 µs above it, so the floor never calls these edges jittery (one of two
-    // speakers on a JACK rig took 57 s); against the earliest edges they cross the bracket by
-    // 28 µs, after one that did not, and that says it within seconds. Otherwise one speaker
+    // One edge in four on time (the reading before it 40 µs early, the one after 30 µs
+    // late); the others late, with the reading before them 38 µs after the cycle began and the
+    // one after at 60, 90 or 120 µs (a JACK rig: the graph holds the playout thread's CPU).
+    // The floor's line under the lower half of the upper bounds lies near 45 µs: no reading
+    // before an edge lies 5 µs above it, so the floor never calls these edges jittery (one of
+    // two speakers on a JACK rig took 57 s). Against the earliest edges they cross the bracket
+    // by 8 µs, after one that did not, and that says it within seconds. Otherwise one speaker
     // follows the line and the other the bracket (43 µs apart on that rig).
     let cycle = 1024.0 * 1e9 / 48_000.0;
-    let pos = |k: i64| Reading {
-        before: LocalNs(0),
-        stamp: LocalNs(0),
-        after: LocalNs(0),
-        position: k * 1024,
-    };
     let at = |t: f64, k: i64| Reading {
         before: LocalNs(t as i64),
         stamp: LocalNs(t as i64 + 100),
         after: LocalNs(t as i64 + 200),
-        ..pos(k)
+        position: k * 1024,
     };
     for late in [true, false] {
         let mut m = DeviceClock::new(48_000);
