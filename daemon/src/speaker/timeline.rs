@@ -297,6 +297,11 @@ impl Timeline {
                 self.place(v.grid.unwrap_or(m), &mut p);
                 p.step = self.servo.step();
             }
+            // The device's clock started again (its timeline moved: a graph's xrun, a reset):
+            // until it has settled its estimate is a step wide, and a re-anchor on it was
+            // off by up to that (11 ms for a move of 4 on a JACK rig) and needed more after
+            // it. The stream goes on as placed, and is measured again once it has.
+            (Some(_), Some(_)) if v.unsettled => {}
             (Some(m), Some(t0)) => {
                 // When the frame the next output frame reads should be heard, against when it
                 // will be. The device clock has already discounted stale position reports, so
