@@ -179,6 +179,24 @@ fn a_device_clock_that_started_again_is_waited_for_then_jumped_to_once() {
     t.wrote();
     let p = period(t.plan(&view(4 * MS)));
     assert_eq!((p.fade, p.anchor), (Fade::In, Some(ControllerNs(4 * MS))));
+    t.wrote();
+    // A move of 0.4 ms, first measured after the clock settled again, is jumped too (the
+    // resampler would need half a second at its rail; not held, it pulls in 2 ms: above).
+    let placed = View {
+        anchor: Some(ControllerNs(0)),
+        ..view(MS / 2)
+    };
+    t.plan(&View {
+        unsettled: true,
+        ..placed
+    });
+    t.wrote();
+    let p = period(t.plan(&View {
+        read_position: 4.8,
+        ..placed
+    }));
+    assert!(p.resync, "{p:?}");
+    assert_eq!(p.error_ns, Some(0.4e6));
 }
 
 #[test]
