@@ -28,10 +28,10 @@
 //! line by a rate still being learned moves up to it. When readings contradict the bracket
 //! (jittery edges) the early side wins: an edge seen early is the truest, as the fastest
 //! exchange is in the clock filter. A contradiction far beyond a step means the device
-//! restarted or stalled, and readings of four edges in a row a millisecond from the model's
-//! mean its timeline moved (a graph's xrun): the model starts again, keeping the rate until
-//! the new bounds know it as well, and the floor keeps its bounds as a segment of their own
-//! (one rate, a height per segment): settled again within a second.
+//! restarted or stalled, and on jittery edges readings of four edges in a row a millisecond
+//! from the model's mean its timeline moved (a graph's xrun): the model starts again, keeping
+//! the rate until the new bounds know it as well, and the floor keeps its bounds as a segment
+//! of their own (one rate, a height per segment): settled again within a second.
 //!
 //! A stamp at the call may be taken before the pointer is read, with a preemption between: a
 //! reading bounds the edge by the clock reads around the call, not by its stamp. Readings whose
