@@ -28,10 +28,7 @@
 //! line by a rate still being learned moves up to it. When readings contradict the bracket
 //! (jittery edges) the early side wins: an edge seen early is the truest, as the fastest
 //! exchange is in the clock filter. A contradiction far beyond a step means the device
-//! restarted or stalled, and on jittery edges readings of four edges in a row a millisecond
-//! from the model's mean its timeline moved (a graph's xrun): the model starts again, keeping
-//! the rate until the new bounds know it as well, and the floor keeps its bounds as a segment
-//! of their own (one rate, a height per segment): settled again within a second.
+//! restarted or stalled: the model starts again (keeping the rate).
 //!
 //! A stamp at the call may be taken before the pointer is read, with a preemption between: a
 //! reading bounds the edge by the clock reads around the call, not by its stamp. Readings whose
@@ -57,8 +54,7 @@ const BOUNDS: usize = 1536;
 const MAX_LIFT_NS: f64 = 5_000.0;
 /// ... once the bounds span this long.
 const SETTLED_NS: f64 = 10_000_000_000.0;
-/// Bounds from the device's first half second are not used for the rate (nor after a reset;
-/// after a restart of the model on a running device they are).
+/// Bounds from the device's first half second are not used for the rate.
 const WARMUP_NS: f64 = 500_000_000.0;
 /// ... and from exact stamps once they span this long.
 const EXACT_FIT_AFTER_NS: f64 = 100_000_000.0;
@@ -67,21 +63,6 @@ const FIT_AFTER_NS: f64 = 300_000_000.0;
 /// Contradictions this large while no reading came near the bracket for this long restart it.
 const SHIFT_NS: f64 = 500_000.0;
 const SHIFT_AFTER_NS: f64 = 1_000_000_000.0;
-/// So do readings of this many edges in a row that say the timeline moved by more than
-/// `MISSED_NS` (a reading that still shows a position whose next edge the model has that
-/// long before it, or already shows one the model has that long after it). Probes aim at
-/// the model's edges and watch a fraction of a millisecond, so a timeline that moved further
-/// shows as nothing else: no reading contradicts the bracket (a JACK server's cycle 3.9 ms
-/// late moved its graph's timeline; one speaker noticed a second later, by chance, the other
-/// not at all, and their estimates were hundreds of µs off for seconds). After such a
-/// reading, or one that says more than `SUSPECT_NS` (a probe's watch that ended before the
-/// edge came), the next probe looks `HUNT_NS` beyond the model's edge on that side, and a
-/// reading that puts the move within `CONFIRM_NS` (a late callback) starts the count over.
-const MISSED_NS: f64 = 900_000.0;
-const SUSPECT_NS: f64 = 100_000.0;
-const HUNT_NS: f64 = 1_000_000.0;
-const CONFIRM_NS: f64 = 1_500_000.0;
-const MISSED_EDGES: u32 = 4;
 /// A contradiction this much beyond a step restarts the model.
 const RESTART_SLACK_NS: f64 = 3_000_000.0;
 /// A side of the bracket no reading has tightened for this long is explored by a probe half a
@@ -112,18 +93,15 @@ const SETTLED_PPM: f64 = 100.0;
 /// A device read this long without a rate fit counts as settled all the same.
 const SETTLE_MOST_NS: f64 = 2_000_000_000.0;
 /// A floor further than this outside the bracket is wrong (it rests on bounds of a timeline
-/// that has moved): it starts a new segment.
+/// that has moved): it starts again.
 const FLOOR_SLACK_NS: f64 = 300_000.0;
 /// Edges are jittery after this many of them came late (a reading at the call crossed the
 /// bracket by more than `CROSSING_NS`, less than `CROSSING_MOST_NS`), each after one that did
 /// not. The floor says so when enough lower bounds lie above its line, but on a JACK rig the
 /// reading before an edge comes 30-140 µs before it (the graph holds the playout thread's
 /// CPU), few do, and one of two speakers took 57 s to say so: it kept the bracket while the
-/// other followed the line, and stepped by 43 µs when it switched. Replayed, eight of these
-/// crossings said it at 22.7 s (7.7 s on the other); live, one speaker of two still switched
-/// 18-25 s into the track (its speakers up 10 s before it), the pair 40-46 µs apart meanwhile,
-/// in three runs of three. Four crossings called a sharp sim device jittery (steps of 48
-/// frames, wake-ups 3 ms late) in one run of three, which then re-anchored twice: eight.
+/// other followed the line, and stepped by 43 µs when it switched. Replayed, these crossings
+/// said it at 22.7 s (7.7 s on the other).
 const CROSSING_NS: f64 = 5_000.0;
 const CROSSINGS: u32 = 8;
 const CROSSING_MOST_NS: f64 = 300_000.0;
@@ -149,15 +127,6 @@ pub struct DeviceClock {
     rate: f64,
     rate_sigma: f64,
     origin: Option<LocalNs>,
-    /// The origin before the device was reset (its floor's bounds are on it).
-    origin_was: Option<LocalNs>,
-    /// Bounds before this (ns since `origin`) are not used: the device's first half second.
-    warmup: f64,
-    /// Edges in a row whose readings say the timeline moved (`MISSED_NS`), the position of
-    /// the last of them, and the side (-1 earlier, +1 later, 0 none) the next probe looks on.
-    missed: u32,
-    missed_p: i64,
-    hunt: f64,
     /// The device reached `p_ref` within `(lo, hi]`.
     p_ref: i64,
     lo: f64,
@@ -205,9 +174,8 @@ pub struct DeviceClock {
     /// upper bounds' hull has the span to give it.
     track: VecDeque<(i64, f64)>,
     track_at: f64,
-    /// The rate was measured (not the prior); and kept over a restart.
+    /// The rate was measured (not the prior).
     fitted: bool,
-    rate_kept: bool,
 }
 
 impl DeviceClock {
@@ -219,11 +187,6 @@ impl DeviceClock {
             rate: nominal,
             rate_sigma: nominal * PRIOR_PPM * 1e-6,
             origin: None,
-            origin_was: None,
-            warmup: WARMUP_NS,
-            missed: 0,
-            missed_p: 0,
-            hunt: 0.0,
             p_ref: 0,
             lo: 0.0,
             hi: 0.0,
@@ -253,16 +216,19 @@ impl DeviceClock {
             track: VecDeque::with_capacity(TRACK),
             track_at: f64::NEG_INFINITY,
             fitted: false,
-            rate_kept: false,
         }
     }
 
     /// Forgets the device's position (it restarted: opened, recovered from an xrun). Its rate
     /// and the kind of pointer and stamps it has are kept: they are the device's, not the run's.
-    /// The floor keeps its bounds as a segment of their own: their rate is still the DAC's.
     pub(crate) fn reset(&mut self) {
-        self.origin_was = self.origin.take().or(self.origin_was);
+        self.origin = None;
+        self.bounds.clear();
+        self.open = None;
+        self.lows.clear();
+        self.open_low = None;
         self.asked = None;
+        self.floor.clear();
     }
 
     /// Takes one reading in.
@@ -292,10 +258,6 @@ impl DeviceClock {
         let dp = r.position - self.p_ref;
         if dp < 0 {
             // The position went back: the device restarted without telling.
-            self.restart(r);
-            return;
-        }
-        if self.moved_by_readings(r.position, t_lo, t_hi) {
             self.restart(r);
             return;
         }
@@ -364,29 +326,18 @@ impl DeviceClock {
         }
     }
 
-    /// The first reading of a (re)started model: the bracket starts a step wide, the bounds of
-    /// the rate fit and the phase track start over; the floor's bounds stay, as a segment of
-    /// their own (the timeline moved, the rate did not).
     fn start(&mut self, r: Reading) {
         self.origin = Some(r.stamp);
-        self.warmup = WARMUP_NS;
-        match self.origin_was.take() {
-            Some(was) => {
-                self.floor.rebase(r.stamp.since(was) as f64);
-                self.floor.new_segment();
-            }
-            None => self.floor.clear(),
-        }
         self.p_ref = r.position;
         self.hi = 0.0;
         self.lo = -UNKNOWN_NS;
         self.near = 0.0;
         (self.lo_at, self.hi_at, self.last_t, self.last_lo) = (0.0, 0.0, 0.0, 0.0);
-        (self.missed, self.missed_p, self.hunt) = (0, 0, 0.0);
         self.bounds.clear();
         self.open = None;
         self.lows.clear();
         self.open_low = None;
+        self.floor.clear();
         self.track.clear();
         self.track_at = f64::NEG_INFINITY;
         self.add_bound(r.position, 0.0);
@@ -407,10 +358,7 @@ impl DeviceClock {
 
     fn restart(&mut self, r: Reading) {
         self.restarts += 1;
-        self.rate_kept = self.fitted;
-        self.origin_was = self.origin.take();
         self.start(r);
-        self.warmup = 0.0;
     }
 
     fn step_ns(&self) -> f64 {
@@ -448,16 +396,11 @@ impl DeviceClock {
     /// the frame after the last one written is the next one heard. None before any reading.
     pub fn heard(&self, frame: i64) -> Option<LocalNs> {
         let origin = self.origin?;
-        Some(origin.plus(self.estimate(frame).round() as i64))
-    }
-
-    /// When the device passes `frame`, ns since `origin`: the floor's line when the edges
-    /// jitter, else the bracket.
-    fn estimate(&self, frame: i64) -> f64 {
-        match self.jittery_floor() {
+        let t = match self.jittery_floor() {
             Some(line) => line.at(frame),
             None => self.mid() + self.rate * (frame - self.p_ref) as f64,
-        }
+        };
+        Some(origin.plus(t.round() as i64))
     }
 
     /// When to read the device next, given that the caller would wake at `natural` and may wake
@@ -491,14 +434,8 @@ impl DeviceClock {
             hi = hi.max(lo + 0.5 * step);
             self.hi_at = self.last_t;
             aim = 0.5 * (lo + hi);
-        } else if self.hunt != 0.0 {
-            aim = self.estimate(self.p_ref) + self.hunt * HUNT_NS;
         } else if let Some(line) = self.jittery_floor() {
             aim = line.at(self.p_ref) - PROBE_LEAD_NS;
-        } else if self.jittery {
-            // Restarted on jittery edges: before the bracket (pinned by the earliest), so that
-            // the readings after the probe see the edges and the floor has its bounds.
-            aim -= PROBE_LEAD_NS;
         }
         let aim = aim - self.lateness;
         let want = natural.since(origin) as f64;
@@ -515,20 +452,10 @@ impl DeviceClock {
     /// the device has been read for `SETTLE_MOST_NS` without: then that is all there is). Until then a frame a buffer ahead is
     /// placed off by the rate error times the buffer (53 us at 530 ppm and 100 ms), which the
     /// servo pulls in over seconds: the stream should not start on it.
-    /// Jittery edges are settled by the floor's line (a bracket on them is narrow at once and
-    /// pinned by the earliest edge, hundreds of µs off after a graph's xrun).
     pub(crate) fn settled(&self) -> bool {
-        self.placed() || (self.origin.is_some() && self.last_t > SETTLE_MOST_NS)
-    }
-
-    /// Whether the rate is measured and the edges placed (by the floor when they jitter).
-    fn placed(&self) -> bool {
-        let narrow = if self.jittery {
-            self.jittery_floor().is_some()
-        } else {
-            self.hi - self.lo < SETTLED_WIDTH_NS
-        };
-        self.fitted && narrow && self.rate_known()
+        let narrow = self.hi - self.lo < SETTLED_WIDTH_NS || self.jittery_floor().is_some();
+        (self.fitted && narrow && self.rate_known())
+            || (self.origin.is_some() && self.last_t > SETTLE_MOST_NS)
     }
 
     /// Whether the rate is known to `SETTLED_PPM`.

@@ -1,54 +1,14 @@
 //! The device clock's learning (see `super`): upper bounds into the rate fit and the floor,
-//! edges into the phase track, the rate from the hull of the bounds or from the track, and
-//! whether the readings say the timeline moved.
+//! edges into the phase track, and the rate from the hull of the bounds or from the track.
 
 use super::*;
 
 impl DeviceClock {
-    /// Whether the timeline moved: a reading (position `p` between `t_lo` and `t_hi`) is the
-    /// `MISSED_EDGES`th edge in a row to say so. If the true edges lie `s` after the model's,
-    /// the reading says `t_lo - est(p + step) < s <= t_hi - est(p)`. Only on jittery edges and
-    /// a model that has settled.
-    pub(super) fn moved_by_readings(&mut self, p: i64, t_lo: f64, t_hi: f64) -> bool {
-        // Jittery edges only: sharp ones show a move as contradictions at once (and in one
-        // sim run of three, steps of 48 frames read by wake-ups 3 ms late, a sharp device's
-        // clock restarted and re-anchored for nothing).
-        if self.increments.len() < 2 || !self.jittery || !self.placed() {
-            return false;
-        }
-        let (after, before) = (t_lo - self.estimate(p + self.step), t_hi - self.estimate(p));
-        let side = if after > MISSED_NS {
-            1.0
-        } else if before < -MISSED_NS {
-            -1.0
-        } else {
-            // Within `CONFIRM_NS` on the side hunted: the count starts over. Beyond
-            // `SUSPECT_NS`: worth a look.
-            if (self.hunt > 0.0 && before < CONFIRM_NS) || (self.hunt < 0.0 && after > -CONFIRM_NS)
-            {
-                (self.missed, self.hunt, self.near) = (0, 0.0, t_hi);
-            } else if self.hunt == 0.0 && after > SUSPECT_NS {
-                self.hunt = 1.0;
-            } else if self.hunt == 0.0 && before < -SUSPECT_NS {
-                self.hunt = -1.0;
-            }
-            return false;
-        };
-        if side != self.hunt {
-            self.missed = 0;
-        }
-        if self.missed == 0 || p != self.missed_p {
-            self.missed += 1;
-        }
-        (self.missed_p, self.hunt) = (p, side);
-        self.missed >= MISSED_EDGES
-    }
-
     /// An edge seen between two readings close together is a point of the phase: its middle
     /// joins the track.
     pub(super) fn note_edge(&mut self, p: i64, after: f64, by: f64) {
         // Not from the first half second (see `add_bound`).
-        let warming = by < self.warmup && self.stamps() == Stamps::AtCall;
+        let warming = by < WARMUP_NS && self.stamps() == Stamps::AtCall;
         if warming || by - after > TRACK_WIDTH_NS || by - self.track_at < TRACK_EVERY_NS {
             return;
         }
@@ -91,7 +51,7 @@ impl DeviceClock {
         // Not from the device's first half second: a plugin starting up may move its position
         // by more than it played (one speaker's rate came out 150 ppm off from its first
         // second on a JACK rig, and only left when those bounds left the window, 12 s later).
-        if t < self.warmup && self.stamps() == Stamps::AtCall {
+        if t < WARMUP_NS && self.stamps() == Stamps::AtCall {
             return;
         }
         // Only a bound close to the reading before it (which still showed the old position)
@@ -104,7 +64,7 @@ impl DeviceClock {
         if let Some(line) = self.floor.line() {
             let at = line.at(self.p_ref);
             if at < self.lo - FLOOR_SLACK_NS || at > self.hi + FLOOR_SLACK_NS {
-                self.floor.new_segment();
+                self.floor.clear();
             }
         }
         let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
@@ -126,7 +86,7 @@ impl DeviceClock {
     /// A lower bound (the device had not passed `p` at `t`) joins the corridor as the highest
     /// of its 20 ms bucket; from the same half second on as the upper bounds.
     pub(super) fn add_low(&mut self, p: i64, t: f64) {
-        if t < self.warmup && self.stamps() == Stamps::AtCall {
+        if t < WARMUP_NS && self.stamps() == Stamps::AtCall {
             return;
         }
         let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
@@ -219,7 +179,8 @@ impl DeviceClock {
         };
         let corridor = (width(x1) + width(x3)) / (x3 - x1) / self.nominal * 1e6;
         let ppm = (30e9 / (tz - ta)).max(corridor).clamp(FLOOR_PPM, PRIOR_PPM);
-        self.take_rate((slope, self.nominal * ppm * 1e-6));
+        (self.rate, self.rate_sigma) = (slope, self.nominal * ppm * 1e-6);
+        self.fitted = true;
         // Before the bounds span `SETTLED_NS` the phase track, when there is one, knows better.
         self.fit_phase();
     }
@@ -237,21 +198,9 @@ impl DeviceClock {
             return;
         }
         if let Some(fit) = self.track_rate() {
-            self.take_rate(fit);
+            (self.rate, self.rate_sigma) = fit;
+            self.fitted = true;
         }
-    }
-}
-
-impl DeviceClock {
-    /// A measured rate and its uncertainty. After a restart the rate from before is kept
-    /// until the new bounds know it as well: the timeline moved, the DAC's rate did not, and
-    /// the first second's bounds alone put it 44 ppm off in a unit test (a JACK graph's xrun).
-    fn take_rate(&mut self, (rate, sigma): (f64, f64)) {
-        if self.rate_kept && sigma > self.rate_sigma {
-            return;
-        }
-        (self.rate, self.rate_sigma) = (rate, sigma);
-        (self.fitted, self.rate_kept) = (true, false);
     }
 }
 

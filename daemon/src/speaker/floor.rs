@@ -22,14 +22,8 @@
 //! Its slope is the DAC's rate; there is no line until the bounds span two seconds (a line
 //! with the caller's rate, hundreds of ppm off in the first second, parted two speakers by
 //! 300 µs on a JACK rig).
-//! A device's timeline can move while its rate stays (a JACK server's cycle that came late
-//! moved every cycle after it; a device reopened after an xrun): the caller starts a new
-//! segment, and the bounds of each segment keep their own height while all of them give the
-//! one rate. The line is the newest segment's once it has a few bounds of its own: within a
-//! fraction of a second after the move, not the seconds a new line needs (one speaker's
-//! re-learnt line on a JACK rig took 7 s, its servo at its rail for part of them). When the
-//! bounds of the last three seconds all lie far to one side, the timeline moved unseen: they
-//! become a new segment. A long memory lags a rate that changes
+//! When the bounds of the last three seconds all lie far to one side, the device's timeline
+//! moved (an xrun): the fit starts again from them. A long memory lags a rate that changes
 //! (a crystal warming up): a second line, of 20 s memory, is fitted beside it, and when the two
 //! part by more than 40 µs the older bounds are let go.
 //!
@@ -49,10 +43,6 @@ const REFIT_NS: f64 = 1_000_000_000.0;
 /// The line is fitted from this many bounds spanning this long.
 const MIN_BOUNDS: usize = 24;
 const MIN_SPAN_NS: f64 = 2_000_000_000.0;
-/// ... and the newest segment's height from this many of its own.
-const MIN_SEGMENT_BOUNDS: usize = 6;
-/// Segments kept (the oldest one's bounds go when another starts).
-const SEGMENTS: usize = 4;
 /// A lower bound this far above the line contradicts it: the edge came late.
 const SHARP_NS: f64 = 5_000.0;
 /// The edges are jittery when this share of lower bounds contradict the line, in this many
@@ -95,27 +85,6 @@ impl Line {
     }
 }
 
-/// An upper bound: the device passed `p` at or before `t`, and not before `lo`; on the
-/// timeline of segment `seg`.
-#[derive(Debug, Clone, Copy)]
-struct Bound {
-    p: i64,
-    t: f64,
-    lo: f64,
-    seg: u32,
-}
-
-/// A bound in a fit: its position and height against the nominal line, its weight, whether it
-/// is in the lower half, and its segment (0 the newest, counting back).
-#[derive(Debug, Clone, Copy)]
-struct Point {
-    x: f64,
-    y: f64,
-    w: f64,
-    kept: bool,
-    k: usize,
-}
-
 /// A fitted line, and how far its kept bounds lie from it (ns, one deviation).
 #[derive(Debug, Clone, Copy)]
 struct Fitted {
@@ -126,12 +95,10 @@ struct Fitted {
 #[derive(Debug, Clone)]
 pub(crate) struct Floor {
     nominal: f64,
-    /// Every upper bound of the last `WINDOW_NS`.
-    bounds: VecDeque<Bound>,
-    /// The segment new bounds join.
-    seg: u32,
-    /// Scratch: the bounds of a fit, and their residuals.
-    points: Vec<Point>,
+    /// Every upper bound (position, time) of the last `WINDOW_NS`.
+    bounds: VecDeque<(i64, f64, f64)>,
+    /// Scratch: (x, y, weight, kept) per bound, and residuals.
+    points: Vec<(f64, f64, f64, bool)>,
     residuals: Vec<f64>,
     line: Option<Line>,
     /// When the line was last fitted.
@@ -149,7 +116,6 @@ impl Floor {
         Floor {
             nominal: nominal_ns_per_frame,
             bounds: VecDeque::with_capacity(BOUNDS),
-            seg: 0,
             points: Vec::with_capacity(BOUNDS),
             residuals: Vec::with_capacity(BOUNDS),
             line: None,
@@ -167,32 +133,6 @@ impl Floor {
         self.fitted_at = f64::NEG_INFINITY;
         self.spread = f64::INFINITY;
         self.jittery_fits = 0;
-    }
-
-    /// The device's timeline moved (its rate did not): the bounds from now on are a new
-    /// segment, whose height is learnt from its own bounds and whose rate from all of them.
-    pub(crate) fn new_segment(&mut self) {
-        self.seg = self.seg.wrapping_add(1);
-        let seg = self.seg;
-        while self
-            .bounds
-            .front()
-            .is_some_and(|b| seg.wrapping_sub(b.seg) as usize >= SEGMENTS)
-        {
-            self.bounds.pop_front();
-        }
-        self.line = None;
-        self.fitted_at = f64::NEG_INFINITY;
-        self.jittery_fits = 0;
-    }
-
-    /// The caller's time origin moved forward by `by` ns: the kept bounds move with it.
-    pub(crate) fn rebase(&mut self, by: f64) {
-        for b in self.bounds.iter_mut() {
-            b.t -= by;
-            b.lo -= by;
-        }
-        self.fitted_at -= by;
     }
 
     /// The line, once enough bounds are in.
@@ -226,18 +166,12 @@ impl Floor {
     /// An edge: the device passed `p` after `lo` and at or before `t`.
     pub(crate) fn add(&mut self, p: i64, t: f64, lo: f64) {
         while self.bounds.len() >= BOUNDS
-            || self.bounds.front().is_some_and(|b| t - b.t > WINDOW_NS)
+            || self.bounds.front().is_some_and(|b| t - b.1 > WINDOW_NS)
         {
             self.bounds.pop_front();
         }
-        self.bounds.push_back(Bound {
-            p,
-            t,
-            lo,
-            seg: self.seg,
-        });
-        // Without a line (a new segment), every bound refits: its line is there with its sixth.
-        if t - self.fitted_at < REFIT_NS && self.line.is_some() {
+        self.bounds.push_back((p, t, lo));
+        if t - self.fitted_at < REFIT_NS {
             return;
         }
         self.fitted_at = t;
@@ -246,13 +180,8 @@ impl Floor {
             return;
         };
         if self.moved(fitted.line, t) {
-            // The last three seconds' bounds are the new segment.
             self.shifts += 1;
-            self.new_segment();
-            let (seg, since) = (self.seg, t - SHIFT_AFTER_NS);
-            for b in self.bounds.iter_mut().rev().take_while(|b| b.t >= since) {
-                b.seg = seg;
-            }
+            self.forget_before(t - SHIFT_AFTER_NS);
             self.line = self
                 .fit(MEMORY_NS, f64::NEG_INFINITY)
                 .map(|f| self.judge(f));
@@ -260,7 +189,7 @@ impl Floor {
         }
         // A rate that changed: the short line parts from the long one by more than its
         // scatter on a steady device (`CHANGE_NS`).
-        let first = self.bounds.front().map_or(t, |b| b.t);
+        let first = self.bounds.front().map_or(t, |b| b.1);
         if t - first > 3.0 * SHORT_MEMORY_NS {
             if let Some(short) = self.fit(SHORT_MEMORY_NS, t - 3.0 * SHORT_MEMORY_NS) {
                 let gap = (short.line.at(p) - fitted.line.at(p)).abs();
@@ -274,86 +203,67 @@ impl Floor {
         self.line = Some(self.judge(fitted));
     }
 
-    /// Whether every bound of the newest segment's last three seconds lies far on one side of
-    /// `line` (and the segment is older than that): the timeline moved.
+    /// Whether every bound of the last three seconds lies far on one side of `line`: the
+    /// timeline moved.
     fn moved(&self, line: Line, t: f64) -> bool {
         let since = t - SHIFT_AFTER_NS;
-        let (mut above, mut below, mut n, mut older) = (true, true, 0, false);
-        for b in self.bounds.iter().rev().take_while(|b| b.seg == self.seg) {
-            if b.t < since {
-                older = true;
-                break;
-            }
-            let r = b.t - line.at(b.p);
+        let first = self.bounds.front().map_or(t, |b| b.1);
+        let (mut above, mut below, mut n) = (true, true, 0);
+        for &(p, t, _) in self.bounds.iter().rev().take_while(|b| b.1 >= since) {
+            let r = t - line.at(p);
             above &= r > SHIFT_NS;
             below &= r < -SHIFT_NS;
             n += 1;
         }
-        older && n >= 3 && (above || below)
+        first < since && n >= 3 && (above || below)
     }
 
     fn forget_before(&mut self, since: f64) {
-        while self.bounds.front().is_some_and(|b| b.t < since) {
+        while self.bounds.front().is_some_and(|b| b.1 < since) {
             self.bounds.pop_front();
         }
     }
 
     /// Least squares through the bounds since `since`, each weighing less by e per `memory`
-    /// of age, then through those below the median residual, and again: one rate, a height
-    /// per segment. The line is the newest segment's.
+    /// of age, then through those below the median residual, and again.
     fn fit(&mut self, memory: f64, since: f64) -> Option<Fitted> {
-        let first = self.bounds.partition_point(|b| b.t < since);
-        let (a, z) = (*self.bounds.get(first)?, *self.bounds.back()?);
-        let newest = self.bounds.iter().rev().take_while(|b| b.seg == self.seg);
-        if self.bounds.len() - first < MIN_BOUNDS
-            || z.t - a.t < MIN_SPAN_NS
-            || newest.take(MIN_SEGMENT_BOUNDS).count() < MIN_SEGMENT_BOUNDS
-        {
+        let first = self.bounds.partition_point(|b| b.1 < since);
+        let (&(p0, t0, _), &(_, tz, _)) = (self.bounds.get(first)?, self.bounds.back()?);
+        if self.bounds.len() - first < MIN_BOUNDS || tz - t0 < MIN_SPAN_NS {
             return None;
         }
         // Heights against the nominal rate keep the numbers small.
-        let (nominal, seg) = (self.nominal, self.seg);
+        let nominal = self.nominal;
         self.points.clear();
-        self.points.extend(self.bounds.range(first..).map(|b| {
-            let x = (b.p - a.p) as f64;
-            Point {
-                x,
-                y: b.t - a.t - nominal * x,
-                w: (-(z.t - b.t) / memory).exp(),
-                kept: true,
-                k: (seg.wrapping_sub(b.seg) as usize).min(SEGMENTS - 1),
-            }
-        }));
+        self.points
+            .extend(self.bounds.range(first..).map(|&(p, t, _)| {
+                let x = (p - p0) as f64;
+                (x, t - t0 - nominal * x, (-(tz - t) / memory).exp(), true)
+            }));
         let mut sol = solve(&self.points)?;
         for _ in 0..ROUNDS {
             self.residuals.clear();
             self.residuals
-                .extend(self.points.iter().map(|q| q.y - sol.at(q)));
-            // The lower half of each segment's own bounds (a median of all of them kept every
-            // bound of a new segment, whose height is its own mean).
-            let mut i = 0;
-            while i < self.points.len() {
-                let k = self.points[i].k;
-                let n = self.points[i..].iter().take_while(|q| q.k == k).count();
-                let run = &mut self.residuals[i..i + n];
-                let (_, &mut median, _) = run.select_nth_unstable_by(n / 2, f64::total_cmp);
-                for q in self.points[i..i + n].iter_mut() {
-                    q.kept = q.y - sol.at(q) <= median;
-                }
-                i += n;
+                .extend(self.points.iter().map(|&(x, y, _, _)| y - sol.at(x)));
+            let mid = self.residuals.len() / 2;
+            let (_, &mut median, _) = self.residuals.select_nth_unstable_by(mid, f64::total_cmp);
+            for s in self.points.iter_mut() {
+                s.3 = s.1 - sol.at(s.0) <= median;
             }
             sol = solve(&self.points)?;
         }
         let (mut sum, mut w) = (0.0f64, 0.0f64);
-        for q in self.points.iter().filter(|q| q.kept) {
-            sum += q.w * (q.y - sol.at(q)).powi(2);
-            w += q.w;
+        for &(x, y, wi, kept) in &self.points {
+            if kept {
+                sum += wi * (y - sol.at(x)).powi(2);
+                w += wi;
+            }
         }
         let spread = (sum / w.max(1e-9)).sqrt();
         Some(Fitted {
             line: Line {
-                p0: a.p,
-                t0: a.t + sol.a[0],
+                p0,
+                t0: t0 + sol.a,
                 ns_per_frame: nominal + sol.b,
             },
             spread,
@@ -362,16 +272,16 @@ impl Floor {
 
     /// Takes a fit as the line: its spread, and whether its edges are jittery (sharp edges lie
     /// after every lower bound of theirs; jittery ones leave many of those above a line under
-    /// the early edges). Only the newest segment's bounds are on the line.
+    /// the early edges).
     fn judge(&mut self, fitted: Fitted) -> Line {
         self.spread = fitted.spread;
         let line = fitted.line;
-        let (mut above, mut n) = (0, 0);
-        for b in self.bounds.iter().rev().take_while(|b| b.seg == self.seg) {
-            above += usize::from(b.lo - line.at(b.p) > SHARP_NS);
-            n += 1;
-        }
-        if above as f64 > JITTERY_SHARE * n as f64 {
+        let above = self
+            .bounds
+            .iter()
+            .filter(|&&(p, _, lo)| lo - line.at(p) > SHARP_NS)
+            .count();
+        if above as f64 > JITTERY_SHARE * self.bounds.len() as f64 {
             self.jittery_fits += 1;
         } else {
             self.jittery_fits = 0;
@@ -380,61 +290,40 @@ impl Floor {
     }
 }
 
-/// Weighted least-squares lines `y = a[k] + b·x`: one slope, a height per segment.
+/// A weighted least-squares line `y = a + b·x`.
 #[derive(Debug, Clone, Copy)]
 struct Solution {
-    a: [f64; SEGMENTS],
+    a: f64,
     b: f64,
 }
 
 impl Solution {
-    fn at(&self, q: &Point) -> f64 {
-        self.a[q.k] + self.b * q.x
+    fn at(&self, x: f64) -> f64 {
+        self.a + self.b * x
     }
 }
 
-/// The lines through the kept points, by weighted least squares: each segment about its own
-/// mean, the slope from all of them. None unless the newest segment has kept points.
-fn solve(points: &[Point]) -> Option<Solution> {
-    let kept = points.iter().filter(|q| q.kept);
-    let (mut n, mut w, mut sx, mut sy) = (
-        [0usize; SEGMENTS],
-        [0.0; SEGMENTS],
-        [0.0; SEGMENTS],
-        [0.0; SEGMENTS],
-    );
-    for q in kept.clone() {
-        n[q.k] += 1;
-        w[q.k] += q.w;
-        sx[q.k] += q.w * q.x;
-        sy[q.k] += q.w * q.y;
+/// The line through the kept points, by weighted least squares.
+fn solve(points: &[(f64, f64, f64, bool)]) -> Option<Solution> {
+    let kept = points.iter().filter(|p| p.3);
+    let (mut n, mut w, mut sx, mut sy) = (0, 0.0, 0.0, 0.0);
+    for &(x, y, wi, _) in kept.clone() {
+        (n, w, sx, sy) = (n + 1, w + wi, sx + wi * x, sy + wi * y);
     }
-    if n.iter().sum::<usize>() < 2 || w[0] <= 0.0 {
+    if n < 2 || w <= 0.0 {
         return None;
     }
-    let mean = |k: usize| {
-        if w[k] > 0.0 {
-            (sx[k] / w[k], sy[k] / w[k])
-        } else {
-            (0.0, 0.0)
-        }
-    };
+    let (mx, my) = (sx / w, sy / w);
     let (mut sxx, mut sxy) = (0.0, 0.0);
-    for q in kept {
-        let (mx, my) = mean(q.k);
-        sxx += q.w * (q.x - mx) * (q.x - mx);
-        sxy += q.w * (q.x - mx) * (q.y - my);
+    for &(x, y, wi, _) in kept {
+        sxx += wi * (x - mx) * (x - mx);
+        sxy += wi * (x - mx) * (y - my);
     }
     if sxx <= 0.0 {
         return None;
     }
     let b = sxy / sxx;
-    let mut a = [0.0; SEGMENTS];
-    for (k, a) in a.iter_mut().enumerate() {
-        let (mx, my) = mean(k);
-        *a = my - b * mx;
-    }
-    Some(Solution { a, b })
+    Some(Solution { a: my - b * mx, b })
 }
 
 #[cfg(test)]
@@ -497,35 +386,6 @@ mod tests {
         let l = f.line().unwrap();
         let p = 600 * 4_800;
         assert!((l.at(p) - NS * p as f64 - 300e3).abs() < 1e3);
-    }
-
-    #[test]
-    fn a_moved_timeline_keeps_its_rate_and_takes_its_height_from_a_few_bounds() {
-        // Bounds 0-150 µs after their edges, 10 a second, on a DAC 200 ppm slow; at 60 s the
-        // timeline moves 3.9 ms later and the caller says so. Eight bounds later the line is
-        // the new timeline's (the lower half's height, 37.5 µs above the edges, within the
-        // scatter of eight) at the rate of all of them; a floor that started again would
-        // have no line for two seconds, one that kept one segment a line milliseconds off.
-        let mut f = Floor::new(NS);
-        let true_ns = NS * (1.0 + 200e-6);
-        let mut r = 7u64;
-        let edge = |p: i64, moved: bool| true_ns * p as f64 + if moved { 3.9e6 } else { 0.0 };
-        for k in 0..608 {
-            if k == 600 {
-                f.new_segment();
-                assert_eq!(f.line(), None);
-            }
-            let p = k * 4_800;
-            let t = edge(p, k >= 600) + uniform(&mut r) * 150e3;
-            f.add(p, t, t - 30e3);
-        }
-        let l = f
-            .line()
-            .expect("a line from eight bounds of the new segment");
-        let p = 608 * 4_800;
-        let above = l.at(p) - edge(p, true);
-        assert!((10e3..65e3).contains(&above), "{above}");
-        assert!((l.ns_per_frame / true_ns - 1.0).abs() < 0.5e-6);
     }
 
     /// Bounds of an edge every 100 ms, each 0-150 µs late, on a device whose rate steps by

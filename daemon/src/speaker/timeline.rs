@@ -14,11 +14,6 @@ use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, Frames, Nanos};
 /// Timing error beyond which the stream is re-anchored (frames dropped or inserted) instead of
 /// being pulled in by the resampler.
 pub(crate) const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
-/// ... and beyond which it is re-anchored when first measured after the device's clock
-/// started again (its timeline moved: the sound broke anyway). Pulled in by the resampler
-/// instead, an error of a millisecond or two kept it at its rail for seconds, and two
-/// speakers that came back on a JACK rig after a graph's xrun parted by hundreds of µs.
-const RESYNC_AFTER_MOVE_NS: f64 = 200_000.0;
 
 /// Audio left in the device when the playout thread refills it.
 const LOW_WATER_NS: i64 = 20_000_000;
@@ -146,8 +141,6 @@ pub(crate) struct Timeline {
     switching: bool,
     stopping: bool,
     stop_turns: u32,
-    /// The stream went on unmeasured while the device's clock settled again.
-    held: bool,
 }
 
 impl Timeline {
@@ -172,7 +165,6 @@ impl Timeline {
             switching: false,
             stopping: false,
             stop_turns: 0,
-            held: false,
         }
     }
 
@@ -305,11 +297,6 @@ impl Timeline {
                 self.place(v.grid.unwrap_or(m), &mut p);
                 p.step = self.servo.step();
             }
-            // The device's clock started again (its timeline moved: a graph's xrun, a reset):
-            // until it has settled its estimate is a step wide, and a re-anchor on it was
-            // off by up to that (11 ms for a move of 4 on a JACK rig) and needed more after
-            // it. The stream goes on as placed, and is measured again once it has.
-            (Some(_), Some(_)) if v.unsettled => self.held = true,
             (Some(m), Some(t0)) => {
                 // When the frame the next output frame reads should be heard, against when it
                 // will be. The device clock has already discounted stale position reports, so
@@ -317,12 +304,7 @@ impl Timeline {
                 let due = t0.0 as f64 + v.read_position * 1e9 / self.rate as f64;
                 let err = m.0 as f64 - due;
                 p.error_ns = Some(err);
-                let threshold = if std::mem::take(&mut self.held) {
-                    RESYNC_AFTER_MOVE_NS
-                } else {
-                    RESYNC_THRESHOLD_NS as f64
-                };
-                if err.abs() > threshold {
+                if err.abs() > RESYNC_THRESHOLD_NS as f64 {
                     // Drop or insert frames under a fade: this period fades out on the old
                     // timeline, the next one jumps and fades in. Never a click.
                     p.resync = true;

@@ -154,52 +154,6 @@ fn an_error_beyond_the_threshold_fades_out_then_jumps_and_fades_in() {
 }
 
 #[test]
-fn a_device_clock_that_started_again_is_waited_for_then_jumped_to_once() {
-    // The device's timeline moved by 4 ms and its clock started again: while it settles, its
-    // estimate (here 11 ms off, a step wide) is neither measured nor jumped to; the stream
-    // goes on as placed, at the servo's step. Settled, the move is one jump.
-    let mut t = timeline();
-    let unsettled = View {
-        anchor: Some(ControllerNs(0)),
-        unsettled: true,
-        ..view(11 * MS)
-    };
-    for _ in 0..5 {
-        let p = period(t.plan(&unsettled));
-        assert!(!p.resync);
-        assert_eq!((p.fade, p.anchor, p.error_ns), (Fade::None, None, None));
-        t.wrote();
-    }
-    let p = period(t.plan(&View {
-        anchor: Some(ControllerNs(0)),
-        ..view(4 * MS)
-    }));
-    assert!(p.resync);
-    assert_eq!(p.error_ns, Some(4e6));
-    t.wrote();
-    let p = period(t.plan(&view(4 * MS)));
-    assert_eq!((p.fade, p.anchor), (Fade::In, Some(ControllerNs(4 * MS))));
-    t.wrote();
-    // A move of 0.4 ms, first measured after the clock settled again, is jumped too (the
-    // resampler would need half a second at its rail; not held, it pulls in 2 ms: above).
-    let placed = View {
-        anchor: Some(ControllerNs(0)),
-        ..view(MS / 2)
-    };
-    t.plan(&View {
-        unsettled: true,
-        ..placed
-    });
-    t.wrote();
-    let p = period(t.plan(&View {
-        read_position: 4.8,
-        ..placed
-    }));
-    assert!(p.resync, "{p:?}");
-    assert_eq!(p.error_ns, Some(0.4e6));
-}
-
-#[test]
 fn a_dac_off_by_200_ppm_is_followed_by_the_resampler_without_a_jump() {
     // The DAC runs 200 ppm slow against the controller's clock: each period of 480 output
     // frames lasts 10 ms × (1 + 200e-6). The stream frames read must keep pace with when they
