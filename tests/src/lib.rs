@@ -13,6 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+mod stall;
+pub use stall::retry_on_host_stall;
+
 /// Path of a workspace binary (built by `cargo build --workspace` before the tests run).
 pub fn bin(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -45,6 +45,10 @@ fn network(s: &Daemon) -> Value {
 
 #[test]
 fn spoofed_and_replayed_datagrams_change_nothing() {
+    retry_on_host_stall(spoofed_and_replayed_datagrams_change_nothing_once);
+}
+
+fn spoofed_and_replayed_datagrams_change_nothing_once() {
     // Four hosts on a LAN: the controller, two speakers, and an attacker on host 4.
     let lan = Lan::new(4);
     let dir = scratch("spoof");
@@ -126,6 +130,10 @@ fn spoofed_and_replayed_datagrams_change_nothing() {
 
 #[test]
 fn a_speaker_without_the_key_hears_nothing_and_says_why() {
+    retry_on_host_stall(a_speaker_without_the_key_hears_nothing_and_says_why_once);
+}
+
+fn a_speaker_without_the_key_hears_nothing_and_says_why_once() {
     let dir = scratch("nokey");
     let net = Net::new();
     let controller = start_controller(&dir, &net, KEY);
@@ -148,6 +156,10 @@ fn a_speaker_without_the_key_hears_nothing_and_says_why() {
 
 #[test]
 fn a_killed_controller_fades_out_and_a_restarted_one_plays_in_sync() {
+    retry_on_host_stall(a_killed_controller_fades_out_and_a_restarted_one_plays_in_sync_once);
+}
+
+fn a_killed_controller_fades_out_and_a_restarted_one_plays_in_sync_once() {
     let dir = scratch("kill9");
     let net = Net::new();
     let mut controller = start_controller(&dir, &net, "");
@@ -286,6 +298,10 @@ fn playout(s: &Daemon) -> Value {
 
 #[test]
 fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
+    retry_on_host_stall(lost_datagrams_are_repaired_in_time_and_play_sample_exact_once);
+}
+
+fn lost_datagrams_are_repaired_in_time_and_play_sample_exact_once() {
     // Three hosts: the controller; a speaker that hears the zone directly; one that hears it
     // through a relay on its host that drops 5 % of the datagrams at random and everything for
     // 20 ms twice a second. Default latency (150 ms).
@@ -360,6 +376,10 @@ fn lost_datagrams_are_repaired_in_time_and_play_sample_exact() {
 
 #[test]
 fn a_sessions_first_datagrams_are_asked_for_again() {
+    retry_on_host_stall(a_sessions_first_datagrams_are_asked_for_again_once);
+}
+
+fn a_sessions_first_datagrams_are_asked_for_again_once() {
     // The first three audio datagrams of the controller's session never reach one speaker.
     // Nothing came before them to show the gap, but a session's sequence numbers start at 0:
     // the speaker asks for the ones before the first it saw and plays the track whole.
@@ -385,6 +405,10 @@ fn a_sessions_first_datagrams_are_asked_for_again() {
 
 #[test]
 fn parity_rebuilds_single_losses_without_asking() {
+    retry_on_host_stall(parity_rebuilds_single_losses_without_asking_once);
+}
+
+fn parity_rebuilds_single_losses_without_asking_once() {
     // Every 5th datagram lost (parity included), parity after every 3: each group misses at
     // most one, and each is rebuilt from the parity, mostly before a request would go out
     // (requests wait for the parity up to 25 ms).
@@ -432,6 +456,10 @@ fn parity_rebuilds_single_losses_without_asking() {
 
 #[test]
 fn a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once() {
+    retry_on_host_stall(a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once_once);
+}
+
+fn a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once_once() {
     // Three speakers: one hears the zone directly; one through a relay that passes nothing for
     // 1.5 s mid-track (a Wi-Fi drop-out); one whose process is stopped for 0.4 s (its DAC
     // runs dry, its socket fills up: an underrun).
@@ -523,6 +551,10 @@ fn a_network_blackout_and_a_stalled_speaker_are_back_in_sync_at_once() {
 
 #[test]
 fn device_errors_are_recovered_counted_and_in_sync_at_once() {
+    retry_on_host_stall(device_errors_are_recovered_counted_and_in_sync_at_once_once);
+}
+
+fn device_errors_are_recovered_counted_and_in_sync_at_once_once() {
     // A DAC that fails every 1.5 s like an ALSA xrun (playback stops, the queue is dropped, the
     // write reports an error): the speaker recovers the device without restarting, counts and
     // logs each error, and plays on in sync.
@@ -565,6 +597,10 @@ fn device_errors_are_recovered_counted_and_in_sync_at_once() {
 
 #[test]
 fn sigterm_fades_out() {
+    retry_on_host_stall(sigterm_fades_out_once);
+}
+
+fn sigterm_fades_out_once() {
     // A speaker stopped mid-tone ends its output with a fade, not a cut.
     let dir = scratch("sigterm");
     let net = Net::new();
@@ -600,6 +636,10 @@ fn sigterm_fades_out() {
 
 #[test]
 fn heavy_loss_never_plays_a_wrong_sample() {
+    retry_on_host_stall(heavy_loss_never_plays_a_wrong_sample_once);
+}
+
+fn heavy_loss_never_plays_a_wrong_sample_once() {
     // 30 % of the stream lost on the way: playback goes on, what cannot be repaired in time is
     // concealed (a fade to silence and back), and every sample heard outside those fades is the
     // source's sample for that moment.
@@ -643,6 +683,10 @@ fn heavy_loss_never_plays_a_wrong_sample() {
 
 #[test]
 fn mdns_finds_the_controller_and_lists_speakers_it_does_not_hear() {
+    retry_on_host_stall(mdns_finds_the_controller_and_lists_speakers_it_does_not_hear_once);
+}
+
+fn mdns_finds_the_controller_and_lists_speakers_it_does_not_hear_once() {
     // A LAN of three hosts: the controller, a speaker, and a speaker with a key the controller
     // does not have (it announces itself with mDNS but can never join).
     let lan = Lan::new(3);

@@ -9,6 +9,10 @@ use std::time::Duration;
 
 #[test]
 fn one_datagram_numbered_far_ahead_does_not_silence_the_zone() {
+    retry_on_host_stall(one_datagram_numbered_far_ahead_does_not_silence_the_zone_once);
+}
+
+fn one_datagram_numbered_far_ahead_does_not_silence_the_zone_once() {
     // The attack: a copy of one of the stream's own datagrams, its sequence number 2^31 - 1
     // ahead. The replay window took it as the newest and refused every true datagram after
     // it as too old: the zone went silent until the controller restarted.
@@ -72,6 +76,10 @@ fn with_token(dir: &std::path::Path, net: &Net, speaker: Option<&str>) -> Daemon
 
 #[test]
 fn a_forged_heartbeat_neither_moves_a_speaker_nor_learns_the_token() {
+    retry_on_host_stall(a_forged_heartbeat_neither_moves_a_speaker_nor_learns_the_token_once);
+}
+
+fn a_forged_heartbeat_neither_moves_a_speaker_nor_learns_the_token_once() {
     // The attack: an impostor on host 3 sends heartbeats as "spk1" with its own API address.
     // The controller took the newest heartbeat's address, forwarded the next volume call there
     // with the API token in the clear, and echoed the impostor's answer.
@@ -112,6 +120,10 @@ fn a_forged_heartbeat_neither_moves_a_speaker_nor_learns_the_token() {
 
 #[test]
 fn web_pages_of_other_sites_and_rebound_names_cannot_drive_the_api() {
+    retry_on_host_stall(web_pages_of_other_sites_and_rebound_names_cannot_drive_the_api_once);
+}
+
+fn web_pages_of_other_sites_and_rebound_names_cannot_drive_the_api_once() {
     // A default install has no token: any page a user on the LAN opens could POST to it
     // (text/plain needs no preflight), and a name of the attacker's that resolves to the box
     // makes its pages same-origin (DNS rebinding).
@@ -173,6 +185,10 @@ fn web_pages_of_other_sites_and_rebound_names_cannot_drive_the_api() {
 
 #[test]
 fn repairs_go_only_to_hosts_that_receive_the_sync_answers() {
+    retry_on_host_stall(repairs_go_only_to_hosts_that_receive_the_sync_answers_once);
+}
+
+fn repairs_go_only_to_hosts_that_receive_the_sync_answers_once() {
     // The reflection: one forged heartbeat made any address a "speaker", and repair requests
     // from it (or spoofed with a victim's address) were answered with whole audio datagrams:
     // 256 times what was sent. Now only a host that echoed the t3 of a sync answer it
@@ -225,6 +241,10 @@ fn metric(d: &Daemon, name: &str) -> f64 {
 
 #[test]
 fn a_file_output_on_a_full_disk_backs_off_and_says_so() {
+    retry_on_host_stall(a_file_output_on_a_full_disk_backs_off_and_says_so_once);
+}
+
+fn a_file_output_on_a_full_disk_backs_off_and_says_so_once() {
     // A file output on a disk that fills up: each write failed, the "recovery" succeeded, and
     // the real-time playout thread spun a core at a million failed writes a second while the
     // status said nothing. A 256 KiB tmpfs fills in about a second of 48 kHz stereo.
@@ -278,6 +298,10 @@ fn a_file_output_on_a_full_disk_backs_off_and_says_so() {
 
 #[test]
 fn play_cannot_make_the_controller_fetch_from_this_box() {
+    retry_on_host_stall(play_cannot_make_the_controller_fetch_from_this_box_once);
+}
+
+fn play_cannot_make_the_controller_fetch_from_this_box_once() {
     // Blind SSRF: `play http://127.0.0.1:PORT/...` (or a link-local metadata service, or a
     // redirect to one) made the controller connect, and retry for ever.
     let dir = scratch("ssrf");
@@ -318,6 +342,12 @@ fn closed(c: &std::net::TcpStream, wait: Duration) -> bool {
 
 #[test]
 fn idle_connections_from_one_host_neither_exhaust_the_api_nor_stay_for_ever() {
+    retry_on_host_stall(
+        idle_connections_from_one_host_neither_exhaust_the_api_nor_stay_for_ever_once,
+    );
+}
+
+fn idle_connections_from_one_host_neither_exhaust_the_api_nor_stay_for_ever_once() {
     // The attack: a host opens connections and sends nothing. 1100 of them used up the
     // daemon's descriptors and the API stopped answering. Now one address gets 32
     // connections (the next is closed at once), and a connection that sends nothing is
@@ -352,6 +382,10 @@ fn idle_connections_from_one_host_neither_exhaust_the_api_nor_stay_for_ever() {
 
 #[test]
 fn play_takes_files_from_the_media_roots_only_and_folder_walks_end() {
+    retry_on_host_stall(play_takes_files_from_the_media_roots_only_and_folder_walks_end_once);
+}
+
+fn play_takes_files_from_the_media_roots_only_and_folder_walks_end_once() {
     // `play /etc/shadow`-style requests read any file the daemon could; a folder of
     // self-referencing symlinks was walked on the API's workers until the depth limit, 16
     // levels of every link, and the API stopped answering meanwhile.

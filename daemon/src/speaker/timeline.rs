@@ -15,7 +15,11 @@ use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, Frames, Nanos};
 /// being pulled in by the resampler.
 pub(crate) const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
 
-/// Audio left in the device when the playout thread refills it.
+/// Audio left in the device when the playout thread refills it, at least; and half of what it
+/// fills, if that is more. A whole machine stopped for longer than what is left (a VM's host,
+/// an SD card's write holding the kernel) empties the device: 20 ms alone was too little on a
+/// CI VM whose host stalled it for 40-80 ms now and then (one hole per stall, each followed by
+/// a re-anchor); half of a 100 ms fill rides out 50 ms for 20 wake-ups a second instead of 12.5.
 const LOW_WATER_NS: i64 = 20_000_000;
 /// Room a hole in the stream needs between the arrival of the audio after it and the frames
 /// the device holds: a loss burst (20 ms tested) and the repair's round trips. The device is
@@ -150,7 +154,7 @@ impl Timeline {
         let buffer = buffer.max(2 * period);
         // Queued frames at which a full device is refilled: 20 ms against an underrun (whole
         // periods, at least one, at most half the buffer). With the default 100 ms buffer and
-        // 150 ms latency the thread wakes every 80 ms.
+        // 150 ms latency the thread wakes every 50 ms (see `sleep`).
         let guard = (ns_to_frames(LOW_WATER_NS, rate) as usize / period).max(1);
         let low_water = (period * guard.min((buffer / period / 2).max(1))).min(buffer - period);
         Timeline {
@@ -226,9 +230,14 @@ impl Timeline {
     /// show and be repaired before its frames are due.
     fn sleep(&self, v: &View) -> Option<Nanos> {
         let queued = v.queued.0;
-        let full = queued + self.period > self.fill(v.lead, v.extra);
+        let fill = self.fill(v.lead, v.extra);
+        let full = queued + self.period > fill;
+        // Refilled when half the fill is left, in whole periods (never above the fill less a
+        // period), or at the low-water mark if that is more.
+        let half = (fill / 2 / self.period * self.period).min(fill - self.period);
+        let low_water = self.low_water.max(half);
         let waiting = !full
-            && queued > self.low_water
+            && queued > low_water
             && v.anchor.is_some()
             && (v.repairing || v.flowing)
             && !v.ready;
@@ -236,7 +245,7 @@ impl Timeline {
             return None;
         }
         // Until the device has drained to the low-water mark; then periods back to back until
-        // it is full again (eight per wake-up with the defaults, 20 ms still queued against an
+        // it is full again (five per wake-up with the defaults, 50 ms still queued against an
         // underrun). While datagrams are being repaired, every 5 ms to take them in; while
         // audio is late, every 20 ms (a loss burst under way shows as a gap then).
         let longest = if v.repairing {
@@ -246,7 +255,7 @@ impl Timeline {
         } else {
             LONGEST_SLEEP_NS
         };
-        let wait = frames_to_ns(queued - self.low_water, self.rate);
+        let wait = frames_to_ns(queued - low_water, self.rate);
         Some(Nanos(wait.clamp(SHORTEST_SLEEP_NS, longest)))
     }
 

@@ -42,12 +42,13 @@ fn period(plan: Plan) -> Period {
 fn a_full_device_sleeps_until_the_low_water_mark() {
     let mut t = timeline();
     assert_eq!(t.low_water(), Frames(960));
-    // Filled to the latency less the room a repair needs: 150 - 60 ms = 4320 frames.
+    // Filled to the latency less the room a repair needs: 150 - 60 ms = 4320 frames; refilled
+    // when half of that is left, in whole periods (1920 frames, more than the 960 of the mark).
     let v = View {
         queued: Frames(4_000),
         ..view(0)
     };
-    assert_eq!(t.plan(&v), Plan::Sleep(Nanos(63_333_333)));
+    assert_eq!(t.plan(&v), Plan::Sleep(Nanos(43_333_333)));
     // One period short of that: a period is written.
     let v = View {
         queued: Frames(3_800),
@@ -67,7 +68,7 @@ fn a_full_device_sleeps_until_the_low_water_mark() {
 fn late_audio_is_waited_for_while_the_device_holds_enough() {
     let mut t = timeline();
     let late = View {
-        queued: Frames(2_400),
+        queued: Frames(3_360),
         anchor: Some(ControllerNs(0)),
         ready: false,
         ..view(0)
