@@ -289,13 +289,14 @@ fn default_media_roots() -> Vec<String> {
 
 /// Device period when not configured: 10 ms.
 const AUTO_PERIOD_MS: u32 = 10;
-/// Device buffer when not configured: 100 ms. The playout thread refills it when 20 ms are
-/// left, so it wakes every 80 ms, but it fills it only as far ahead as the stream's lead (the
-/// zone's latency) less 40 ms: a hole in the stream shows at the first wake-up after the audio
-/// that follows it came, and its repair must come before the device drains to 20 ms. At the
-/// default latency (150 ms) that leaves 30 ms for the repair of a 20 ms loss burst; at 100 ms
-/// latency the thread fills 60 ms and wakes every 40 ms, leaving 20 ms. (Filling 80 ms at
-/// 100 ms latency let a hole show too late: a test with 20 ms loss bursts concealed some.)
+/// Device buffer when not configured: 100 ms. The playout thread fills it only as far ahead as
+/// the stream's lead (the zone's latency) less 40 ms, and refills it when half of that is left
+/// (every 50 ms at the default latency, 150 ms; a stalled machine has 50 ms before the device
+/// runs dry). A hole in the stream is asked for again when the audio after it comes; its
+/// repair must come before the device drains to the refill mark: 100 ms later at the default
+/// latency, 70 ms at 100 ms latency, where the thread fills 60 ms and wakes every 30 ms.
+/// (Filling 80 ms at 100 ms latency let a hole show too late: a test with 20 ms loss bursts
+/// concealed some.)
 const AUTO_BUFFER_MS: u32 = 100;
 
 impl SpeakerConfig {
