@@ -393,3 +393,32 @@ fn edges_that_cross_the_bracket_are_called_jittery_within_seconds() {
         assert_eq!(st.edge_jitter_us.is_some(), late, "{st:?}");
     }
 }
+
+#[test]
+fn a_model_that_keeps_restarting_settles_after_two_seconds_of_readings() {
+    // Readings every 5 ms whose timeline moves by 30 ms every 70 ms (a JACK server on a host
+    // that stalls): the model restarts again and again and never fits a rate. Playing by what
+    // it knows beats silence: after 2 s of readings it counts as settled.
+    let mut m = DeviceClock::new(48_000);
+    let mut shift = 0.0;
+    let mut settled_at = None;
+    for k in 0..600 {
+        let t = 1e9 + k as f64 * 5e6;
+        if k % 14 == 13 {
+            shift += 30e6;
+        }
+        let played = ((t - 1e9 - shift).max(0.0) * 48e-6) as i64 / 256 * 256;
+        m.handle_reading(at_call(t, t + 1_000.0, 2_000.0, played));
+        if settled_at.is_none() && m.settled() {
+            settled_at = Some(t - 1e9);
+        }
+    }
+    let st = m.status();
+    assert!(st.restarts > 10, "{st:?}");
+    let at = settled_at.expect("settled");
+    assert!((2.0e9..2.1e9).contains(&at), "settled after {} s", at / 1e9);
+    // A device opened again (an xrun recovered) is read for two seconds again.
+    m.reset();
+    m.handle_reading(at_call(5e9, 5e9 + 1_000.0, 2_000.0, 0));
+    assert!(!m.settled());
+}
