@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 mod stall;
-pub use stall::retry_on_host_stall;
+pub use stall::{host_fault, retry_on_host_stall};
 
 /// Path of a workspace binary (built by `cargo build --workspace` before the tests run).
 pub fn bin(name: &str) -> PathBuf {

@@ -14,6 +14,16 @@ const STALL: Duration = Duration::from_millis(25);
 /// Tries in all.
 const TRIES: u32 = 3;
 
+/// Faults of the host a scenario saw itself during the current try (`host_fault`).
+static FAULTS: AtomicU64 = AtomicU64::new(0);
+
+/// A scenario saw the host fail under it (a JACK server's own xrun: its cycle came late and its
+/// timeline moved): a failure of this try counts as the host's, as after a stall. Says so.
+pub fn host_fault(what: &str) {
+    eprintln!("host fault during this try: {what}");
+    FAULTS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Watches for stalls while it lives: a thread that sleeps 2 ms at a time and notes how late
 /// it woke.
 struct Watch {
@@ -71,16 +81,19 @@ impl Drop for Watch {
 /// stalled; says so on stderr.
 pub fn retry_on_host_stall(mut scenario: impl FnMut()) {
     for attempt in 1..=TRIES {
+        FAULTS.store(0, Ordering::Relaxed);
         let watch = Watch::start();
         let result = catch_unwind(AssertUnwindSafe(&mut scenario));
         let (stalls, worst_ms) = watch.seen();
         drop(watch);
+        let stalls = stalls + FAULTS.load(Ordering::Relaxed);
         match result {
             Ok(()) => return,
             Err(panic) if stalls == 0 || attempt == TRIES => resume_unwind(panic),
             Err(_) => eprintln!(
-                "the host stalled {stalls} time(s) during try {attempt} of {TRIES} (worst \
-                 {worst_ms:.0} ms late from a 2 ms sleep), and the scenario failed: again"
+                "the host stalled or failed {stalls} time(s) during try {attempt} of {TRIES} \
+                 (worst stall {worst_ms:.0} ms late from a 2 ms sleep), and the scenario \
+                 failed: again"
             ),
         }
     }

@@ -42,6 +42,8 @@ fn speakers_on_a_coarse_pointer_device_hold_sync_without_rail_or_resync_once() {
     let server = format!("chorus-test-{}", std::process::id());
     std::env::set_var("JACK_DEFAULT_SERVER", &server);
     std::env::set_var("JACK_NO_AUDIO_RESERVATION", "1");
+    let jack_log = dir.join("jackd.log");
+    let log = || std::fs::File::create(&jack_log).expect("jackd.log");
     let _jackd = Kill(
         Command::new("jackd")
             // Real-time: the dummy backend's clock is a timer, and on a loaded machine a
@@ -50,8 +52,8 @@ fn speakers_on_a_coarse_pointer_device_hold_sync_without_rail_or_resync_once() {
             .args([
                 "-R", "-P", "70", "-S", "-d", "dummy", "-r", "48000", "-p", "256",
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log())
+            .stderr(log())
             .spawn()
             .expect("start jackd"),
     );
@@ -118,6 +120,17 @@ fn speakers_on_a_coarse_pointer_device_hold_sync_without_rail_or_resync_once() {
     let end = [status(&a), status(&b)];
     for (k, e) in end.iter().enumerate() {
         eprintln!("speaker {}: {e}", k + 1);
+    }
+    // The JACK server's own xruns (its dummy driver's cycle late on a loaded host) move the
+    // graph's timeline, which the speakers do not follow quickly yet (issue #8, README "On
+    // real sound devices"): a failure after one is the host's, and the test runs again.
+    let xruns = std::fs::read_to_string(&jack_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("xrun"))
+        .count();
+    if xruns > 0 {
+        host_fault(&format!("the JACK server reported {xruns} xrun(s)"));
     }
     // The JACK dummy backend's sample clock is a timer: without real-time priority (where the
     // machine refuses it) it loses cycles under load and runs slow, 700-1100 ppm measured. Both
