@@ -108,6 +108,19 @@ const FLOOR_SLACK_NS: f64 = 300_000.0;
 const CROSSING_NS: f64 = 5_000.0;
 const CROSSINGS: u32 = 8;
 const CROSSING_MOST_NS: f64 = 300_000.0;
+/// An edge that came this much after the model's latest time for it is late; this many late
+/// edges in a row mean the device's timeline moved (a JACK server's cycle came late and its
+/// whole schedule moved with it): the model starts again there. The playout thread watches an
+/// edge for 0.4 ms after a probe, so a move of a few ms shows only as watches that ended
+/// before their edge, each a lower bound 0.3-1 ms past the model; a contradiction a step wide
+/// (`RESTART_SLACK_NS`) never comes, and the line alone took the speakers seconds at the
+/// servo's rail. A jittery edge is late by 0.15 ms at most but one in fifty or so (a loaded
+/// machine): never four in a row.
+const LATE_EDGE_NS: f64 = 300_000.0;
+const LATE_EDGES: u32 = 4;
+/// After the model started again on a running device, the timeline waits for its bracket to
+/// narrow (or this long) before it measures the stream against it.
+const RELEARN_MOST_NS: i64 = 1_000_000_000;
 
 /// One status reading of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +196,13 @@ pub struct DeviceClock {
     track_at: f64,
     /// The rate was measured (not the prior).
     fitted: bool,
+    /// Late edges in a row (`LATE_EDGE_NS`).
+    late_edges: u32,
+    /// Over a restart the rate is kept, with this uncertainty, until new bounds know it as
+    /// well: the first second's bounds alone were 44 ppm off on a JACK rig.
+    kept_sigma: Option<f64>,
+    /// When the model last started again on a running device (local time).
+    relearn_since: Option<LocalNs>,
 }
 
 impl DeviceClock {
@@ -225,6 +245,9 @@ impl DeviceClock {
             track: VecDeque::with_capacity(TRACK),
             track_at: f64::NEG_INFINITY,
             fitted: false,
+            late_edges: 0,
+            kept_sigma: None,
+            relearn_since: None,
         }
     }
 
@@ -239,6 +262,7 @@ impl DeviceClock {
         self.asked = None;
         self.floor.clear();
         self.opened = None;
+        self.relearn_since = None;
     }
 
     /// Takes one reading in.
@@ -270,6 +294,10 @@ impl DeviceClock {
         let dp = r.position - self.p_ref;
         if dp < 0 {
             // The position went back: the device restarted without telling.
+            self.restart(r);
+            return;
+        }
+        if dp > 0 && self.moved(dp, t_hi) {
             self.restart(r);
             return;
         }
@@ -354,6 +382,25 @@ impl DeviceClock {
         self.track_at = f64::NEG_INFINITY;
         self.add_bound(r.position, 0.0);
         self.asked = None;
+        self.late_edges = 0;
+    }
+
+    /// Whether the device's timeline moved later (`LATE_EDGE_NS`), told by a reading that shows
+    /// `dp` frames more than the one before, at `t_hi` at the latest. The next edge after the
+    /// model's position came after the reading before this one (which still showed it); if
+    /// that is well past the model's latest time for it, the edge is late. An edge seen within
+    /// the margin is on time; one seen only a wake-up later says nothing more.
+    fn moved(&mut self, dp: i64, t_hi: f64) -> bool {
+        if self.increments.len() < 2 || self.bounds.len() < 8 || !self.rate_known() {
+            return false;
+        }
+        let latest = self.hi + (self.rate + self.rate_sigma) * self.step as f64;
+        if self.last_lo - latest > LATE_EDGE_NS {
+            self.late_edges += 1;
+        } else if dp == self.step && t_hi - latest < LATE_EDGE_NS {
+            self.late_edges = 0;
+        }
+        self.late_edges >= LATE_EDGES
     }
 
     /// A new edge: the one before it counts towards jittery edges if it came late after one
@@ -370,7 +417,23 @@ impl DeviceClock {
 
     fn restart(&mut self, r: Reading) {
         self.restarts += 1;
+        if self.fitted {
+            self.kept_sigma = Some(
+                self.kept_sigma
+                    .map_or(self.rate_sigma, |s| s.min(self.rate_sigma)),
+            );
+        }
+        self.relearn_since = Some(r.before);
         self.start(r);
+    }
+
+    /// Whether the model started again on a running device and its bracket has not narrowed
+    /// yet (for at most `RELEARN_MOST_NS`): its estimate may still be a step off.
+    pub(crate) fn relearning(&self) -> bool {
+        self.relearn_since
+            .is_some_and(|s| self.newest.since(s) < RELEARN_MOST_NS)
+            && self.hi - self.lo >= SETTLED_WIDTH_NS
+            && self.jittery_floor().is_none()
     }
 
     fn step_ns(&self) -> f64 {

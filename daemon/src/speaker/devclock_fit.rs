@@ -140,11 +140,28 @@ impl DeviceClock {
         }
         let at = |x: f64| height_at(hull, x);
         let (x1, x3) = (0.25 * span_x, 0.75 * span_x);
-        let d = (at(x3) - at(x1)) / (x3 - x1);
-        let slope = rate + d;
-        if ((slope / self.nominal) - 1.0).abs() > 2.0 * PRIOR_PPM * 1e-6 {
+        let mut d = (at(x3) - at(x1)) / (x3 - x1);
+        if ((rate + d) / self.nominal - 1.0).abs() > 2.0 * PRIOR_PPM * 1e-6 {
             return;
         }
+        // The true line lies under every upper bound and over every lower one: between the
+        // two envelopes. The chord's slope is off by at most the corridor's width at its ends
+        // over its length — on a device read at random phases, or late by milliseconds, that
+        // is far more than the span alone says (a chord over 0.7 s of bounds was 1360 ppm off
+        // in a unit test, the bracket carried forward with it narrow and 350 us wrong).
+        let width = |x: f64| match self.hull_lo.len() {
+            0 | 1 => self.step_ns(),
+            _ => (at(x) - height_at(&self.hull_lo, x)).max(0.0),
+        };
+        let corridor = (width(x1) + width(x3)) / (x3 - x1) / self.nominal * 1e6;
+        let ppm = (30e9 / (tz - ta)).max(corridor).clamp(FLOOR_PPM, PRIOR_PPM);
+        let sigma = self.nominal * ppm * 1e-6;
+        // A rate kept over a restart stays until these bounds know it as well.
+        let keep = self.kept_sigma.is_some_and(|k| sigma > k);
+        if keep {
+            d = 0.0;
+        }
+        let slope = rate + d;
         // The bracket, moved forward by rates still being learned, may have come to rest
         // before the line under every bound, where no edge can be: it moves up to it.
         let (x0, y0) = hull
@@ -168,18 +185,10 @@ impl DeviceClock {
             self.hi += lift;
             self.lo += lift;
         }
-        // The true line lies under every upper bound and over every lower one: between the
-        // two envelopes. The chord's slope is off by at most the corridor's width at its ends
-        // over its length — on a device read at random phases, or late by milliseconds, that
-        // is far more than the span alone says (a chord over 0.7 s of bounds was 1360 ppm off
-        // in a unit test, the bracket carried forward with it narrow and 350 us wrong).
-        let width = |x: f64| match self.hull_lo.len() {
-            0 | 1 => self.step_ns(),
-            _ => (at(x) - height_at(&self.hull_lo, x)).max(0.0),
-        };
-        let corridor = (width(x1) + width(x3)) / (x3 - x1) / self.nominal * 1e6;
-        let ppm = (30e9 / (tz - ta)).max(corridor).clamp(FLOOR_PPM, PRIOR_PPM);
-        (self.rate, self.rate_sigma) = (slope, self.nominal * ppm * 1e-6);
+        if keep {
+            return;
+        }
+        (self.rate, self.rate_sigma, self.kept_sigma) = (slope, sigma, None);
         self.fitted = true;
         // Before the bounds span `SETTLED_NS` the phase track, when there is one, knows better.
         self.fit_phase();
@@ -197,8 +206,11 @@ impl DeviceClock {
         if span >= SETTLED_NS {
             return;
         }
-        if let Some(fit) = self.track_rate() {
-            (self.rate, self.rate_sigma) = fit;
+        if let Some((rate, sigma)) = self.track_rate() {
+            if self.kept_sigma.is_some_and(|k| sigma > k) {
+                return;
+            }
+            (self.rate, self.rate_sigma, self.kept_sigma) = (rate, sigma, None);
             self.fitted = true;
         }
     }

@@ -237,6 +237,7 @@ impl<'a> Player<'a> {
             repairing: self.rx.repairing(),
             flowing: self.rx.flowing(local.0),
             unsettled: delay.is_some_and(|d| d.frames == 0 || !self.device.settled()),
+            relearning: self.device.relearning(),
             dac_ratio: self.snapshot.and_then(|s| self.dac_ratio(s)),
             next_due: self.next.as_ref().map(|n| switch_due(n, heard)),
             playing: self.shared.stats.playing.load(Ordering::Relaxed),

@@ -14,6 +14,11 @@ use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, Frames, Nanos};
 /// Timing error beyond which the stream is re-anchored (frames dropped or inserted) instead of
 /// being pulled in by the resampler.
 pub(crate) const RESYNC_THRESHOLD_NS: i64 = 3_000_000;
+/// After the device clock learnt a moved timeline again, an error beyond this is jumped at
+/// once rather than pulled in: the device's sound broke when its timeline moved anyway, and
+/// at the resampler's rail a millisecond takes a second, two speakers that found the move at
+/// different moments parted by hundreds of µs meanwhile (a JACK rig's xruns).
+const RELEARNT_JUMP_NS: f64 = 200_000.0;
 
 /// Audio left in the device when the playout thread refills it, at least; and half of what it
 /// fills, if that is more. A whole machine stopped for longer than what is left (a VM's host,
@@ -81,6 +86,9 @@ pub(crate) struct View {
     /// The device has not started (nothing queued) or its clock has not settled: a stamp now
     /// says little about when the next frame will be heard.
     pub unsettled: bool,
+    /// The device clock started again on the running device (its timeline moved) and has
+    /// not learnt it yet: the stream is not measured against it meanwhile.
+    pub relearning: bool,
     /// The DAC's rate against the controller's clock (from the device clock and clock sync),
     /// when both are known: the servo starts there.
     pub dac_ratio: Option<f64>,
@@ -145,6 +153,9 @@ pub(crate) struct Timeline {
     switching: bool,
     stopping: bool,
     stop_turns: u32,
+    /// The device clock relearnt its timeline: the next error measured beyond
+    /// `RELEARNT_JUMP_NS` is jumped.
+    relearnt: bool,
 }
 
 impl Timeline {
@@ -169,6 +180,7 @@ impl Timeline {
             switching: false,
             stopping: false,
             stop_turns: 0,
+            relearnt: false,
         }
     }
 
@@ -306,6 +318,9 @@ impl Timeline {
                 self.place(v.grid.unwrap_or(m), &mut p);
                 p.step = self.servo.step();
             }
+            // The device's timeline moved and is being learnt again: the stream plays on as
+            // it was until then.
+            (Some(_), Some(_)) if v.relearning => self.relearnt = true,
             (Some(m), Some(t0)) => {
                 // When the frame the next output frame reads should be heard, against when it
                 // will be. The device clock has already discounted stale position reports, so
@@ -313,7 +328,12 @@ impl Timeline {
                 let due = t0.0 as f64 + v.read_position * 1e9 / self.rate as f64;
                 let err = m.0 as f64 - due;
                 p.error_ns = Some(err);
-                if err.abs() > RESYNC_THRESHOLD_NS as f64 {
+                let threshold = if std::mem::take(&mut self.relearnt) {
+                    RELEARNT_JUMP_NS
+                } else {
+                    RESYNC_THRESHOLD_NS as f64
+                };
+                if err.abs() > threshold {
                     // Drop or insert frames under a fade: this period fades out on the old
                     // timeline, the next one jumps and fades in. Never a click.
                     p.resync = true;

@@ -25,6 +25,7 @@ fn view(heard_ns: i64) -> View {
         repairing: false,
         flowing: true,
         unsettled: false,
+        relearning: false,
         dac_ratio: None,
         next_due: None,
         playing: true,
@@ -152,6 +153,30 @@ fn an_error_beyond_the_threshold_fades_out_then_jumps_and_fades_in() {
     }));
     assert!(!p.resync);
     assert_eq!((p.fade, p.anchor), (Fade::None, None));
+}
+
+#[test]
+fn a_relearnt_device_timeline_is_waited_for_then_jumped_once() {
+    // The device clock restarted on a timeline that moved by 0.5 ms: while it learns it again
+    // the stream plays on unmeasured, then the first error beyond 0.2 ms is jumped, not
+    // pulled in at the rail; later ones are the servo's again.
+    let mut t = timeline();
+    let placed = |ns, relearning| View {
+        anchor: Some(ControllerNs(0)),
+        relearning,
+        ..view(ns)
+    };
+    let p = period(t.plan(&placed(9 * MS, true)));
+    assert_eq!((p.error_ns, p.resync, p.fade), (None, false, Fade::None));
+    t.wrote();
+    let p = period(t.plan(&placed(MS / 2, false)));
+    assert_eq!((p.error_ns, p.resync, p.fade), (Some(5e5), true, Fade::Out));
+    t.wrote();
+    let p = period(t.plan(&placed(MS / 2, false)));
+    assert_eq!(p.fade, Fade::In);
+    t.wrote();
+    let p = period(t.plan(&placed(MS / 2, false)));
+    assert_eq!((p.resync, p.fade), (false, Fade::None));
 }
 
 #[test]
