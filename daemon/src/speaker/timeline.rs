@@ -273,6 +273,9 @@ impl Timeline {
 
     /// What to do this turn.
     pub(crate) fn plan(&mut self, v: &View) -> Plan {
+        // Seen at any turn, a sleep's too: the device clock may have learnt the timeline
+        // again by the next write.
+        self.relearnt |= v.relearning;
         if let Some(ns) = self.sleep(v) {
             return Plan::Sleep(ns);
         }
@@ -320,7 +323,7 @@ impl Timeline {
             }
             // The device's timeline moved and is being learnt again: the stream plays on as
             // it was until then.
-            (Some(_), Some(_)) if v.relearning => self.relearnt = true,
+            (Some(_), Some(_)) if v.relearning => {}
             (Some(m), Some(t0)) => {
                 // When the frame the next output frame reads should be heard, against when it
                 // will be. The device clock has already discounted stale position reports, so

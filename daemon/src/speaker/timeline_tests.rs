@@ -169,6 +169,14 @@ fn a_relearnt_device_timeline_is_waited_for_then_jumped_once() {
     let p = period(t.plan(&placed(9 * MS, true)));
     assert_eq!((p.error_ns, p.resync, p.fade), (None, false, Fade::None));
     t.wrote();
+    // Seen only while the device was full, it counts as well.
+    let mut fresh = timeline();
+    let full = View {
+        queued: Frames(4_000),
+        ..placed(9 * MS, true)
+    };
+    assert!(matches!(fresh.plan(&full), Plan::Sleep(_)));
+    assert!(period(fresh.plan(&placed(MS / 2, false))).resync);
     let p = period(t.plan(&placed(MS / 2, false)));
     assert_eq!((p.error_ns, p.resync, p.fade), (Some(5e5), true, Fade::Out));
     t.wrote();
