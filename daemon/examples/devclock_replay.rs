@@ -1,8 +1,8 @@
 //! Replays device readings logged by a speaker built with `--features readings-log` through
 //! the device clock, as the playout thread would have taken them (without its probes' timing),
 //! and prints every 100 ms of host time what the model says:
-//! `host_ns position heard_local_ns after_local_ns jittery`. `tests/rig/replay-diff` compares
-//! two speakers' outputs. Usage: devclock_replay READINGS > OUT
+//! `host_ns position heard_local_ns after_local_ns jittery restarts uncertainty_us`.
+//! `tests/rig/replay-diff` compares two speakers' outputs. Usage: devclock_replay READINGS > OUT
 use chorus::clock::LocalNs;
 use chorus::speaker::devclock::{DeviceClock, Reading};
 use std::io::BufRead;
@@ -39,7 +39,10 @@ fn main() -> std::io::Result<()> {
             let st = dc.status();
             if let Some(h) = dc.heard(st.position) {
                 let jittery = u8::from(st.edge_jitter_us.is_some());
-                println!("{host} {} {} {after} {jittery}", st.position, h.0);
+                println!(
+                    "{host} {} {} {after} {jittery} {} {:.1}",
+                    st.position, h.0, st.restarts, st.uncertainty_us
+                );
             }
         }
     }

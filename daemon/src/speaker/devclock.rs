@@ -121,6 +121,14 @@ const LATE_EDGES: u32 = 4;
 /// After the model started again on a running device, the timeline waits for its bracket to
 /// narrow (or this long) before it measures the stream against it.
 const RELEARN_MOST_NS: i64 = 1_000_000_000;
+/// Meanwhile the playout thread wakes at the next edge at least this long after its last
+/// reading.
+const URGENT_AFTER_NS: f64 = 500_000.0;
+/// Late edges count as in a row within this long of the first.
+const LATE_WINDOW_NS: f64 = 300_000_000.0;
+/// After a probe the device is read again and again until its position moves, for at most
+/// this long; after a late edge, for a step more (the next edge is seen wherever it came).
+const EDGE_WATCH_NS: i64 = 400_000;
 
 /// One status reading of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,8 +204,9 @@ pub struct DeviceClock {
     track_at: f64,
     /// The rate was measured (not the prior).
     fitted: bool,
-    /// Late edges in a row (`LATE_EDGE_NS`).
+    /// Late edges in a row (`LATE_EDGE_NS`), since the first of them.
     late_edges: u32,
+    late_since: f64,
     /// Over a restart the rate is kept, with this uncertainty, until new bounds know it as
     /// well: the first second's bounds alone were 44 ppm off on a JACK rig.
     kept_sigma: Option<f64>,
@@ -246,6 +255,7 @@ impl DeviceClock {
             track_at: f64::NEG_INFINITY,
             fitted: false,
             late_edges: 0,
+            late_since: 0.0,
             kept_sigma: None,
             relearn_since: None,
         }
@@ -298,7 +308,13 @@ impl DeviceClock {
             return;
         }
         if dp > 0 && self.moved(dp, t_hi) {
+            // The reading before this one still showed the step before: a lower bound on this
+            // edge, which a watch that saw it makes a bracket a few µs wide at once.
+            let before = origin.0 as f64 + self.last_lo;
             self.restart(r);
+            if dp == self.step {
+                self.lo = self.lo.max(before - r.stamp.0 as f64);
+            }
             return;
         }
         if dp > 0 {
@@ -395,7 +411,13 @@ impl DeviceClock {
             return false;
         }
         let latest = self.hi + (self.rate + self.rate_sigma) * self.step as f64;
+        if self.late_edges > 0 && t_hi - self.late_since > LATE_WINDOW_NS {
+            self.late_edges = 0;
+        }
         if self.last_lo - latest > LATE_EDGE_NS {
+            if self.late_edges == 0 {
+                self.late_since = t_hi;
+            }
             self.late_edges += 1;
         } else if dp == self.step && t_hi - latest < LATE_EDGE_NS {
             self.late_edges = 0;
@@ -425,6 +447,16 @@ impl DeviceClock {
         }
         self.relearn_since = Some(r.before);
         self.start(r);
+    }
+
+    /// How long to watch for the edge after a probe: a step more after a late edge, so that
+    /// the next one is seen wherever it came (ns).
+    pub(crate) fn watch_ns(&self) -> i64 {
+        if self.late_edges > 0 {
+            EDGE_WATCH_NS + self.step_ns() as i64
+        } else {
+            EDGE_WATCH_NS
+        }
     }
 
     /// Whether the model started again on a running device and its bracket has not narrowed
@@ -515,8 +547,18 @@ impl DeviceClock {
         let aim = aim - self.lateness;
         let want = natural.since(origin) as f64;
         let k = ((want - aim) / step).floor();
-        let at = aim + k * step;
-        if at < earliest.since(origin) as f64 {
+        let mut at = aim + k * step;
+        // An edge came late (the timeline may have moved) or the model is learning a moved
+        // one: the next edge, not the last before the refill, so that a few wake-ups a step
+        // apart tell it and bisect it within tens of ms, not seconds (the two speakers of a
+        // JACK rig jumped up to 0.4 s apart, a millisecond out of step meanwhile).
+        if self.late_edges > 0 || self.relearning() {
+            let next = ((self.last_t + URGENT_AFTER_NS - aim) / step).ceil();
+            at = aim + next * step;
+            if at > want {
+                return natural;
+            }
+        } else if at < earliest.since(origin) as f64 {
             return natural;
         }
         self.asked = Some(at);

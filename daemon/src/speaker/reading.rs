@@ -4,12 +4,8 @@ use super::devclock::{DeviceClock, Reading};
 use super::output::{Delay, Output, OutputError};
 use crate::clock::SharedClock;
 
-/// After a probe, the device is read again and again until its position moves, for at most
-/// this long.
-const EDGE_WATCH_NS: i64 = 400_000;
-
 /// Reads the device and tells the device clock. After a probe (`watch`, aimed a little before
-/// an edge), reads it again until the position moves or `EDGE_WATCH_NS` pass: the readings on either side of the edge then
+/// an edge), reads it again until the position moves or `DeviceClock::watch_ns` pass: the readings on either side of the edge then
 /// bound it to the length of one call (a few µs on a JACK plugin) rather than the time it
 /// takes to write a period (80–190 µs), and each wake-up sees an edge, not every other one.
 /// Costs at most 0.4 ms per wake-up, on devices with a coarse pointer only.
@@ -32,7 +28,7 @@ pub(crate) fn read_device(
         let after = clock.now();
         // From the first reading, not from the wake-up: a thread that got the CPU late (or
         // was preempted in its first call) still watches the edge it was aimed before.
-        let until = *until.get_or_insert(after.plus(EDGE_WATCH_NS));
+        let until = *until.get_or_insert(after.plus(device.watch_ns()));
         #[cfg(feature = "readings-log")]
         log_reading(before, d.at, after, position);
         device.handle_reading(Reading {
