@@ -121,6 +121,11 @@ const LATE_EDGES: u32 = 4;
 /// After the model started again on a running device, the timeline waits for its bracket to
 /// narrow (or this long) before it measures the stream against it.
 const RELEARN_MOST_NS: i64 = 1_000_000_000;
+/// ... and until this many edges since came on time: a device that froze (its server
+/// stopped) pins a restarted bracket on readings that showed no movement, narrow and wrong,
+/// and the stream jumped by it (16 ms where the device had moved 24) before the device moved
+/// again.
+const RELEARN_EDGES: u32 = 4;
 /// Meanwhile the playout thread wakes at the next edge at least this long after its last
 /// reading.
 const URGENT_AFTER_NS: f64 = 500_000.0;
@@ -210,8 +215,10 @@ pub struct DeviceClock {
     /// Over a restart the rate is kept, with this uncertainty, until new bounds know it as
     /// well: the first second's bounds alone were 44 ppm off on a JACK rig.
     kept_sigma: Option<f64>,
-    /// When the model last started again on a running device (local time).
+    /// When the model last started again on a running device (local time), and the edges seen
+    /// since.
     relearn_since: Option<LocalNs>,
+    relearn_edges: u32,
 }
 
 impl DeviceClock {
@@ -258,6 +265,7 @@ impl DeviceClock {
             late_since: 0.0,
             kept_sigma: None,
             relearn_since: None,
+            relearn_edges: 0,
         }
     }
 
@@ -407,7 +415,10 @@ impl DeviceClock {
     /// that is well past the model's latest time for it, the edge is late. An edge seen within
     /// the margin is on time; one seen only a wake-up later says nothing more.
     fn moved(&mut self, dp: i64, t_hi: f64) -> bool {
-        if self.increments.len() < 2 || self.bounds.len() < 8 || !self.rate_known() {
+        // A fresh model's bracket is a step wide; one restarted on a running device is read
+        // from its first edge (it may have been pinned while the device stood still).
+        let young = self.bounds.len() < 8 && self.relearn_since.is_none();
+        if self.increments.len() < 2 || young || !self.rate_known() {
             return false;
         }
         let latest = self.hi + (self.rate + self.rate_sigma) * self.step as f64;
@@ -419,8 +430,10 @@ impl DeviceClock {
                 self.late_since = t_hi;
             }
             self.late_edges += 1;
+            self.relearn_edges = 0;
         } else if dp == self.step && t_hi - latest < LATE_EDGE_NS {
             self.late_edges = 0;
+            self.relearn_edges = self.relearn_edges.saturating_add(1);
         }
         self.late_edges >= LATE_EDGES
     }
@@ -446,6 +459,7 @@ impl DeviceClock {
             );
         }
         self.relearn_since = Some(r.before);
+        self.relearn_edges = 0;
         self.start(r);
     }
 
@@ -460,11 +474,12 @@ impl DeviceClock {
     }
 
     /// Whether the model started again on a running device and its bracket has not narrowed
-    /// yet (for at most `RELEARN_MOST_NS`): its estimate may still be a step off.
+    /// yet or it has seen fewer than `RELEARN_EDGES` edges since (for at most
+    /// `RELEARN_MOST_NS`): its estimate may still be a step off.
     pub(crate) fn relearning(&self) -> bool {
         self.relearn_since
             .is_some_and(|s| self.newest.since(s) < RELEARN_MOST_NS)
-            && self.hi - self.lo >= SETTLED_WIDTH_NS
+            && (self.hi - self.lo >= SETTLED_WIDTH_NS || self.relearn_edges < RELEARN_EDGES)
             && self.jittery_floor().is_none()
     }
 

@@ -4,11 +4,17 @@
 use super::*;
 
 impl DeviceClock {
+    /// Whether the first half second's readings are left out: those of a device that starts
+    /// at the call (a plugin starting up), not of one the model restarted on while it ran.
+    fn warming(&self) -> bool {
+        self.stamps() == Stamps::AtCall && self.relearn_since.is_none()
+    }
+
     /// An edge seen between two readings close together is a point of the phase: its middle
     /// joins the track.
     pub(super) fn note_edge(&mut self, p: i64, after: f64, by: f64) {
         // Not from the first half second (see `add_bound`).
-        let warming = by < WARMUP_NS && self.stamps() == Stamps::AtCall;
+        let warming = by < WARMUP_NS && self.warming();
         if warming || by - after > TRACK_WIDTH_NS || by - self.track_at < TRACK_EVERY_NS {
             return;
         }
@@ -51,7 +57,7 @@ impl DeviceClock {
         // Not from the device's first half second: a plugin starting up may move its position
         // by more than it played (one speaker's rate came out 150 ppm off from its first
         // second on a JACK rig, and only left when those bounds left the window, 12 s later).
-        if t < WARMUP_NS && self.stamps() == Stamps::AtCall {
+        if t < WARMUP_NS && self.warming() {
             return;
         }
         // Only a bound close to the reading before it (which still showed the old position)
@@ -86,7 +92,7 @@ impl DeviceClock {
     /// A lower bound (the device had not passed `p` at `t`) joins the corridor as the highest
     /// of its 20 ms bucket; from the same half second on as the upper bounds.
     pub(super) fn add_low(&mut self, p: i64, t: f64) {
-        if t < WARMUP_NS && self.stamps() == Stamps::AtCall {
+        if t < WARMUP_NS && self.warming() {
             return;
         }
         let height = |m: &Self, (p, t): (i64, f64)| t - m.mid() - m.rate * (p - m.p_ref) as f64;
