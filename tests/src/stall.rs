@@ -15,9 +15,8 @@ const STALL: Duration = Duration::from_millis(25);
 const TRIES: u32 = 3;
 
 /// Faults of the host a scenario saw itself during the current try (`host_fault`). One count
-/// for the whole test process: only scenarios that run one at a time in their test binary (the
-/// device tests hold a lock) may report faults, or a parallel scenario's try would reset or
-/// share them.
+/// for the whole test process: only a scenario alone in its test binary (the device test) may
+/// report faults, or a parallel scenario's try would reset or share them.
 static FAULTS: AtomicU64 = AtomicU64::new(0);
 
 /// A scenario saw the host fail under it (a JACK server's own xrun: its cycle came late and its
