@@ -5,10 +5,11 @@ use super::output::{Delay, Output, OutputError};
 use crate::clock::SharedClock;
 
 /// Reads the device and tells the device clock. After a probe (`watch`, aimed a little before
-/// an edge), reads it again until the position moves or `DeviceClock::watch_ns` pass: the readings on either side of the edge then
-/// bound it to the length of one call (a few µs on a JACK plugin) rather than the time it
-/// takes to write a period (80–190 µs), and each wake-up sees an edge, not every other one.
-/// Costs at most 0.4 ms per wake-up, on devices with a coarse pointer only.
+/// an edge), reads it again until the position moves or `DeviceClock::watch_ns` pass: the
+/// readings on either side of the edge then bound it to the length of one call (a few µs on a
+/// JACK plugin) rather than the time it takes to write a period (80–190 µs), and each wake-up
+/// sees an edge, not every other one. Costs at most 0.4 ms per wake-up (a step more after an
+/// edge that came late), on devices with a coarse pointer only.
 pub(crate) fn read_device(
     out: &mut dyn Output,
     device: &mut DeviceClock,
