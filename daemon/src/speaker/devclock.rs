@@ -129,6 +129,10 @@ const RELEARN_EDGES: u32 = 4;
 /// Meanwhile the playout thread wakes at the next edge at least this long after its last
 /// reading.
 const URGENT_AFTER_NS: f64 = 500_000.0;
+/// A restart this soon after the one before is a storm (a device, or a host, that keeps
+/// stopping): the urgent probes and long watches, each a wake-up a step and a busy read up to
+/// a step long on a real-time thread, are not spent on it.
+const STORM_NS: i64 = 2_000_000_000;
 /// Late edges count as in a row within this long of the first.
 const LATE_WINDOW_NS: f64 = 300_000_000.0;
 /// After a probe the device is read again and again until its position moves, for at most
@@ -219,6 +223,8 @@ pub struct DeviceClock {
     /// since.
     relearn_since: Option<LocalNs>,
     relearn_edges: u32,
+    /// The model restarted within `STORM_NS` of the restart before: no urgent probes then.
+    storm: bool,
 }
 
 impl DeviceClock {
@@ -266,6 +272,7 @@ impl DeviceClock {
             kept_sigma: None,
             relearn_since: None,
             relearn_edges: 0,
+            storm: false,
         }
     }
 
@@ -429,6 +436,9 @@ impl DeviceClock {
                     .map_or(self.rate_sigma, |s| s.min(self.rate_sigma)),
             );
         }
+        self.storm = self
+            .relearn_since
+            .is_some_and(|s| r.before.since(s) < STORM_NS);
         self.relearn_since = Some(r.before);
         self.relearn_edges = 0;
         self.start(r);
@@ -518,7 +528,7 @@ impl DeviceClock {
         // one: the next edge, not the last before the refill, so that a few wake-ups a step
         // apart tell it and bisect it within tens of ms, not seconds (the two speakers of a
         // JACK rig jumped up to 0.4 s apart, a millisecond out of step meanwhile).
-        if self.late_edges > 0 || self.relearning() {
+        if self.urgent() {
             let next = ((self.last_t + URGENT_AFTER_NS - aim) / step).ceil();
             at = aim + next * step;
             if at > want {

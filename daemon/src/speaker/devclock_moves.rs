@@ -37,11 +37,25 @@ impl DeviceClock {
     /// How long to watch for the edge after a probe: a step more after a late edge, so that
     /// the next one is seen wherever it came (ns).
     pub(crate) fn watch_ns(&self) -> i64 {
-        if self.late_edges > 0 {
+        if self.late_edges > 0 && !self.in_storm() {
             EDGE_WATCH_NS + self.step_ns() as i64
         } else {
             EDGE_WATCH_NS
         }
+    }
+
+    /// Whether the next probe is the next edge: after a late edge or while relearning, unless
+    /// the restarts come in a storm.
+    pub(super) fn urgent(&self) -> bool {
+        (self.late_edges > 0 || self.relearning()) && !self.in_storm()
+    }
+
+    /// The last restart came in a storm, and less than `STORM_NS` ago.
+    fn in_storm(&self) -> bool {
+        self.storm
+            && self
+                .relearn_since
+                .is_some_and(|s| self.newest.since(s) < STORM_NS)
     }
 
     /// Whether the model started again on a running device and its bracket has not narrowed

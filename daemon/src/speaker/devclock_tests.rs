@@ -404,6 +404,9 @@ fn a_model_that_keeps_restarting_settles_after_two_seconds_of_readings() {
     }
     let st = m.status();
     assert!(st.restarts > 10, "{st:?}");
+    // A storm of restarts: no urgent probes nor long watches (each a wake-up a step and a busy
+    // read up to a step long, on a real-time thread).
+    assert!(!m.urgent() && m.watch_ns() == EDGE_WATCH_NS, "{st:?}");
     let at = settled_at.expect("settled");
     assert!((2.0e9..2.1e9).contains(&at), "settled after {} s", at / 1e9);
     // A device opened again (an xrun recovered) is read for two seconds again.
