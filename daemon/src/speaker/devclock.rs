@@ -428,22 +428,6 @@ impl DeviceClock {
         self.crossed = false;
     }
 
-    fn restart(&mut self, r: Reading) {
-        self.restarts += 1;
-        if self.fitted {
-            self.kept_sigma = Some(
-                self.kept_sigma
-                    .map_or(self.rate_sigma, |s| s.min(self.rate_sigma)),
-            );
-        }
-        self.storm = self
-            .relearn_since
-            .is_some_and(|s| r.before.since(s) < STORM_NS);
-        self.relearn_since = Some(r.before);
-        self.relearn_edges = 0;
-        self.start(r);
-    }
-
     fn step_ns(&self) -> f64 {
         self.rate * self.step as f64
     }

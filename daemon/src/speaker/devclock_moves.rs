@@ -5,6 +5,24 @@
 use super::*;
 
 impl DeviceClock {
+    /// The model starts again at `r` on a running device: the rate is kept (see
+    /// `kept_sigma`), and the timeline waits for it to be relearnt.
+    pub(super) fn restart(&mut self, r: Reading) {
+        self.restarts += 1;
+        if self.fitted {
+            self.kept_sigma = Some(
+                self.kept_sigma
+                    .map_or(self.rate_sigma, |s| s.min(self.rate_sigma)),
+            );
+        }
+        self.storm = self
+            .relearn_since
+            .is_some_and(|s| r.before.since(s) < STORM_NS);
+        self.relearn_since = Some(r.before);
+        self.relearn_edges = 0;
+        self.start(r);
+    }
+
     /// Whether the device's timeline moved later (`LATE_EDGE_NS`), told by a reading that shows
     /// `dp` frames more than the one before, at `t_hi` at the latest. The next edge after the
     /// model's position came after the reading before this one (which still showed it); if
