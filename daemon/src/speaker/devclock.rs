@@ -219,8 +219,8 @@ pub struct DeviceClock {
     /// Over a restart the rate is kept, with this uncertainty, until new bounds know it as
     /// well: the first second's bounds alone were 44 ppm off on a JACK rig.
     kept_sigma: Option<f64>,
-    /// When the model last started again on a running device (local time), and the edges seen
-    /// since.
+    /// When the model last started again on a running device (local time), and the edges that
+    /// came on time since (a late one sets the count back).
     relearn_since: Option<LocalNs>,
     relearn_edges: u32,
     /// The model restarted within `STORM_NS` of the restart before: no urgent probes then.
