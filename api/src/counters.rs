@@ -72,6 +72,11 @@ counters! {
         frames_sent => "chorus_controller_frames_sent_total",
         /// Audio datagrams sent.
         packets_sent => "chorus_controller_packets_sent_total",
+        /// Bytes of audio datagrams sent (headers and tags included; parity apart).
+        audio_bytes_sent => "chorus_controller_audio_bytes_sent_total",
+        /// FLAC zones: blocks sent as PCM (shorter than FLAC's shortest, 32 frames, or not
+        /// fitting a datagram even as quarters).
+        pcm_fallbacks => "chorus_controller_pcm_fallbacks_total",
         /// Parity datagrams sent (forward error correction).
         parity_sent => "chorus_controller_parity_sent_total",
         /// Datagrams the network stack refused (failed multicast sends).

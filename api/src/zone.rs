@@ -69,6 +69,18 @@ impl SampleFormat {
     }
 }
 
+/// How a zone's audio travels in its datagrams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Raw PCM of the sample format: the least work for a speaker.
+    #[default]
+    Pcm,
+    /// One FLAC frame per datagram (lossless, 16 or 24-bit): about half the bytes of PCM
+    /// on music, for links that carry less (Wi-Fi).
+    Flac,
+}
+
 /// A reported problem (undecodable file, failed seek, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorEvent {
@@ -114,7 +126,9 @@ pub struct StreamInfo {
     pub rate: u32,
     pub channels: u8,
     pub sample_format: SampleFormat,
+    pub codec: Codec,
     pub latency_ms: u32,
+    /// Frames read per datagram (a FLAC block that does not fit one datagram goes as two).
     pub frames_per_packet: usize,
 }
 

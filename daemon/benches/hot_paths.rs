@@ -25,6 +25,7 @@ fn packets(c: &mut Criterion) {
             rate: 48_000,
             channels: 2,
             format,
+            codec: chorus::wire::Codec::Pcm,
             frames: frames as u16,
         };
         let samples: Vec<f32> = (0..2 * frames).map(|i| (i as f32 / 480.0) - 0.5).collect();
@@ -47,6 +48,21 @@ fn packets(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The header of a 48 kHz 16-bit stereo PCM datagram of session 1.
+fn stereo_s16(seq: u32, frame_index: u64, pts: ControllerNs, frames: usize) -> AudioHeader {
+    AudioHeader {
+        session: 1,
+        seq,
+        frame_index,
+        pts,
+        rate: 48_000,
+        channels: 2,
+        format: SampleFormat::S16,
+        codec: chorus::wire::Codec::Pcm,
+        frames: frames as u16,
+    }
 }
 
 fn resampler(c: &mut Criterion) {
@@ -189,16 +205,7 @@ fn playout(c: &mut Criterion) {
                             let v = ((sent + i) as f32 * 0.0575).sin() * 0.4;
                             samples.extend_from_slice(&[v, -v]);
                         }
-                        let h = AudioHeader {
-                            session: 1,
-                            seq,
-                            frame_index: sent,
-                            pts: t0.plus(frame_ns(sent)),
-                            rate: RATE,
-                            channels: 2,
-                            format: SampleFormat::S16,
-                            frames: fpp as u16,
-                        };
+                        let h = stereo_s16(seq, sent, t0.plus(frame_ns(sent)), fpp);
                         let mut d = jb.take_spare(0);
                         encode_audio(&h, &samples, &mut d);
                         datagrams.push(d);

@@ -105,6 +105,9 @@ impl Config {
         if z.name.is_empty() {
             problem(p, "zone.name", "must not be empty");
         }
+        if z.codec == Codec::Flac {
+            check_flac(p, "zone.codec", z);
+        }
     }
 
     /// The controller's keys (when it is enabled).
@@ -270,7 +273,22 @@ impl Config {
                 );
             }
             seen.push((z.name.clone(), group, port));
+            if z.codec == Some(Codec::Flac) {
+                check_flac(p, &key("codec"), &self.zone);
+            }
         }
+    }
+}
+
+/// FLAC carries 16 and 24-bit samples, at rates its frame header can name.
+fn check_flac(p: &mut Vec<Problem>, key: &str, z: &super::ZoneConfig) {
+    if let Err(e) = crate::wire::flac_encode::FlacEncoder::new(z.rate, z.channels, z.sample_format)
+    {
+        problem(
+            p,
+            key,
+            format!("\"flac\" cannot carry this zone's format: {e}"),
+        );
     }
 }
 

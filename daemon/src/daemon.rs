@@ -282,6 +282,7 @@ fn start_controller(
             rate: z.rate,
             channels: z.channels,
             format: z.sample_format,
+            codec: cfg.codec_of(&addr.name),
             latency_ms: c.latency_ms,
             fade_ms: c.fade_ms,
             fec_group: c.fec_group as usize,
@@ -301,13 +302,14 @@ fn start_controller(
         )
         .map_err(io("streamer thread"))?;
         log::info!(
-            "controller: zone {} on {}:{} ({} Hz, {} ch, {:?})",
+            "controller: zone {} on {}:{} ({} Hz, {} ch, {:?}, {:?})",
             addr.name,
             addr.group,
             addr.port,
             z.rate,
             z.channels,
             z.sample_format,
+            cfg.codec_of(&addr.name),
         );
         zones.push(controller::api::ZoneHandle { addr, streamer });
     }

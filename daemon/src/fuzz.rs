@@ -6,22 +6,44 @@
 
 use crate::wire::auth::{Auth, ReplayWindow};
 use crate::wire::packet::{parse, Packet, AUDIO_HEADER_LEN};
-use crate::wire::{Pcm, MAGIC, MAX_DATAGRAM, VERSION};
+use crate::wire::{flac, Codec, Pcm, MAGIC, MAX_DATAGRAM, VERSION};
+
+fn check_audio(a: &crate::wire::AudioPacket<'_>) {
+    let h = &a.header;
+    assert!(a.payload.len() + AUDIO_HEADER_LEN <= MAX_DATAGRAM);
+    let pcm = match h.codec {
+        Codec::Pcm => {
+            assert_eq!(a.payload.len(), h.pcm_len());
+            a.payload.to_vec()
+        }
+        Codec::Flac => {
+            // Arbitrary bytes are almost never a valid frame: the decoder must refuse them
+            // without panicking, and what it accepts must be exactly the frames announced.
+            let mut out = vec![0u8; flac::MAX_PCM_BYTES];
+            let expect = flac::Expect {
+                rate: h.rate,
+                channels: h.channels,
+                format: h.format,
+                frames: usize::from(h.frames),
+            };
+            let Ok(n) = flac::FlacDecoder::default().decode(a.payload, expect, &mut out) else {
+                return;
+            };
+            assert_eq!(n, h.pcm_len());
+            out.truncate(n);
+            out
+        }
+    };
+    let mut samples = Vec::new();
+    h.format.decode(&pcm, &mut samples);
+    assert_eq!(samples.len(), h.frames as usize * h.channels as usize);
+    assert!(samples.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
+}
 
 fn check(data: &[u8]) {
     let Ok(p) = parse(data) else { return };
     match p {
-        Packet::Audio(a) => {
-            assert_eq!(a.payload.len(), a.header.payload_len());
-            assert!(a.header.payload_len() + AUDIO_HEADER_LEN <= MAX_DATAGRAM);
-            let mut samples = Vec::new();
-            a.header.format.decode(a.payload, &mut samples);
-            assert_eq!(
-                samples.len(),
-                a.header.frames as usize * a.header.channels as usize
-            );
-            assert!(samples.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
-        }
+        Packet::Audio(a) => check_audio(&a),
         Packet::Heartbeat(h) => {
             assert!(h.volume <= 100);
             assert!(!h.name.is_empty() && h.name.len() <= 64);

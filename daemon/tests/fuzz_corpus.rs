@@ -7,7 +7,7 @@ use chorus::fuzz;
 use chorus::wire::auth::Auth;
 use chorus::wire::packet::{encode_audio, parse};
 use chorus::wire::repair::RepairRequest;
-use chorus::wire::{AudioHeader, SampleFormat, SyncRequest};
+use chorus::wire::{AudioHeader, Codec, SampleFormat, SyncRequest};
 use std::path::Path;
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -48,6 +48,7 @@ fn audio(frames: u16, channels: u8, format: SampleFormat) -> Vec<u8> {
         rate: 48_000,
         channels,
         format,
+        codec: Codec::Pcm,
         frames,
     };
     let samples = vec![0.25f32; frames as usize * channels as usize];
@@ -84,6 +85,16 @@ fn hand_made_malformed_datagrams_are_refused() {
     set("absurd frame count", 38, &u16::MAX.to_le_bytes());
     set("frame count off by one", 38, &101u16.to_le_bytes());
     set("huge frame index", 16, &u64::MAX.to_le_bytes());
+    // FLAC: of 32-bit samples, more frames than a speaker decodes into, no frame at all, a
+    // PCM payload called FLAC (refused by the decoder: the speaker's accept path).
+    set("FLAC of 32-bit samples", 37, &[0x83]);
+    let mut long = good.clone();
+    long[37] = 0x81;
+    long[38..40].copy_from_slice(&513u16.to_le_bytes());
+    bad.push(("FLAC over the frame limit", long));
+    let mut empty = good[..40].to_vec();
+    empty[37] = 0x81;
+    bad.push(("FLAC without a frame", empty));
     // Sync: wrong lengths.
     let sync = SyncRequest {
         id: 1,

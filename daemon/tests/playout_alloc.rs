@@ -1,6 +1,6 @@
 //! The playout thread allocates and frees nothing per packet once it runs: a counting global
 //! allocator watches that one thread while real multicast datagrams stream through its socket
-//! (recvmmsg, parse, decode), the jitter buffer, the scheduler, the resampler (a DAC 300 ppm off
+//! (recvmmsg, parse, decode; PCM, then FLAC), the jitter buffer, the scheduler, the resampler (a DAC 300 ppm off
 //! keeps it engaged) and the simulated DAC.
 #![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
@@ -10,8 +10,9 @@ use chorus::speaker::output::sim::{SimDac, SimParams};
 use chorus::speaker::output::Output;
 use chorus::speaker::{playout, Shared};
 use chorus::sync::ClockSnapshot;
-use chorus::wire::packet::encode_audio;
-use chorus::wire::{AudioHeader, SampleFormat};
+use chorus::wire::flac_encode::FlacEncoder;
+use chorus::wire::packet::{encode_audio, put_audio_header};
+use chorus::wire::{AudioHeader, Codec, SampleFormat};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -66,14 +67,27 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+const RATE: u32 = 48_000;
+
+/// PCM datagrams, then FLAC ones (decoded on the playout thread as they are taken), one
+/// scenario after the other: the allocator counts one thread at a time.
 #[test]
 fn steady_state_playout_allocates_nothing_per_packet() {
-    const RATE: u32 = 48_000;
-    const FRAMES: usize = 240; // 5 ms per packet, as the controller sends
-    let dir = std::env::temp_dir().join(format!("chorus-alloc-{}", std::process::id()));
+    // 5 ms per PCM packet; FLAC blocks as the controller sends them (10.7 ms).
+    steady_state(Codec::Pcm, 240, 0);
+    steady_state(Codec::Flac, 512, 1);
+}
+
+fn steady_state(codec: Codec, frames: usize, run: u32) {
+    let dir = std::env::temp_dir().join(format!("chorus-alloc-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let clock: SharedClock = Arc::new(MonotonicRaw);
-    let group = Ipv4Addr::new(239, 255, 101, (std::process::id() % 200) as u8 + 1);
+    let group = Ipv4Addr::new(
+        239,
+        255,
+        101 + run as u8,
+        (std::process::id() % 200) as u8 + 1,
+    );
     let zone = chorus::speaker::ZoneAddr {
         name: "z".into(),
         group,
@@ -86,7 +100,7 @@ fn steady_state_playout_allocates_nothing_per_packet() {
         offset_ref: 0,
         freq: 0.0,
     });
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let port = 40_000 + (std::process::id() % 20_000) as u16 + run as u16;
     let lo = Ipv4Addr::LOCALHOST;
     let expect = Expect {
         rate: RATE,
@@ -133,36 +147,45 @@ fn steady_state_playout_allocates_nothing_per_packet() {
 
     // Feed 4 s of a tone, 100 ms ahead of its presentation time, at the real pace.
     let start = clock.now().0 + 100_000_000;
-    let packet_ns = FRAMES as i64 * 1_000_000_000 / RATE as i64;
+    let packet_ns = frames as i64 * 1_000_000_000 / RATE as i64;
+    let packets = 4 * RATE as i64 / frames as i64;
     let mut counted_packets = 0;
     let mut samples = Vec::new();
     let mut datagram = Vec::new();
-    for k in 0..800i64 {
+    let mut flac = FlacEncoder::new(RATE, 2, SampleFormat::S16).unwrap();
+    for k in 0..packets {
         let pts = start + k * packet_ns;
         samples.clear();
-        for i in 0..FRAMES as i64 {
-            let t = (k * FRAMES as i64 + i) as f32 / RATE as f32;
+        for i in 0..frames as i64 {
+            let t = (k * frames as i64 + i) as f32 / RATE as f32;
             let v = 0.5 * (2.0 * std::f32::consts::PI * 440.0 * t).sin();
             samples.push(v);
-            samples.push(v);
+            samples.push(v * 0.8);
         }
         let header = AudioHeader {
             session: 7,
             seq: k as u32,
-            frame_index: (k as u64) * FRAMES as u64,
+            frame_index: (k as u64) * frames as u64,
             pts: ControllerNs(pts),
             rate: RATE,
             channels: 2,
             format: SampleFormat::S16,
-            frames: FRAMES as u16,
+            codec,
+            frames: frames as u16,
         };
-        encode_audio(&header, &samples, &mut datagram);
+        match codec {
+            Codec::Pcm => encode_audio(&header, &samples, &mut datagram),
+            Codec::Flac => {
+                put_audio_header(&header, &mut datagram);
+                assert!(flac.encode(&samples, 1300, &mut datagram), "a tone fits");
+            }
+        }
         sender.send_to(&datagram, (group, port)).unwrap();
         // Count from 1.5 s to 3.5 s of audio: well after the start and the first re-anchor.
-        if k == 300 {
+        if k == packets * 3 / 8 {
             COUNTING.store(true, Ordering::Relaxed);
         }
-        if k == 700 {
+        if k == packets * 7 / 8 {
             COUNTING.store(false, Ordering::Relaxed);
         }
         if COUNTING.load(Ordering::Relaxed) {
@@ -186,23 +209,26 @@ fn steady_state_playout_allocates_nothing_per_packet() {
         st.playout.counts.frames_played
     );
     assert!(
-        st.network.packets >= 790,
-        "received {} packets",
+        st.network.packets >= packets as u64 - 10,
+        "received {} packets of {packets}",
         st.network.packets
     );
+    assert_eq!(st.network.invalid, 0, "datagrams refused as invalid");
     let (allocs, frees) = (
         ALLOCS.load(Ordering::Relaxed),
         FREES.load(Ordering::Relaxed),
     );
     println!(
-        "playout thread over {counted_packets} packets (2 s): {allocs} allocations, {frees} frees; \
-         resampling {} at {:+.1} ppm",
+        "{codec:?}: playout thread over {counted_packets} packets (2 s): {allocs} allocations, \
+         {frees} frees; resampling {} at {:+.1} ppm",
         st.playout.resampling, st.playout.ratio_ppm
     );
     assert!(st.playout.resampling, "the resampler was not engaged");
     assert_eq!(
         (allocs, frees),
         (0, 0),
-        "the playout thread allocated or freed in steady state"
+        "{codec:?}: the playout thread allocated or freed in steady state"
     );
+    ALLOCS.store(0, Ordering::Relaxed);
+    FREES.store(0, Ordering::Relaxed);
 }

@@ -13,9 +13,10 @@ use crate::audio::Source;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
 use crate::net::{SendBatch, SendError};
 use crate::wire::fec::ParityBuilder;
+use crate::wire::flac_encode::FlacEncoder;
 use crate::wire::packet::{encode_announce, encode_audio};
 use crate::wire::Announce;
-use crate::wire::{AudioHeader, SampleFormat};
+use crate::wire::{AudioHeader, Codec, SampleFormat};
 pub(crate) use chorus_api::{ErrorEvent, Repeat, StreamInfo, TransportState, ZoneStatus};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
@@ -70,6 +71,8 @@ pub(crate) struct StreamParams {
     pub rate: u32,
     pub channels: u8,
     pub format: SampleFormat,
+    /// How datagrams carry the frames (FLAC: 16 and 24-bit only, checked at config load).
+    pub codec: Codec,
     pub latency_ms: u32,
     pub fade_ms: u32,
     /// Parity after every this many audio datagrams; 0: none.
@@ -187,7 +190,19 @@ pub(crate) fn spawn(
     let (tx, rx) = std::sync::mpsc::channel();
     // Full datagrams (7 ms of 48 kHz 16-bit stereo): each one costs every speaker a trip
     // through its network stack, whatever it carries.
-    let fpp = AudioHeader::max_frames(params.channels, params.format).max(1);
+    let pcm_fpp = AudioHeader::max_frames(params.channels, params.format).max(1);
+    let flac = match params.codec {
+        Codec::Pcm => None,
+        Codec::Flac => FlacEncoder::new(params.rate, params.channels, params.format)
+            .inspect_err(|e| log::error!("zone {}: {e}; sending PCM", params.zone))
+            .ok(),
+    };
+    // FLAC: blocks as long as a speaker decodes into one buffer (10.7 ms of 48 kHz 16-bit
+    // stereo), which compress to about one datagram.
+    let fpp = match flac {
+        Some(_) => AudioHeader::max_flac_frames(params.channels, params.format),
+        None => pcm_fpp,
+    };
     let status = Arc::new(Mutex::new(ZoneStatus {
         zone: params.zone.clone(),
         state: TransportState::Stopped,
@@ -207,6 +222,11 @@ pub(crate) fn spawn(
             rate: params.rate,
             channels: params.channels,
             sample_format: params.format,
+            codec: if flac.is_some() {
+                Codec::Flac
+            } else {
+                Codec::Pcm
+            },
             latency_ms: params.latency_ms,
             frames_per_packet: fpp,
         },
@@ -226,6 +246,8 @@ pub(crate) fn spawn(
         latency_ns: params.latency_ms as i64 * 1_000_000,
         p: params,
         fpp,
+        pcm_fpp,
+        flac,
         clock,
         socket,
         session,
@@ -274,7 +296,11 @@ struct Streamer {
     /// Sources opened so far, and the one whose title the status shows.
     opened: u64,
     titled: Option<u64>,
+    /// Frames read per datagram, and the most a PCM datagram carries.
     fpp: usize,
+    pcm_fpp: usize,
+    /// The zone's FLAC encoder (codec "flac").
+    flac: Option<FlacEncoder>,
     fade_frames: usize,
     latency_ns: i64,
     clock: SharedClock,

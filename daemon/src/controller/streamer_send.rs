@@ -2,6 +2,9 @@
 //! parity after each group, the repeated tail of a stream that ends, and the announcement.
 
 use super::*;
+use crate::wire::auth::TAG_LEN;
+use crate::wire::fec::MAX_PROTECTED;
+use crate::wire::packet::{put_audio_header, AUDIO_HEADER_LEN};
 
 impl Streamer {
     pub(super) fn send_due(&mut self) {
@@ -124,25 +127,66 @@ impl Streamer {
         }
     }
 
+    /// Sends the first `frames` frames of the buffer (at `pts`: the next slot's time), after
+    /// the zone's gain, as one datagram or (FLAC) more.
     pub(super) fn send_packet(&mut self, pts: ControllerNs, frames: usize) {
+        debug_assert_eq!(pts, self.pts(self.next_slot));
         let target = crate::dsp::volume::gain_for(self.volume, self.muted);
         let ch = self.p.channels as usize;
         self.gain.apply(target, &mut self.buf[..frames * ch], ch);
-        let h = AudioHeader {
+        let mut at = 0;
+        while at < frames {
+            let n = self.build_datagram(at, frames - at);
+            self.emit(n);
+            at += n;
+        }
+    }
+
+    /// Builds the next datagram in `pkt` from the buffer's frames `at..at + left`; returns
+    /// how many it carries. FLAC: the whole block if its frame fits a datagram, else a half,
+    /// else a quarter (a half always fits: its PCM is half a speaker's buffer, 1 KiB, and
+    /// FLAC stores what it cannot predict verbatim); PCM for blocks FLAC cannot hold (under
+    /// 32 frames, the end of a fade or a stream).
+    fn build_datagram(&mut self, at: usize, left: usize) -> usize {
+        let ch = self.p.channels as usize;
+        let base = AudioHeader {
             session: self.session,
             seq: self.seq,
             frame_index: self.frame_index,
-            pts,
+            pts: self.pts(self.next_slot),
             rate: self.p.rate,
             channels: self.p.channels,
             format: self.p.format,
-            frames: frames as u16,
+            codec: Codec::Pcm,
+            frames: 0,
         };
+        let header = |frames: usize, codec| AudioHeader {
+            codec,
+            frames: frames as u16,
+            ..base
+        };
+        if let Some(enc) = &mut self.flac {
+            let room = MAX_PROTECTED - AUDIO_HEADER_LEN - TAG_LEN;
+            for n in [left, left / 2, left / 4] {
+                put_audio_header(&header(n, Codec::Flac), &mut self.pkt);
+                if enc.encode(&self.buf[at * ch..(at + n) * ch], room, &mut self.pkt) {
+                    return n;
+                }
+            }
+            self.counts.pcm_fallbacks += 1;
+        }
+        let n = left.min(self.pcm_fpp);
         encode_audio(
-            &h,
-            &self.buf[..frames * self.p.channels as usize],
+            &header(n, Codec::Pcm),
+            &self.buf[at * ch..(at + n) * ch],
             &mut self.pkt,
         );
+        n
+    }
+
+    /// Seals and sends the datagram built in `pkt`, which carries `frames` frames; keeps it
+    /// for repairs and parity.
+    fn emit(&mut self, frames: usize) {
         self.p.auth.seal(&mut self.pkt);
         if let Ok(mut r) = self.recent.lock() {
             r.store(self.seq, &self.pkt);
@@ -161,6 +205,7 @@ impl Streamer {
         self.next_slot += frames as i64;
         self.counts.frames_sent += frames as u64;
         self.counts.packets_sent += 1;
+        self.counts.audio_bytes_sent += self.pkt.len() as u64;
     }
 
     pub(super) fn announce(&mut self) {

@@ -79,7 +79,7 @@ impl Admission {
             self.plausible.reset();
             admitted = Admitted::NewSession;
         }
-        let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate.max(1));
+        let datagram_ns = i64::from(shortest_run(h)) * 1_000_000_000 / i64::from(h.rate.max(1));
         if !self.plausible.believe(h.seq, h.pts, datagram_ns, now) {
             return Err(Refused::Implausible);
         }
@@ -97,6 +97,21 @@ impl Admission {
         }
         self.plausible.accepted(h.seq, h.pts);
         Ok(admitted)
+    }
+}
+
+/// Frames per sequence number the plausibility check may count on from a datagram like `h`.
+/// A FLAC stream's datagrams vary: a block that does not fit one datagram goes as two
+/// halves, or as four quarters, or as PCM (the controller's `send_packet`), so after a run of
+/// lost quarters a whole block's length per number would overstate how far time moved, and
+/// every whole block after it would be refused: a quarter is counted.
+fn shortest_run(h: &AudioHeader) -> u16 {
+    match h.codec {
+        crate::wire::Codec::Pcm => h.frames,
+        crate::wire::Codec::Flac => {
+            let quarter = AudioHeader::max_flac_frames(h.channels, h.format) / 4;
+            h.frames.min(u16::try_from(quarter).unwrap_or(u16::MAX))
+        }
     }
 }
 

@@ -22,6 +22,7 @@ fn datagram(session: u32, seq: u32) -> AudioHeader {
         rate: 48_000,
         channels: 2,
         format: SampleFormat::S16,
+        codec: crate::wire::Codec::Pcm,
         frames: 240,
     }
 }

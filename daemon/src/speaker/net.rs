@@ -11,8 +11,10 @@ use super::Shared;
 use crate::clock::ControllerNs;
 use crate::net::multicast_receiver;
 use crate::wire::auth::Auth;
+use crate::wire::flac::FlacDecoder;
 use crate::wire::packet::{parse, Packet};
 use crate::wire::repair::RepairRequest;
+use crate::wire::Codec;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 
@@ -60,6 +62,10 @@ pub struct StreamReceiver {
     request: Vec<u8>,
     /// Datagrams kept for forward error correction.
     fec: FecRing,
+    /// FLAC datagrams are decoded as they are taken, into `decoded` (its PCM, then copied
+    /// into a spare buffer of the jitter buffer): nothing allocated per datagram.
+    flac: FlacDecoder,
+    decoded: Vec<u8>,
 }
 
 impl StreamReceiver {
@@ -91,6 +97,8 @@ impl StreamReceiver {
                 16 + 4 * crate::wire::repair::MAX_SEQS + crate::wire::auth::TAG_LEN,
             ),
             fec: FecRing::new(),
+            flac: FlacDecoder::default(),
+            decoded: vec![0; crate::wire::flac::MAX_PCM_BYTES],
         })
     }
 
@@ -324,9 +332,14 @@ impl StreamReceiver {
         let h = pkt.header;
         // Where the frames start in the buffer (the payload is a part of it).
         let offset = pkt.payload.as_ptr() as usize - self.slots[slot].as_ptr() as usize;
+        let payload = offset..offset + pkt.payload.len();
         if !self.admit(&h, now, stats) {
             return None;
         }
+        let flac_len = match h.codec {
+            Codec::Pcm => None,
+            Codec::Flac => Some(self.decode_flac(&h, slot, payload, stats)?),
+        };
         let datagram_ns = i64::from(h.frames) * 1_000_000_000 / i64::from(h.rate);
         stats.packets.fetch_add(1, Ordering::Relaxed);
         if rebuilt.is_some() {
@@ -345,7 +358,17 @@ impl StreamReceiver {
             stats,
         );
         let jb = jb?;
-        let data = std::mem::replace(&mut self.slots[slot], jb.take_spare(SLOT));
+        let (data, offset) = match flac_len {
+            None => (
+                std::mem::replace(&mut self.slots[slot], jb.take_spare(SLOT)),
+                offset,
+            ),
+            Some(n) => {
+                let mut d = jb.take_spare(SLOT);
+                d[..n].copy_from_slice(&self.decoded[..n]);
+                (d, 0)
+            }
+        };
         Some(Chunk {
             session: h.session,
             frame_index: h.frame_index,
@@ -355,6 +378,35 @@ impl StreamReceiver {
             data,
             offset,
         })
+    }
+
+    /// Decodes the FLAC frame of the datagram in `slot` (`payload` bytes of it) into
+    /// `decoded`; its length, or None (counted as invalid) when the frame is not what the
+    /// header says.
+    fn decode_flac(
+        &mut self,
+        h: &crate::wire::AudioHeader,
+        slot: usize,
+        payload: std::ops::Range<usize>,
+        stats: &super::NetworkCounters,
+    ) -> Option<usize> {
+        let expect = crate::wire::flac::Expect {
+            rate: h.rate,
+            channels: h.channels,
+            format: h.format,
+            frames: usize::from(h.frames),
+        };
+        match self
+            .flac
+            .decode(&self.slots[slot][payload], expect, &mut self.decoded)
+        {
+            Ok(n) => Some(n),
+            Err(e) => {
+                log::debug!("datagram {}: {e}", h.seq);
+                stats.invalid.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// An announcement of the stream playing (or of any while none plays), newer than the

@@ -8,12 +8,14 @@
 
 pub mod auth;
 pub mod fec;
+pub mod flac;
+pub mod flac_encode;
 #[doc(hidden)]
 pub mod packet;
 pub mod repair;
 pub mod sync;
 
-pub use packet::{Announce, AudioHeader, AudioPacket, Heartbeat, Packet, Pcm, SampleFormat};
+pub use packet::{Announce, AudioHeader, AudioPacket, Codec, Heartbeat, Packet, Pcm, SampleFormat};
 pub use sync::{SyncRequest, SyncResponse};
 
 /// First four bytes of every chorus datagram.

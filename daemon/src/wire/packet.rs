@@ -4,7 +4,7 @@ use super::{check_prefix, kind, put_prefix, Reader, WireError, PREFIX_LEN};
 use crate::clock::ControllerNs;
 use serde::{Deserialize, Serialize};
 
-pub use chorus_api::SampleFormat;
+pub use chorus_api::{Codec, SampleFormat};
 
 /// Encoding and decoding PCM of a [`SampleFormat`] on the wire (the format itself is an API
 /// type: the zone's status shows it).
@@ -26,14 +26,7 @@ impl Pcm for SampleFormat {
         reason = "samples: clamped to the format's range before they narrow"
     )]
     fn encode(self, samples: &[f32], out: &mut Vec<u8>) {
-        let scale = scale(self) as f64;
-        let (min, max) = (-scale as i64, scale as i64 - 1);
-        // Rounded half away from zero by truncating v ± 0.5 (`f64::round` is a libm call on
-        // baseline x86-64); `as` saturates, the clip is an integer clamp.
-        let quantise = |s: f32| {
-            let v = s as f64 * scale;
-            ((v + 0.5f64.copysign(v)) as i64).clamp(min, max) as i32
-        };
+        let quantise = quantiser(self);
         // Written into room made up front, one loop per format: no capacity check or format
         // branch per sample.
         let start = out.len();
@@ -75,6 +68,22 @@ impl Pcm for SampleFormat {
             )
         };
         decode_uninit(self, bytes, out)
+    }
+}
+
+/// A float sample in [-1, 1) as the format's integer: rounded half away from zero by
+/// truncating v ± 0.5 (`f64::round` is a libm call on baseline x86-64); `as` saturates, the
+/// clip is an integer clamp. What PCM datagrams carry, and what FLAC frames encode.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "clamped to the format's range (at most 32 bits) before it narrows"
+)]
+pub(crate) fn quantiser(f: SampleFormat) -> impl Fn(f32) -> i32 {
+    let scale = f64::from(scale(f));
+    let (min, max) = (-scale as i64, scale as i64 - 1);
+    move |s: f32| {
+        let v = f64::from(s) * scale;
+        ((v + 0.5f64.copysign(v)) as i64).clamp(min, max) as i32
     }
 }
 
@@ -161,8 +170,10 @@ pub struct AudioHeader {
     pub rate: u32,
     /// Interleaved channels.
     pub channels: u8,
-    /// Sample encoding.
+    /// Sample encoding (of the PCM, or of what the FLAC frame decodes to).
     pub format: SampleFormat,
+    /// How the payload carries the frames.
+    pub codec: Codec,
     /// Frames in the payload.
     pub frames: u16,
 }
@@ -178,10 +189,41 @@ pub struct AudioPacket<'a> {
     pub payload: &'a [u8],
 }
 
+/// Bit 7 of the sample format byte: the payload is one FLAC frame.
+const FLAC_BIT: u8 = 0x80;
+
 impl AudioHeader {
-    /// Payload bytes this header announces.
-    pub fn payload_len(&self) -> usize {
+    /// Bytes of PCM the frames take (the payload's length, for PCM).
+    pub fn pcm_len(&self) -> usize {
         self.frames as usize * self.channels as usize * self.format.bytes()
+    }
+    /// Most frames one FLAC datagram may carry: their PCM must fit what a speaker decodes
+    /// into (`super::flac::MAX_PCM_BYTES`).
+    pub fn max_flac_frames(channels: u8, format: SampleFormat) -> usize {
+        (super::flac::MAX_PCM_BYTES / (channels as usize * format.bytes()).max(1))
+            .min(usize::from(u16::MAX))
+    }
+    /// Whether the payload's length agrees with the header: exactly the PCM's for PCM; for
+    /// FLAC, a frame (not empty, within a datagram) of at most `max_flac_frames`.
+    fn check_payload(&self, len: usize) -> Result<(), WireError> {
+        match self.codec {
+            Codec::Pcm if len != self.pcm_len() => Err(WireError::LengthMismatch {
+                expected: self.pcm_len(),
+                got: len,
+            }),
+            Codec::Flac if super::flac::bits(self.format).is_none() => {
+                Err(WireError::BadStreamFormat("FLAC of 32-bit samples"))
+            }
+            Codec::Flac
+                if self.frames == 0
+                    || usize::from(self.frames)
+                        > Self::max_flac_frames(self.channels, self.format)
+                    || len == 0 =>
+            {
+                Err(WireError::BadStreamFormat("FLAC frame count out of range"))
+            }
+            _ => Ok(()),
+        }
     }
     /// Largest frame count that fits one datagram for this format, with room for an
     /// authentication tag, and small enough for a parity datagram to cover it.
@@ -191,8 +233,16 @@ impl AudioHeader {
     }
 }
 
-/// Writes an audio datagram into `out` (cleared first). `samples` are interleaved floats.
+/// Writes an audio datagram into `out` (cleared first). `samples` are interleaved floats,
+/// encoded as PCM (`h.codec` must be PCM; a FLAC payload follows [`put_audio_header`]).
 pub fn encode_audio(h: &AudioHeader, samples: &[f32], out: &mut Vec<u8>) {
+    debug_assert_eq!(h.codec, Codec::Pcm);
+    put_audio_header(h, out);
+    h.format.encode(samples, out);
+}
+
+/// Writes an audio datagram's header into `out` (cleared first); the payload follows.
+pub fn put_audio_header(h: &AudioHeader, out: &mut Vec<u8>) {
     out.clear();
     put_prefix(out, kind::AUDIO);
     out.extend_from_slice(&h.session.to_le_bytes());
@@ -201,10 +251,10 @@ pub fn encode_audio(h: &AudioHeader, samples: &[f32], out: &mut Vec<u8>) {
     out.extend_from_slice(&h.pts.0.to_le_bytes());
     out.extend_from_slice(&h.rate.to_le_bytes());
     out.push(h.channels);
-    out.push(code(h.format));
+    let flac = if h.codec == Codec::Flac { FLAC_BIT } else { 0 };
+    out.push(code(h.format) | flac);
     out.extend_from_slice(&h.frames.to_le_bytes());
     debug_assert_eq!(out.len(), AUDIO_HEADER_LEN);
-    h.format.encode(samples, out);
 }
 
 fn parse_audio(buf: &[u8]) -> Result<AudioPacket<'_>, WireError> {
@@ -221,7 +271,13 @@ fn parse_audio(buf: &[u8]) -> Result<AudioPacket<'_>, WireError> {
     let pts = ControllerNs(r.i64()?);
     let rate = r.u32()?;
     let channels = r.u8()?;
-    let format = from_code(r.u8()?)?;
+    let format_byte = r.u8()?;
+    let codec = if format_byte & FLAC_BIT != 0 {
+        Codec::Flac
+    } else {
+        Codec::Pcm
+    };
+    let format = from_code(format_byte & !FLAC_BIT)?;
     let frames = r.u16()?;
     if !(8_000..=384_000).contains(&rate) {
         return Err(WireError::BadStreamFormat("rate outside 8000..=384000 Hz"));
@@ -240,15 +296,11 @@ fn parse_audio(buf: &[u8]) -> Result<AudioPacket<'_>, WireError> {
         rate,
         channels,
         format,
+        codec,
         frames,
     };
     let payload = r.rest();
-    if payload.len() != header.payload_len() {
-        return Err(WireError::LengthMismatch {
-            expected: header.payload_len(),
-            got: payload.len(),
-        });
-    }
+    header.check_payload(payload.len())?;
     Ok(AudioPacket { header, payload })
 }
 

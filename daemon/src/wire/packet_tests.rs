@@ -11,6 +11,7 @@ fn header(frames: u16, format: SampleFormat) -> AudioHeader {
         rate: 48_000,
         channels: 2,
         format,
+        codec: crate::wire::Codec::Pcm,
         frames,
     }
 }
@@ -318,8 +319,8 @@ fn mutated_datagrams_never_panic_and_parse_consistently() {
             parsed += 1;
             match p {
                 Packet::Audio(a) => {
-                    assert_eq!(a.payload.len(), a.header.payload_len(), "{a:?}");
-                    assert!(a.header.payload_len() + AUDIO_HEADER_LEN <= crate::wire::MAX_DATAGRAM);
+                    assert_eq!(a.payload.len(), a.header.pcm_len(), "{a:?}");
+                    assert!(a.header.pcm_len() + AUDIO_HEADER_LEN <= crate::wire::MAX_DATAGRAM);
                     let mut samples = vec![];
                     a.header.format.decode(a.payload, &mut samples);
                     assert!(samples.iter().all(|s| s.is_finite() && s.abs() <= 1.0));

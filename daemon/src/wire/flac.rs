@@ -1,0 +1,538 @@
+//! FLAC frames in audio datagrams (RFC 9639): the decoder a speaker runs on every FLAC datagram.
+//!
+//! A datagram carries exactly one FLAC frame, decodable alone (FLAC frames are: no state
+//! crosses them), so a lost datagram loses only its own frames and parity and repair work as
+//! for PCM. Only the frame travels: rate, channels and bit depth are in chorus's own header,
+//! and the frame must agree with it.
+//!
+//! Written here rather than taken from a decoder crate because it runs on the playout thread:
+//! it allocates nothing per frame (one work buffer, sized once), decodes straight into the
+//! jitter buffer's PCM bytes, and treats every bit as hostile (a frame's lengths, orders and
+//! Rice parameters are checked against the block before they are used; both CRCs are
+//! verified). The encoder is `flacenc`'s, on the controller ([`super::flac_encode`]).
+
+use super::SampleFormat;
+
+/// Most samples (all channels) a FLAC datagram may carry: its PCM must fit a receive slot of
+/// the speaker (2048 bytes) at 16 bits.
+pub const MAX_SAMPLES: usize = MAX_PCM_BYTES / 2;
+/// Most bytes a FLAC datagram's frames take as PCM of the stream's format.
+pub const MAX_PCM_BYTES: usize = 2048;
+
+/// Why a FLAC frame was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FlacError {
+    #[error("FLAC frame ends early")]
+    Truncated,
+    #[error("FLAC frame: {0}")]
+    Invalid(&'static str),
+    #[error("FLAC frame does not match the datagram's header: {0}")]
+    Mismatch(&'static str),
+    #[error("FLAC frame CRC does not match")]
+    Crc,
+}
+
+/// What the datagram's header says the frame holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect {
+    pub rate: u32,
+    pub channels: u8,
+    pub format: SampleFormat,
+    pub frames: usize,
+}
+
+/// Bits per sample of a format FLAC can carry (it has no 32-bit integer frames in encoders
+/// we use).
+pub fn bits(format: SampleFormat) -> Option<u32> {
+    match format {
+        SampleFormat::S16 => Some(16),
+        SampleFormat::S24 => Some(24),
+        SampleFormat::S32 => None,
+    }
+}
+
+/// Decodes one frame at a time; holds the planar work buffer (sized once).
+pub struct FlacDecoder {
+    work: Vec<i32>,
+}
+
+impl Default for FlacDecoder {
+    /// For datagrams: up to [`MAX_SAMPLES`] samples a frame.
+    fn default() -> Self {
+        Self::with_capacity(MAX_SAMPLES)
+    }
+}
+
+/// The frame header's fields that matter here.
+struct Header {
+    block: usize,
+    /// 0..=7 independent channels (count - 1), 8 left/side, 9 right/side, 10 mid/side.
+    assignment: u32,
+    channels: usize,
+}
+
+impl FlacDecoder {
+    /// A decoder for frames of up to `samples` samples (all channels).
+    pub fn with_capacity(samples: usize) -> Self {
+        FlacDecoder {
+            work: vec![0; samples],
+        }
+    }
+
+    /// Decodes `frame` (exactly one FLAC frame, CRC-16 last) into `out` as interleaved PCM of
+    /// `expect.format`; returns the bytes written. Refuses a frame whose block, channels, bit
+    /// depth or rate differ from `expect`, or that does not fit `out`.
+    pub fn decode(
+        &mut self,
+        frame: &[u8],
+        expect: Expect,
+        out: &mut [u8],
+    ) -> Result<usize, FlacError> {
+        let bps = bits(expect.format).ok_or(FlacError::Mismatch("no FLAC at 32 bits"))?;
+        let ch = usize::from(expect.channels);
+        let samples = expect.frames * ch;
+        let bytes = samples * expect.format.bytes();
+        if samples > self.work.len() || bytes > out.len() || expect.frames == 0 {
+            return Err(FlacError::Mismatch(
+                "more samples than a datagram may carry",
+            ));
+        }
+        if frame.len() < 2 || crc16(&frame[..frame.len() - 2]) != be16(&frame[frame.len() - 2..]) {
+            return Err(FlacError::Crc);
+        }
+        let mut r = Bits::new(&frame[..frame.len() - 2]);
+        let h = header(&mut r, expect, bps)?;
+        let work = &mut self.work[..samples];
+        for (c, plane) in work.chunks_exact_mut(h.block).enumerate() {
+            // The side channel of a stereo decorrelation has one bit more.
+            let side = matches!((h.assignment, c), (8, 1) | (9, 0) | (10, 1));
+            subframe(&mut r, bps + u32::from(side), plane)?;
+        }
+        if r.rest_after_padding()? != 0 {
+            return Err(FlacError::Invalid("bytes after the last subframe"));
+        }
+        decorrelate(h.assignment, work, h.block);
+        interleave(work, h.channels, h.block, expect.format, &mut out[..bytes]);
+        Ok(bytes)
+    }
+}
+
+/// Reads and checks the frame header (RFC 9639 §9.1), CRC-8 included.
+fn header(r: &mut Bits<'_>, expect: Expect, bps: u32) -> Result<Header, FlacError> {
+    let start = r.bytes_read();
+    let sync = r.read(15)?;
+    if sync != 0x7FFC {
+        return Err(FlacError::Invalid("no frame sync code"));
+    }
+    let _variable = r.read(1)?;
+    let (block_code, rate_code) = (r.read(4)?, r.read(4)?);
+    let (assignment, depth_code) = (r.read(4)?, r.read(3)?);
+    if r.read(1)? != 0 {
+        return Err(FlacError::Invalid("reserved bit set"));
+    }
+    coded_number(r)?;
+    let block = match block_code {
+        1 => 192,
+        2..=5 => 576 << (block_code - 2),
+        6 => r.read(8)? as usize + 1,
+        7 => r.read(16)? as usize + 1,
+        8..=15 => 256 << (block_code - 8),
+        _ => return Err(FlacError::Invalid("reserved block size")),
+    };
+    let rate = match rate_code {
+        0 => None,
+        1 => Some(88_200),
+        2 => Some(176_400),
+        3 => Some(192_000),
+        4 => Some(8_000),
+        5 => Some(16_000),
+        6 => Some(22_050),
+        7 => Some(24_000),
+        8 => Some(32_000),
+        9 => Some(44_100),
+        10 => Some(48_000),
+        11 => Some(96_000),
+        12 => Some(r.read(8)? * 1000),
+        13 => Some(r.read(16)?),
+        14 => Some(r.read(16)? * 10),
+        _ => return Err(FlacError::Invalid("reserved sample rate")),
+    };
+    let depth = match depth_code {
+        0 => None,
+        1 => Some(8),
+        2 => Some(12),
+        4 => Some(16),
+        5 => Some(20),
+        6 => Some(24),
+        7 => Some(32),
+        _ => return Err(FlacError::Invalid("reserved bit depth")),
+    };
+    let channels = match assignment {
+        0..=7 => assignment as usize + 1,
+        8..=10 => 2,
+        _ => return Err(FlacError::Invalid("reserved channel assignment")),
+    };
+    let header_bytes = r.bytes_read() - start;
+    let crc = r.read(8)?;
+    if crc8(r.span(start, header_bytes)) != crc {
+        return Err(FlacError::Crc);
+    }
+    if block != expect.frames {
+        return Err(FlacError::Mismatch("block size"));
+    }
+    if channels != usize::from(expect.channels) {
+        return Err(FlacError::Mismatch("channels"));
+    }
+    if depth.is_some_and(|d| d != bps) {
+        return Err(FlacError::Mismatch("bit depth"));
+    }
+    if rate.is_some_and(|f| f != expect.rate) {
+        return Err(FlacError::Mismatch("sample rate"));
+    }
+    Ok(Header {
+        block,
+        assignment,
+        channels,
+    })
+}
+
+/// Skips the frame or sample number (UTF-8-like, 1 to 7 bytes): chorus's header numbers
+/// the frames.
+fn coded_number(r: &mut Bits<'_>) -> Result<(), FlacError> {
+    // The first byte's leading ones (it sits in the low 8 bits of the u32).
+    let first = r.read(8)?;
+    let extra = match (first << 24).leading_ones() {
+        0 => 0,
+        n @ 2..=7 => n - 1,
+        _ => return Err(FlacError::Invalid("bad coded number")),
+    };
+    for _ in 0..extra {
+        if r.read(8)? >> 6 != 0b10 {
+            return Err(FlacError::Invalid("bad coded number"));
+        }
+    }
+    Ok(())
+}
+
+/// One subframe (RFC 9639 §9.2) into `out` (its channel's plane, one block long).
+fn subframe(r: &mut Bits<'_>, bps: u32, out: &mut [i32]) -> Result<(), FlacError> {
+    if r.read(1)? != 0 {
+        return Err(FlacError::Invalid("subframe padding bit set"));
+    }
+    let kind = r.read(6)?;
+    let wasted = if r.read(1)? == 1 {
+        r.unary(bps)? + 1
+    } else {
+        0
+    };
+    if wasted >= bps {
+        return Err(FlacError::Invalid("all bits wasted"));
+    }
+    let bps = bps - wasted;
+    match kind {
+        0 => {
+            let v = r.signed(bps)?;
+            out.fill(v);
+        }
+        1 => {
+            for s in out.iter_mut() {
+                *s = r.signed(bps)?;
+            }
+        }
+        8..=12 => fixed(r, bps, (kind - 8) as usize, out)?,
+        32..=63 => lpc(r, bps, (kind - 31) as usize, out)?,
+        _ => return Err(FlacError::Invalid("reserved subframe type")),
+    }
+    if wasted > 0 {
+        for s in out.iter_mut() {
+            *s = s.wrapping_shl(wasted);
+        }
+    }
+    Ok(())
+}
+
+fn warm_up(r: &mut Bits<'_>, bps: u32, order: usize, out: &mut [i32]) -> Result<(), FlacError> {
+    if order > out.len() {
+        return Err(FlacError::Invalid("predictor order longer than the block"));
+    }
+    for s in &mut out[..order] {
+        *s = r.signed(bps)?;
+    }
+    Ok(())
+}
+
+/// A fixed predictor (orders 0 to 4).
+fn fixed(r: &mut Bits<'_>, bps: u32, order: usize, out: &mut [i32]) -> Result<(), FlacError> {
+    warm_up(r, bps, order, out)?;
+    residual(r, order, out)?;
+    const COEFFS: [&[i64]; 5] = [&[], &[1], &[2, -1], &[3, -3, 1], &[4, -6, 4, -1]];
+    predict(out, order, COEFFS[order], 0)
+}
+
+/// A linear predictor with quantised coefficients (orders 1 to 32).
+fn lpc(r: &mut Bits<'_>, bps: u32, order: usize, out: &mut [i32]) -> Result<(), FlacError> {
+    warm_up(r, bps, order, out)?;
+    let precision = r.read(4)?;
+    if precision == 15 {
+        return Err(FlacError::Invalid("reserved coefficient precision"));
+    }
+    let shift = r.signed(5)?;
+    if shift < 0 {
+        return Err(FlacError::Invalid("negative prediction shift"));
+    }
+    let mut coeffs = [0i64; 32];
+    for c in &mut coeffs[..order] {
+        *c = i64::from(r.signed(precision + 1)?);
+    }
+    residual(r, order, out)?;
+    predict(out, order, &coeffs[..order], shift.unsigned_abs())
+}
+
+/// Adds the prediction to the residual in `out[order..]`: `coeffs[j]` weighs the sample
+/// `j + 1` back. A result outside 32 bits is refused (a valid stream never has one).
+fn predict(out: &mut [i32], order: usize, coeffs: &[i64], shift: u32) -> Result<(), FlacError> {
+    for i in order..out.len() {
+        let history = &out[i - order..i];
+        let sum: i64 = coeffs
+            .iter()
+            .zip(history.iter().rev())
+            .map(|(c, &s)| c * i64::from(s))
+            .sum();
+        let v = (sum >> shift) + i64::from(out[i]);
+        out[i] = i32::try_from(v).map_err(|_| FlacError::Invalid("prediction overflows"))?;
+    }
+    Ok(())
+}
+
+/// The Rice-coded residual (RFC 9639 §9.2.7) into `out[order..]`.
+fn residual(r: &mut Bits<'_>, order: usize, out: &mut [i32]) -> Result<(), FlacError> {
+    let param_bits = match r.read(2)? {
+        0 => 4,
+        1 => 5,
+        _ => return Err(FlacError::Invalid("reserved residual coding")),
+    };
+    let escape = (1u32 << param_bits) - 1;
+    let partition_order = r.read(4)?;
+    let block = out.len();
+    let per = block >> partition_order;
+    if per << partition_order != block || per < order {
+        return Err(FlacError::Invalid("partitions do not fit the block"));
+    }
+    let mut at = order;
+    for p in 0..(1usize << partition_order) {
+        let end = (p + 1) * per;
+        let param = r.read(param_bits)?;
+        if param == escape {
+            let width = r.read(5)?;
+            for s in &mut out[at..end] {
+                *s = if width == 0 { 0 } else { r.signed(width)? };
+            }
+        } else {
+            for s in &mut out[at..end] {
+                let q = r.unary(u32::MAX)?;
+                let low = if param == 0 { 0 } else { r.read(param)? };
+                let u = (u64::from(q) << param) | u64::from(low);
+                let v = (u >> 1) as i64 ^ -((u & 1) as i64);
+                *s = i32::try_from(v).map_err(|_| FlacError::Invalid("residual overflows"))?;
+            }
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// Undoes the stereo decorrelation (planes: channel 0 then channel 1).
+fn decorrelate(assignment: u32, work: &mut [i32], block: usize) {
+    if !(8..=10).contains(&assignment) {
+        return;
+    }
+    let (a, b) = work.split_at_mut(block);
+    for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+        let (l, r) = match assignment {
+            // left, side = left - right
+            8 => (*x, x.wrapping_sub(*y)),
+            // side = left - right, right
+            9 => (x.wrapping_add(*y), *y),
+            // mid = (left + right) >> 1, side = left - right
+            _ => {
+                let mid = (x.wrapping_shl(1)) | (*y & 1);
+                (mid.wrapping_add(*y) >> 1, mid.wrapping_sub(*y) >> 1)
+            }
+        };
+        (*x, *y) = (l, r);
+    }
+}
+
+/// Planar integers to interleaved PCM bytes of `format`.
+fn interleave(work: &[i32], ch: usize, block: usize, format: SampleFormat, out: &mut [u8]) {
+    let width = format.bytes();
+    for (i, frame) in out.chunks_exact_mut(ch * width).enumerate() {
+        for (c, d) in frame.chunks_exact_mut(width).enumerate() {
+            d.copy_from_slice(&work[c * block + i].to_le_bytes()[..width]);
+        }
+    }
+}
+
+/// A big-endian bit reader that refuses to read past its slice.
+struct Bits<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Bits<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Bits { buf, pos: 0 }
+    }
+    fn bytes_read(&self) -> usize {
+        self.pos / 8
+    }
+    fn span(&self, start: usize, len: usize) -> &'a [u8] {
+        &self.buf[start..start + len]
+    }
+    /// The 64 bits from the byte holding `pos`, zeros past the end.
+    fn word(&self) -> u64 {
+        let i = self.pos / 8;
+        match self.buf.get(i..i + 8) {
+            Some(b) => u64::from_be_bytes(b.try_into().unwrap_or_default()),
+            None => {
+                let mut b = [0u8; 8];
+                let rest = &self.buf[i.min(self.buf.len())..];
+                b[..rest.len()].copy_from_slice(rest);
+                u64::from_be_bytes(b)
+            }
+        }
+    }
+    /// `n` (0..=32) bits as an unsigned number.
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "the word is shifted right by 64 - n >= 32 bits first"
+    )]
+    fn read(&mut self, n: u32) -> Result<u32, FlacError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        if self.pos + n as usize > self.buf.len() * 8 {
+            return Err(FlacError::Truncated);
+        }
+        let v = (self.word() << (self.pos % 8)) >> (64 - n);
+        self.pos += n as usize;
+        Ok(v as u32)
+    }
+    /// `n` (1..=32) bits as a two's complement number.
+    fn signed(&mut self, n: u32) -> Result<i32, FlacError> {
+        let v = self.read(n)?;
+        Ok(((v << (32 - n)) as i32) >> (32 - n))
+    }
+    /// Zeros up to the next one bit (consumed): their count, at most `limit`.
+    fn unary(&mut self, limit: u32) -> Result<u32, FlacError> {
+        let mut count = 0u32;
+        loop {
+            if self.pos >= self.buf.len() * 8 {
+                return Err(FlacError::Truncated);
+            }
+            let w = self.word() << (self.pos % 8);
+            // Up to 56 valid bits in the word from here (more near the end are zeros, which
+            // the length check above catches on the next turn).
+            let zeros = w.leading_zeros().min(56);
+            if zeros < 56 {
+                self.pos += zeros as usize + 1;
+                if self.pos > self.buf.len() * 8 {
+                    return Err(FlacError::Truncated);
+                }
+                count = count.saturating_add(zeros);
+                return if count > limit {
+                    Err(FlacError::Invalid("unary run too long"))
+                } else {
+                    Ok(count)
+                };
+            }
+            self.pos += 56;
+            count = count.saturating_add(56);
+            if count > limit {
+                return Err(FlacError::Invalid("unary run too long"));
+            }
+        }
+    }
+    /// Skips the zero padding to the byte boundary; the count of whole bytes left after it.
+    fn rest_after_padding(&mut self) -> Result<usize, FlacError> {
+        let pad = [0, 7, 6, 5, 4, 3, 2, 1][self.pos % 8];
+        if self.read(pad)? != 0 {
+            return Err(FlacError::Invalid("padding bits set"));
+        }
+        Ok(self.buf.len() - self.pos / 8)
+    }
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// CRC-8, polynomial x^8 + x^2 + x + 1, initial 0 (the frame header's).
+fn crc8(data: &[u8]) -> u32 {
+    let mut crc = 0u8;
+    for &b in data {
+        crc = CRC8[usize::from(crc ^ b)];
+    }
+    u32::from(crc)
+}
+
+/// CRC-16, polynomial x^16 + x^15 + x^2 + 1, initial 0 (the whole frame's).
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc = 0u16;
+    for &b in data {
+        crc = (crc << 8) ^ CRC16[usize::from((crc >> 8) as u8 ^ b)];
+    }
+    crc
+}
+
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "table index below 256, as the byte it stands for"
+)]
+const CRC8: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u8;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 0x80 != 0 {
+                (c << 1) ^ 0x07
+            } else {
+                c << 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "table index below 256, as the byte it stands for"
+)]
+const CRC16: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = (i as u16) << 8;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 0x8000 != 0 {
+                (c << 1) ^ 0x8005
+            } else {
+                c << 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+#[cfg(test)]
+#[path = "flac_tests.rs"]
+mod tests;
