@@ -108,6 +108,16 @@ pub(crate) fn render_zone(z: &ZoneStatus) -> String {
             o += &format!("               {b}\n");
         }
     }
+    let st = &z.stream;
+    o += &format!(
+        "  stream: {}, {} Hz, {} ch, {}, {}, latency {} ms\n",
+        st.group,
+        st.rate,
+        st.channels,
+        name(&st.sample_format),
+        name(&st.codec),
+        st.latency_ms
+    );
     for e in z.errors.iter().rev().take(3) {
         o += &format!("  error: {}\n", e.message);
     }

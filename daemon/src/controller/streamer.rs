@@ -14,7 +14,7 @@ use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
 use crate::net::{SendBatch, SendError};
 use crate::wire::fec::ParityBuilder;
 use crate::wire::flac_encode::FlacEncoder;
-use crate::wire::packet::{encode_announce, encode_audio};
+use crate::wire::packet::encode_announce;
 use crate::wire::Announce;
 use crate::wire::{AudioHeader, Codec, SampleFormat};
 pub(crate) use chorus_api::{ErrorEvent, Repeat, StreamInfo, TransportState, ZoneStatus};

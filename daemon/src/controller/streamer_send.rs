@@ -2,9 +2,7 @@
 //! parity after each group, the repeated tail of a stream that ends, and the announcement.
 
 use super::*;
-use crate::wire::auth::TAG_LEN;
-use crate::wire::fec::MAX_PROTECTED;
-use crate::wire::packet::{put_audio_header, AUDIO_HEADER_LEN};
+use crate::wire::flac_encode::build_datagram;
 
 impl Streamer {
     pub(super) fn send_due(&mut self) {
@@ -142,14 +140,11 @@ impl Streamer {
         }
     }
 
-    /// Builds the next datagram in `pkt` from the buffer's frames `at..at + left`; returns
-    /// how many it carries. FLAC: the whole block if its frame fits a datagram, else a half,
-    /// else a quarter (a half always fits: its PCM is half a speaker's buffer, 1 KiB, and
-    /// FLAC stores what it cannot predict verbatim); PCM for blocks FLAC cannot hold (under
-    /// 32 frames, the end of a fade or a stream).
+    /// Builds the next datagram in `pkt` from the buffer's frames `at..at + left` (see
+    /// [`build_datagram`]); returns how many it carries.
     fn build_datagram(&mut self, at: usize, left: usize) -> usize {
         let ch = self.p.channels as usize;
-        let base = AudioHeader {
+        let head = AudioHeader {
             session: self.session,
             seq: self.seq,
             frame_index: self.frame_index,
@@ -160,28 +155,16 @@ impl Streamer {
             codec: Codec::Pcm,
             frames: 0,
         };
-        let header = |frames: usize, codec| AudioHeader {
-            codec,
-            frames: frames as u16,
-            ..base
-        };
-        if let Some(enc) = &mut self.flac {
-            let room = MAX_PROTECTED - AUDIO_HEADER_LEN - TAG_LEN;
-            for n in [left, left / 2, left / 4] {
-                put_audio_header(&header(n, Codec::Flac), &mut self.pkt);
-                if enc.encode(&self.buf[at * ch..(at + n) * ch], room, &mut self.pkt) {
-                    return n;
-                }
-            }
-            self.counts.pcm_fallbacks += 1;
-        }
-        let n = left.min(self.pcm_fpp);
-        encode_audio(
-            &header(n, Codec::Pcm),
-            &self.buf[at * ch..(at + n) * ch],
+        let samples = &self.buf[at * ch..(at + left) * ch];
+        let built = build_datagram(
+            self.flac.as_mut(),
+            head,
+            samples,
+            self.pcm_fpp,
             &mut self.pkt,
         );
-        n
+        self.counts.pcm_fallbacks += u64::from(built.fallback);
+        built.frames
     }
 
     /// Seals and sends the datagram built in `pkt`, which carries `frames` frames; keeps it

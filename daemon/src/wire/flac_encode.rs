@@ -4,9 +4,11 @@
 //! exactly as the PCM encoder does ([`super::packet::quantiser`]), so a FLAC zone plays the
 //! very integers a PCM zone would.
 
+use super::auth::TAG_LEN;
+use super::fec::MAX_PROTECTED;
 use super::flac::bits;
-use super::packet::quantiser;
-use super::SampleFormat;
+use super::packet::{encode_audio, put_audio_header, quantiser, AUDIO_HEADER_LEN};
+use super::{AudioHeader, Codec, SampleFormat};
 use flacenc::bitsink::ByteSink;
 use flacenc::component::{BitRepr, StreamInfo};
 use flacenc::error::{Verified, Verify};
@@ -43,6 +45,14 @@ impl FlacEncoder {
         let info = StreamInfo::new(rate as usize, ch, depth).map_err(|e| e.to_string())?;
         let mut config = flacenc::config::Encoder::default();
         config.multithread = false;
+        // Measured on music (tests/rig/codec-bench, docs/decisions/wifi.md): in a block of a
+        // datagram (512 frames at 48 kHz/16, 341 at 96 kHz/24) an LPC of order 6 compresses
+        // better than flacenc's 10 (less to send for the coefficients) and costs less. Above
+        // 48 kHz the fixed predictors alone come within 3 % of LPC's bytes at 3 times the
+        // speed (the LPC's float autocorrelation is a libm call per multiply-add on baseline
+        // x86-64), so they alone are used.
+        config.subframe_coding.qlpc.lpc_order = 6;
+        config.subframe_coding.use_lpc = rate <= 48_000;
         let config = config.into_verified().map_err(|(_, e)| e.to_string())?;
         let fb = FrameBuf::with_size(ch, MIN_FRAMES).map_err(|e| e.to_string())?;
         let mut enc = FlacEncoder {
@@ -91,5 +101,57 @@ impl FlacEncoder {
         }
         out.extend_from_slice(self.sink.as_slice());
         true
+    }
+}
+
+/// Room for a FLAC frame in an audio datagram (with a tag, under a parity datagram's limit).
+pub const FLAC_ROOM: usize = MAX_PROTECTED - AUDIO_HEADER_LEN - TAG_LEN;
+
+/// What [`build_datagram`] put in the datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Built {
+    /// Frames it carries (of those offered).
+    pub frames: usize,
+    /// A FLAC stream's block went as PCM.
+    pub fallback: bool,
+}
+
+/// Builds the next audio datagram of a stream into `out`: `head` with its codec and frame
+/// count set, and the first frames of `samples` (interleaved, whole frames). With an encoder,
+/// a FLAC frame of all of them if it fits a datagram, else of half, else of a quarter (a
+/// half always fits: its PCM is half of the 2 KiB a speaker decodes into, and FLAC stores
+/// what it cannot predict verbatim); PCM of at most `pcm_max` frames otherwise (blocks under
+/// 32 frames, the end of a fade or of a stream), or without one.
+pub fn build_datagram(
+    flac: Option<&mut FlacEncoder>,
+    head: AudioHeader,
+    samples: &[f32],
+    pcm_max: usize,
+    out: &mut Vec<u8>,
+) -> Built {
+    let ch = usize::from(head.channels.max(1));
+    let left = samples.len() / ch;
+    let with = |codec, frames: usize| AudioHeader {
+        codec,
+        frames: u16::try_from(frames).unwrap_or(u16::MAX),
+        ..head
+    };
+    let fallback = flac.is_some();
+    if let Some(enc) = flac {
+        for n in [left, left / 2, left / 4] {
+            put_audio_header(&with(Codec::Flac, n), out);
+            if n <= usize::from(u16::MAX) && enc.encode(&samples[..n * ch], FLAC_ROOM, out) {
+                return Built {
+                    frames: n,
+                    fallback: false,
+                };
+            }
+        }
+    }
+    let n = left.min(pcm_max);
+    encode_audio(&with(Codec::Pcm, n), &samples[..n * ch], out);
+    Built {
+        frames: n,
+        fallback,
     }
 }
