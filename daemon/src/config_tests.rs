@@ -131,3 +131,26 @@ fn every_problem_is_reported() {
         assert!(keys.contains(&k.to_string()), "{k} missing from {keys:?}");
     }
 }
+
+#[test]
+fn flac_is_taken_for_16_and_24_bits_only() {
+    let ok = parse("[zone]\ncodec = \"flac\"\nsample-format = \"s24\"\n").unwrap();
+    assert_eq!(ok.validate(), vec![]);
+    assert_eq!(ok.codec_of("home"), Codec::Flac);
+    let bad = parse("[zone]\ncodec = \"flac\"\nsample-format = \"s32\"\n").unwrap();
+    let p = bad.validate();
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].key, "zone.codec");
+    assert!(p[0].message.contains("32"), "{}", p[0].message);
+    // A further zone may send FLAC while the first sends PCM, and is checked the same way.
+    let mixed = parse(
+        "[zone]\nsample-format = \"s32\"\n[[controller.zones]]\nname = \"k\"\n\
+         group = \"239.255.77.2\"\ncodec = \"flac\"\n",
+    )
+    .unwrap();
+    assert_eq!(mixed.codec_of("k"), Codec::Flac);
+    assert_eq!(mixed.codec_of("home"), Codec::Pcm);
+    let keys: Vec<String> = mixed.validate().into_iter().map(|p| p.key).collect();
+    assert_eq!(keys, vec!["controller.zones[0].codec"]);
+    assert!(parse("[zone]\ncodec = \"mp3\"\n").is_err());
+}
