@@ -79,6 +79,8 @@ counters! {
         pcm_fallbacks => "chorus_controller_pcm_fallbacks_total",
         /// Parity datagrams sent (forward error correction).
         parity_sent => "chorus_controller_parity_sent_total",
+        /// Datagrams sent by unicast to speakers (each copy counts).
+        unicast_sent => "chorus_controller_unicast_sent_total",
         /// Datagrams the network stack refused (failed multicast sends).
         send_errors => "chorus_controller_send_errors_total",
     }
@@ -89,6 +91,8 @@ counters! {
     pub struct NetworkCounters => NetworkStatus {
         /// Audio datagrams accepted.
         packets => "chorus_packets_total",
+        /// Of those, datagrams that came by unicast (to this speaker's own address).
+        unicast_packets => "chorus_packets_unicast_total",
         /// Malformed datagrams on the stream.
         invalid => "chorus_packets_invalid_total",
         /// Audio in another format than the zone's.

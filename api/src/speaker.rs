@@ -2,6 +2,7 @@
 //! changes it.
 
 use crate::counters::{NetworkStatus, PlayoutCounts};
+use crate::zone::Delivery;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,6 +17,8 @@ pub struct SpeakerStatus {
     pub switching: bool,
     /// The controller's sync service, `host:port`, once known.
     pub controller: Option<String>,
+    /// How the stream came in last: `unicast` (to the speaker's own address) or `multicast`.
+    pub delivery: Delivery,
     /// 0..=100.
     pub volume: u8,
     pub muted: bool,

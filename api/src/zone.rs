@@ -81,6 +81,18 @@ pub enum Codec {
     Flac,
 }
 
+/// How a zone's datagrams reach a speaker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// The zone's multicast group (one send reaches every speaker of a wired LAN).
+    #[default]
+    Multicast,
+    /// Sent to the speaker's own address (on Wi-Fi: acknowledged and retried by the access
+    /// point at the station's rate, where multicast goes at a basic rate, unacknowledged).
+    Unicast,
+}
+
 /// A reported problem (undecodable file, failed seek, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorEvent {
@@ -174,6 +186,9 @@ pub struct SpeakerInfo {
     pub zone: Option<String>,
     /// That stream, `group:port`, as the speaker reports it.
     pub stream: Option<String>,
+    /// How the zone's datagrams reach it now (unicast: it asked, or the zone sends so, and
+    /// it proved it receives the sync service's answers).
+    pub delivery: Delivery,
     /// A heartbeat came in the last few seconds.
     pub online: bool,
     pub last_seen_ms_ago: i64,

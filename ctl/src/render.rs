@@ -162,13 +162,14 @@ pub(crate) fn render_speakers(list: &[SpeakerInfo]) -> String {
             None => "not playing".into(),
         };
         o += &format!(
-            "  {:<16} {:<8} volume {:>3}{}  {}  {}{}\n",
+            "  {:<16} {:<8} volume {:>3}{}  {}  {}  {}{}\n",
             s.name,
             if s.online { "online" } else { "LOST" },
             s.volume,
             if s.muted { " (muted)" } else { "" },
             if s.locked { "locked" } else { "unlocked" },
             sync,
+            name(&s.delivery),
             s.zone
                 .as_deref()
                 .map(|z| format!("  zone {z}"))
@@ -210,6 +211,7 @@ pub(crate) fn render_speaker_detail(s: &SpeakerStatus) -> String {
         }
         None => o += "  clock: no controller yet\n",
     }
+    o += &format!("  stream: {} by {}\n", s.stream, name(&s.delivery));
     if let Some(out) = &s.output {
         o += &format!(
             "  output: {} {} ({} Hz, period {}, buffer {} frames), extra latency {} ms\n",

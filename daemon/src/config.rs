@@ -2,7 +2,7 @@
 //! that work on one box. [`load`] parses and then [`Config::validate`] reports every problem with
 //! the key it concerns.
 
-use crate::wire::{Codec, SampleFormat};
+use crate::wire::{Codec, Delivery, SampleFormat};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -87,6 +87,9 @@ pub struct ZoneConfig {
     /// How datagrams carry the audio: "pcm" or "flac" (lossless, 16 and 24-bit, about half
     /// the bytes on music: for Wi-Fi).
     pub codec: Codec,
+    /// How the controller sends the stream: "multicast" (to the group, and by unicast to each
+    /// speaker that asks) or "unicast" (to each speaker's own address, none to the group).
+    pub delivery: Delivery,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -130,6 +133,8 @@ pub struct ExtraZone {
     pub port: u16,
     /// How its datagrams carry the audio (absent: `zone.codec`).
     pub codec: Option<Codec>,
+    /// How the controller sends it (absent: `zone.delivery`).
+    pub delivery: Option<Delivery>,
 }
 
 /// A zone, resolved: its name and where its stream is (what a controller streams, what a
@@ -181,6 +186,9 @@ pub struct SpeakerConfig {
     pub extra_latency_ms: f64,
     /// Initial volume 0..=100.
     pub volume: u8,
+    /// How this speaker asks for its zone's stream: "multicast" (the group) or "unicast" (to
+    /// its own address: for Wi-Fi, where multicast goes slow and unacknowledged).
+    pub delivery: Delivery,
     /// `sim` only: DAC rate error, ppm.
     pub dac_ppm: f64,
     /// `sim` only: the DAC reports its position in steps of this many frames (like drivers
@@ -255,6 +263,7 @@ impl Default for ZoneConfig {
             channels: 2,
             sample_format: SampleFormat::S16,
             codec: Codec::Pcm,
+            delivery: Delivery::Multicast,
         }
     }
 }
@@ -335,6 +344,7 @@ impl Default for SpeakerConfig {
             buffer_frames: 0,
             extra_latency_ms: 0.0,
             volume: 100,
+            delivery: Delivery::Multicast,
             dac_ppm: 0.0,
             sim_delay_step_frames: 0,
             sim_stale_stamps: false,
@@ -449,6 +459,16 @@ impl Config {
             .find(|z| z.name == name)
             .and_then(|z| z.codec)
             .unwrap_or(self.zone.codec)
+    }
+
+    /// How the controller sends zone `name`'s stream.
+    pub fn delivery_of(&self, name: &str) -> Delivery {
+        self.controller
+            .zones
+            .iter()
+            .find(|z| z.name == name)
+            .and_then(|z| z.delivery)
+            .unwrap_or(self.zone.delivery)
     }
 
     /// The zone's multicast group (validated).

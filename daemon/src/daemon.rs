@@ -273,6 +273,9 @@ fn start_controller(
     let (iface, z) = (cfg.interface(), &cfg.zone);
     let c = &cfg.controller;
     let mut zones = vec![];
+    let unicast = Arc::new(std::sync::Mutex::new(
+        controller::unicast::UnicastTargets::default(),
+    ));
     for addr in cfg.zones() {
         let sock = multicast_sender(iface, z.ttl, z.loopback).map_err(io("multicast sender"))?;
         let params = controller::streamer::StreamParams {
@@ -283,6 +286,9 @@ fn start_controller(
             channels: z.channels,
             format: z.sample_format,
             codec: cfg.codec_of(&addr.name),
+            delivery: cfg.delivery_of(&addr.name),
+            unicast: unicast.clone(),
+            stream: addr.stream(),
             latency_ms: c.latency_ms,
             fade_ms: c.fade_ms,
             fec_group: c.fec_group as usize,
@@ -325,12 +331,20 @@ fn start_controller(
             sync_stats.clone(),
         );
         let recent = zones.iter().map(|z| z.streamer.recent.clone()).collect();
+        let policy = crate::controller::sync_service::UnicastPolicy {
+            targets: unicast.clone(),
+            only: zones
+                .iter()
+                .filter(|z| cfg.delivery_of(&z.addr.name) == crate::wire::Delivery::Unicast)
+                .map(|z| z.addr.stream())
+                .collect(),
+        };
         std::thread::Builder::new()
             .name("chorus-sync".into())
             .stack_size(256 * 1024)
             .spawn(move || {
                 crate::controller::sync_service::serve(
-                    sync_sock, auth, clock, registry, recent, stats,
+                    sync_sock, auth, clock, registry, recent, stats, policy,
                 )
             })
             .map_err(io("sync service thread"))?;
@@ -409,14 +423,20 @@ fn start_speaker(
         rate: z.rate,
         channels: z.channels,
     };
+    let unicast = s.delivery == crate::wire::Delivery::Unicast;
+    shared.wants_unicast.store(unicast, Ordering::Relaxed);
     let rx = speaker::net::StreamReceiver::open(group, z.port, iface, expect, fixed)
-        .map(|r| r.with_auth(auth.clone()))
+        .map(|r| r.with_auth(auth.clone()).with_unicast(unicast))
         .map_err(io("multicast receiver"))?;
+    shared
+        .unicast_port
+        .store(rx.unicast_port(), Ordering::Relaxed);
     let _ = shared.receiving.set(speaker::Receiving {
         interface: iface,
         expect,
         fixed_controller: fixed,
         auth: auth.clone(),
+        unicast,
     });
     let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
     let playout = std::thread::Builder::new()

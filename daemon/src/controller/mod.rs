@@ -3,6 +3,7 @@
 
 pub(crate) mod api;
 pub(crate) mod events;
+mod fanout;
 pub(crate) mod metrics;
 mod prefetch;
 pub(crate) mod proof;
@@ -11,6 +12,7 @@ pub(crate) mod registry;
 pub(crate) mod streamer;
 pub(crate) mod sync_service;
 pub(crate) mod transport;
+pub(crate) mod unicast;
 
 pub(crate) use registry::Registry;
 pub(crate) use streamer::StreamerHandle;

@@ -36,6 +36,8 @@ struct Entry {
     addr: IpAddr,
     heartbeat: Heartbeat,
     last_seen: ControllerNs,
+    /// How its zone's datagrams reach it (the sync service decides, after each heartbeat).
+    delivery: chorus_api::Delivery,
 }
 
 /// Known speakers, keyed by name.
@@ -95,6 +97,7 @@ impl Registry {
                 addr: from.ip(),
                 heartbeat: hb,
                 last_seen: now,
+                delivery: chorus_api::Delivery::Multicast,
             },
         );
         heard
@@ -122,11 +125,25 @@ impl Registry {
                     sync_error_us: e.heartbeat.sync_error_us,
                     zone: None,
                     stream: e.heartbeat.stream.clone(),
+                    delivery: e.delivery,
                     online: ago < LOST_AFTER_NS,
                     last_seen_ms_ago: ago / 1_000_000,
                 }
             })
             .collect()
+    }
+
+    /// How speaker `name`'s zone reaches it now (after its last heartbeat).
+    pub(crate) fn set_delivery(&self, name: &str, delivery: chorus_api::Delivery) {
+        if let Some(e) = self
+            .inner
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|m| m.get_mut(name))
+        {
+            e.delivery = delivery;
+        }
     }
 
     /// A volume or mute change made through the controller, ahead of the speaker's next
@@ -190,6 +207,8 @@ mod tests {
             sync_error_us: None,
             stream: None,
             sent_ns,
+            unicast_port: None,
+            delivery: None,
         }
     }
 

@@ -11,12 +11,11 @@ use super::transport::{Effects, FadeChange, Transport};
 use crate::audio::Item;
 use crate::audio::Source;
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, SharedClock};
-use crate::net::{SendBatch, SendError};
 use crate::wire::fec::ParityBuilder;
 use crate::wire::flac_encode::FlacEncoder;
 use crate::wire::packet::encode_announce;
 use crate::wire::Announce;
-use crate::wire::{AudioHeader, Codec, SampleFormat};
+use crate::wire::{AudioHeader, Codec, Delivery, SampleFormat};
 pub(crate) use chorus_api::{ErrorEvent, Repeat, StreamInfo, TransportState, ZoneStatus};
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
@@ -73,6 +72,12 @@ pub(crate) struct StreamParams {
     pub format: SampleFormat,
     /// How datagrams carry the frames (FLAC: 16 and 24-bit only, checked at config load).
     pub codec: Codec,
+    /// Multicast (the group, and unicast to speakers that ask) or unicast only.
+    pub delivery: Delivery,
+    /// The speakers served by unicast (filled by the sync service), and this zone's stream
+    /// as heartbeats name it (`group:port`).
+    pub unicast: Arc<Mutex<super::unicast::UnicastTargets>>,
+    pub stream: String,
     pub latency_ms: u32,
     pub fade_ms: u32,
     /// Parity after every this many audio datagrams; 0: none.
@@ -203,42 +208,17 @@ pub(crate) fn spawn(
         Some(_) => AudioHeader::max_flac_frames(params.channels, params.format),
         None => pcm_fpp,
     };
-    let status = Arc::new(Mutex::new(ZoneStatus {
-        zone: params.zone.clone(),
-        state: TransportState::Stopped,
-        uri: None,
-        queue: vec![],
-        index: None,
-        repeat: Repeat::Off,
-        volume: 100,
-        muted: false,
-        title: None,
-        artist: None,
-        album: None,
-        position_s: 0.0,
-        duration_s: None,
-        stream: StreamInfo {
-            group: params.dest.to_string(),
-            rate: params.rate,
-            channels: params.channels,
-            sample_format: params.format,
-            codec: if flac.is_some() {
-                Codec::Flac
-            } else {
-                Codec::Pcm
-            },
-            latency_ms: params.latency_ms,
-            frames_per_packet: fpp,
-        },
-        session: 0,
-        counts: Default::default(),
-        errors: vec![],
-    }));
+    let status = Arc::new(Mutex::new(initial_status(&params, fpp, flac.is_some())));
     let session = rand::random::<u32>() | 1;
     let recent = Arc::new(Mutex::new(RecentDatagrams::new(session)));
     let epoch = clock.now().0;
     let fec = (params.fec_group > 0).then(|| ParityBuilder::new(params.fec_group));
     let gain = crate::dsp::volume::VolumeRamp::new(1.0, params.rate as usize * 30 / 1000);
+    let fanout = super::fanout::Fanout::new(
+        (params.dest, params.delivery == Delivery::Multicast),
+        params.unicast.clone(),
+        params.stream.clone(),
+    );
     let mut s = Streamer {
         opened: 0,
         titled: None,
@@ -273,7 +253,7 @@ pub(crate) fn spawn(
         pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
         errors: VecDeque::new(),
         counts: Default::default(),
-        batch: SendBatch::new(true),
+        fanout,
         fec,
         fec_pkt: Vec::with_capacity(crate::wire::MAX_DATAGRAM),
         last_announce: i64::MIN / 2,
@@ -288,6 +268,37 @@ pub(crate) fn spawn(
         status,
         recent,
     }))
+}
+
+/// A zone's status before its streamer has sent anything.
+fn initial_status(params: &StreamParams, fpp: usize, flac: bool) -> ZoneStatus {
+    ZoneStatus {
+        zone: params.zone.clone(),
+        state: TransportState::Stopped,
+        uri: None,
+        queue: vec![],
+        index: None,
+        repeat: Repeat::Off,
+        volume: 100,
+        muted: false,
+        title: None,
+        artist: None,
+        album: None,
+        position_s: 0.0,
+        duration_s: None,
+        stream: StreamInfo {
+            group: params.dest.to_string(),
+            rate: params.rate,
+            channels: params.channels,
+            sample_format: params.format,
+            codec: if flac { Codec::Flac } else { Codec::Pcm },
+            latency_ms: params.latency_ms,
+            frames_per_packet: fpp,
+        },
+        session: 0,
+        counts: Default::default(),
+        errors: vec![],
+    }
 }
 
 struct Streamer {
@@ -333,8 +344,9 @@ struct Streamer {
     pkt: Vec<u8>,
     errors: VecDeque<ErrorEvent>,
     counts: chorus_api::ZoneCounts,
-    /// The datagrams of this wake-up, sent together at its end.
-    batch: SendBatch,
+    /// The datagrams of this wake-up, for the group and each speaker served by unicast, sent
+    /// together at its end.
+    fanout: super::fanout::Fanout,
     /// Parity of the group being sent, and the buffer its datagram is built in.
     fec: Option<ParityBuilder>,
     fec_pkt: Vec<u8>,
@@ -359,17 +371,6 @@ const TAIL_REPEAT: u32 = 4;
 const END_SILENCE_MS: usize = 5;
 
 /// Counts the datagrams a send lost; logs the first failure and then at each power of two.
-fn count_send(errors: &mut u64, dest: SocketAddr, sent: Result<(), SendError>) {
-    let Err(SendError { error, lost }) = sent else {
-        return;
-    };
-    let before = *errors;
-    *errors += lost as u64;
-    if (before + 1..=*errors).any(u64::is_power_of_two) {
-        log::warn!("multicast send to {dest} failed ({errors} datagrams): {error}");
-    }
-}
-
 impl Streamer {
     fn run(&mut self, rx: Receiver<(Command, Option<Reply>)>, shutdown: Arc<AtomicBool>) {
         loop {
@@ -396,21 +397,20 @@ impl Streamer {
             if shutdown.load(Ordering::Relaxed) {
                 break;
             }
+            self.fanout.refresh(self.clock.now().0);
             if self.t.state == TransportState::Playing {
                 self.send_due();
             }
             self.repeat_tail();
             self.announce();
-            let sent = self.batch.flush(&self.socket, self.p.dest);
-            count_send(&mut self.counts.send_errors, self.p.dest, sent);
+            self.fanout.flush(&self.socket, &mut self.counts);
             self.publish();
             for r in self.replies.drain(..) {
                 let _ = r.send(());
             }
         }
         // What the last commands queued (a stopped stream's last parity).
-        let sent = self.batch.flush(&self.socket, self.p.dest);
-        count_send(&mut self.counts.send_errors, self.p.dest, sent);
+        self.fanout.flush(&self.socket, &mut self.counts);
     }
 
     fn pts(&self, slot: i64) -> ControllerNs {

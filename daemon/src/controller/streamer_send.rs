@@ -80,8 +80,7 @@ impl Streamer {
         if let Ok(r) = self.recent.lock() {
             for s in (0..TAIL_REPEAT).rev().map(|back| seq.wrapping_sub(back)) {
                 if let Some(d) = r.get(self.session, s) {
-                    let sent = self.batch.push(&self.socket, self.p.dest, d);
-                    count_send(&mut self.counts.send_errors, self.p.dest, sent);
+                    self.fanout.push(&self.socket, d, &mut self.counts);
                 }
             }
         }
@@ -100,8 +99,8 @@ impl Streamer {
             return;
         }
         self.p.auth.seal(&mut self.fec_pkt);
-        let sent = self.batch.push(&self.socket, self.p.dest, &self.fec_pkt);
-        count_send(&mut self.counts.send_errors, self.p.dest, sent);
+        self.fanout
+            .push(&self.socket, &self.fec_pkt, &mut self.counts);
         self.counts.parity_sent += 1;
     }
 
@@ -174,8 +173,7 @@ impl Streamer {
         if let Ok(mut r) = self.recent.lock() {
             r.store(self.seq, &self.pkt);
         }
-        let sent = self.batch.push(&self.socket, self.p.dest, &self.pkt);
-        count_send(&mut self.counts.send_errors, self.p.dest, sent);
+        self.fanout.push(&self.socket, &self.pkt, &mut self.counts);
         let complete = self
             .fec
             .as_mut()
@@ -204,7 +202,7 @@ impl Streamer {
         };
         let mut d = encode_announce(&a);
         self.p.auth.seal(&mut d);
-        let sent = self.batch.push(&self.socket, self.p.dest, &d);
-        count_send(&mut self.counts.send_errors, self.p.dest, sent);
+        self.fanout
+            .push_announce(&self.socket, &d, &mut self.counts);
     }
 }

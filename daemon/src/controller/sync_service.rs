@@ -5,7 +5,7 @@ use super::Registry;
 use crate::clock::{ControllerNs, SharedClock};
 use crate::wire::auth::Auth;
 use crate::wire::packet::{parse, Packet};
-use crate::wire::SyncResponse;
+use crate::wire::{Delivery, SyncResponse};
 use chorus_api::SyncServiceCounters;
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -81,6 +81,13 @@ impl<K: std::hash::Hash + Eq + Copy> RateLimiter<K> {
     }
 }
 
+/// Who gets zones' streams by unicast: the table the streamers read, and the streams of the
+/// zones that send only so (`group:port`).
+pub(crate) struct UnicastPolicy {
+    pub targets: Arc<std::sync::Mutex<super::unicast::UnicastTargets>>,
+    pub only: Vec<String>,
+}
+
 /// Serves sync requests and heartbeats on a thread of its own (blocking receive: one wake-up
 /// per datagram, no runtime in between; with 32 speakers that is 160 datagrams a second)
 /// until the socket fails.
@@ -91,6 +98,7 @@ pub(crate) fn serve(
     registry: Arc<Registry>,
     recent: Vec<Arc<std::sync::Mutex<RecentDatagrams>>>,
     stats: Arc<SyncServiceCounters>,
+    unicast: UnicastPolicy,
 ) {
     if let Err(e) = crate::net::enable_rx_timestamps(&socket) {
         log::warn!(
@@ -112,6 +120,7 @@ pub(crate) fn serve(
         proofs: super::proof::Proofs::default(),
         rate: crate::net::RealtimeRate::new(),
         on_grid: false,
+        unicast,
     };
     let mut buf = [0u8; 2048];
     loop {
@@ -137,6 +146,7 @@ struct Service {
     /// The first datagram of this wake-up came just after a point of the speakers' poll grid,
     /// and the service has not waited for the rest of the burst yet.
     on_grid: bool,
+    unicast: UnicastPolicy,
 }
 
 impl Service {
@@ -205,16 +215,53 @@ impl Service {
             Ok(Packet::Heartbeat(hb)) => {
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
                 use super::registry::Heard;
-                if !matches!(
+                let (name, stream) = (hb.name.clone(), hb.stream.clone());
+                let unicast_port = hb.unicast_port.filter(|_| {
+                    hb.delivery == Some(Delivery::Unicast)
+                        || stream
+                            .as_ref()
+                            .is_some_and(|s| self.unicast.only.contains(s))
+                });
+                if matches!(
                     self.registry.handle_heartbeat(from, hb, t2),
                     Heard::Joined | Heard::Updated
                 ) {
+                    let d = self.deliver(from, stream.as_deref(), unicast_port, t2);
+                    self.registry.set_delivery(&name, d);
+                } else {
                     stats.heartbeats_refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Ok(Packet::Repair(q)) => self.repair(&q, from, t2),
             Ok(_) | Err(_) => {
                 stats.invalid.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// After a speaker's heartbeat: its zone's stream by unicast to `port` on its address if it
+    /// asked (or its zone sends only so) and it proved it receives the service's answers (a
+    /// forged source never does: no hose aimed at a victim), else by multicast only.
+    fn deliver(
+        &mut self,
+        from: SocketAddr,
+        stream: Option<&str>,
+        port: Option<u16>,
+        t2: ControllerNs,
+    ) -> Delivery {
+        let Ok(mut targets) = self.unicast.targets.lock() else {
+            return Delivery::Multicast;
+        };
+        match (stream, port) {
+            (Some(s), Some(p))
+                if self.proofs.proven(from.ip(), t2.0)
+                    && targets.want(s, (from, SocketAddr::new(from.ip(), p)), t2.0) =>
+            {
+                Delivery::Unicast
+            }
+            _ => {
+                targets.forget(from);
+                Delivery::Multicast
             }
         }
     }

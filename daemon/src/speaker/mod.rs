@@ -4,9 +4,11 @@
 pub(crate) mod admission;
 pub(crate) mod announce;
 pub(crate) mod api;
+mod delivery;
 pub mod devclock;
 pub(crate) mod floor;
 pub mod jitter;
+mod lead;
 mod loss;
 pub(crate) mod metrics;
 pub mod net;
@@ -16,6 +18,7 @@ mod player;
 pub mod playout;
 pub(crate) mod reading;
 pub(crate) mod realtime;
+mod recv;
 pub mod schedule;
 pub(crate) mod servo;
 pub(crate) mod sync_host;
@@ -25,7 +28,7 @@ pub(crate) mod timeline;
 use crate::api::events::{Event, Events, SpeakerChange};
 use crate::sync::{ClockModel, ClockSnapshot};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use crate::config::ZoneAddr;
@@ -47,6 +50,8 @@ pub struct Receiving {
     pub expect: net::Expect,
     pub fixed_controller: bool,
     pub auth: crate::wire::auth::Auth,
+    /// The speaker asks for its stream by unicast.
+    pub unicast: bool,
 }
 
 impl Receiving {
@@ -59,7 +64,8 @@ impl Receiving {
             self.expect,
             self.fixed_controller,
         )?
-        .with_auth(self.auth.clone());
+        .with_auth(self.auth.clone())
+        .with_unicast(self.unicast);
         Ok(Switch {
             rx,
             jb: playout::jitter_buffer(self.expect.rate, self.expect.channels as usize),
@@ -119,6 +125,11 @@ pub struct Shared {
     pub output_opens: AtomicU64,
     /// What the playout thread's device clock knows (pointer step, stamps, rate).
     pub device_clock: Mutex<Option<devclock::DeviceStatus>>,
+    /// The speaker asks for its stream by unicast (`[speaker] delivery`); the port the
+    /// receiver playing takes it on; whether the stream's last new datagrams came that way.
+    pub wants_unicast: AtomicBool,
+    pub unicast_port: AtomicU16,
+    pub by_unicast: AtomicBool,
 }
 
 impl Shared {
@@ -187,6 +198,9 @@ impl Shared {
             output_problem: Mutex::new(None),
             output_opens: AtomicU64::new(0),
             device_clock: Mutex::new(None),
+            wants_unicast: AtomicBool::new(false),
+            unicast_port: AtomicU16::new(0),
+            by_unicast: AtomicBool::new(false),
         }
     }
 
@@ -238,6 +252,11 @@ impl Shared {
                 .lock()
                 .ok()
                 .and_then(|c| c.map(|a| a.to_string())),
+            delivery: if self.by_unicast.load(Ordering::Relaxed) {
+                chorus_api::Delivery::Unicast
+            } else {
+                chorus_api::Delivery::Multicast
+            },
             volume: self.volume.load(Ordering::Relaxed),
             muted: self.muted.load(Ordering::Relaxed),
             locked,

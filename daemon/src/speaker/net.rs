@@ -3,6 +3,7 @@
 //! clock-sync client and the heartbeat are `crate::sync::client` (its host: `super::sync_host`).
 
 use super::admission::{Admission, Admitted, Refused};
+use super::delivery::{Change, Membership};
 use super::jitter::{Chunk, Insert, JitterBuffer};
 use super::loss::{
     track, FecRing, Missing, MAX_MISSING, REPAIR_GIVE_UP_NS, REPAIR_RETRY_NS, REPAIR_TRIES,
@@ -26,7 +27,7 @@ pub struct Expect {
 }
 
 /// Datagrams read per `recvmmsg` call.
-const BATCH: usize = 16;
+pub(super) const BATCH: usize = 16;
 /// Room per datagram: more than `MAX_DATAGRAM`, so a longer one shows up as truncated.
 pub const SLOT: usize = 2048;
 
@@ -51,10 +52,18 @@ pub struct StreamReceiver {
     admission: Admission,
     /// Unicast socket repair requests leave from and repaired datagrams arrive on.
     repair_socket: std::net::UdpSocket,
+    /// The stream by unicast (see `super::delivery`): its socket, the group it may leave, and
+    /// whether it is in it.
+    unicast: std::net::UdpSocket,
+    unicast_port: u16,
+    group: (Ipv4Addr, Ipv4Addr),
+    membership: Membership,
+    /// The last datagram admission looked at was one of the stream's, seen before.
+    seen_again: bool,
     /// Local time of the last drain that found stream datagrams.
     last_datagrams_ns: i64,
     /// How long before their presentation time datagrams arrive (the largest lately).
-    lead: RecentMax,
+    lead: super::lead::RecentMax,
     /// Sequence number expected next, and the ones found missing (capacity reserved).
     next_seq: Option<u32>,
     missing: Vec<Missing>,
@@ -69,7 +78,8 @@ pub struct StreamReceiver {
 }
 
 impl StreamReceiver {
-    /// Joins `group` on `interface` and listens on `port`.
+    /// Joins `group` on `interface` and listens on `port` (and on a port of its own for the
+    /// stream by unicast).
     pub fn open(
         group: Ipv4Addr,
         port: u16,
@@ -77,10 +87,12 @@ impl StreamReceiver {
         expect: Expect,
         fixed_controller: bool,
     ) -> std::io::Result<StreamReceiver> {
+        let unicast = super::delivery::unicast_socket()?;
+        let unicast_port = unicast.local_addr()?.port();
         Ok(StreamReceiver {
             socket: multicast_receiver(group, port, interface)?,
             last_datagrams_ns: i64::MIN / 2,
-            lead: RecentMax::default(),
+            lead: Default::default(),
             fixed_controller,
             announced: Default::default(),
             slots: (0..=BATCH).map(|_| vec![0u8; SLOT]).collect(),
@@ -91,6 +103,11 @@ impl StreamReceiver {
                 s.set_nonblocking(true)?;
                 s
             },
+            unicast,
+            unicast_port,
+            group: (group, interface),
+            membership: Membership::new(false),
+            seen_again: false,
             next_seq: None,
             missing: Vec::with_capacity(MAX_MISSING),
             request: Vec::with_capacity(
@@ -108,6 +125,17 @@ impl StreamReceiver {
         self
     }
 
+    /// The speaker asked for its stream by unicast: it leaves the group while that flows.
+    pub fn with_unicast(mut self, wanted: bool) -> Self {
+        self.membership = Membership::new(wanted);
+        self
+    }
+
+    /// The port the stream may come to by unicast.
+    pub fn unicast_port(&self) -> u16 {
+        self.unicast_port
+    }
+
     /// Reads every datagram waiting and files the audio in `jb` (without one, as while the
     /// output is missing, audio is discarded and only announcements count). Returns true when a
     /// new stream session began. Never blocks; allocates nothing once the jitter buffer has
@@ -121,27 +149,43 @@ impl StreamReceiver {
     ) -> bool {
         use std::os::fd::AsRawFd;
         let mut new_session = false;
-        // The stream, then (while repairs are outstanding) what the controller sent again.
+        // The stream (from the group, then by unicast), then (while repairs are outstanding)
+        // what the controller sent again.
         let repairing = !self.missing.is_empty();
-        let fds = [self.socket.as_raw_fd(), self.repair_socket.as_raw_fd()];
-        for fd in &fds[..if repairing { 2 } else { 1 }] {
+        let fds = [
+            self.socket.as_raw_fd(),
+            self.unicast.as_raw_fd(),
+            self.repair_socket.as_raw_fd(),
+        ];
+        let (mut unicast_came, mut group_came) = (false, false);
+        for (k, fd) in fds[..if repairing { 3 } else { 2 }].iter().enumerate() {
             loop {
                 let mut lens = [0usize; BATCH];
                 let mut from = [None; BATCH];
-                let n = self.recv_batch(*fd, &mut lens, &mut from, &shared.stats.net);
-                if n > 0 && *fd == fds[0] {
+                let stats = &shared.stats.net;
+                let n =
+                    super::recv::recv_batch(*fd, &mut self.slots, (&mut lens, &mut from), stats);
+                if n > 0 && k < 2 {
                     self.last_datagrams_ns = local_ns;
                 }
                 for (i, &len) in lens.iter().enumerate().take(n) {
+                    self.seen_again = false;
                     let chunk = self.accept(
                         (i, len),
                         from[i],
                         shared,
                         (local_ns, now),
                         jb.as_deref_mut(),
-                        (*fd != fds[0]).then_some(Origin::Repair),
+                        (k == 2).then_some(Origin::Repair),
                     );
+                    // The stream comes by unicast: a datagram of it taken, or one that came
+                    // from the group first (authentic, if there is a key).
+                    unicast_came |= k == 1 && (chunk.is_some() || self.seen_again);
+                    group_came |= k == 0 && chunk.is_some();
                     if let Some(chunk) = chunk {
+                        if k == 1 {
+                            stats.unicast_packets.fetch_add(1, Ordering::Relaxed);
+                        }
                         new_session |= file(chunk, shared, jb.as_deref_mut());
                     }
                 }
@@ -150,10 +194,34 @@ impl StreamReceiver {
                 }
             }
         }
+        self.follow_delivery(shared, local_ns, (unicast_came, group_came));
         if jb.is_some() {
             self.request_repairs(shared, local_ns);
         }
         new_session
+    }
+
+    /// Leaves or joins the group as unicast flows or stops (see `super::delivery`), and
+    /// publishes how the stream came last (new datagrams by unicast, or from the group) and
+    /// where unicast is taken.
+    fn follow_delivery(&mut self, shared: &Shared, local_ns: i64, came: (bool, bool)) {
+        let (unicast_came, group_came) = came;
+        let sock = socket2::SockRef::from(&self.socket);
+        let (group, iface) = self.group;
+        let done = match self.membership.on_drain(local_ns, unicast_came) {
+            Some(Change::Leave) => sock.leave_multicast_v4(&group, &iface),
+            Some(Change::Join) => sock.join_multicast_v4(&group, &iface),
+            None => Ok(()),
+        };
+        if let Err(e) = done {
+            log::warn!("group {group}: membership change failed: {e}");
+        }
+        if unicast_came || group_came {
+            shared.by_unicast.store(unicast_came, Ordering::Relaxed);
+        }
+        shared
+            .unicast_port
+            .store(self.unicast_port, Ordering::Relaxed);
     }
 
     /// True while datagrams are missing and being asked for (the playout thread then wakes
@@ -215,63 +283,6 @@ impl StreamReceiver {
         q.encode_into(&mut self.request);
         self.auth.seal(&mut self.request);
         let _ = self.repair_socket.send_to(&self.request, ctl);
-    }
-
-    /// One `recvmmsg`: datagram lengths and senders (None: truncated, not IPv4); the count read.
-    fn recv_batch(
-        &mut self,
-        fd: std::os::fd::RawFd,
-        lens: &mut [usize; BATCH],
-        from: &mut [Option<SocketAddr>; BATCH],
-        stats: &super::NetworkCounters,
-    ) -> usize {
-        // SAFETY: plain C structs, all-zero is a valid value for each.
-        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let mut names: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
-        // SAFETY: as above.
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, slot) in self.slots.iter_mut().take(BATCH).enumerate() {
-            iov[i].iov_base = slot.as_mut_ptr().cast();
-            iov[i].iov_len = slot.len();
-            hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_in).cast();
-            hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: every header points at its own iovec, slot and address, all alive and
-        // exclusively borrowed for the call; the kernel writes at most the lengths given.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if r <= 0 {
-            // EAGAIN: nothing waiting. Other errors (ENOMEM, ...) are transient for UDP.
-            return 0;
-        }
-        let n = r as usize;
-        for i in 0..n {
-            let h = &hdrs[i];
-            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || h.msg_len as usize > SLOT {
-                stats.invalid.fetch_add(1, Ordering::Relaxed);
-                lens[i] = 0;
-                from[i] = None;
-                continue;
-            }
-            lens[i] = h.msg_len as usize;
-            from[i] = (names[i].sin_family == libc::AF_INET as libc::sa_family_t).then(|| {
-                SocketAddr::new(
-                    Ipv4Addr::from(u32::from_be(names[i].sin_addr.s_addr)).into(),
-                    u16::from_be(names[i].sin_port),
-                )
-            });
-        }
-        n
     }
 
     /// Checks and parses one datagram (in slot `slot`, `len` bytes): an announcement updates
@@ -472,7 +483,10 @@ impl StreamReceiver {
             Err(Refused::ForeignFormat) => &stats.foreign_format,
             Err(Refused::ForeignSession) => &stats.foreign_session,
             Err(Refused::Implausible) => &stats.implausible,
-            Err(Refused::Duplicate) => &stats.duplicates,
+            Err(Refused::Duplicate) => {
+                self.seen_again = true;
+                &stats.duplicates
+            }
             Err(Refused::TooOld) => &stats.too_old,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -487,53 +501,6 @@ enum Origin {
     Rebuilt(u32),
     /// Sent again on request.
     Repair,
-}
-
-/// The largest of a quantity over the last one to two seconds (two one-second buckets).
-#[derive(Debug, Clone, Copy)]
-struct RecentMax {
-    /// Start of the current bucket, local ns, and the largest values of it and the one before.
-    since: i64,
-    current: i64,
-    previous: i64,
-}
-
-impl Default for RecentMax {
-    fn default() -> Self {
-        RecentMax {
-            since: i64::MIN / 2,
-            current: i64::MIN,
-            previous: i64::MIN,
-        }
-    }
-}
-
-impl RecentMax {
-    const BUCKET_NS: i64 = 1_000_000_000;
-
-    fn note(&mut self, local_ns: i64, value: i64) {
-        let age = local_ns - self.since;
-        if age >= Self::BUCKET_NS {
-            self.previous = if age < 2 * Self::BUCKET_NS {
-                self.current
-            } else {
-                i64::MIN
-            };
-            self.current = i64::MIN;
-            self.since = local_ns;
-        }
-        self.current = self.current.max(value);
-    }
-
-    fn get(&self, local_ns: i64) -> Option<i64> {
-        let age = local_ns - self.since;
-        let v = match age {
-            a if a < Self::BUCKET_NS => self.current.max(self.previous),
-            a if a < 2 * Self::BUCKET_NS => self.current,
-            _ => i64::MIN,
-        };
-        (v != i64::MIN).then_some(v)
-    }
 }
 
 /// Files a chunk in the jitter buffer and counts what happened; true for a new session.
@@ -556,37 +523,4 @@ fn file(chunk: Chunk, shared: &Shared, jb: Option<&mut JitterBuffer>) -> bool {
         Insert::Inserted | Insert::Stale => {}
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RecentMax;
-
-    #[test]
-    fn the_lead_is_the_largest_of_the_last_one_to_two_seconds() {
-        const S: i64 = 1_000_000_000;
-        let mut l = RecentMax::default();
-        assert_eq!(l.get(0), None);
-        l.note(0, 150);
-        l.note(S / 2, 120);
-        l.note(S / 2, 170);
-        assert_eq!(l.get(S / 2), Some(170));
-        // A new bucket: the last one's largest still counts for a second.
-        l.note(S + 1, 160);
-        assert_eq!(l.get(S + 1), Some(170));
-        l.note(2 * S + 2, 140);
-        assert_eq!(l.get(2 * S + 2), Some(160));
-        l.note(3 * S + 3, 130);
-        assert_eq!(l.get(3 * S + 3), Some(140));
-        // Nothing noted for a while: the current bucket alone, then nothing (the stream
-        // stopped).
-        assert_eq!(l.get(4 * S + 10), Some(130));
-        assert_eq!(l.get(5 * S + 10), None);
-        // After a pause, older values are forgotten.
-        l.note(10 * S, 90);
-        l.note(10 * S + S / 2, 95);
-        assert_eq!(l.get(10 * S + S / 2), Some(95));
-        l.note(11 * S + 1, 80);
-        assert_eq!(l.get(11 * S + 1), Some(95));
-    }
 }

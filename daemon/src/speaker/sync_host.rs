@@ -4,7 +4,7 @@
 use super::Shared;
 use crate::sync::client::Host;
 use crate::sync::{ClockModel, ClockSnapshot};
-use crate::wire::Heartbeat;
+use crate::wire::{Delivery, Heartbeat};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -48,6 +48,12 @@ impl Host for SyncHost {
             sync_error_us: s.sync_error_us(),
             stream: Some(s.zone().stream()),
             sent_ns: None,
+            unicast_port: Some(s.unicast_port.load(Ordering::Relaxed)).filter(|&p| p != 0),
+            delivery: Some(if s.wants_unicast.load(Ordering::Relaxed) {
+                Delivery::Unicast
+            } else {
+                Delivery::Multicast
+            }),
         }
     }
 }

@@ -15,7 +15,9 @@ pub mod packet;
 pub mod repair;
 pub mod sync;
 
-pub use packet::{Announce, AudioHeader, AudioPacket, Codec, Heartbeat, Packet, Pcm, SampleFormat};
+pub use packet::{
+    Announce, AudioHeader, AudioPacket, Codec, Delivery, Heartbeat, Packet, Pcm, SampleFormat,
+};
 pub use sync::{SyncRequest, SyncResponse};
 
 /// First four bytes of every chorus datagram.

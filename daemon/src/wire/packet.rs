@@ -4,7 +4,7 @@ use super::{check_prefix, kind, put_prefix, Reader, WireError, PREFIX_LEN};
 use crate::clock::ControllerNs;
 use serde::{Deserialize, Serialize};
 
-pub use chorus_api::{Codec, SampleFormat};
+pub use chorus_api::{Codec, Delivery, SampleFormat};
 
 /// Encoding and decoding PCM of a [`SampleFormat`] on the wire (the format itself is an API
 /// type: the zone's status shows it).
@@ -327,6 +327,13 @@ pub struct Heartbeat {
     /// the speaker's entry to another address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_ns: Option<i64>,
+    /// UDP port (on the heartbeat's source address) where the speaker takes its zone's
+    /// datagrams by unicast (absent from older speakers: multicast only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unicast_port: Option<u16>,
+    /// How it asks to get them (absent: multicast).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
 }
 
 /// Largest heartbeat body accepted.
@@ -356,10 +363,11 @@ fn parse_heartbeat(buf: &[u8]) -> Result<Heartbeat, WireError> {
         || hb.name.chars().any(char::is_control)
         || hb.volume > 100
         || hb.stream.as_ref().is_some_and(|s| s.len() > 32)
+        || hb.unicast_port == Some(0)
     {
         return Err(WireError::BadHeartbeat(
             "name must be 1..=64 bytes without control characters, volume 0..=100, stream at \
-             most 32 bytes"
+             most 32 bytes, unicast port not 0"
                 .into(),
         ));
     }

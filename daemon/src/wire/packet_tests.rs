@@ -182,6 +182,8 @@ fn heartbeat_round_trip_and_rejects() {
         sync_error_us: Some(3.5),
         stream: Some("239.255.77.1:4010".into()),
         sent_ns: Some(1_234_567_890),
+        unicast_port: Some(40_123),
+        delivery: Some(crate::wire::Delivery::Unicast),
     };
     assert_eq!(
         parse(&encode_heartbeat(&hb)).unwrap(),
@@ -216,6 +218,14 @@ fn heartbeat_round_trip_and_rejects() {
         Err(WireError::BadHeartbeat(_))
     ));
     // An older speaker's heartbeat has no stream.
+    let port0 = Heartbeat {
+        unicast_port: Some(0),
+        ..hb.clone()
+    };
+    assert!(matches!(
+        parse(&encode_heartbeat(&port0)),
+        Err(WireError::BadHeartbeat(_))
+    ));
     let legacy = encode_heartbeat(&Heartbeat { stream: None, ..hb });
     assert!(!String::from_utf8_lossy(&legacy).contains("stream"));
     assert!(matches!(parse(&legacy), Ok(Packet::Heartbeat(h)) if h.stream.is_none()));
@@ -244,6 +254,8 @@ fn mutated_datagrams_never_panic_and_parse_consistently() {
         sync_error_us: Some(-3.5),
         stream: Some("239.255.77.2:4010".into()),
         sent_ns: None,
+        unicast_port: None,
+        delivery: None,
     }));
     valid.push(encode_announce(&Announce {
         session: 9,

@@ -221,7 +221,7 @@ impl Attacker {
                 }
             }
             Some(Kind::Impostor) if tick.is_multiple_of(500) => {
-                let d = super::forged_heartbeat("spk1", 9);
+                let d = super::forged_heartbeat("spk1", 9, 9);
                 self.send(&d, self.sync);
             }
             Some(Kind::Impostor) if tick % 100 == 50 => {

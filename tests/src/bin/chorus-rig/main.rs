@@ -11,11 +11,11 @@
 //!   untagged audio datagram with its sequence number N ahead, and nothing else.
 //! - `chorus-rig impostor --to ADDR --name N --api ADDR [--seconds S] [--group G --port P]`:
 //!   poses as speaker N to the controller's sync service at ADDR (forged heartbeats, twice a
-//!   second, unauthenticated) with its API at `--api`, where it answers every HTTP request `{}`
+//!   second, unauthenticated, asking for the stream by unicast) with its API at `--api`, where it answers every HTTP request `{}`
 //!   and prints their headers (`impostor: header ...`). With `--group`/`--port` it also hears
 //!   the zone's stream and asks the sync service for 32 of its datagrams every 100 ms, without
 //!   ever completing a sync exchange (as a spoofer of another host's address could not), and
-//!   counts the answers (`impostor: repair answers N`).
+//!   counts what comes to its own address, repairs or the stream (`impostor: repair answers N`).
 //! - `chorus-rig skew DIR NAME...`: inter-speaker skew from the speakers' sim captures.
 //! - `chorus-rig attack --group G --port P --sync ADDR [--interface I] [--seconds S] [--seed N]
 //!   [--log FILE]`: random attacks for a soak (see attack.rs).
@@ -360,8 +360,9 @@ fn impostor(args: &[String]) -> Result<(), String> {
     let secs: f64 = flag(args, "--seconds", "10")
         .parse()
         .map_err(|e| format!("--seconds: {e}"))?;
-    let datagram = forged_heartbeat(&flag(args, "--name", "spk1"), api.port());
     let udp = UdpSocket::bind(SocketAddr::new(api.ip(), 0)).map_err(|e| e.to_string())?;
+    let own_port = udp.local_addr().map_err(|e| e.to_string())?.port();
+    let datagram = forged_heartbeat(&flag(args, "--name", "spk1"), api.port(), own_port);
     let listener = std::net::TcpListener::bind(api).map_err(|e| format!("bind {api}: {e}"))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     udp.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -429,6 +430,7 @@ fn impostor(args: &[String]) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     if stream.is_some() {
+        // Anything that came to its own address: repairs, or the stream by unicast.
         println!("impostor: repairs asked {asked}, repair answers {answers}");
     }
     println!("impostor: heartbeats {sent}, requests {requests}");
@@ -436,8 +438,9 @@ fn impostor(args: &[String]) -> Result<(), String> {
 }
 
 /// A heartbeat posing as speaker `name` with its API at `api_port`, locked, unauthenticated
-/// and undated (as an impostor without the key or the controller's clock makes it).
-fn forged_heartbeat(name: &str, api_port: u16) -> Vec<u8> {
+/// and undated (as an impostor without the key or the controller's clock makes it), asking
+/// for the zone's stream by unicast to `unicast_port`.
+fn forged_heartbeat(name: &str, api_port: u16, unicast_port: u16) -> Vec<u8> {
     let hb = chorus::wire::Heartbeat {
         name: name.to_string(),
         api_port,
@@ -447,6 +450,8 @@ fn forged_heartbeat(name: &str, api_port: u16) -> Vec<u8> {
         sync_error_us: Some(1.0),
         stream: None,
         sent_ns: None,
+        unicast_port: Some(unicast_port),
+        delivery: Some(chorus::wire::Delivery::Unicast),
     };
     chorus::wire::packet::encode_heartbeat(&hb)
 }
