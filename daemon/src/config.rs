@@ -186,9 +186,13 @@ pub struct SpeakerConfig {
     pub extra_latency_ms: f64,
     /// Initial volume 0..=100.
     pub volume: u8,
-    /// How this speaker asks for its zone's stream: "multicast" (the group) or "unicast" (to
-    /// its own address: for Wi-Fi, where multicast goes slow and unacknowledged).
-    pub delivery: Delivery,
+    /// How this speaker asks for its zone's stream: "multicast" (the group), "unicast" (to
+    /// its own address: for Wi-Fi, where multicast goes slow and unacknowledged) or "auto"
+    /// (unicast while the group loses more than `auto-unicast-above-pct` of the stream,
+    /// back once it lost at most `auto-multicast-below-pct` for 5 s).
+    pub delivery: SpeakerDelivery,
+    pub auto_unicast_above_pct: f64,
+    pub auto_multicast_below_pct: f64,
     /// `sim` only: DAC rate error, ppm.
     pub dac_ppm: f64,
     /// `sim` only: the DAC reports its position in steps of this many frames (like drivers
@@ -209,6 +213,16 @@ pub struct SpeakerConfig {
     pub heard_log: String,
 }
 
+/// How a speaker asks for its zone's stream (`[speaker] delivery`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeakerDelivery {
+    #[default]
+    Multicast,
+    Unicast,
+    Auto,
+}
+
 /// Knobs for tests and the benchmark rig only.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -220,6 +234,9 @@ pub struct TestingConfig {
     /// Speaker: WAV file of the stream as scheduled, before the resampler and volume (lets
     /// tests check content sample by sample while the resampler aligns finer than a sample).
     pub stream_tap: String,
+    /// Speaker: the stream (`group:port`) its heartbeats name instead of its zone's (a speaker
+    /// that hears the zone through a relay's copy on another group).
+    pub heartbeat_stream: String,
 }
 
 impl Default for Config {
@@ -344,7 +361,9 @@ impl Default for SpeakerConfig {
             buffer_frames: 0,
             extra_latency_ms: 0.0,
             volume: 100,
-            delivery: Delivery::Multicast,
+            delivery: SpeakerDelivery::Multicast,
+            auto_unicast_above_pct: 5.0,
+            auto_multicast_below_pct: 1.0,
             dac_ppm: 0.0,
             sim_delay_step_frames: 0,
             sim_stale_stamps: false,

@@ -173,6 +173,17 @@ impl Config {
                 format!("{} is outside 0..=100", s.volume),
             );
         }
+        let (above, below) = (s.auto_unicast_above_pct, s.auto_multicast_below_pct);
+        if !(0.0..=100.0).contains(&above) {
+            problem(p, "speaker.auto-unicast-above-pct", "must be 0..=100");
+        }
+        if !(0.0..=above.clamp(0.0, 100.0)).contains(&below) {
+            problem(
+                p,
+                "speaker.auto-multicast-below-pct",
+                "must be 0..=auto-unicast-above-pct",
+            );
+        }
         if s.period_frames != 0 && !(32..=16_384).contains(&s.period_frames) {
             problem(p, "speaker.period-frames", "must be 0 (auto) or 32..=16384");
         }

@@ -367,6 +367,20 @@ fn start_controller(
 }
 
 /// Starts the speaker: its playout thread (which opens the device) and its sync client.
+/// The speaker's stream tap (`[testing] stream-tap`), if asked for.
+fn stream_tap(cfg: &Config) -> Result<Option<speaker::tap::StreamTap>, DaemonError> {
+    let z = &cfg.zone;
+    match cfg.testing.stream_tap.as_str() {
+        "" => Ok(None),
+        path => speaker::tap::StreamTap::create(path, z.rate, z.channels)
+            .map(Some)
+            .map_err(|e| DaemonError::Io {
+                what: format!("stream tap {path}"),
+                source: std::io::Error::other(e),
+            }),
+    }
+}
+
 fn start_speaker(
     cfg: &Config,
     base: &Base,
@@ -408,36 +422,32 @@ fn start_speaker(
             speaker::output::open(&s, rate, channels, format, clock.clone())
         }
     };
-    let tap = match cfg.testing.stream_tap.as_str() {
-        "" => None,
-        path => Some(
-            speaker::tap::StreamTap::create(path, z.rate, z.channels).map_err(|e| {
-                DaemonError::Io {
-                    what: format!("stream tap {path}"),
-                    source: std::io::Error::other(e),
-                }
-            })?,
+    let tap = stream_tap(cfg)?;
+    let receiving = speaker::Receiving {
+        interface: iface,
+        expect: Expect {
+            rate: z.rate,
+            channels: z.channels,
+        },
+        fixed_controller: fixed,
+        auth: auth.clone(),
+        delivery: (
+            s.delivery,
+            (
+                s.auto_unicast_above_pct / 100.0,
+                s.auto_multicast_below_pct / 100.0,
+            ),
         ),
     };
-    let expect = Expect {
-        rate: z.rate,
-        channels: z.channels,
-    };
-    let unicast = s.delivery == crate::wire::Delivery::Unicast;
+    let unicast = s.delivery == crate::config::SpeakerDelivery::Unicast;
     shared.wants_unicast.store(unicast, Ordering::Relaxed);
-    let rx = speaker::net::StreamReceiver::open(group, z.port, iface, expect, fixed)
-        .map(|r| r.with_auth(auth.clone()).with_unicast(unicast))
+    let rx = receiving
+        .receiver(group, z.port)
         .map_err(io("multicast receiver"))?;
     shared
         .unicast_port
         .store(rx.unicast_port(), Ordering::Relaxed);
-    let _ = shared.receiving.set(speaker::Receiving {
-        interface: iface,
-        expect,
-        fixed_controller: fixed,
-        auth: auth.clone(),
-        unicast,
-    });
+    let _ = shared.receiving.set(receiving);
     let (sh, ck, sd) = (shared.clone(), clock.clone(), shutdown.clone());
     let playout = std::thread::Builder::new()
         .name("chorus-playout".into())
@@ -447,6 +457,7 @@ fn start_speaker(
     let host = Arc::new(speaker::sync_host::SyncHost {
         shared: shared.clone(),
         api_port,
+        heartbeat_stream: Some(cfg.testing.heartbeat_stream.clone()).filter(|s| !s.is_empty()),
     });
     let (ck, au) = (clock.clone(), auth.clone());
     // A thread of its own, blocking on its socket: one wake-up per exchange, no runtime

@@ -112,3 +112,129 @@ fn a_zone_that_sends_by_unicast_sends_nothing_to_the_group_once() {
     assert_whole(&dir, "a", n);
     assert_whole(&dir, "b", n);
 }
+
+/// Seconds of the UTC day of a log line's stamp (`[2026-12-07T10:56:48.631Z ...`).
+fn stamp_s(line: &str) -> Option<f64> {
+    let t = line
+        .strip_prefix('[')?
+        .split('T')
+        .nth(1)?
+        .split('Z')
+        .next()?;
+    let mut p = t.split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn now_s() -> f64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    t % 86_400.0
+}
+
+/// The stamp of the first line of `log` containing `what`.
+fn first(log: &str, what: &str) -> Option<f64> {
+    log.lines().find(|l| l.contains(what)).and_then(stamp_s)
+}
+
+#[test]
+fn auto_moves_to_unicast_when_the_group_loses_and_back_when_it_stops() {
+    retry_on_host_stall(auto_moves_to_unicast_when_the_group_loses_and_back_when_it_stops_once);
+}
+
+fn auto_moves_to_unicast_when_the_group_loses_and_back_when_it_stops_once() {
+    // "auto" on host 3 hears the group through a relay on its host that drops 20 % of it from
+    // 1 s to 4 s of the track; unicast comes straight from the controller on host 1. "ref" on
+    // host 2 hears the group directly.
+    let lan = Lan::new(3);
+    let dir = scratch("auto");
+    let net = Net::new();
+    let controller = start_controller(&dir, &net.on(&lan, 1), "");
+    let mut reference = start_speaker(&dir, &net.on(&lan, 2), &SpeakerSpec::sim("ref", 90.0, 25.0));
+    let auto_net = Net {
+        ns: Some(lan.ns(3)),
+        api_host: lan.addr(3),
+        ..Net::new()
+    };
+    let mut spec = SpeakerSpec::sim("auto", -200.0, -35.0);
+    spec.speaker_extra = format!(
+        "controller = \"{}:{}\"\ndelivery = \"auto\"",
+        lan.addr(1),
+        net.sync_port
+    );
+    // It hears the relay's copy on another group; by unicast it takes the zone's own stream.
+    spec.extra = format!("heartbeat-stream = \"{}:{}\"", net.group, net.port);
+    let mut relay = net
+        .on(&lan, 3)
+        .command(&bin("chorus-rig"))
+        .arg("relay")
+        .args(["--listen", &format!("{}:{}", net.group, net.port)])
+        .args(["--join-interface", &net.on(&lan, 3).interface])
+        .args(["--to", &format!("{}:{}", auto_net.group, auto_net.port)])
+        .args([
+            "--loss-pct",
+            "20",
+            "--loss-from-ms",
+            "1000",
+            "--loss-until-ms",
+            "4000",
+        ])
+        .args(["--max-seconds", "40"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn chorus-rig relay");
+    let mut auto = start_speaker(&dir, &auto_net, &spec);
+    wait_locked(&controller, 2);
+    let n = 48_000 * 15;
+    let track = dir.join("counter.wav");
+    write_counter_wav(&track, 1, n);
+    let t0 = now_s();
+    play_to_end(&controller, &track, Duration::from_secs(30));
+    let (sa, sr) = (speaker(&auto), speaker(&reference));
+    let z = get(&format!("{}/api/v1/zone", controller.api)).unwrap();
+    auto.stop();
+    reference.stop();
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let (alog, clog) = (auto.log_text(), controller.log_text());
+    println!("auto: {}\nref: {}", sa["network"], sr["network"]);
+    // It asked for unicast once the group lost, was served within 2 s of the loss's start,
+    // and went back to the group after the loss ended (and 5 s without).
+    let asked = first(&alog, "asking for the stream by unicast").expect("never asked for unicast");
+    let served = first(&clog, "by unicast").expect("never served by unicast");
+    let back = first(&alog, "asking for the stream by multicast").expect("never went back");
+    println!(
+        "asked {:.2} s, served {:.2} s, back {:.2} s after the track started",
+        asked - t0,
+        served - t0,
+        back - t0
+    );
+    assert!(asked - t0 > 0.9, "asked before the loss began");
+    assert!(
+        served - (t0 + 1.0) < 2.0,
+        "served {:.2} s after the loss began",
+        served - t0 - 1.0
+    );
+    assert!(back - t0 > 4.0 + 4.5, "back {:.2} s", back - t0);
+    // No gap and no click: the whole track sample for sample, and no fade but the stream's
+    // end, as on the reference.
+    assert_whole(&dir, "auto", n);
+    assert_whole(&dir, "ref", n);
+    assert_eq!(sa["playout"]["frames_lost"], 0, "{sa}");
+    assert_eq!(
+        sa["playout"]["concealments"], sr["playout"]["concealments"],
+        "{sa}\n{sr}"
+    );
+    // Unicast came while asked for (most copies second to the group's: duplicates).
+    assert!(z["unicast_sent"].as_u64().unwrap() > 500, "{z}");
+    assert!(
+        sa["network"]["unicast_packets"].as_u64().unwrap() > 0,
+        "{sa}"
+    );
+}

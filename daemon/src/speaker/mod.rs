@@ -50,14 +50,23 @@ pub struct Receiving {
     pub expect: net::Expect,
     pub fixed_controller: bool,
     pub auth: crate::wire::auth::Auth,
-    /// The speaker asks for its stream by unicast.
-    pub unicast: bool,
+    /// How the speaker asks for its stream, and the `auto` thresholds (shares).
+    pub delivery: (crate::config::SpeakerDelivery, (f64, f64)),
 }
 
 impl Receiving {
     /// Joins `group` and listens on `port`, with a jitter buffer ready to fill.
     pub fn open(&self, group: Ipv4Addr, port: u16) -> std::io::Result<Switch> {
-        let rx = net::StreamReceiver::open(
+        Ok(Switch {
+            rx: self.receiver(group, port)?,
+            jb: playout::jitter_buffer(self.expect.rate, self.expect.channels as usize),
+            asked: std::time::Instant::now(),
+        })
+    }
+
+    /// Joins `group` and listens on `port` (and on a port of its own for unicast).
+    pub fn receiver(&self, group: Ipv4Addr, port: u16) -> std::io::Result<net::StreamReceiver> {
+        Ok(net::StreamReceiver::open(
             group,
             port,
             self.interface,
@@ -65,12 +74,7 @@ impl Receiving {
             self.fixed_controller,
         )?
         .with_auth(self.auth.clone())
-        .with_unicast(self.unicast);
-        Ok(Switch {
-            rx,
-            jb: playout::jitter_buffer(self.expect.rate, self.expect.channels as usize),
-            asked: std::time::Instant::now(),
-        })
+        .with_delivery(self.delivery.0, self.delivery.1))
     }
 }
 
@@ -130,6 +134,8 @@ pub struct Shared {
     pub wants_unicast: AtomicBool,
     pub unicast_port: AtomicU16,
     pub by_unicast: AtomicBool,
+    /// The heartbeat is to go at once (`delivery = "auto"` changed its mind).
+    pub heartbeat_now: AtomicBool,
 }
 
 impl Shared {
@@ -201,6 +207,7 @@ impl Shared {
             wants_unicast: AtomicBool::new(false),
             unicast_port: AtomicU16::new(0),
             by_unicast: AtomicBool::new(false),
+            heartbeat_now: AtomicBool::new(false),
         }
     }
 

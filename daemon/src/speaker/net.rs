@@ -3,13 +3,14 @@
 //! clock-sync client and the heartbeat are `crate::sync::client` (its host: `super::sync_host`).
 
 use super::admission::{Admission, Admitted, Refused};
-use super::delivery::{Change, Membership};
+use super::delivery::{AutoDelivery, Change, GroupLoss, Membership};
 use super::jitter::{Chunk, Insert, JitterBuffer};
 use super::loss::{
     track, FecRing, Missing, MAX_MISSING, REPAIR_GIVE_UP_NS, REPAIR_RETRY_NS, REPAIR_TRIES,
 };
 use super::Shared;
 use crate::clock::ControllerNs;
+use crate::config::SpeakerDelivery;
 use crate::net::multicast_receiver;
 use crate::wire::auth::Auth;
 use crate::wire::flac::FlacDecoder;
@@ -58,8 +59,12 @@ pub struct StreamReceiver {
     unicast_port: u16,
     group: (Ipv4Addr, Ipv4Addr),
     membership: Membership,
-    /// The last datagram admission looked at was one of the stream's, seen before.
-    seen_again: bool,
+    /// `delivery = "auto"`: the policy, and what it judges by.
+    auto: Option<AutoDelivery>,
+    group_loss: GroupLoss,
+    /// The last datagram admission looked at, if it was the stream's (taken, or seen before):
+    /// its number and time.
+    admitted: Option<(u32, ControllerNs)>,
     /// Local time of the last drain that found stream datagrams.
     last_datagrams_ns: i64,
     /// How long before their presentation time datagrams arrive (the largest lately).
@@ -107,7 +112,9 @@ impl StreamReceiver {
             unicast_port,
             group: (group, interface),
             membership: Membership::new(false),
-            seen_again: false,
+            auto: None,
+            group_loss: GroupLoss::default(),
+            admitted: None,
             next_seq: None,
             missing: Vec::with_capacity(MAX_MISSING),
             request: Vec::with_capacity(
@@ -125,9 +132,11 @@ impl StreamReceiver {
         self
     }
 
-    /// The speaker asked for its stream by unicast: it leaves the group while that flows.
-    pub fn with_unicast(mut self, wanted: bool) -> Self {
-        self.membership = Membership::new(wanted);
+    /// How the speaker asks for its stream: by unicast, it leaves the group while that flows;
+    /// `auto`, it measures the group and asks for unicast past the thresholds (shares).
+    pub fn with_delivery(mut self, delivery: SpeakerDelivery, (above, below): (f64, f64)) -> Self {
+        self.membership = Membership::new(delivery == SpeakerDelivery::Unicast);
+        self.auto = (delivery == SpeakerDelivery::Auto).then(|| AutoDelivery::new(above, below));
         self
     }
 
@@ -169,7 +178,7 @@ impl StreamReceiver {
                     self.last_datagrams_ns = local_ns;
                 }
                 for (i, &len) in lens.iter().enumerate().take(n) {
-                    self.seen_again = false;
+                    self.admitted = None;
                     let chunk = self.accept(
                         (i, len),
                         from[i],
@@ -180,8 +189,13 @@ impl StreamReceiver {
                     );
                     // The stream comes by unicast: a datagram of it taken, or one that came
                     // from the group first (authentic, if there is a key).
-                    unicast_came |= k == 1 && (chunk.is_some() || self.seen_again);
+                    unicast_came |= k == 1 && self.admitted.is_some();
                     group_came |= k == 0 && chunk.is_some();
+                    if let (Some((seq, pts)), Some(_)) = (self.admitted, &self.auto) {
+                        // From the group: in time? (Before the clock is known: yes.)
+                        let lead = (k == 0).then(|| now.map_or(i64::MAX, |n| pts.since(n)));
+                        self.group_loss.note(seq, local_ns, lead);
+                    }
                     if let Some(chunk) = chunk {
                         if k == 1 {
                             stats.unicast_packets.fetch_add(1, Ordering::Relaxed);
@@ -195,6 +209,16 @@ impl StreamReceiver {
             }
         }
         self.follow_delivery(shared, local_ns, (unicast_came, group_came));
+        if let Some(auto) = &mut self.auto {
+            let wants = auto.decide(local_ns, self.group_loss.loss(local_ns));
+            if shared.wants_unicast.swap(wants, Ordering::Relaxed) != wants {
+                shared.heartbeat_now.store(true, Ordering::Relaxed);
+                log::info!(
+                    "asking for the stream by {}",
+                    if wants { "unicast" } else { "multicast" }
+                );
+            }
+        }
         if jb.is_some() {
             self.request_repairs(shared, local_ns);
         }
@@ -462,7 +486,11 @@ impl StreamReceiver {
         now: Option<ControllerNs>,
         stats: &super::NetworkCounters,
     ) -> bool {
-        let counter = match self.admission.admit(h, now) {
+        let verdict = self.admission.admit(h, now);
+        if verdict.is_ok() {
+            self.admitted = Some((h.seq, h.pts));
+        }
+        let counter = match verdict {
             Ok(Admitted::Same) => return true,
             Ok(Admitted::NewSession) => {
                 // A session's sequence numbers and frames start at 0. If this is one of its
@@ -484,7 +512,7 @@ impl StreamReceiver {
             Err(Refused::ForeignSession) => &stats.foreign_session,
             Err(Refused::Implausible) => &stats.implausible,
             Err(Refused::Duplicate) => {
-                self.seen_again = true;
+                self.admitted = Some((h.seq, h.pts));
                 &stats.duplicates
             }
             Err(Refused::TooOld) => &stats.too_old,

@@ -13,6 +13,10 @@ pub(crate) struct SyncHost {
     pub shared: Arc<Shared>,
     /// Where the speaker's API listens (told in the heartbeat).
     pub api_port: u16,
+    /// Tests only: the stream the heartbeat names, when not the zone's (`[testing]
+    /// heartbeat-stream`: a speaker that hears the zone through a relay's copy on another
+    /// group still takes the zone's stream by unicast).
+    pub heartbeat_stream: Option<String>,
 }
 
 impl Host for SyncHost {
@@ -37,6 +41,10 @@ impl Host for SyncHost {
         net.unauthenticated.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn heartbeat_now(&self) -> bool {
+        self.shared.heartbeat_now.swap(false, Ordering::Relaxed)
+    }
+
     fn heartbeat(&self) -> Heartbeat {
         let s = &self.shared;
         Heartbeat {
@@ -46,7 +54,11 @@ impl Host for SyncHost {
             muted: s.muted.load(Ordering::Relaxed),
             locked: s.locked.load(Ordering::Relaxed),
             sync_error_us: s.sync_error_us(),
-            stream: Some(s.zone().stream()),
+            stream: Some(
+                self.heartbeat_stream
+                    .clone()
+                    .unwrap_or_else(|| s.zone().stream()),
+            ),
             sent_ns: None,
             unicast_port: Some(s.unicast_port.load(Ordering::Relaxed)).filter(|&p| p != 0),
             delivery: Some(if s.wants_unicast.load(Ordering::Relaxed) {

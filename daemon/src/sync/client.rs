@@ -27,6 +27,11 @@ pub trait Host: Send + Sync {
     fn unauthenticated(&self);
     /// The heartbeat to send now, but for `sent_ns`, which the client fills in.
     fn heartbeat(&self) -> Heartbeat;
+    /// Something the heartbeat tells changed: send it at the next wake-up, not up to a second
+    /// later (asked once: the answer clears it).
+    fn heartbeat_now(&self) -> bool {
+        false
+    }
 }
 
 /// Exchange interval on a jittery path: the envelope filter's precision grows with the number
@@ -141,7 +146,7 @@ pub fn run(host: Arc<dyn Host>, clock: SharedClock, auth: Auth) -> std::io::Resu
         }
         // About once a second: with every second quiet poll (polls a hair under 500 ms apart
         // must not push it to the third).
-        if now.since(last_heartbeat) >= 900_000_000 {
+        if now.since(last_heartbeat) >= 900_000_000 || host.heartbeat_now() {
             last_heartbeat = now;
             send_heartbeat(&*host, &auth, &socket, ctl, now);
         }

@@ -1,8 +1,8 @@
 //! Helpers for the measurement rigs in tests/rig (not used by the daemon):
 //!
 //! - `chorus-rig gen-counter PATH SECONDS`: a 48 kHz stereo WAV whose frames count up.
-//! - `chorus-rig relay --listen ADDR --to ADDR [--delay-ms D] [--jitter-ms J] [--loss-pct L]
-//!   [--burst-ms B --burst-every-ms E --burst-offset-ms O] [--drop-every N] [--drop-first-audio N]
+//! - `chorus-rig relay --listen ADDR --to ADDR [--delay-ms D] [--jitter-ms J] [--loss-pct L
+//!   [--loss-from-ms F] [--loss-until-ms U] (after the first audio datagram)] [--burst-ms B --burst-every-ms E --burst-offset-ms O] [--drop-every N] [--drop-first-audio N]
 //!   [--max-seconds S]`: a user-space UDP relay that delays, jitters (and so reorders) and drops
 //!   datagrams in both directions (no netem on these machines); `--drop-every N` drops exactly
 //!   every Nth datagram, `--drop-first-audio N` the first N chorus audio datagrams.

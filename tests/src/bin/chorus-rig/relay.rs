@@ -26,6 +26,9 @@ struct Options {
     delay_ms: f64,
     jitter_ms: f64,
     loss: f64,
+    /// The random loss applies from / until this long after the first audio datagram.
+    loss_from_ms: f64,
+    loss_until_ms: f64,
     max_s: u64,
     /// Everything dropped for `burst_ms` once every `burst_every_ms`, the first burst
     /// `burst_offset_ms` after the start.
@@ -54,6 +57,8 @@ impl Options {
             delay_ms: num(args, "--delay-ms", "0")?,
             jitter_ms: num(args, "--jitter-ms", "0")?,
             loss: num::<f64>(args, "--loss-pct", "0")? / 100.0,
+            loss_from_ms: num(args, "--loss-from-ms", "0")?,
+            loss_until_ms: num(args, "--loss-until-ms", "1e12")?,
             max_s: num(args, "--max-seconds", "3600")?,
             burst_ms: num(args, "--burst-ms", "0")?,
             burst_every_ms: num(args, "--burst-every-ms", "1000")?,
@@ -90,6 +95,8 @@ struct Path {
     seen: u64,
     audio_dropped: u64,
     rng: rand::rngs::ThreadRng,
+    /// When the first audio datagram came.
+    first_audio_at: Option<Instant>,
 }
 
 impl Path {
@@ -106,7 +113,16 @@ impl Path {
         if first_audio {
             self.audio_dropped += 1;
         }
-        if in_burst || nth || first_audio || self.rng.gen::<f64>() < o.loss {
+        if self.first_audio_at.is_none()
+            && chorus::wire::check_prefix(data) == Ok(chorus::wire::kind::AUDIO)
+        {
+            self.first_audio_at = Some(now);
+        }
+        let lossy = self.first_audio_at.is_some_and(|t| {
+            let ms = now.duration_since(t).as_secs_f64() * 1000.0;
+            (o.loss_from_ms..o.loss_until_ms).contains(&ms)
+        });
+        if in_burst || nth || first_audio || (lossy && self.rng.gen::<f64>() < o.loss) {
             return None;
         }
         let d = (o.delay_ms + o.jitter_ms * (2.0 * self.rng.gen::<f64>() - 1.0)).max(0.0);
@@ -161,6 +177,7 @@ pub fn relay(args: &[String]) -> Result<(), String> {
         started: Instant::now(),
         seen: 0,
         audio_dropped: 0,
+        first_audio_at: None,
         rng: rand::thread_rng(),
     };
     let mut client: Option<SocketAddr> = None;
