@@ -329,11 +329,7 @@ fn residual(r: &mut Bits<'_>, order: usize, out: &mut [i32]) -> Result<(), FlacE
             }
         } else {
             for s in &mut out[at..end] {
-                let q = r.unary(u32::MAX)?;
-                let low = if param == 0 { 0 } else { r.read(param)? };
-                let u = (u64::from(q) << param) | u64::from(low);
-                let v = (u >> 1) as i64 ^ -((u & 1) as i64);
-                *s = i32::try_from(v).map_err(|_| FlacError::Invalid("residual overflows"))?;
+                *s = r.rice(param)?;
             }
         }
         at = end;
@@ -453,6 +449,30 @@ impl<'a> Bits<'a> {
             }
         }
     }
+    /// One Rice-coded residual with parameter `param` (0..=30): a unary quotient, `param`
+    /// low bits, zigzag-folded. Both parts from one 64-bit load when they lie in it (almost
+    /// always: a quotient of 40 or more is absurd for audio).
+    fn rice(&mut self, param: u32) -> Result<i32, FlacError> {
+        let w = self.word() << (self.pos % 8);
+        let q = w.leading_zeros();
+        let used = q + 1 + param;
+        let (q, low) = if used <= 56 && self.pos + used as usize <= self.buf.len() * 8 {
+            let low = if param == 0 {
+                0
+            } else {
+                (w << (q + 1)) >> (64 - param)
+            };
+            self.pos += used as usize;
+            (q, low)
+        } else {
+            let q = self.unary(u32::MAX)?;
+            (q, u64::from(self.read(param)?))
+        };
+        let u = (u64::from(q) << param) | low;
+        let v = (u >> 1) as i64 ^ -((u & 1) as i64);
+        i32::try_from(v).map_err(|_| FlacError::Invalid("residual overflows"))
+    }
+
     /// Skips the zero padding to the byte boundary; the count of whole bytes left after it.
     fn rest_after_padding(&mut self) -> Result<usize, FlacError> {
         let pad = [0, 7, 6, 5, 4, 3, 2, 1][self.pos % 8];
