@@ -472,22 +472,21 @@ impl Config {
 
     /// How the controller sends zone `name`'s stream (a speaker reads it off each datagram).
     pub fn codec_of(&self, name: &str) -> Codec {
-        self.controller
-            .zones
-            .iter()
-            .find(|z| z.name == name)
+        self.extra_zone(name)
             .and_then(|z| z.codec)
             .unwrap_or(self.zone.codec)
     }
 
-    /// How the controller sends zone `name`'s stream.
+    /// To whom the controller sends zone `name`'s stream.
     pub fn delivery_of(&self, name: &str) -> Delivery {
-        self.controller
-            .zones
-            .iter()
-            .find(|z| z.name == name)
+        self.extra_zone(name)
             .and_then(|z| z.delivery)
             .unwrap_or(self.zone.delivery)
+    }
+
+    /// The `[[controller.zones]]` entry of zone `name` (None: the first zone, or no zone).
+    fn extra_zone(&self, name: &str) -> Option<&ExtraZone> {
+        self.controller.zones.iter().find(|z| z.name == name)
     }
 
     /// The zone's multicast group (validated).

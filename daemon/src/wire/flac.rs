@@ -489,9 +489,9 @@ fn be16(b: &[u8]) -> u16 {
 
 /// CRC-8, polynomial x^8 + x^2 + x + 1, initial 0 (the frame header's).
 fn crc8(data: &[u8]) -> u32 {
-    let mut crc = 0u8;
+    let mut crc = 0u16;
     for &b in data {
-        crc = CRC8[usize::from(crc ^ b)];
+        crc = CRC8[usize::from(crc ^ u16::from(b))];
     }
     u32::from(crc)
 }
@@ -500,58 +500,40 @@ fn crc8(data: &[u8]) -> u32 {
 fn crc16(data: &[u8]) -> u16 {
     let mut crc = 0u16;
     for &b in data {
-        crc = (crc << 8) ^ CRC16[usize::from((crc >> 8) as u8 ^ b)];
+        crc = (crc << 8) ^ CRC16[usize::from((crc >> 8) ^ u16::from(b))];
     }
     crc
 }
 
-#[allow(
-    clippy::cast_possible_truncation,
-    reason = "table index below 256, as the byte it stands for"
-)]
-const CRC8: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u8;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 0x80 != 0 {
-                (c << 1) ^ 0x07
-            } else {
-                c << 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
+const CRC8: [u16; 256] = crc_table(0x07, 8);
+const CRC16: [u16; 256] = crc_table(0x8005, 16);
 
+/// The table of an MSB-first CRC of `width` bits (8 or 16) with polynomial `poly`: entry `i`
+/// is the CRC of byte `i`.
 #[allow(
     clippy::cast_possible_truncation,
-    reason = "table index below 256, as the byte it stands for"
+    reason = "table index below 256; values masked to the CRC's width"
 )]
-const CRC16: [u16; 256] = {
+const fn crc_table(poly: u16, width: u32) -> [u16; 256] {
+    let (top, mask) = (1u32 << (width - 1), (1u32 << width) - 1);
     let mut t = [0u16; 256];
     let mut i = 0;
     while i < 256 {
-        let mut c = (i as u16) << 8;
+        let mut c = (i as u32) << (width - 8);
         let mut k = 0;
         while k < 8 {
-            c = if c & 0x8000 != 0 {
-                (c << 1) ^ 0x8005
+            c = if c & top != 0 {
+                (c << 1) ^ poly as u32
             } else {
                 c << 1
-            };
+            } & mask;
             k += 1;
         }
-        t[i] = c;
+        t[i] = c as u16;
         i += 1;
     }
     t
-};
+}
 
 #[cfg(test)]
 #[path = "flac_tests.rs"]
