@@ -3,9 +3,10 @@
 //! pointer moves a JACK period at a time and whose status is stamped at the call. A JACK client
 //! (tests/rig/jack-rec.c) records both speakers in the same process cycle. After lock the servo
 //! must stay off its rail, nothing may re-anchor and nothing may be lost, and the two speakers
-//! must play together within 1 ms median, 2 ms at most: what is held today, not the goal (the
-//! skew wanders by a few hundred µs in the first seconds; before the device clock it was
-//! 2.5-2.8 ms p99 with holes). tests/rig/device-bench measures (`--stall-every` stops the
+//! must play together within 250 µs median, 1 ms at most: generous bounds for a loaded CI
+//! machine (eight runs with a busy loop on one core: median 0.8-8.9 µs, at most 25.6 µs; before
+//! the device clock it was 2.5-2.8 ms p99 with holes, and before 2026-12-07 one speaker in four
+//! under that load kept a bracket 100-150 µs off the other's for its first 10 s). tests/rig/device-bench measures (`--stall-every` stops the
 //! server now and then: its timeline moves, which the speakers follow with one jump each).
 #![allow(clippy::too_many_lines)] // scenarios read top to bottom
 
@@ -213,9 +214,12 @@ fn assert_off_the_rail(p: &Played, drift: f64) {
         .iter()
         .map(|r| (r + drift).abs())
         .fold(0.0, f64::max);
+    eprintln!("resampler at most {worst:.1} ppm off the device's drift after lock");
     assert!(
         worst < 300.0,
-        "resampler {worst} ppm off the device's drift after lock"
+        "resampler {worst} ppm off the device's drift after lock (ratios, two speakers in turn, \
+         one pair per 250 ms: {:?})",
+        p.ratios
     );
 }
 
@@ -253,7 +257,7 @@ fn speakers_on_a_coarse_pointer_device_hold_sync_without_rail_or_resync_once() {
     let (median, max) = stats_abs(&p.skews);
     eprintln!("jack plugin, period 256: median |skew| {median:.1} µs, max {max:.1} µs");
     assert!(
-        median < 1_000.0 && max < 2_000.0,
+        median < 250.0 && max < 1_000.0,
         "median {median} µs, max {max} µs"
     );
 }

@@ -219,6 +219,9 @@ pub struct DeviceClock {
     /// Over a restart the rate is kept, with this uncertainty, until new bounds know it as
     /// well: the first second's bounds alone were 44 ppm off on a JACK rig.
     kept_sigma: Option<f64>,
+    /// The uncertainty of the bounds' own rate (their hull's), from the last fit: the phase
+    /// track's rate is taken only where it knows better.
+    hull_sigma: f64,
     /// When the model last started again on a running device (local time), and the edges that
     /// came on time since (a late one sets the count back).
     relearn_since: Option<LocalNs>,
@@ -270,6 +273,7 @@ impl DeviceClock {
             late_edges: 0,
             late_since: 0.0,
             kept_sigma: None,
+            hull_sigma: f64::INFINITY,
             relearn_since: None,
             relearn_edges: 0,
             storm: false,
@@ -411,6 +415,7 @@ impl DeviceClock {
         self.floor.clear();
         self.track.clear();
         self.track_at = f64::NEG_INFINITY;
+        self.hull_sigma = f64::INFINITY;
         self.add_bound(r.position, 0.0);
         self.asked = None;
         self.late_edges = 0;

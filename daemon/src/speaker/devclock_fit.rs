@@ -27,8 +27,12 @@ impl DeviceClock {
     }
 
     /// The rate from the phase track (least squares), with its uncertainty, once it spans
-    /// `TRACK_AFTER_NS`: each point is within half `TRACK_WIDTH_NS` of the truth, so the slope
-    /// is within that over the span (67 ppm at 0.3 s, 3 ppm at 6 s).
+    /// `TRACK_AFTER_NS`: on sharp edges each point is within half `TRACK_WIDTH_NS` of the
+    /// truth, so the slope is within that over the span (67 ppm at 0.3 s, 3 ppm at 6 s); on
+    /// jittery ones (a plugin's callback, 0-150 µs late) the points scatter by their edges'
+    /// lateness, and the uncertainty is three times that scatter over the span. Counted as
+    /// sharp, three edges of a JACK rig 0.4 s apart gave a rate 229 ppm off at ±125 ppm, which
+    /// then stood for 9 s (its probes, aimed by it, saw no edge to add).
     pub(super) fn track_rate(&self) -> Option<(f64, f64)> {
         let (&(p0, t0), &(_, tz)) = (self.track.front()?, self.track.back()?);
         let span = tz - t0;
@@ -46,7 +50,14 @@ impl DeviceClock {
             return None;
         }
         let slope = (sxy - sx * sy / n) / var;
-        let ppm = (TRACK_WIDTH_NS / span * 1e6).clamp(FLOOR_PPM, PRIOR_PPM);
+        let at = sy / n - slope * sx / n;
+        let scatter = self
+            .track
+            .iter()
+            .map(|&(p, t)| (t - t0 - at - slope * (p - p0) as f64).powi(2))
+            .sum::<f64>();
+        let scatter = 3.0 * (scatter / n).sqrt();
+        let ppm = (TRACK_WIDTH_NS.max(scatter) / span * 1e6).clamp(FLOOR_PPM, PRIOR_PPM);
         ((slope / self.nominal - 1.0).abs() < PRIOR_PPM * 1e-6)
             .then_some((slope, self.nominal * ppm * 1e-6))
     }
@@ -175,7 +186,12 @@ impl DeviceClock {
             .copied()
             .min_by(|a, b| (a.1 - d * a.0).total_cmp(&(b.1 - d * b.0)))
             .unwrap_or((0.0, 0.0));
-        let line = ta + y0 + rate * x0 + slope * ((self.p_ref - pa) as f64 - x0);
+        // The line is known to the rate's uncertainty over the frames it is carried: the
+        // bracket moves up only to the lowest line that allows (carried 1 s at a rate 229 ppm
+        // off, the line lifted a bracket on a JACK plugin's jittery edges 200 µs late, where
+        // it stayed for seconds: no upper bound comes below a line the probes aim at).
+        let carried = ((self.p_ref - pa) as f64 - x0).abs();
+        let line = ta + y0 + rate * x0 + slope * ((self.p_ref - pa) as f64 - x0) - sigma * carried;
         // Once the bounds span 10 s, at most 5 µs per fit (50 fits a second: 250 µs/s, which
         // the servo follows without its rail): a rate that changed (a plugin's clock is not a
         // crystal: JACK's dummy backend ran 100 ppm slow for its first 25 s) moved the line
@@ -195,12 +211,14 @@ impl DeviceClock {
             return;
         }
         (self.rate, self.rate_sigma, self.kept_sigma) = (slope, sigma, None);
+        self.hull_sigma = sigma;
         self.fitted = true;
-        // Before the bounds span `SETTLED_NS` the phase track, when there is one, knows better.
+        // Before the bounds span `SETTLED_NS` the phase track may know better.
         self.fit_phase();
     }
 
-    /// Until the bounds span `SETTLED_NS`, the phase track's rate, when it has one: a narrow
+    /// Until the bounds span `SETTLED_NS`, the phase track's rate, when it has one and knows
+    /// it better than the bounds' hull: a narrow
     /// bracket pins the phase to microseconds within a fraction of a second, where the hull of
     /// a second of upper bounds was still 50-100 ppm off (a unit test's wake-ups jittered by
     /// 3 ms; the sim's speakers heard that as 50-110 us for their first 3 s).
@@ -213,7 +231,7 @@ impl DeviceClock {
             return;
         }
         if let Some((rate, sigma)) = self.track_rate() {
-            if self.kept_sigma.is_some_and(|k| sigma > k) {
+            if self.kept_sigma.is_some_and(|k| sigma > k) || sigma >= self.hull_sigma {
                 return;
             }
             (self.rate, self.rate_sigma, self.kept_sigma) = (rate, sigma, None);
