@@ -19,6 +19,10 @@ impl Drop for Kill {
     /// SIGTERM first: a JACK server killed outright leaves its shared memory behind, and JACK's
     /// registry holds only a few servers, so later runs could not start one.
     fn drop(&mut self) {
+        // One that ended already (the recorder, stopped and waited for) is left alone.
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         let _ = Command::new("kill").arg(self.0.id().to_string()).status();
         if wait_until(Duration::from_secs(3), || self.0.try_wait().ok().flatten()).is_none() {
             let _ = self.0.kill();

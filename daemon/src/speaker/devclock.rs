@@ -38,6 +38,8 @@
 use super::floor::Floor;
 use crate::clock::LocalNs;
 pub(crate) use chorus_api::{DeviceStatus, Stamps};
+use fit::gcd;
+use moves::Carried;
 use std::collections::VecDeque;
 
 /// Largest rate error assumed before the rate is measured: DAC and CPU clock together.
@@ -202,6 +204,8 @@ pub struct DeviceClock {
     /// edges are jittery (which, once seen, the device stays).
     floor: Floor,
     jittery: bool,
+    /// A restart on jittery edges keeps the floor until the new bracket is learnt.
+    carried: Option<Carried>,
     /// Late edges after one that was not (`count_crossing`), whether the edge now being
     /// watched came late, and whether the one before did.
     crossings: u32,
@@ -267,6 +271,7 @@ impl DeviceClock {
             near: 0.0,
             floor: Floor::new(nominal),
             jittery: false,
+            carried: None,
             track: VecDeque::with_capacity(TRACK),
             track_at: f64::NEG_INFINITY,
             fitted: false,
@@ -290,6 +295,7 @@ impl DeviceClock {
         self.open_low = None;
         self.asked = None;
         self.floor.clear();
+        self.carried = None;
         self.opened = None;
         self.relearn_since = None;
     }
@@ -412,7 +418,9 @@ impl DeviceClock {
         self.open = None;
         self.lows.clear();
         self.open_low = None;
-        self.floor.clear();
+        if self.carried.is_none() {
+            self.floor.clear();
+        }
         self.track.clear();
         self.track_at = f64::NEG_INFINITY;
         self.hull_sigma = f64::INFINITY;
@@ -457,7 +465,9 @@ impl DeviceClock {
     /// sharp now and then, one speaker went back to the bracket while the other kept the
     /// line, and they parted by 20-30 µs.
     fn jittery_floor(&self) -> Option<super::floor::Line> {
-        self.floor.line().filter(|_| self.jittery)
+        self.floor
+            .line()
+            .filter(|_| self.jittery && self.carried.is_none())
     }
 
     fn mid(&self) -> f64 {
@@ -508,6 +518,9 @@ impl DeviceClock {
             aim = 0.5 * (lo + hi);
         } else if let Some(line) = self.jittery_floor() {
             aim = line.at(self.p_ref) - PROBE_LEAD_NS;
+        } else if self.carried.is_some() {
+            // Early enough that the watch sees the early edges too (see `Carried`).
+            aim -= 2.0 * PROBE_LEAD_NS;
         }
         let aim = aim - self.lateness;
         let want = natural.since(origin) as f64;
@@ -570,14 +583,6 @@ impl DeviceClock {
             position: self.p_ref,
             position_at_ns: self.heard(self.p_ref).map_or(0, |t| t.0),
         }
-    }
-}
-
-fn gcd(a: i64, b: i64) -> i64 {
-    if b == 0 {
-        a.abs()
-    } else {
-        gcd(b, a % b)
     }
 }
 

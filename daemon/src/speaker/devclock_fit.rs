@@ -75,10 +75,14 @@ impl DeviceClock {
         // is close to its edge: the first reading of a wake-up bounds an edge milliseconds
         // back, and a reading preempted within its call by as long as it was.
         if t - self.last_lo <= TIGHT_NS {
-            self.floor.add(p, t, self.last_lo);
-            self.jittery |= self.floor.jittery();
+            if self.carried.is_some() {
+                self.carry_floor(p, t, self.last_lo);
+            } else {
+                self.floor.add(p, t, self.last_lo);
+                self.jittery |= self.floor.jittery();
+            }
         }
-        if let Some(line) = self.floor.line() {
+        if let Some(line) = self.floor.line().filter(|_| self.carried.is_none()) {
             let at = line.at(self.p_ref);
             if at < self.lo - FLOOR_SLACK_NS || at > self.hi + FLOOR_SLACK_NS {
                 self.floor.clear();
@@ -276,4 +280,13 @@ fn keep(window: &mut VecDeque<(i64, f64)>, best: (i64, f64), t: f64) {
         window.pop_front();
     }
     window.push_back(best);
+}
+
+/// Greatest common divisor (the pointer's step from its increments).
+pub(super) fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs()
+    } else {
+        gcd(b, a % b)
+    }
 }

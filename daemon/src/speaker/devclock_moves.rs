@@ -4,11 +4,53 @@
 
 use super::*;
 
+/// A floor kept over a restart on jittery edges: its line still says where the edges come,
+/// less the timeline's move. The move is the median height of the first `CARRY_BOUNDS` bounds
+/// after the restart above the old line, less that of the last ones before it (both samples of
+/// the same edges' lateness, so the line's height above the edges is kept). Without it the line
+/// started again from nothing: the bracket for two seconds (on the earliest edges, where the
+/// line lies on the lower half: 40-60 µs above), then a young line, each speaker at its own
+/// moment; after a JACK server's xruns the two speakers of the rig were out of tolerance for
+/// 1-2.4 s at a time, up to 62 µs apart. (The new bracket against the old one was the first
+/// measure of the move: a young bracket rests on a few edges, not the earliest of minutes, and
+/// carried the line 50 µs late.)
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Carried {
+    /// Origin of the floor's time less that of the model's now (ns).
+    origin_gap: f64,
+    heights: [f64; CARRY_BOUNDS],
+    n: usize,
+}
+
+/// Bounds after a restart that measure the timeline's move.
+const CARRY_BOUNDS: usize = 16;
+/// ... against this many before it.
+const CARRIED_BOUNDS: usize = 64;
+/// Only edges a watch saw (the reading before showed the old position this little earlier)
+/// measure the move: their heights do not depend on where the probes were aimed, which the
+/// bracket does otherwise than the line (edges seen 250 µs wide carried the line 18 µs late).
+const EDGE_SEEN_NS: f64 = 20_000.0;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 impl DeviceClock {
     /// The model starts again at `r` on a running device: the rate is kept (see
     /// `kept_sigma`), and the timeline waits for it to be relearnt.
     pub(super) fn restart(&mut self, r: Reading) {
         self.restarts += 1;
+        let origin = self.origin.map_or(0.0, |o| o.0 as f64);
+        if let Some(c) = self.carried.as_mut() {
+            c.origin_gap -= r.stamp.0 as f64 - origin;
+        } else if self.jittery_floor().is_some() {
+            self.carried = Some(Carried {
+                origin_gap: origin - r.stamp.0 as f64,
+                heights: [0.0; CARRY_BOUNDS],
+                n: 0,
+            });
+        }
         if self.fitted {
             self.kept_sigma = Some(
                 self.kept_sigma
@@ -84,5 +126,35 @@ impl DeviceClock {
             .is_some_and(|s| self.newest.since(s) < RELEARN_MOST_NS)
             && (self.hi - self.lo >= SETTLED_WIDTH_NS || self.relearn_edges < RELEARN_EDGES)
             && self.jittery_floor().is_none()
+    }
+}
+
+impl DeviceClock {
+    /// Takes an upper bound after a restart (`p` passed at or before `t`, the model's time):
+    /// once there are enough, the kept floor moves by the timeline's move and is used again.
+    pub(super) fn carry_floor(&mut self, p: i64, t: f64, lo: f64) {
+        let (Some(mut c), Some(line)) = (self.carried, self.floor.line()) else {
+            self.carried = None;
+            return;
+        };
+        if t - lo > EDGE_SEEN_NS {
+            return;
+        }
+        c.heights[c.n] = t - c.origin_gap - line.at(p);
+        c.n += 1;
+        self.carried = Some(c);
+        if c.n < CARRY_BOUNDS {
+            return;
+        }
+        let mut before = [0.0; CARRIED_BOUNDS];
+        let n = self.floor.recent_heights(&mut before, EDGE_SEEN_NS);
+        if n == 0 {
+            self.carried = None;
+            self.floor.clear();
+            return;
+        }
+        let moved = median(&mut c.heights) - median(&mut before[..n]);
+        self.carried = None;
+        self.floor.offset(moved + c.origin_gap);
     }
 }

@@ -466,7 +466,7 @@ fn a_jittery_timeline_that_moves_by_less_than_a_step_is_followed_within_a_second
     let mut d = dev(-150.0, 256);
     d.edge_late = (0.0, 150e3);
     let mut m = DeviceClock::new(48_000);
-    let (_, quiet) = played(&mut m, &d, d.start, 20.0);
+    let (heights, quiet) = played(&mut m, &d, d.start, 20.0);
     let before = m.status();
     assert!(
         before.edge_jitter_us.is_some() && before.restarts == 0,
@@ -486,6 +486,14 @@ fn a_jittery_timeline_that_moves_by_less_than_a_step_is_followed_within_a_second
     // about 45 µs above the earliest); the model before took 1.5 s, at up to 10.5 ms. The
     // late edge's urgent probes cost a few wake-ups more, no more.
     assert!(worst[1..].iter().all(|&e| e < 60.0), "{worst:?}");
+    // And from a second after it the estimate lies where it lay before (the line under the
+    // edges, carried over the move), not on the bracket and then on a young line: before, it
+    // went from 45 µs above the edges to 17 and back to 46 within 2 s, and on to 25.
+    let height = heights[heights.len() - 4..].iter().sum::<f64>() / 4.0;
+    assert!(
+        worst[2..].iter().all(|&e| (e - height).abs() < 10.0),
+        "{height:.1} µs before: {worst:.1?}"
+    );
     assert!(
         wakes < quiet * 6 / 20 + 20,
         "{wakes} wake-ups in 6 s, {quiet} in 20 s"

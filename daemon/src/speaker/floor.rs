@@ -135,6 +135,34 @@ impl Floor {
         self.jittery_fits = 0;
     }
 
+    /// Moves every bound, and the line, `by` ns later (the timeline moved by that much).
+    pub(crate) fn offset(&mut self, by: f64) {
+        for b in self.bounds.iter_mut() {
+            b.1 += by;
+            b.2 += by;
+        }
+        if let Some(l) = self.line.as_mut() {
+            l.t0 += by;
+        }
+        self.fitted_at += by;
+    }
+
+    /// The heights above the line of the newest bounds seen within `seen` ns (the reading
+    /// before showed the old position that little earlier) into `out`, as many as fit: how
+    /// late the edges come after the line. None without a line.
+    pub(crate) fn recent_heights(&self, out: &mut [f64], seen: f64) -> usize {
+        let Some(line) = self.line else {
+            return 0;
+        };
+        let seen = self.bounds.iter().rev().filter(|b| b.1 - b.2 <= seen);
+        let mut n = 0;
+        for (o, &(p, t, _)) in out.iter_mut().zip(seen) {
+            *o = t - line.at(p);
+            n += 1;
+        }
+        n
+    }
+
     /// The line, once enough bounds are in.
     pub(crate) fn line(&self) -> Option<Line> {
         self.line
