@@ -20,10 +20,23 @@ pub(crate) struct Carried {
     origin_gap: f64,
     heights: [f64; CARRY_BOUNDS],
     n: usize,
+    /// Bounds offered, seen by a watch or not.
+    offered: usize,
+}
+
+impl Carried {
+    pub(super) fn new(origin_gap: f64) -> Self {
+        Carried {
+            origin_gap,
+            heights: [0.0; CARRY_BOUNDS],
+            n: 0,
+            offered: 0,
+        }
+    }
 }
 
 /// Bounds after a restart that measure the timeline's move.
-const CARRY_BOUNDS: usize = 16;
+pub(super) const CARRY_BOUNDS: usize = 16;
 /// ... against this many before it.
 const CARRIED_BOUNDS: usize = 64;
 /// Only edges a watch saw (the reading before showed the old position this little earlier)
@@ -45,11 +58,7 @@ impl DeviceClock {
         if let Some(c) = self.carried.as_mut() {
             c.origin_gap -= r.stamp.0 as f64 - origin;
         } else if self.jittery_floor().is_some() {
-            self.carried = Some(Carried {
-                origin_gap: origin - r.stamp.0 as f64,
-                heights: [0.0; CARRY_BOUNDS],
-                n: 0,
-            });
+            self.carried = Some(Carried::new(origin - r.stamp.0 as f64));
         }
         if self.fitted {
             self.kept_sigma = Some(
@@ -127,9 +136,7 @@ impl DeviceClock {
             && (self.hi - self.lo >= SETTLED_WIDTH_NS || self.relearn_edges < RELEARN_EDGES)
             && self.jittery_floor().is_none()
     }
-}
 
-impl DeviceClock {
     /// Takes an upper bound after a restart (`p` passed at or before `t`, the model's time):
     /// once there are enough, the kept floor moves by the timeline's move and is used again.
     pub(super) fn carry_floor(&mut self, p: i64, t: f64, lo: f64) {
@@ -137,7 +144,15 @@ impl DeviceClock {
             self.carried = None;
             return;
         };
+        c.offered += 1;
+        self.carried = Some(c);
         if t - lo > EDGE_SEEN_NS {
+            // A device whose edges no watch sees that closely (a slow call) starts its floor
+            // again, as before there was a carry.
+            if c.offered > 4 * CARRY_BOUNDS {
+                self.carried = None;
+                self.floor.clear();
+            }
             return;
         }
         c.heights[c.n] = t - c.origin_gap - line.at(p);

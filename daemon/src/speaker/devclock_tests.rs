@@ -500,6 +500,30 @@ fn a_jittery_timeline_that_moves_by_less_than_a_step_is_followed_within_a_second
     );
 }
 
+#[test]
+fn a_carried_floor_whose_edges_no_watch_sees_closely_is_started_again() {
+    // A device whose calls are slow: no edge after the restart is seen within 20 µs, and the
+    // kept floor would wait for ever, the estimate on the bracket. After four times the bounds
+    // it needs it lets the old floor go, and the floor starts again as it did before the carry.
+    let mut d = dev(-150.0, 256);
+    d.edge_late = (0.0, 150e3);
+    let mut m = DeviceClock::new(48_000);
+    played(&mut m, &d, d.start, 20.0);
+    assert!(m.jittery_floor().is_some());
+    m.carried = Some(moves::Carried::new(0.0));
+    let (p, t) = (m.p_ref, m.last_t);
+    for k in 0..4 * moves::CARRY_BOUNDS as i64 {
+        m.carry_floor(
+            p + 256 * k,
+            t + 5.3e6 * k as f64,
+            t + 5.3e6 * k as f64 - 100e3,
+        );
+        assert!(m.carried.is_some());
+    }
+    m.carry_floor(p + 256 * 99, t + 6e8, t + 6e8 - 100e3);
+    assert!(m.carried.is_none() && m.floor.line().is_none());
+}
+
 /// Two speakers' models of one device with jittery edges (the same edges), each woken on its
 /// own 80 ms lattice, late by its own 30-120 µs: per second of `secs`, the largest difference
 /// between where the two put the same frame (µs).
