@@ -140,8 +140,12 @@ counters! {
         frames_lost => "chorus_frames_lost_total",
         /// Fades to silence over a missing stretch or an ended stream.
         concealments => "chorus_concealments_total",
-        /// Timeline re-anchors.
+        /// Timeline re-anchors of the speaker's own: its timing error went beyond 3 ms (a
+        /// stall, an underrun, a seek).
         resyncs => "chorus_resyncs_total",
+        /// Timeline jumps that follow the output device's own timeline where it moved (a
+        /// sound server's late or skipped cycle moves every stream on it at once).
+        device_jumps => "chorus_device_jumps_total",
         /// Device errors (xruns, unplugs), recovered.
         output_errors => "chorus_output_errors_total",
     }

@@ -247,14 +247,18 @@ pub(crate) fn render_speaker_detail(s: &SpeakerStatus) -> String {
         "bit-exact (no drift)".to_string()
     };
     o += &format!(
-        "  playout: sync error {}, {resampler}, buffered {:.0} ms, lost {} late {} resyncs {}\n",
+        "  playout: sync error {}, {resampler}, buffered {:.0} ms, lost {} late {} resyncs {}{}\n",
         p.sync_error_us
             .map(|e| format!("{e:+.1} µs"))
             .unwrap_or_else(|| "-".into()),
         p.buffered_ms,
         p.counts.frames_lost,
         p.counts.frames_late,
-        p.counts.resyncs
+        p.counts.resyncs,
+        match p.counts.device_jumps {
+            0 => String::new(),
+            n => format!(" (and {n} jumps after the device's own timeline moved)"),
+        }
     );
     o
 }

@@ -13,7 +13,7 @@ use super::playout::{jitter_buffer, LOST_AFTER};
 use super::reading::read_device;
 use super::schedule::Scheduler;
 use super::tap::StreamTap;
-use super::timeline::{Fade, Period, Plan, Timeline, View};
+use super::timeline::{Fade, Jump, Period, Plan, Timeline, View};
 use super::{Shared, Switch};
 use crate::clock::{frames_to_ns, ns_to_frames, ControllerNs, Frames, LocalNs, Nanos, SharedClock};
 use crate::dsp::resampler::{FracResampler, TAPS};
@@ -303,10 +303,15 @@ impl<'a> Player<'a> {
                 .stats
                 .sync_error_ns
                 .store(err as i64, Ordering::Relaxed);
-            if p.resync {
-                // Rare (start-up, underrun, seek): a log line is affordable here.
+            if let Some(jump) = p.resync {
+                // Rare (start-up, underrun, seek, the device's own xrun): a log line is
+                // affordable here.
+                let why = match jump {
+                    Jump::Resync => "resync",
+                    Jump::DeviceMoved => "following the device's moved timeline",
+                };
                 log::info!(
-                    "resync: timing error {:.0} us, resampler at {:+.1} ppm",
+                    "{why}: timing error {:.0} us, resampler at {:+.1} ppm",
                     err / 1000.0,
                     (self.timeline.servo().step() - 1.0) * 1e6
                 );
@@ -427,7 +432,15 @@ impl<'a> Player<'a> {
             .playout
             .concealments
             .store(st.concealments, Ordering::Relaxed);
-        stats.playout.resyncs.store(st.resyncs, Ordering::Relaxed);
+        let jumps = self.timeline.jumps();
+        stats
+            .playout
+            .resyncs
+            .store(jumps.resyncs, Ordering::Relaxed);
+        stats
+            .playout
+            .device_jumps
+            .store(jumps.device_moved, Ordering::Relaxed);
         let buffered = self.jb.buffered_frames();
         stats.buffered_frames.store(buffered, Ordering::Relaxed);
         let servo = self.timeline.servo();

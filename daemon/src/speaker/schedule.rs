@@ -23,8 +23,6 @@ pub struct ScheduleStats {
     pub lost: u64,
     /// Times audio faded out because the next frame was missing (gaps and stream ends).
     pub concealments: u64,
-    /// Timeline re-anchored (the measured error exceeded the playout's threshold).
-    pub resyncs: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,9 +87,6 @@ impl Scheduler {
     /// Anchors the stream timeline: the next frame `fill` produces is the one due at `t0`
     /// (controller time). Re-anchoring drops or inserts frames to land on the new schedule.
     pub fn anchor(&mut self, t0: ControllerNs) {
-        if self.timeline.is_some() {
-            self.stats.resyncs += 1;
-        }
         self.timeline = Some(Timeline { t0, frames: 0 });
     }
 
@@ -356,6 +351,5 @@ mod tests {
         assert_eq!(s.produced(), 2);
         s.anchor(ControllerNs(107_000_000)); // 5 ms further than the 102 ms it was at
         assert_eq!(run(&mut s, &mut jb, 2), vec![8.0, 9.0]);
-        assert_eq!(s.stats().resyncs, 1);
     }
 }

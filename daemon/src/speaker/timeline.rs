@@ -98,6 +98,24 @@ pub(crate) struct View {
     pub playing: bool,
 }
 
+/// Why the timeline jumps (drops or inserts frames) instead of pulling an error in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Jump {
+    /// The speaker's own error went beyond `RESYNC_THRESHOLD_NS` (a stall, an underrun, a
+    /// seek): a resync.
+    Resync,
+    /// The device's timeline moved on its own (a sound server's late or skipped cycle) and the
+    /// device clock has learnt it again: every speaker on that graph follows it.
+    DeviceMoved,
+}
+
+/// The jumps since the timeline was made, by cause.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Jumps {
+    pub resyncs: u64,
+    pub device_moved: u64,
+}
+
 /// One period of the stream, as the timeline wants it written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Period {
@@ -110,9 +128,9 @@ pub(crate) struct Period {
     pub step: f64,
     pub fade: Fade,
     /// The timing error measured for this period (ns; positive: the frame is heard late), and
-    /// whether it was beyond `RESYNC_THRESHOLD_NS` (this period fades out, the next jumps).
+    /// why it is jumped, if it is (this period fades out, the next jumps).
     pub error_ns: Option<f64>,
-    pub resync: bool,
+    pub resync: Option<Jump>,
 }
 
 /// What to do this turn.
@@ -156,6 +174,7 @@ pub(crate) struct Timeline {
     /// The device clock relearnt its timeline: the next error measured beyond
     /// `RELEARNT_JUMP_NS` is jumped.
     relearnt: bool,
+    jumps: Jumps,
 }
 
 impl Timeline {
@@ -181,6 +200,7 @@ impl Timeline {
             stopping: false,
             stop_turns: 0,
             relearnt: false,
+            jumps: Jumps::default(),
         }
     }
 
@@ -295,7 +315,7 @@ impl Timeline {
             step: self.servo.step(),
             fade: self.fade,
             error_ns: None,
-            resync: false,
+            resync: None,
         };
         match (v.heard, v.anchor) {
             // The last period before stopping, or the old zone's last: on the timeline as it
@@ -331,15 +351,23 @@ impl Timeline {
                 let due = t0.0 as f64 + v.read_position * 1e9 / self.rate as f64;
                 let err = m.0 as f64 - due;
                 p.error_ns = Some(err);
-                let threshold = if std::mem::take(&mut self.relearnt) {
-                    RELEARNT_JUMP_NS
+                let (threshold, jump) = if std::mem::take(&mut self.relearnt) {
+                    // The heard times before the move lie on another line: a rate fitted
+                    // across both adds to the pull-in until the servo's window passed the
+                    // move. The rate itself is kept.
+                    self.servo.restart();
+                    (RELEARNT_JUMP_NS, Jump::DeviceMoved)
                 } else {
-                    RESYNC_THRESHOLD_NS as f64
+                    (RESYNC_THRESHOLD_NS as f64, Jump::Resync)
                 };
                 if err.abs() > threshold {
                     // Drop or insert frames under a fade: this period fades out on the old
                     // timeline, the next one jumps and fades in. Never a click.
-                    p.resync = true;
+                    match jump {
+                        Jump::Resync => self.jumps.resyncs += 1,
+                        Jump::DeviceMoved => self.jumps.device_moved += 1,
+                    }
+                    p.resync = Some(jump);
                     self.fade = Fade::Out;
                     p.fade = Fade::Out;
                 } else {
@@ -363,6 +391,11 @@ impl Timeline {
         self.fade = Fade::In;
         p.anchor = Some(t0);
         p.fade = Fade::In;
+    }
+
+    /// The jumps so far, by cause.
+    pub(crate) fn jumps(&self) -> Jumps {
+        self.jumps
     }
 
     /// A period was written to the device.

@@ -117,7 +117,7 @@ fn the_stream_is_placed_on_its_grid_once_the_device_has_settled() {
         ..view(15 * MS + 7_000)
     };
     let p = period(t.plan(&next));
-    assert_eq!((p.anchor, p.fade, p.resync), (None, Fade::None, false));
+    assert_eq!((p.anchor, p.fade, p.resync), (None, Fade::None, None));
     assert_eq!(p.error_ns, Some(0.0));
     // The servo started at the DAC's measured rate: no error yet, and already that step.
     assert!((p.step - (1.0 + 300e-6)).abs() < 1e-9, "{}", p.step);
@@ -137,7 +137,7 @@ fn an_error_beyond_the_threshold_fades_out_then_jumps_and_fades_in() {
         ..view(5 * MS)
     };
     let p = period(t.plan(&placed));
-    assert!(p.resync);
+    assert_eq!(p.resync, Some(Jump::Resync));
     assert_eq!((p.fade, p.anchor), (Fade::Out, None));
     assert_eq!(p.error_ns, Some(5e6));
     t.wrote();
@@ -151,8 +151,10 @@ fn an_error_beyond_the_threshold_fades_out_then_jumps_and_fades_in() {
         anchor: Some(ControllerNs(0)),
         ..view(2 * MS)
     }));
-    assert!(!p.resync);
+    assert_eq!(p.resync, None);
     assert_eq!((p.fade, p.anchor), (Fade::None, None));
+    let jumps = t.jumps();
+    assert_eq!((jumps.resyncs, jumps.device_moved), (1, 0));
 }
 
 #[test]
@@ -167,7 +169,7 @@ fn a_relearnt_device_timeline_is_waited_for_then_jumped_once() {
         ..view(ns)
     };
     let p = period(t.plan(&placed(9 * MS, true)));
-    assert_eq!((p.error_ns, p.resync, p.fade), (None, false, Fade::None));
+    assert_eq!((p.error_ns, p.resync, p.fade), (None, None, Fade::None));
     t.wrote();
     // Seen only while the device was full, it counts as well.
     let mut fresh = timeline();
@@ -176,15 +178,59 @@ fn a_relearnt_device_timeline_is_waited_for_then_jumped_once() {
         ..placed(9 * MS, true)
     };
     assert!(matches!(fresh.plan(&full), Plan::Sleep(_)));
-    assert!(period(fresh.plan(&placed(MS / 2, false))).resync);
+    assert!(period(fresh.plan(&placed(MS / 2, false))).resync.is_some());
     let p = period(t.plan(&placed(MS / 2, false)));
-    assert_eq!((p.error_ns, p.resync, p.fade), (Some(5e5), true, Fade::Out));
+    assert_eq!(
+        (p.error_ns, p.resync, p.fade),
+        (Some(5e5), Some(Jump::DeviceMoved), Fade::Out)
+    );
     t.wrote();
     let p = period(t.plan(&placed(MS / 2, false)));
     assert_eq!(p.fade, Fade::In);
     t.wrote();
     let p = period(t.plan(&placed(MS / 2, false)));
-    assert_eq!((p.resync, p.fade), (false, Fade::None));
+    assert_eq!((p.resync, p.fade), (None, Fade::None));
+    // Counted as the device's, not as a resync of the speaker's own.
+    let jumps = t.jumps();
+    assert_eq!((jumps.resyncs, jumps.device_moved), (0, 1));
+}
+
+#[test]
+fn a_small_move_of_the_device_timeline_is_pulled_in_at_no_more_than_it_needs() {
+    // A DAC at the controller's rate, whose timeline moves 150 µs late (a sound server's late
+    // cycle) after 20 s; the device clock takes 10 periods to learn it again. The move is
+    // below the jump after a relearn, so the resampler pulls it in: at the proportional
+    // loop's rate (150 ppm for 150 µs, less as it closes), not more, which a rate fitted
+    // across the move would add (168 ppm).
+    let mut t = timeline();
+    let t0 = ControllerNs(1_000 * MS);
+    let (mut heard, mut read, mut worst) = (t0.0 as f64, 0.0, 0.0f64);
+    for k in 0..4_000 {
+        if k == 2_000 {
+            heard += 150e3;
+        }
+        let v = View {
+            anchor: Some(t0),
+            read_position: read,
+            heard: Some(ControllerNs(heard as i64)),
+            relearning: (2_000..2_010).contains(&k),
+            ..view(heard as i64)
+        };
+        let p = period(t.plan(&v));
+        assert_eq!(p.resync, None, "period {k}: {p:?}");
+        if k >= 2_000 {
+            worst = worst.max((p.step - 1.0).abs() * 1e6);
+        }
+        read += p.step * PERIOD as f64;
+        heard += 10e6;
+        t.wrote();
+    }
+    assert!((100.0..160.0).contains(&worst), "{worst} ppm");
+    assert!(
+        (t.servo().step() - 1.0).abs() < 5e-6,
+        "{}",
+        t.servo().step()
+    );
 }
 
 #[test]
@@ -206,7 +252,7 @@ fn a_dac_off_by_200_ppm_is_followed_by_the_resampler_without_a_jump() {
             ..view(heard as i64)
         };
         let p = period(t.plan(&v));
-        assert!(!p.resync, "period {k}: {p:?}");
+        assert_eq!(p.resync, None, "period {k}: {p:?}");
         if k > 3_000 {
             worst_late = worst_late.max(p.error_ns.unwrap().abs());
         }
