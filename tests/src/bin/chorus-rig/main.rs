@@ -6,6 +6,9 @@
 //!   [--max-seconds S]`: a user-space UDP relay that delays, jitters (and so reorders) and drops
 //!   datagrams in both directions (no netem on these machines); `--drop-every N` drops exactly
 //!   every Nth datagram, `--drop-first-audio N` the first N chorus audio datagrams.
+//!   `--air multicast|unicast [--dtim-ms D] [--air-kbps K] [--air-queue-ms Q] [--retry-pct R]
+//!   [--retry-ms M]`: the datagrams cross a Wi-Fi link's air too (air.rs); `--unicast-port P`
+//!   carries a speaker's unicast stream (relay.rs).
 //! - `chorus-rig spoof --group G --port P [--interface I] [--seconds S] [--seq-jump N]`: forges
 //!   and replays datagrams on a zone's group; with `--seq-jump N`, one copy of the first
 //!   untagged audio datagram with its sequence number N ahead, and nothing else.
@@ -24,6 +27,7 @@
 #![allow(clippy::too_many_lines)] // scenarios read top to bottom
 #![forbid(unsafe_code)]
 
+mod air;
 mod attack;
 mod relay;
 mod soak;
