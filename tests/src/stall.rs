@@ -41,8 +41,12 @@ impl Watch {
         let count = Arc::new(AtomicU64::new(0));
         let worst_us = Arc::new(AtomicU64::new(0));
         let (s, c, w) = (stop.clone(), count.clone(), worst_us.clone());
+        // The scenario starts once the watch does: a stall before its first nap went unseen.
+        let started = Arc::new(std::sync::Barrier::new(2));
+        let go = started.clone();
         let thread = std::thread::spawn(move || {
             let nap = Duration::from_millis(2);
+            go.wait();
             while !s.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 std::thread::sleep(nap);
@@ -53,6 +57,7 @@ impl Watch {
                 }
             }
         });
+        started.wait();
         Watch {
             stop,
             count,
@@ -61,8 +66,11 @@ impl Watch {
         }
     }
 
-    /// Stalls seen, and the worst, ms.
-    fn seen(&self) -> (u64, f64) {
+    /// Stops the watch and says what it saw: stalls, and the worst, ms. Its last nap is
+    /// finished first, so a stall that ended just before (the scenario's failure came right
+    /// after it) is counted; read at once, it was sometimes not yet (a flaky self-test).
+    fn finish(mut self) -> (u64, f64) {
+        self.end();
         (
             self.count.load(Ordering::Relaxed),
             self.worst_us.load(Ordering::Relaxed) as f64 / 1000.0,
@@ -70,12 +78,18 @@ impl Watch {
     }
 }
 
-impl Drop for Watch {
-    fn drop(&mut self) {
+impl Watch {
+    fn end(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
@@ -86,8 +100,7 @@ pub fn retry_on_host_stall(mut scenario: impl FnMut()) {
         FAULTS.store(0, Ordering::Relaxed);
         let watch = Watch::start();
         let result = catch_unwind(AssertUnwindSafe(&mut scenario));
-        let (stalls, worst_ms) = watch.seen();
-        drop(watch);
+        let (stalls, worst_ms) = watch.finish();
         let stalls = stalls + FAULTS.load(Ordering::Relaxed);
         match result {
             Ok(()) => return,

@@ -1,4 +1,18 @@
-//! How far ahead of its time the stream arrives: the largest lead of the last second or two.
+//! How far ahead of its time the stream arrives: the largest lead of the last second or two;
+//! and from it, whether a stream that went quiet is still coming.
+
+/// A stream quiet for less than this is still coming, whatever its lead.
+const QUIET_NS: i64 = 50_000_000;
+
+/// Whether a stream whose last datagrams came `quiet_ns` ago, `lead` ahead of their time at
+/// the most, is still coming: frames not here yet are late, not absent (a loss burst under
+/// way, a send burst still to come, or a path that holds the stream up and then delivers it,
+/// as a Wi-Fi access point does through an outage and its retries), for as long as what it
+/// holds can still come before it is due: its lead. A stream that stopped was waited for
+/// 50 ms, and a 60 ms outage left a hole of silence where the audio came in time after it.
+pub(super) fn still_coming(quiet_ns: i64, lead: Option<i64>) -> bool {
+    quiet_ns < lead.unwrap_or(0).max(QUIET_NS)
+}
 
 /// The largest of a quantity over the last one to two seconds (two one-second buckets).
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +63,20 @@ impl RecentMax {
 
 #[cfg(test)]
 mod tests {
-    use super::RecentMax;
+    use super::{still_coming, RecentMax};
+
+    #[test]
+    fn a_stream_held_up_for_less_than_its_lead_is_still_coming() {
+        const MS: i64 = 1_000_000;
+        // 150 ms ahead: an outage of 60 ms, or of 140, is waited for; 160 ms is the end.
+        assert!(still_coming(60 * MS, Some(150 * MS)));
+        assert!(still_coming(140 * MS, Some(150 * MS)));
+        assert!(!still_coming(160 * MS, Some(150 * MS)));
+        // No lead known (or a short one): 50 ms.
+        assert!(still_coming(40 * MS, None));
+        assert!(!still_coming(60 * MS, None));
+        assert!(!still_coming(60 * MS, Some(20 * MS)));
+    }
 
     #[test]
     fn the_lead_is_the_largest_of_the_last_one_to_two_seconds() {

@@ -254,10 +254,9 @@ impl StreamReceiver {
         !self.missing.is_empty()
     }
 
-    /// True while the stream is coming in (datagrams found in the last 50 ms): frames not here
-    /// yet are late, not absent (a loss burst under way, or a send burst still to come).
+    /// True while the stream is coming in (see `lead::still_coming`).
     pub fn flowing(&self, local_ns: i64) -> bool {
-        local_ns - self.last_datagrams_ns < 50_000_000
+        super::lead::still_coming(local_ns - self.last_datagrams_ns, self.lead_ns(local_ns))
     }
 
     /// How long before its presentation time the stream's audio is here, at the most: the
