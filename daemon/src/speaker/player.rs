@@ -417,30 +417,18 @@ impl<'a> Player<'a> {
     /// The counters, for the API (atomics: never a lock on this thread).
     fn publish(&self) {
         let stats = &self.shared.stats;
-        let st = self.sched.stats();
-        stats
-            .playout
-            .frames_played
-            .store(st.played, Ordering::Relaxed);
-        stats
-            .playout
-            .frames_silence
-            .store(st.silence, Ordering::Relaxed);
-        stats.playout.frames_late.store(st.late, Ordering::Relaxed);
-        stats.playout.frames_lost.store(st.lost, Ordering::Relaxed);
-        stats
-            .playout
-            .concealments
-            .store(st.concealments, Ordering::Relaxed);
-        let jumps = self.timeline.jumps();
-        stats
-            .playout
-            .resyncs
-            .store(jumps.resyncs, Ordering::Relaxed);
-        stats
-            .playout
-            .device_jumps
-            .store(jumps.device_moved, Ordering::Relaxed);
+        let (st, jumps, p) = (self.sched.stats(), self.timeline.jumps(), &stats.playout);
+        for (counter, value) in [
+            (&p.frames_played, st.played),
+            (&p.frames_silence, st.silence),
+            (&p.frames_late, st.late),
+            (&p.frames_lost, st.lost),
+            (&p.concealments, st.concealments),
+            (&p.resyncs, jumps.resyncs),
+            (&p.device_jumps, jumps.device_moved),
+        ] {
+            counter.store(value, Ordering::Relaxed);
+        }
         let buffered = self.jb.buffered_frames();
         stats.buffered_frames.store(buffered, Ordering::Relaxed);
         let servo = self.timeline.servo();
