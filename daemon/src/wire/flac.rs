@@ -9,7 +9,7 @@
 //! it allocates nothing per frame (one work buffer, sized once), decodes straight into the
 //! jitter buffer's PCM bytes, and treats every bit as hostile (a frame's lengths, orders and
 //! Rice parameters are checked against the block before they are used; both CRCs are
-//! verified). The encoder is `flacenc`'s, on the controller ([`super::flac_encode`]).
+//! verified). The encoder is on the controller ([`super::flac_encode`]).
 
 use super::SampleFormat;
 
@@ -266,7 +266,7 @@ fn fixed(r: &mut Bits<'_>, bps: u32, order: usize, out: &mut [i32]) -> Result<()
     warm_up(r, bps, order, out)?;
     residual(r, order, out)?;
     const COEFFS: [&[i64]; 5] = [&[], &[1], &[2, -1], &[3, -3, 1], &[4, -6, 4, -1]];
-    predict(out, order, COEFFS[order], 0)
+    predict(out, COEFFS[order], 0)
 }
 
 /// A linear predictor with quantised coefficients (orders 1 to 32).
@@ -285,23 +285,73 @@ fn lpc(r: &mut Bits<'_>, bps: u32, order: usize, out: &mut [i32]) -> Result<(), 
         *c = i64::from(r.signed(precision + 1)?);
     }
     residual(r, order, out)?;
-    predict(out, order, &coeffs[..order], shift.unsigned_abs())
+    predict(out, &coeffs[..order], shift.unsigned_abs())
 }
 
-/// Adds the prediction to the residual in `out[order..]`: `coeffs[j]` weighs the sample
-/// `j + 1` back. A result outside 32 bits is refused (a valid stream never has one).
-fn predict(out: &mut [i32], order: usize, coeffs: &[i64], shift: u32) -> Result<(), FlacError> {
-    for i in order..out.len() {
-        let history = &out[i - order..i];
-        let sum: i64 = coeffs
-            .iter()
-            .zip(history.iter().rev())
-            .map(|(c, &s)| c * i64::from(s))
-            .sum();
-        let v = (sum >> shift) + i64::from(out[i]);
-        out[i] = i32::try_from(v).map_err(|_| FlacError::Invalid("prediction overflows"))?;
+/// Adds the prediction to the residual in `out[coeffs.len()..]`: `coeffs[j]` weighs the sample
+/// `j + 1` back. A result outside 32 bits is refused (a valid stream never has one). The
+/// orders encoders use are unrolled (`run`): the loop over a slice of coefficients per sample
+/// was most of the decoder's time.
+fn predict(out: &mut [i32], coeffs: &[i64], shift: u32) -> Result<(), FlacError> {
+    let fits = match coeffs.len() {
+        0 => true,
+        1 => run::<1>(out, coeffs, shift),
+        2 => run::<2>(out, coeffs, shift),
+        3 => run::<3>(out, coeffs, shift),
+        4 => run::<4>(out, coeffs, shift),
+        5 => run::<5>(out, coeffs, shift),
+        6 => run::<6>(out, coeffs, shift),
+        7 => run::<7>(out, coeffs, shift),
+        8 => run::<8>(out, coeffs, shift),
+        12 => run::<12>(out, coeffs, shift),
+        order => (order..out.len()).all(|i| {
+            let sum: i64 = coeffs
+                .iter()
+                .zip(out[i - order..i].iter().rev())
+                .map(|(c, &s)| c * i64::from(s))
+                .sum();
+            store(&mut out[i], sum, shift)
+        }),
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(FlacError::Invalid("prediction overflows"))
     }
-    Ok(())
+}
+
+/// `predict` for `N` coefficients; false if a result overflowed.
+#[inline(always)]
+fn run<const N: usize>(out: &mut [i32], coeffs: &[i64], shift: u32) -> bool {
+    let Ok(c) = <[i64; N]>::try_from(coeffs) else {
+        return false;
+    };
+    let mut fits = true;
+    for i in N..out.len() {
+        // A window of known length: no bounds check per coefficient.
+        let w: &[i32; N] = match out[i - N..i].try_into() {
+            Ok(w) => w,
+            Err(_) => return false,
+        };
+        let mut sum = 0i64;
+        for j in 0..N {
+            sum += c[j] * i64::from(w[N - 1 - j]);
+        }
+        fits &= store(&mut out[i], sum, shift);
+    }
+    fits
+}
+
+/// The residual in `s` plus the prediction `sum >> shift`, if it fits 32 bits.
+#[inline(always)]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "the truncation is checked: false when the value does not fit"
+)]
+fn store(s: &mut i32, sum: i64, shift: u32) -> bool {
+    let v = (sum >> shift) + i64::from(*s);
+    *s = v as i32;
+    i64::from(*s) == v
 }
 
 /// The Rice-coded residual (RFC 9639 §9.2.7) into `out[order..]`.
@@ -361,10 +411,18 @@ fn decorrelate(assignment: u32, work: &mut [i32], block: usize) {
 
 /// Planar integers to interleaved PCM bytes of `format`.
 fn interleave(work: &[i32], ch: usize, block: usize, format: SampleFormat, out: &mut [u8]) {
-    let width = format.bytes();
-    for (i, frame) in out.chunks_exact_mut(ch * width).enumerate() {
-        for (c, d) in frame.chunks_exact_mut(width).enumerate() {
-            d.copy_from_slice(&work[c * block + i].to_le_bytes()[..width]);
+    match format {
+        SampleFormat::S16 => interleave_as::<2>(work, ch, block, out),
+        SampleFormat::S24 => interleave_as::<3>(work, ch, block, out),
+        SampleFormat::S32 => interleave_as::<4>(work, ch, block, out),
+    }
+}
+
+/// `interleave` for samples `W` bytes wide (a copy of known length per sample).
+fn interleave_as<const W: usize>(work: &[i32], ch: usize, block: usize, out: &mut [u8]) {
+    for (i, frame) in out.chunks_exact_mut(ch * W).enumerate() {
+        for (c, d) in frame.chunks_exact_mut(W).enumerate() {
+            d.copy_from_slice(&work[c * block + i].to_le_bytes()[..W]);
         }
     }
 }
@@ -488,7 +546,7 @@ fn be16(b: &[u8]) -> u16 {
 }
 
 /// CRC-8, polynomial x^8 + x^2 + x + 1, initial 0 (the frame header's).
-fn crc8(data: &[u8]) -> u32 {
+pub(super) fn crc8(data: &[u8]) -> u32 {
     let mut crc = 0u16;
     for &b in data {
         crc = CRC8[usize::from(crc ^ u16::from(b))];
@@ -497,7 +555,7 @@ fn crc8(data: &[u8]) -> u32 {
 }
 
 /// CRC-16, polynomial x^16 + x^15 + x^2 + 1, initial 0 (the whole frame's).
-fn crc16(data: &[u8]) -> u16 {
+pub(super) fn crc16(data: &[u8]) -> u16 {
     let mut crc = 0u16;
     for &b in data {
         crc = (crc << 8) ^ CRC16[usize::from((crc >> 8) ^ u16::from(b))];

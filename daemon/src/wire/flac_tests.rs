@@ -32,7 +32,7 @@ fn expect(frames: usize, ch: u8, format: SampleFormat) -> Expect {
     }
 }
 
-/// Encodes with flacenc, decodes here, and compares with the PCM the same samples make.
+/// Encodes with our encoder, decodes here, and compares with the PCM the same samples make.
 fn round_trip(samples: &[f32], ch: u8, format: SampleFormat) -> usize {
     let frames = samples.len() / usize::from(ch);
     let mut enc = FlacEncoder::new(48_000, ch, format).expect("encoder");
@@ -50,7 +50,7 @@ fn round_trip(samples: &[f32], ch: u8, format: SampleFormat) -> usize {
 }
 
 #[test]
-fn flacenc_frames_decode_to_the_exact_pcm() {
+fn encoded_frames_decode_to_the_exact_pcm() {
     for (ch, format, frames) in [
         (2, SampleFormat::S16, 512),
         (2, SampleFormat::S16, 256),
@@ -74,6 +74,59 @@ fn flacenc_frames_decode_to_the_exact_pcm() {
             .map(|s| (s * 64.0).round() / 64.0)
             .collect();
         round_trip(&coarse, ch as u8, format);
+    }
+}
+
+/// A FLAC stream of our encoder's frames: STREAMINFO, then the frames numbered 0, 1, ...
+/// (the encoder numbers every frame 0: chorus's header numbers them).
+fn stream_of(samples: &[f32], ch: u8, format: SampleFormat, block: usize) -> Vec<u8> {
+    let mut enc = FlacEncoder::new(48_000, ch, format).expect("encoder");
+    let mut stream = b"fLaC".to_vec();
+    stream.extend([0x80, 0, 0, 34]);
+    stream.extend((block as u16).to_be_bytes());
+    stream.extend((block as u16).to_be_bytes());
+    stream.extend([0; 6]);
+    let total = (samples.len() / usize::from(ch)) as u64;
+    let bits = u64::from(format.bits());
+    let packed = (48_000u64 << 44) | (u64::from(ch) - 1) << 41 | (bits - 1) << 36 | total;
+    stream.extend(packed.to_be_bytes());
+    stream.extend([0; 16]);
+    for (k, chunk) in samples.chunks(block * usize::from(ch)).enumerate() {
+        let mut f = Vec::new();
+        assert!(enc.encode(chunk, usize::MAX, &mut f));
+        f[4] = k as u8;
+        let crc_at = if block > 256 { 7 } else { 6 };
+        f[crc_at] = crc8(&f[..crc_at]) as u8;
+        let end = f.len() - 2;
+        let crc = crc16(&f[..end]);
+        f[end..].copy_from_slice(&crc.to_be_bytes());
+        stream.extend(f);
+    }
+    stream
+}
+
+#[test]
+fn encoded_frames_decode_under_symphonia() {
+    // Another decoder than ours: the encoder writes FLAC, not a private dialect of it.
+    for (ch, format, block) in [
+        (2, SampleFormat::S16, 512),
+        (2, SampleFormat::S24, 341),
+        (1, SampleFormat::S16, 256),
+        (6, SampleFormat::S24, 113),
+    ] {
+        let mut samples = signal(block * 5, ch, 0.5, 5);
+        // A silent block (constant subframes) and a clipped one.
+        samples.extend(vec![0.0; block * ch]);
+        samples.extend(signal(block, ch, 3.0, 6));
+        let stream = stream_of(&samples, ch as u8, format, block);
+        let q = quantiser(format);
+        let want: Vec<i32> = samples.iter().map(|&s| q(s)).collect();
+        let got = symphonia_decodes(stream, format.bits().into());
+        assert_eq!(got.len(), want.len(), "{ch} ch {format:?}");
+        assert!(
+            got == want,
+            "{ch} ch {format:?}: symphonia decodes other samples"
+        );
     }
 }
 
@@ -102,10 +155,15 @@ fn block_and_rate(data: &[u8]) -> (usize, u32) {
 
 /// Every sample of a file as symphonia decodes it, at `bits` bits.
 fn symphonia_samples(path: &str, bits: u32) -> Vec<i32> {
+    symphonia_decodes(std::fs::read(path).expect("fixture"), bits)
+}
+
+/// Every sample of a FLAC stream as symphonia decodes it, at `bits` bits.
+fn symphonia_decodes(stream: Vec<u8>, bits: u32) -> Vec<i32> {
     use symphonia::core::audio::SampleBuffer;
     use symphonia::core::io::MediaSourceStream;
-    let file = std::fs::File::open(path).expect("fixture");
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let source = std::io::Cursor::new(stream);
+    let mss = MediaSourceStream::new(Box::new(source), Default::default());
     let probed = symphonia::default::get_probe()
         .format(
             &symphonia::core::probe::Hint::new(),
