@@ -478,9 +478,10 @@ impl DeviceClock {
     /// the frame after the last one written is the next one heard. None before any reading.
     pub fn heard(&self, frame: i64) -> Option<LocalNs> {
         let origin = self.origin?;
+        let above = self.carried.map_or(0.0, |c| c.above_bracket);
         let t = match self.jittery_floor() {
             Some(line) => line.at(frame),
-            None => self.mid() + self.rate * (frame - self.p_ref) as f64,
+            None => self.mid() + above + self.rate * (frame - self.p_ref) as f64,
         };
         Some(origin.plus(t.round() as i64))
     }

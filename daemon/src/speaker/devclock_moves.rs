@@ -18,6 +18,14 @@ use super::*;
 pub(crate) struct Carried {
     /// Origin of the floor's time less that of the model's now (ns).
     origin_gap: f64,
+    /// How far the floor's line lay above the bracket's middle at the restart (ns): until the
+    /// floor is moved, the estimate is the new bracket raised by it, not the bracket alone.
+    /// (The bracket rests on the earliest edges, the line on the lower half of them: on a
+    /// JACK rig 40-60 µs higher. Without it a speaker went from the line to the bracket at a
+    /// restart and back when its carry ended, 0.6-3.6 s later, while the other speaker of
+    /// the rig had ended its own carry at another moment: 1.2-3.2 s out of tolerance after
+    /// each such xrun, up to 58 µs apart.)
+    pub(super) above_bracket: f64,
     heights: [f64; CARRY_BOUNDS],
     n: usize,
     /// Bounds offered, seen by a watch or not.
@@ -25,9 +33,10 @@ pub(crate) struct Carried {
 }
 
 impl Carried {
-    pub(super) fn new(origin_gap: f64) -> Self {
+    pub(super) fn new(origin_gap: f64, above_bracket: f64) -> Self {
         Carried {
             origin_gap,
+            above_bracket,
             heights: [0.0; CARRY_BOUNDS],
             n: 0,
             offered: 0,
@@ -57,8 +66,9 @@ impl DeviceClock {
         let origin = self.origin.map_or(0.0, |o| o.0 as f64);
         if let Some(c) = self.carried.as_mut() {
             c.origin_gap -= r.stamp.0 as f64 - origin;
-        } else if self.jittery_floor().is_some() {
-            self.carried = Some(Carried::new(origin - r.stamp.0 as f64));
+        } else if let Some(line) = self.jittery_floor() {
+            let above = line.at(self.p_ref) - self.mid();
+            self.carried = Some(Carried::new(origin - r.stamp.0 as f64, above));
         }
         if self.fitted {
             self.kept_sigma = Some(

@@ -510,7 +510,7 @@ fn a_carried_floor_whose_edges_no_watch_sees_closely_is_started_again() {
     let mut m = DeviceClock::new(48_000);
     played(&mut m, &d, d.start, 20.0);
     assert!(m.jittery_floor().is_some());
-    m.carried = Some(moves::Carried::new(0.0));
+    m.carried = Some(moves::Carried::new(0.0, 0.0));
     let (p, t) = (m.p_ref, m.last_t);
     for k in 0..4 * moves::CARRY_BOUNDS as i64 {
         m.carry_floor(
