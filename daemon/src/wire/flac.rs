@@ -581,7 +581,10 @@ impl<'a> Bits<'a> {
     /// Rice-coded residuals with parameter `param` into `out`: several from each 64-bit load
     /// (one load per residual was most of the decoder's time); one at a time near the end of
     /// the frame, or for a code longer than a load holds.
-    #[allow(clippy::cast_possible_truncation, reason = "a bit offset in a byte, 0..8")]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "a bit offset in a byte, 0..8"
+    )]
     fn rice_into(&mut self, param: u32, out: &mut [i32]) -> Result<(), FlacError> {
         let mut k = 0;
         while k < out.len() {
