@@ -280,10 +280,12 @@ fn fixed(r: &mut Bits<'_>, bps: u32, order: usize, out: &mut [i32]) -> Result<()
 )]
 fn fixed_predict(out: &mut [i32], order: usize) -> bool {
     let mut fits = true;
+    // The history is what was stored, 32 bits: a forged frame's overflowing values cannot
+    // grow on in it (16 times a sample at order 4: past 64 bits within a block).
     let mut put = |s: &mut i32, v: i64| {
         *s = v as i32;
         fits &= i64::from(*s) == v;
-        v
+        i64::from(*s)
     };
     let h = |i: usize| out.get(i).map_or(0, |&v| i64::from(v));
     let (mut a, mut b, mut c, mut d) = (

@@ -354,3 +354,68 @@ fn forged_frames_with_valid_crcs_never_panic() {
         assert!(out[MAX_PCM_BYTES..].iter().all(|&b| b == 0xEE));
     }
 }
+
+/// Bits, most significant first, packed into bytes (a frame built by hand).
+#[derive(Default)]
+struct Bitstream(Vec<bool>);
+
+impl Bitstream {
+    fn put(&mut self, v: u64, n: u32) {
+        self.0.extend((0..n).rev().map(|i| v >> i & 1 == 1));
+    }
+    fn bytes(&self) -> Vec<u8> {
+        self.0
+            .chunks(8)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |b, (i, &x)| b | u8::from(x) << (7 - i))
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_fixed_predictor_whose_values_overflow_is_refused() {
+    // Mono, 16-bit, 1024 frames at 48 kHz (the most a datagram may carry); one order-4 fixed
+    // subframe whose warm-up swings between the extremes and whose residuals (escaped, 31
+    // bits) are the largest there are: each prediction overflows, and carried on unchecked
+    // (a fourfold sum of the residuals, growing as n^4) they would pass 64 bits in the block.
+    let mut b = Bitstream::default();
+    b.put(0xFFF8, 16);
+    b.put(7, 4);
+    b.put(10, 4);
+    b.put(0, 4);
+    b.put(4, 3);
+    b.put(0, 1);
+    b.put(0, 8);
+    b.put(1023, 16);
+    let head = b.bytes();
+    b.put(u64::from(crc8(&head)), 8);
+    b.put(12 << 1, 8);
+    for v in [0x7FFFu64, 0x8000, 0x7FFF, 0x8000] {
+        b.put(v, 16);
+    }
+    b.put(0, 2);
+    b.put(0, 4);
+    b.put(15, 4);
+    b.put(31, 5);
+    for _ in 0..1020 {
+        b.put(0x3FFF_FFFF, 31);
+    }
+    while b.0.len() % 8 != 0 {
+        b.0.push(false);
+    }
+    let mut frame = b.bytes();
+    let crc = crc16(&frame);
+    frame.extend_from_slice(&crc.to_be_bytes());
+    let e = Expect {
+        rate: 48_000,
+        channels: 1,
+        format: SampleFormat::S16,
+        frames: 1024,
+    };
+    let mut out = vec![0u8; 2048];
+    let r = FlacDecoder::default().decode(&frame, e, &mut out);
+    assert_eq!(r, Err(FlacError::Invalid("prediction overflows")));
+}
