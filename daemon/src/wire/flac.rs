@@ -265,7 +265,12 @@ fn warm_up(r: &mut Bits<'_>, bps: u32, order: usize, out: &mut [i32]) -> Result<
 fn fixed(r: &mut Bits<'_>, bps: u32, order: usize, out: &mut [i32]) -> Result<(), FlacError> {
     warm_up(r, bps, order, out)?;
     residual(r, order, out)?;
-    if fixed_predict(out, order) {
+    fitted(fixed_predict(out, order))
+}
+
+/// A predictor's result: whether every value fitted 32 bits.
+fn fitted(fits: bool) -> Result<(), FlacError> {
+    if fits {
         Ok(())
     } else {
         Err(FlacError::Invalid("prediction overflows"))
@@ -357,11 +362,7 @@ fn predict(out: &mut [i32], coeffs: &[i64], shift: u32) -> Result<(), FlacError>
             store(&mut out[i], sum, shift)
         }),
     };
-    if fits {
-        Ok(())
-    } else {
-        Err(FlacError::Invalid("prediction overflows"))
-    }
+    fitted(fits)
 }
 
 /// `predict` for `N` coefficients; false if a result overflowed.
@@ -558,26 +559,12 @@ impl<'a> Bits<'a> {
             }
         }
     }
-    /// One Rice-coded residual with parameter `param` (0..=30): a unary quotient, `param`
-    /// low bits, zigzag-folded. Both parts from one 64-bit load when they lie in it (almost
-    /// always: a quotient of 40 or more is absurd for audio).
+    /// One Rice-coded residual with parameter `param` (0..=30), the long way: a unary
+    /// quotient, `param` low bits, zigzag-folded. `rice_into` takes the usual ones faster.
     fn rice(&mut self, param: u32) -> Result<i32, FlacError> {
-        let w = self.word() << (self.pos % 8);
-        let q = w.leading_zeros();
-        let used = q + 1 + param;
-        let (q, low) = if used <= 56 && self.pos + used as usize <= self.buf.len() * 8 {
-            let low = if param == 0 {
-                0
-            } else {
-                (w << (q + 1)) >> (64 - param)
-            };
-            self.pos += used as usize;
-            (q, low)
-        } else {
-            let q = self.unary(u32::MAX)?;
-            (q, u64::from(self.read(param)?))
-        };
-        unfold((u64::from(q) << param) | low)
+        let q = self.unary(u32::MAX)?;
+        let low = self.read(param)?;
+        unfold((u64::from(q) << param) | u64::from(low))
     }
 
     /// Rice-coded residuals with parameter `param` into `out`: several from each 64-bit load
