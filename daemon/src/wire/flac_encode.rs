@@ -10,7 +10,8 @@
 
 use super::auth::TAG_LEN;
 use super::fec::MAX_PROTECTED;
-use super::flac::{bits, crc16, crc8};
+use super::flac::bits;
+use super::flac_bits::{crc16, crc8};
 use super::packet::{encode_audio, put_audio_header, quantiser, AUDIO_HEADER_LEN};
 use super::{AudioHeader, Codec, SampleFormat};
 

@@ -419,3 +419,29 @@ fn a_fixed_predictor_whose_values_overflow_is_refused() {
     let r = FlacDecoder::default().decode(&frame, e, &mut out);
     assert_eq!(r, Err(FlacError::Invalid("prediction overflows")));
 }
+
+#[test]
+fn the_checksums_match_their_catalogued_check_values_at_every_length() {
+    // CRC-16/UMTS (x^16 + x^15 + x^2 + 1, initial 0) and CRC-8/SMBUS of "123456789".
+    assert_eq!(crc16(b"123456789"), 0xFEE8);
+    assert_eq!(crc8(b"123456789"), 0xF4);
+    // Eight bytes a step must agree with one bit at a time, whatever the remainder.
+    let bitwise = |data: &[u8]| {
+        let mut crc = 0u16;
+        for &b in data {
+            crc ^= u16::from(b) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x8005
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc
+    };
+    let data: Vec<u8> = (0..100u32).map(|i| (i * 37 + 11) as u8).collect();
+    for n in 0..data.len() {
+        assert_eq!(crc16(&data[..n]), bitwise(&data[..n]), "length {n}");
+    }
+}

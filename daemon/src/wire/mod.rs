@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod fec;
 pub mod flac;
+mod flac_bits;
 pub mod flac_encode;
 #[doc(hidden)]
 pub mod packet;
