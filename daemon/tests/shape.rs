@@ -26,7 +26,7 @@ fn crate_sources(rel: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
     let mut out = Vec::new();
     sources(&root, &mut out);
-    assert!(out.len() > 3, "no sources under {}", root.display());
+    assert!(!out.is_empty(), "no sources under {}", root.display());
     out
 }
 
