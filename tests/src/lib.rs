@@ -468,6 +468,16 @@ pub fn send(method: &str, url: &str, body: &str) -> (u16, Value) {
         .timeout(Duration::from_secs(5))
         .set("content-type", "application/json")
         .send_string(body);
+    status_and_body(method, url, r)
+}
+
+/// What a request's reply came to: (status, body as JSON or as a string). An error status is
+/// a reply; a request that got none panics.
+pub fn status_and_body(
+    method: &str,
+    url: &str,
+    r: Result<ureq::Response, ureq::Error>,
+) -> (u16, Value) {
     let (code, resp) = match r {
         Ok(r) => (r.status(), r),
         Err(ureq::Error::Status(c, r)) => (c, r),
@@ -577,18 +587,27 @@ pub fn noise(k: u32) -> i16 {
     }
 }
 
+/// A new 48 kHz stereo WAV file of `bits` integer samples at `path`, to write samples to
+/// (left, right, ...).
+pub fn stereo_48k_wav(
+    path: &Path,
+    bits: u16,
+) -> hound::WavWriter<std::io::BufWriter<std::fs::File>> {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
+    };
+    hound::WavWriter::create(path, spec).unwrap()
+}
+
 /// Writes a 48 kHz stereo s16 WAV whose frame `i` carries source frame number `k = start + i`:
 /// left is `k mod 65536`, right is `noise(k)`. Every frame of an unresampled output can be traced
 /// to its source frame, and the noise channel gives a sharp cross-correlation for measuring
 /// alignment of resampled outputs.
 pub fn write_counter_wav(path: &Path, start: u32, frames: u32) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let mut w = stereo_48k_wav(path, 16);
     for k in start..start + frames {
         w.write_sample((k & 0xffff) as u16 as i16).unwrap();
         w.write_sample(noise(k)).unwrap();
@@ -599,14 +618,8 @@ pub fn write_counter_wav(path: &Path, start: u32, frames: u32) {
 /// Writes a 48 kHz stereo WAV of a sine at `hz`, amplitude `amp` (of full scale), the same in
 /// both channels, in 16 or 24 bits.
 pub fn write_tone_wav(path: &Path, hz: f64, amp: f64, seconds: u32, bits: u16) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: bits,
-        sample_format: hound::SampleFormat::Int,
-    };
     let full = ((1i64 << (bits - 1)) - 1) as f64;
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let mut w = stereo_48k_wav(path, bits);
     for i in 0..48_000 * seconds {
         let v = (amp * (2.0 * std::f64::consts::PI * hz * i as f64 / 48_000.0).sin() * full).round()
             as i32;

@@ -108,16 +108,7 @@ fn call(
         Some(b) => req.set("content-type", content_type).send_bytes(b),
         None => req.call(),
     };
-    let (code, resp) = match r {
-        Ok(r) => (r.status(), r),
-        Err(ureq::Error::Status(c, r)) => (c, r),
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let text = resp.into_string().unwrap_or_default();
-    (
-        code,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    status_and_body(method, url, r)
 }
 
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {

@@ -11,13 +11,7 @@ use std::time::Duration;
 /// names each frame (`noise(k)`, k from `first`), so that both a click and the frame heard can
 /// be read from what a speaker played.
 fn write_tone_noise_wav(path: &Path, hz: f64, first: u32, frames: u32) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let mut w = stereo_48k_wav(path, 16);
     for i in 0..frames {
         let t = i as f64 / 48_000.0;
         let v = (0.5 * (2.0 * std::f64::consts::PI * hz * t).sin() * 32_767.0).round() as i16;
